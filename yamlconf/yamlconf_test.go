@@ -1,0 +1,92 @@
+package yamlconf
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+type inner struct {
+	Pos  Pos
+	Name string `yaml:"name,required"`
+	Port int    `yaml:"port"`
+}
+
+type outer struct {
+	Listen  string            `yaml:"listen"`
+	Timeout time.Duration     `yaml:"timeout"`
+	Items   []inner           `yaml:"items"`
+	Extra   map[string]any    `yaml:"extra"`
+	Labels  map[string]string `yaml:"labels"`
+	On      bool              `yaml:"on"`
+}
+
+func TestDecodeReportsEveryProblemWithPosition(t *testing.T) {
+	src := `listen: 127.0.0.1:8080
+timeout: 5 seconds
+items:
+  - name: a
+    port: eighty
+  - port: 81
+    colour: red
+extra: {a: 1, b: [x, 2.5, true]}
+on: maybe
+lisen: x
+`
+	var o outer
+	errs := DecodeFile("f.yaml", []byte(src), &o)
+	want := []string{
+		`f.yaml:2:10: invalid duration "5 seconds"`,
+		`f.yaml:5:11: expected an integer, got a string`,
+		`f.yaml:7:5: unknown key "colour"`,
+		`f.yaml:6:5: missing required key "name"`,
+		`f.yaml:9:5: expected true or false, got a string`,
+		`f.yaml:10:1: unknown key "lisen"`,
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(want), errs)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(errs[i].Error(), w) {
+			t.Errorf("error %d = %q, want prefix %q", i, errs[i].Error(), w)
+		}
+	}
+	if o.Listen != "127.0.0.1:8080" || o.Items[0].Name != "a" || o.Items[1].Port != 81 {
+		t.Errorf("decoded values wrong: %+v", o)
+	}
+	if o.Items[1].Pos != (Pos{Line: 6, Column: 5}) {
+		t.Errorf("item position = %+v", o.Items[1].Pos)
+	}
+	if b := o.Extra["b"].([]any); b[0] != "x" || b[1] != 2.5 || b[2] != true || o.Extra["a"] != 1 {
+		t.Errorf("extra decoded as %#v", o.Extra)
+	}
+}
+
+func TestSyntaxErrorIsPositioned(t *testing.T) {
+	errs := DecodeFile("bad.yaml", []byte("a: 1\nb: [1, 2\n"), &outer{})
+	if len(errs) != 1 || errs[0].Line == 0 || errs[0].File != "bad.yaml" {
+		t.Fatalf("got %v", errs)
+	}
+}
+
+func TestDuplicateKeyIsAnError(t *testing.T) {
+	errs := DecodeFile("dup.yaml", []byte("listen: a\nlisten: b\n"), &outer{})
+	if len(errs) != 1 || errs[0].Line != 2 {
+		t.Fatalf("got %v", errs)
+	}
+}
+
+func TestEmptyFileIsAnError(t *testing.T) {
+	errs := DecodeFile("empty.yaml", []byte("# nothing\n"), &outer{})
+	if len(errs) != 1 || !strings.Contains(errs[0].Message, "empty") {
+		t.Fatalf("got %v", errs)
+	}
+}
+
+func TestAnchorsAndAliasesResolve(t *testing.T) {
+	var o outer
+	errs := DecodeFile("a.yaml", []byte("labels: &l {a: b}\nextra: *l\n"), &o)
+	if len(errs) != 0 || o.Extra["a"] != "b" {
+		t.Fatalf("errs %v, extra %v", errs, o.Extra)
+	}
+}
