@@ -40,7 +40,7 @@ func headerValues(h http.Header, name string) []string {
 func single(vals []string) (string, presence) {
 	v := ""
 	for _, raw := range vals {
-		t := strings.TrimSpace(raw)
+		t := trimASCIISpace(raw)
 		if t == "" {
 			continue
 		}
@@ -136,4 +136,11 @@ func validHeaderName(name string) bool {
 		}
 	}
 	return true
+}
+
+// trimASCIISpace drops the whitespace HTTP treats as padding around a field value. Unicode
+// spaces (U+00A0 and friends) are part of the value: a credential may end in one, and New
+// accepts such credentials, so trimming them here would make them unverifiable.
+func trimASCIISpace(s string) string {
+	return strings.TrimFunc(s, func(r rune) bool { return r < 0x80 && isSpace(byte(r)) })
 }

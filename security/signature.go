@@ -42,7 +42,7 @@ func newSignature(cfg Config, p *problems) *signatureScheme {
 }
 
 func (s *signatureScheme) check(r *Request) *Failure {
-	// TrimSpace also drops the "\n" Ruby's Base64.encode64 appends when the sender forgets
+	// single's trimming also drops the "\n" Ruby's Base64.encode64 appends when the sender forgets
 	// the .gsub("\n", "") of the platform's example.
 	v, st := single(headerValues(r.Header, s.header))
 	switch st {
