@@ -1,0 +1,631 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pushbackd/pushbackd/store"
+	"go.uber.org/zap"
+)
+
+// EngineOptions configures an Engine. Zero values take the defaults documented per field.
+type EngineOptions struct {
+	Logger *zap.Logger // log steps and run outcomes; default: discard
+	KV     store.KV    // state for kv steps, namespaced by partner id; nil fails kv steps
+	Egress EgressPolicy
+	Clock  Clock // default SystemClock()
+
+	// MaxOutputBytes cuts recorded step inputs and outputs whose JSON is longer, so one large
+	// answer cannot bloat run history. The run itself keeps the whole value. Default 64 KiB.
+	MaxOutputBytes int
+	// MaxResponseBytes bounds how much of an http answer is read; a longer answer fails the
+	// step (not retried). Default 1 MiB.
+	MaxResponseBytes int64
+	// MemoryBudget bounds the memory one expression evaluation may allocate, in expr's
+	// units. Default 1e6, expr's own default.
+	MemoryBudget uint
+	// CleanupTimeout bounds compensation and on_failure, which run even after the saga's
+	// timeout or the caller's context has ended. Default 30s.
+	CleanupTimeout time.Duration
+	// Jitter spreads one retry wait; default "equal jitter": half the wait plus a random
+	// part of the other half. Tests pass the identity to check exact waits.
+	Jitter func(time.Duration) time.Duration
+	// Checkpointer, when set, is given the run's state after every step and before every
+	// retry wait, so a durable store can resume the run after a crash (Engine.Resume).
+	Checkpointer Checkpointer
+}
+
+// Checkpointer persists a run's progress. The engine calls it on the run's goroutine; a
+// failing checkpoint is logged and the run carries on (the final Result is still returned
+// for the caller to record).
+type Checkpointer interface {
+	Checkpoint(ctx context.Context, st *State) error
+}
+
+// State is a run's progress between steps: enough to resume it from the first unfinished
+// step. Values are redacted (a secret revealed before the checkpoint reads as "<secret>"
+// after a resume) but not truncated.
+type State struct {
+	RunID       string    `json:"run_id"`
+	SagaVersion string    `json:"saga_version"`
+	RunAttempt  int       `json:"run_attempt"` // run.attempt of the run that wrote it
+	Started     time.Time `json:"started"`
+	Next        int       `json:"next"` // index in Saga.Steps of the first unfinished step
+	// StepAttempts is the tries already made of Steps[Next], and WaitUntil when the next try
+	// is due: a retry wait is stored, so it survives a restart.
+	StepAttempts int                  `json:"step_attempts,omitempty"`
+	WaitUntil    time.Time            `json:"wait_until,omitzero"`
+	Vars         map[string]any       `json:"vars"`
+	Steps        map[string]StepState `json:"steps"`
+	Records      []StepRecord         `json:"records"`
+}
+
+// Engine runs compiled sagas. It is safe for concurrent use; each Run is independent.
+type Engine struct {
+	opts   EngineOptions
+	log    *zap.Logger
+	clock  Clock
+	client *http.Client
+}
+
+var _ Runner = (*Engine)(nil)
+
+// NewEngine applies defaults and builds the HTTP client whose transport enforces the egress
+// policy at dial time.
+func NewEngine(o EngineOptions) *Engine {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock()
+	}
+	if o.MaxOutputBytes <= 0 {
+		o.MaxOutputBytes = 64 << 10
+	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = 1 << 20
+	}
+	if o.MemoryBudget == 0 {
+		o.MemoryBudget = 1e6
+	}
+	if o.CleanupTimeout <= 0 {
+		o.CleanupTimeout = 30 * time.Second
+	}
+	if o.Jitter == nil {
+		o.Jitter = equalJitter
+	}
+	e := &Engine{opts: o, log: o.Logger, clock: o.Clock}
+	policy := o.Egress
+	e.client = &http.Client{
+		Transport: policy.NewTransport(),
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			return policy.CheckURL(req.URL)
+		},
+	}
+	return e
+}
+
+func equalJitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// backoff is the wait after the n-th failed try: Backoff doubled n-1 times, capped at
+// MaxBackoff, then jittered.
+func (e *Engine) backoff(r Retry, n int) time.Duration {
+	d := r.Backoff
+	for i := 1; i < n && d < r.MaxBackoff; i++ {
+		d *= 2
+	}
+	if r.MaxBackoff > 0 && d > r.MaxBackoff {
+		d = r.MaxBackoff
+	}
+	return e.opts.Jitter(d)
+}
+
+// permanentError marks a failure that retrying cannot fix: a template that does not render,
+// a 4xx answer, an egress refusal, a fail action.
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+func permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+func isPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// Run runs the saga of inv from its first step.
+func (e *Engine) Run(ctx context.Context, inv *Invocation) *Result {
+	return e.Resume(ctx, inv, nil)
+}
+
+// Resume runs the saga of inv from st, a checkpoint of an earlier attempt of the same run;
+// nil st starts from the first step. A checkpoint of another version of the saga is refused:
+// its step indexes and outputs may not fit the new steps.
+func (e *Engine) Resume(ctx context.Context, inv *Invocation, st *State) (res *Result) {
+	if inv == nil || inv.Saga == nil {
+		return &Result{Status: StatusFailed, Error: "no saga to run"}
+	}
+	r := e.newRun(inv)
+	defer func() {
+		// A bug in one run must not take the gateway down with it.
+		if p := recover(); p != nil {
+			e.log.Error("saga run panicked", append(r.logFields(), zap.Any("panic", p), zap.Stack("stack"))...)
+			res = r.res
+			res.Status, res.Error = StatusFailed, "internal error in the saga engine"
+		}
+	}()
+	if st != nil {
+		if st.SagaVersion != "" && st.SagaVersion != inv.Saga.Version {
+			r.res.Status = StatusFailed
+			r.res.Error = fmt.Sprintf("saga %s changed since the run was checkpointed (version %s, now %s)", inv.Saga.Name, st.SagaVersion, inv.Saga.Version)
+			return r.res
+		}
+		r.restore(st)
+	}
+	return r.execute(ctx)
+}
+
+// run is one execution of a saga.
+type run struct {
+	e   *Engine
+	inv *Invocation
+	s   *Saga
+	rs  *runState
+	env *Env
+	ev  *evaluator
+	log *zap.Logger
+	res *Result
+
+	next         int
+	stepAttempts int
+	waitUntil    time.Time
+}
+
+func (e *Engine) newRun(inv *Invocation) *run {
+	rs := newRunState(inv.Secrets)
+	env := newEnv(inv, rs)
+	r := &run{
+		e: e, inv: inv, s: inv.Saga, rs: rs, env: env,
+		ev: newEvaluator(env, e.opts.MemoryBudget),
+		res: &Result{
+			RunID: inv.RunID, Saga: inv.Saga.Name, SagaVersion: inv.Saga.Version,
+			Started: e.clock.Now(),
+		},
+	}
+	r.log = e.log.With(r.logFields()...)
+	return r
+}
+
+func (r *run) logFields() []zap.Field {
+	f := []zap.Field{zap.String("run_id", r.inv.RunID), zap.String("saga", r.s.Name), zap.String("partner", r.inv.Partner.ID)}
+	if r.inv.Site != nil {
+		f = append(f, zap.String("site", r.inv.Site.ID))
+	}
+	return append(f, zap.String("endpoint", r.inv.Endpoint))
+}
+
+func (r *run) restore(st *State) {
+	r.env.Vars = maps.Clone(st.Vars)
+	if r.env.Vars == nil {
+		r.env.Vars = map[string]any{}
+	}
+	r.env.Steps = maps.Clone(st.Steps)
+	if r.env.Steps == nil {
+		r.env.Steps = map[string]StepState{}
+	}
+	r.env.Run.Attempt = st.RunAttempt + 1
+	r.res.Steps = slices.Clone(st.Records)
+	if !st.Started.IsZero() {
+		r.res.Started = st.Started
+	}
+	r.next, r.stepAttempts, r.waitUntil = st.Next, st.StepAttempts, st.WaitUntil
+}
+
+// failure is why the forward pass stopped.
+type failure struct {
+	step string
+	msg  string // redacted, as shown to the sender
+}
+
+func (r *run) execute(ctx context.Context) *Result {
+	res := r.res
+	if r.s.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, r.s.Timeout, fmt.Errorf("saga timed out after %s", r.s.Timeout))
+		defer cancel()
+	}
+
+	if res.Steps == nil {
+		res.Steps = make([]StepRecord, 0, len(r.s.Steps))
+	}
+	var fail *failure
+	for i := r.next; i < len(r.s.Steps) && fail == nil; i++ {
+		st := r.s.Steps[i]
+		done := 0
+		if i == r.next && r.stepAttempts > 0 {
+			done = r.stepAttempts
+			if wait := r.waitUntil.Sub(r.e.clock.Now()); wait > 0 {
+				_ = r.e.clock.Sleep(ctx, wait) // a cancelled wait fails the try that follows
+			}
+		}
+		rec, ans, err := r.step(ctx, i, st, done)
+		res.Steps = append(res.Steps, rec)
+		switch {
+		case ans != nil:
+			res.Answer = redactAnswer(r.rs, ans)
+			res.Status = StatusSucceeded
+			return r.finish()
+		case err != nil && !st.ContinueOnError:
+			fail = &failure{step: st.Name, msg: rec.Error}
+			var fe *failError
+			if !errors.As(err, &fe) {
+				fail.msg = st.Name + ": " + rec.Error
+			}
+		default:
+			if i+1 < len(r.s.Steps) {
+				r.checkpoint(ctx, i+1, 0, time.Time{})
+			}
+		}
+	}
+	if fail == nil {
+		res.Status = StatusSucceeded
+		return r.finish()
+	}
+	res.Status, res.Error, res.FailedStep = StatusFailed, fail.msg, fail.step
+	r.cleanup(ctx, fail)
+	return r.finish()
+}
+
+func redactAnswer(rs *runState, a *Answer) *Answer {
+	out, _ := rs.redact(a).(*Answer)
+	return out
+}
+
+func (r *run) finish() *Result {
+	res := r.res
+	res.Duration = r.e.clock.Now().Sub(res.Started)
+	if v, ok := r.rs.redact(r.env.Vars).(map[string]any); ok {
+		res.Vars = v
+	}
+	if res.Status == StatusSucceeded {
+		r.log.Debug("saga run finished", zap.String("status", res.Status), zap.Duration("duration", res.Duration))
+	} else {
+		r.log.Info("saga run failed", zap.String("status", res.Status), zap.String("step", res.FailedStep),
+			zap.String("error", res.Error), zap.Duration("duration", res.Duration))
+	}
+	return res
+}
+
+// cleanup compensates the steps that succeeded, newest first, then runs on_failure. It runs
+// on a context detached from the caller's: a saga that timed out still needs undoing.
+func (r *run) cleanup(ctx context.Context, fail *failure) {
+	res := r.res
+	r.env.Error = &ErrorEnv{Step: fail.step, Message: fail.msg}
+	cctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), r.e.opts.CleanupTimeout,
+		fmt.Errorf("compensation timed out after %s", r.e.opts.CleanupTimeout))
+	defer cancel()
+
+	for j := len(res.Steps) - 1; j >= 0; j-- {
+		rec := &res.Steps[j]
+		st := r.s.step(rec.Name)
+		if rec.Status != StatusSucceeded || st == nil || st.Compensate == nil {
+			continue
+		}
+		crec, _, _ := r.action(cctx, st.Name, st.Compensate, st.Retry, st.Timeout, -1, 0)
+		res.Compensations = append(res.Compensations, crec)
+		if crec.Status == StatusSucceeded {
+			rec.Status = StatusCompensated
+			s := r.env.Steps[st.Name]
+			s.Status = StatusCompensated
+			r.env.Steps[st.Name] = s
+		}
+	}
+	if len(res.Compensations) > 0 {
+		res.Status = StatusCompensated
+	}
+	if r.s.OnFailure != nil {
+		rec, ans, _ := r.action(cctx, "on_failure", r.s.OnFailure, Retry{Attempts: 1}, 0, -1, 0)
+		res.OnFailure = &rec
+		if ans != nil {
+			res.Answer = redactAnswer(r.rs, ans)
+		}
+	}
+}
+
+// step runs one step: its condition, then its action with retries.
+func (r *run) step(ctx context.Context, i int, st *Step, done int) (StepRecord, *Answer, error) {
+	if st.when != nil {
+		ok, err := r.ev.evalBool(st.when)
+		if err != nil {
+			rec := StepRecord{Name: st.Name, Action: st.Action.Kind, Status: StatusFailed, Started: r.e.clock.Now()}
+			rec.Error = r.rs.redactString("when: " + err.Error())
+			r.env.Steps[st.Name] = StepState{Status: StatusFailed, Error: rec.Error}
+			return rec, nil, err
+		}
+		if !ok {
+			r.env.Steps[st.Name] = StepState{Status: StatusSkipped}
+			return StepRecord{Name: st.Name, Action: st.Action.Kind, Status: StatusSkipped, Started: r.e.clock.Now()}, nil, nil
+		}
+	}
+	return r.action(ctx, st.Name, st.Action, st.Retry, st.Timeout, i, done)
+}
+
+// action runs a with retries and records it under name. It sets steps.<name> for the
+// expressions that follow. stepIndex is the step's place for retry-wait checkpoints, -1 for
+// compensations and on_failure, which are not resumed.
+func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, timeout time.Duration, stepIndex, done int) (StepRecord, *Answer, error) {
+	rec := StepRecord{Name: name, Action: a.Kind, Started: r.e.clock.Now()}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("step timed out after %s", timeout))
+		defer cancel()
+	}
+	if retry.Attempts < 1 {
+		retry.Attempts = 1
+	}
+	var (
+		input, output any
+		ans           *Answer
+		err           error
+	)
+	for n := done + 1; ; n++ {
+		rec.Attempts = n
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+			break
+		}
+		input, output, ans, err = r.exec(ctx, a)
+		if err != nil && ctx.Err() != nil {
+			// The try failed because time ran out; say which clock ran out rather than only
+			// "context deadline exceeded".
+			if cause := context.Cause(ctx); !errors.Is(err, cause) {
+				err = fmt.Errorf("%w: %w", cause, err)
+			}
+			break
+		}
+		if err == nil || n >= retry.Attempts || isPermanent(err) {
+			break
+		}
+		wait := r.e.backoff(retry, n)
+		if stepIndex >= 0 {
+			r.checkpoint(ctx, stepIndex, n, r.e.clock.Now().Add(wait))
+		}
+		r.log.Debug("step failed, retrying", zap.String("step", name), zap.Int("attempt", n),
+			zap.Duration("wait", wait), zap.String("error", r.rs.redactString(err.Error())))
+		if serr := r.e.clock.Sleep(ctx, wait); serr != nil {
+			err = fmt.Errorf("%w (waiting to retry after: %w)", serr, err)
+			break
+		}
+	}
+	rec.Duration = r.e.clock.Now().Sub(rec.Started)
+	rec.Input = r.recordValue(input)
+	rec.Output = r.recordValue(output)
+	state := StepState{Output: output, Attempts: rec.Attempts}
+	if err != nil {
+		rec.Status = StatusFailed
+		rec.Error = r.rs.redactString(err.Error())
+		state.Status, state.Error = StatusFailed, rec.Error
+	} else {
+		rec.Status = StatusSucceeded
+		state.Status = StatusSucceeded
+	}
+	if stepIndex >= 0 {
+		r.env.Steps[name] = state
+	}
+	return rec, ans, err
+}
+
+// exec renders and performs one try of an action. input is what gets recorded.
+func (r *run) exec(ctx context.Context, a *Action) (input, output any, ans *Answer, err error) {
+	switch a.Kind {
+	case KindHTTP:
+		in, err := a.http.render(r.ev)
+		if err != nil {
+			return nil, nil, nil, permanent(err)
+		}
+		out, err := r.e.execHTTP(ctx, in, a.http.expect, r.inv.Egress)
+		return in.record(), out, nil, err
+	case KindSet:
+		m, err := a.set.render(r.ev)
+		if err != nil {
+			return nil, nil, nil, permanent(err)
+		}
+		maps.Copy(r.env.Vars, m)
+		return m, nil, nil, nil
+	case KindKV:
+		in, err := a.kv.render(r.ev)
+		if err != nil {
+			return nil, nil, nil, permanent(err)
+		}
+		out, err := r.e.execKV(ctx, r.inv.Partner.ID, in)
+		return in.record(), out, nil, err
+	case KindRespond:
+		ans, err := a.respond.render(r.ev)
+		if err != nil {
+			return nil, nil, nil, permanent(err)
+		}
+		return answerRecord(ans), nil, ans, nil
+	case KindFail:
+		msg, err := a.fail.render(r.ev)
+		if err != nil {
+			return nil, nil, nil, permanent(err)
+		}
+		return map[string]any{"message": msg}, nil, nil, permanent(&failError{msg: r.rs.redactString(msg)})
+	case KindLog:
+		in, err := a.log.render(r.ev)
+		if err != nil {
+			return nil, nil, nil, permanent(err)
+		}
+		safe := &logInput{level: in.level, message: r.rs.redactString(in.message)}
+		if in.fields != nil {
+			safe.fields, _ = r.rs.redact(in.fields).(map[string]any)
+		}
+		execLog(r.log, safe)
+		return in.record(), nil, nil, nil
+	}
+	return nil, nil, nil, permanent(fmt.Errorf("unknown action %q", a.Kind))
+}
+
+func answerRecord(a *Answer) any {
+	m := map[string]any{"status": a.Status}
+	if len(a.Headers) > 0 {
+		m["headers"] = a.Headers
+	}
+	if a.Body != nil {
+		m["body"] = a.Body
+	}
+	return m
+}
+
+// recordValue is v as history keeps it: secrets replaced, cut to MaxOutputBytes of JSON.
+func (r *run) recordValue(v any) any {
+	if v == nil {
+		return nil
+	}
+	v = r.rs.redact(v)
+	max := r.e.opts.MaxOutputBytes
+	if s, ok := v.(string); ok {
+		if len(s) <= max {
+			return s
+		}
+		return truncated(s, max)
+	}
+	if bound, ok := jsonBound(v, max); ok && bound <= max {
+		return v
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("<unrecordable %T: %v>", v, err)
+	}
+	if len(b) <= max {
+		return v
+	}
+	return truncated(string(b), max)
+}
+
+// jsonBound is an upper bound on the length of v's JSON, found without encoding it: most
+// recorded values are small, and encoding each one only to measure it costs more than the
+// step. ok is false for values it cannot bound, or once the bound passes limit.
+func jsonBound(v any, limit int) (n int, ok bool) {
+	const scalar = 32 // a number, bool or null, with its comma
+	switch x := v.(type) {
+	case nil, bool, int, int64, float64:
+		return scalar, true
+	case string:
+		return 6*len(x) + 3, true // every byte may need a \u00XX escape
+	case map[string]any:
+		n = 2
+		for k, e := range x {
+			m, ok := jsonBound(e, limit)
+			if !ok {
+				return 0, false
+			}
+			if n += 6*len(k) + 4 + m; n > limit {
+				return n, false
+			}
+		}
+		return n, true
+	case map[string]string:
+		n = 2
+		for k, e := range x {
+			if n += 6*len(k) + 6*len(e) + 6; n > limit {
+				return n, false
+			}
+		}
+		return n, true
+	case []any:
+		n = 2
+		for _, e := range x {
+			m, ok := jsonBound(e, limit)
+			if !ok {
+				return 0, false
+			}
+			if n += m + 1; n > limit {
+				return n, false
+			}
+		}
+		return n, true
+	}
+	return 0, false
+}
+
+func truncated(s string, max int) string {
+	cut := s[:max]
+	for len(cut) > 0 && !utf8.ValidString(cut) {
+		cut = cut[:len(cut)-1]
+	}
+	return cut + fmt.Sprintf("…(truncated, %d bytes)", len(s))
+}
+
+// checkpoint hands the run's state to the Checkpointer.
+func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil time.Time) {
+	cp := r.e.opts.Checkpointer
+	if cp == nil {
+		return
+	}
+	st := &State{
+		RunID: r.inv.RunID, SagaVersion: r.s.Version, RunAttempt: r.env.Run.Attempt, Started: r.res.Started,
+		Next: next, StepAttempts: stepAttempts, WaitUntil: waitUntil,
+		Vars:    map[string]any{},
+		Steps:   make(map[string]StepState, len(r.env.Steps)),
+		Records: slices.Clone(r.res.Steps),
+	}
+	if v, ok := r.rs.redact(r.env.Vars).(map[string]any); ok {
+		st.Vars = maps.Clone(v)
+	}
+	for k, s := range r.env.Steps {
+		st.Steps[k], _ = r.rs.redact(s).(StepState)
+	}
+	if err := cp.Checkpoint(ctx, st); err != nil {
+		r.log.Warn("saga checkpoint failed; the run goes on but cannot resume from here",
+			zap.Int("next_step", next), zap.Error(err))
+	}
+}
+
+// step finds a step by name.
+func (s *Saga) step(name string) *Step {
+	for _, st := range s.Steps {
+		if st.Name == name {
+			return st
+		}
+	}
+	return nil
+}
+
+// Render evaluates a key template (debounce.key, serialize_by) for an invocation, before any
+// step has run.
+func (t *Template) Render(inv *Invocation) (string, error) {
+	if t == nil || t.t == nil {
+		return "", errors.New("no template")
+	}
+	rs := newRunState(inv.Secrets)
+	v, err := t.t.render(newEvaluator(newEnv(inv, rs), 1e6))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", strings.TrimSpace(t.Source), err)
+	}
+	return stringify(v), nil
+}

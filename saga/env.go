@@ -1,0 +1,320 @@
+package saga
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+	"github.com/google/uuid"
+)
+
+// Env is what saga expressions see; the expr tags are the names. Its shape is the contract of
+// DESIGN §6.
+type Env struct {
+	// Ctx carries the run's secrets to secret() through expr.WithContext. It is the only way
+	// expr passes per-run state to functions compiled once at load. It holds no deadline and
+	// no I/O; saga authors cannot name it (Parse rejects `ctx`).
+	Ctx      context.Context      `expr:"ctx"`
+	Request  RequestEnv           `expr:"request"`
+	Body     any                  `expr:"body"`
+	Raw      string               `expr:"raw"`
+	Partner  Ref                  `expr:"partner"`
+	Site     *Ref                 `expr:"site"` // nil for partner-scoped endpoints
+	Endpoint EndpointEnv          `expr:"endpoint"`
+	Settings map[string]any       `expr:"settings"`
+	Vars     map[string]any       `expr:"vars"`
+	Steps    map[string]StepState `expr:"steps"`
+	Run      RunEnv               `expr:"run"`
+	Error    *ErrorEnv            `expr:"error"` // set in compensate and on_failure only
+}
+
+// RequestEnv is `request` in expressions.
+type RequestEnv struct {
+	Method   string            `expr:"method"`
+	Path     string            `expr:"path"`
+	Headers  map[string]string `expr:"headers"` // lower-case names; repeated headers joined with ", "
+	Query    map[string]string `expr:"query"`   // first value of each parameter
+	RemoteIP string            `expr:"remote_ip"`
+}
+
+// EndpointEnv is `endpoint` in expressions.
+type EndpointEnv struct {
+	Name string `expr:"name"`
+}
+
+// RunEnv is `run` in expressions.
+type RunEnv struct {
+	ID         string    `expr:"id"`
+	Attempt    int       `expr:"attempt"` // 1, then 2 when a crashed run resumes, and so on
+	ReceivedAt time.Time `expr:"received_at"`
+}
+
+// ErrorEnv is `error` in compensate and on_failure.
+type ErrorEnv struct {
+	Step    string `expr:"step"`
+	Message string `expr:"message"`
+}
+
+// StepState is `steps.<name>`.
+type StepState struct {
+	Status   string `expr:"status" json:"status"`
+	Output   any    `expr:"output" json:"output,omitempty"`
+	Attempts int    `expr:"attempts" json:"attempts"`
+	Error    string `expr:"error" json:"error,omitempty"`
+}
+
+// newEnv builds the environment for one run from the invocation.
+func newEnv(inv *Invocation, rs *runState) *Env {
+	req := inv.Request
+	headers := make(map[string]string, len(req.Headers))
+	for k, vs := range req.Headers {
+		k = strings.ToLower(k)
+		if prev, ok := headers[k]; ok {
+			// http.Header keys are canonical, but a hand-built one may hold two spellings.
+			vs = append([]string{prev}, vs...)
+		}
+		headers[k] = strings.Join(vs, ", ")
+	}
+	query := make(map[string]string, len(req.Query))
+	for k, vs := range req.Query {
+		if len(vs) > 0 {
+			query[k] = vs[0]
+		}
+	}
+	settings := inv.Settings
+	if settings == nil {
+		settings = map[string]any{}
+	}
+	return &Env{
+		Ctx: context.WithValue(context.Background(), runStateKey{}, rs),
+		Request: RequestEnv{
+			Method: req.Method, Path: req.Path, Headers: headers, Query: query, RemoteIP: req.RemoteIP,
+		},
+		Body:     req.Body,
+		Raw:      string(req.Raw),
+		Partner:  inv.Partner,
+		Site:     inv.Site,
+		Endpoint: EndpointEnv{Name: inv.Endpoint},
+		Settings: settings,
+		Vars:     map[string]any{},
+		Steps:    map[string]StepState{},
+		Run:      RunEnv{ID: inv.RunID, Attempt: 1, ReceivedAt: req.ReceivedAt},
+	}
+}
+
+// program is one compiled expression.
+type program struct {
+	src  string
+	prog *vm.Program
+	refs []string // step names it reads through steps.<name>
+}
+
+// exprScope is what an expression may refer to at its place in the file.
+type exprScope struct {
+	steps      map[string]bool // steps usable as steps.<name>: those earlier in the list
+	all        map[string]bool // every step of the saga, for a clearer message
+	allowError bool            // inside compensate or on_failure
+}
+
+// exprIssue is one problem found in an expression, positioned inside it (1-based).
+type exprIssue struct {
+	msg          string
+	line, column int
+}
+
+const maxExprNodes = 10000
+
+// exprOptions are the compile options shared by every expression. Built per call: expr
+// options mutate a config, and sharing the slice is fine, but no package-level state.
+func exprOptions(asBool bool) []expr.Option {
+	opts := []expr.Option{
+		expr.Env(Env{}),
+		expr.Function("secret", fnSecret, new(func(context.Context, string) string)),
+		expr.Function("uuid", fnUUID, new(func() string)),
+		expr.Function("hmac_sha256", fnHMAC, new(func(string, string) string)),
+		expr.WithContext("ctx"),
+		expr.MaxNodes(maxExprNodes),
+	}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	return opts
+}
+
+// compileExpr compiles src and checks the references expr's type checker cannot: steps
+// that do not exist earlier, `error` outside compensate/on_failure, the internal `ctx`.
+func compileExpr(src string, sc exprScope, asBool bool) (*program, []exprIssue) {
+	var issues []exprIssue
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil, []exprIssue{issueFrom(err, src)}
+	}
+	w := refWalker{src: src, scope: sc}
+	ast.Walk(&tree.Node, &w)
+	issues = append(issues, w.issues...)
+
+	p, err := expr.Compile(src, exprOptions(asBool)...)
+	if err != nil {
+		iss := issueFrom(err, src)
+		if asBool && strings.HasPrefix(iss.msg, "expected bool") {
+			iss.msg = "must be true or false: " + iss.msg
+		}
+		// The walker already explained a bad `ctx`; expr would add "too many arguments" noise
+		// or nothing useful, so keep one message per place.
+		if !slices.ContainsFunc(issues, func(x exprIssue) bool { return x.line == iss.line && x.column == iss.column }) {
+			issues = append(issues, iss)
+		}
+	}
+	if len(issues) > 0 {
+		return nil, issues
+	}
+	return &program{src: src, prog: p, refs: w.refs}, nil
+}
+
+func issueFrom(err error, src string) exprIssue {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		b := *fe
+		b.Bind(file.NewSource(src))
+		return exprIssue{msg: b.Message, line: b.Line, column: b.Column + 1}
+	}
+	return exprIssue{msg: err.Error(), line: 1, column: 1}
+}
+
+// refWalker finds steps.<name>, error and ctx in an expression's syntax tree.
+type refWalker struct {
+	src    string
+	scope  exprScope
+	refs   []string
+	issues []exprIssue
+}
+
+func (w *refWalker) issue(n ast.Node, format string, args ...any) {
+	fe := &file.Error{Location: n.Location(), Message: fmt.Sprintf(format, args...)}
+	fe.Bind(file.NewSource(w.src))
+	w.issues = append(w.issues, exprIssue{msg: fe.Message, line: fe.Line, column: fe.Column + 1})
+}
+
+func (w *refWalker) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.MemberNode:
+		id, ok := n.Node.(*ast.IdentifierNode)
+		if !ok || id.Value != "steps" {
+			return
+		}
+		prop, ok := n.Property.(*ast.StringNode)
+		if !ok {
+			w.issue(n, "steps must be followed by a step name, as in steps.fetch_loan")
+			return
+		}
+		if !w.scope.steps[prop.Value] {
+			if w.scope.all[prop.Value] {
+				w.issue(n.Property, "steps.%s: step %q does not run before this point: an expression can read only earlier steps", prop.Value, prop.Value)
+			} else {
+				w.issue(n.Property, "steps.%s: there is no step %q%s", prop.Value, prop.Value, w.known())
+			}
+			return
+		}
+		if !slices.Contains(w.refs, prop.Value) {
+			w.refs = append(w.refs, prop.Value)
+		}
+	case *ast.IdentifierNode:
+		switch n.Value {
+		case "ctx", "$env":
+			// ctx carries the run's secrets to secret(); $env is expr's handle on the whole
+			// environment, ctx included. Neither is for saga authors.
+			w.issue(n, "unknown name %s", n.Value)
+		case "error":
+			if !w.scope.allowError {
+				w.issue(n, "error is only set in compensate and on_failure")
+			}
+		}
+	}
+}
+
+func (w *refWalker) known() string {
+	if len(w.scope.steps) == 0 {
+		return " (and no step before this point)"
+	}
+	names := slices.Sorted(maps.Keys(w.scope.steps))
+	return " (steps before this point: " + strings.Join(names, ", ") + ")"
+}
+
+// runStateKey finds the run's state in Env.Ctx.
+type runStateKey struct{}
+
+func fnSecret(params ...any) (any, error) {
+	ctx, _ := params[0].(context.Context)
+	name, _ := params[1].(string)
+	var rs *runState
+	if ctx != nil {
+		rs, _ = ctx.Value(runStateKey{}).(*runState)
+	}
+	if rs == nil {
+		return nil, errors.New("secret() is not available here")
+	}
+	return rs.reveal(name)
+}
+
+func fnUUID(...any) (any, error) {
+	return uuid.NewString(), nil
+}
+
+func fnHMAC(params ...any) (any, error) {
+	key, _ := params[0].(string)
+	text, _ := params[1].(string)
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(text))
+	return hex.EncodeToString(m.Sum(nil)), nil
+}
+
+// evaluator runs programs against one environment with one VM. Not safe for concurrent use:
+// a run evaluates on one goroutine.
+type evaluator struct {
+	env *Env
+	vm  vm.VM
+}
+
+func newEvaluator(env *Env, memoryBudget uint) *evaluator {
+	ev := &evaluator{env: env}
+	ev.vm.MemoryBudget = memoryBudget
+	return ev
+}
+
+func (ev *evaluator) eval(p *program) (any, error) {
+	out, err := ev.vm.Run(p.prog, ev.env)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			// The snippet repeats the source over several lines; one line reads better in a
+			// step record.
+			return nil, fmt.Errorf("%s: %s (expression column %d)", strings.TrimSpace(p.src), fe.Message, fe.Column+1)
+		}
+		return nil, fmt.Errorf("%s: %w", strings.TrimSpace(p.src), err)
+	}
+	return out, nil
+}
+
+func (ev *evaluator) evalBool(p *program) (bool, error) {
+	out, err := ev.eval(p)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(bool)
+	if !ok && out != nil {
+		return false, fmt.Errorf("%s: expected a boolean, got %T", p.src, out)
+	}
+	return b, nil
+}

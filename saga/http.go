@@ -1,0 +1,363 @@
+package saga
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+// defaultHTTPTimeout bounds a request whose step sets no timeout, so that one slow
+// downstream cannot hold a run until the saga's own timeout.
+const defaultHTTPTimeout = 30 * time.Second
+
+var httpMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+// httpAction calls another system.
+type httpAction struct {
+	method   string
+	url      *value
+	headers  *value
+	query    *value
+	bodyKind string // "json", "body", "form" or ""
+	body     *value
+	timeout  time.Duration
+	expect   []int // empty: any 2xx
+}
+
+type rawHTTP struct {
+	Method  posString     `yaml:"method"`
+	URL     rawNode       `yaml:"url,required"`
+	Headers rawNode       `yaml:"headers"`
+	Query   rawNode       `yaml:"query"`
+	JSON    rawNode       `yaml:"json"`
+	Body    rawNode       `yaml:"body"`
+	Form    rawNode       `yaml:"form"`
+	Timeout time.Duration `yaml:"timeout"`
+	Expect  []posInt      `yaml:"expect"`
+	Pos     yamlconf.Pos
+}
+
+func (c *compiler) httpAction(ra *rawAction, sc exprScope, label string) *httpAction {
+	var raw rawHTTP
+	c.d.Decode(ra.node, &raw)
+	a := &httpAction{timeout: raw.Timeout}
+	if raw.URL.n != nil {
+		a.url = c.value(raw.URL.n, sc, label+".url")
+		if a.url.shape != "string" && a.url.shape != "template" {
+			c.d.Errorf(raw.URL.n, "%s: url: expected text, got a %s", label, a.url.shape)
+		}
+	}
+	if raw.Headers.n != nil {
+		a.headers = c.mappingValue(raw.Headers.n, sc, label+".headers")
+	}
+	if raw.Query.n != nil {
+		a.query = c.mappingValue(raw.Query.n, sc, label+".query")
+	}
+	for _, b := range []struct {
+		kind string
+		n    rawNode
+	}{{"json", raw.JSON}, {"body", raw.Body}, {"form", raw.Form}} {
+		if b.n.n == nil {
+			continue
+		}
+		if a.bodyKind != "" {
+			c.d.Errorf(b.n.n, "%s: %s and %s both set: a request has one body, use json, body or form", label, a.bodyKind, b.kind)
+			continue
+		}
+		a.bodyKind = b.kind
+		if b.kind == "form" {
+			a.body = c.mappingValue(b.n.n, sc, label+".form")
+		} else {
+			a.body = c.value(b.n.n, sc, label+"."+b.kind)
+		}
+	}
+	a.method = http.MethodGet
+	if a.bodyKind != "" {
+		a.method = http.MethodPost
+	}
+	if raw.Method.set {
+		m := strings.ToUpper(raw.Method.s)
+		if !httpMethods[m] {
+			c.errorf(raw.Method.pos, "%s: unknown method %q", label, raw.Method.s)
+		}
+		a.method = m
+	}
+	for _, e := range raw.Expect {
+		if e.set && (e.v < 100 || e.v > 599) {
+			c.errorf(e.pos, "%s: expect: %d is not an HTTP status (100-599)", label, e.v)
+		}
+		a.expect = append(a.expect, e.v)
+	}
+	return a
+}
+
+type httpInput struct {
+	method   string
+	url      string
+	headers  map[string]string
+	query    map[string]any
+	bodyKind string
+	body     any
+	timeout  time.Duration
+}
+
+func (in *httpInput) record() any {
+	m := map[string]any{"method": in.method, "url": in.url}
+	if len(in.headers) > 0 {
+		m["headers"] = in.headers
+	}
+	if len(in.query) > 0 {
+		m["query"] = in.query
+	}
+	if in.bodyKind != "" {
+		m[in.bodyKind] = in.body
+	}
+	if in.timeout > 0 {
+		m["timeout"] = in.timeout.String()
+	}
+	return m
+}
+
+func (a *httpAction) render(ev *evaluator) (*httpInput, error) {
+	in := &httpInput{method: a.method, bodyKind: a.bodyKind, timeout: a.timeout}
+	u, err := a.url.render(ev)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	in.url = stringify(u)
+	if a.headers != nil {
+		if in.headers, err = renderStringMap(a.headers, ev); err != nil {
+			return nil, fmt.Errorf("headers: %w", err)
+		}
+	}
+	if a.query != nil {
+		q, err := a.query.render(ev)
+		if err != nil {
+			return nil, fmt.Errorf("query: %w", err)
+		}
+		if q != nil {
+			qm, ok := q.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("query: expected a mapping, got %T", q)
+			}
+			in.query = qm
+		}
+	}
+	if a.body != nil {
+		if in.body, err = a.body.render(ev); err != nil {
+			return nil, fmt.Errorf("%s: %w", a.bodyKind, err)
+		}
+	}
+	return in, nil
+}
+
+// HTTPOutput is the output of an http step, `steps.<name>.output` in expressions.
+func httpOutput(status int, h http.Header, body any) map[string]any {
+	headers := make(map[string]string, len(h))
+	for k, vs := range h {
+		headers[strings.ToLower(k)] = strings.Join(vs, ", ")
+	}
+	return map[string]any{"status": status, "headers": headers, "body": body}
+}
+
+// execHTTP sends the request and reads at most MaxResponseBytes of the answer. A longer
+// answer fails the step rather than being cut: a truncated JSON document would parse as
+// nothing or, worse, as something else.
+func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narrowed *EgressPolicy) (any, error) {
+	u, err := url.Parse(in.url)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("url: %w", err))
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, permanent(fmt.Errorf("url %q: need an absolute http or https URL", safeURL(u)))
+	}
+	if len(in.query) > 0 {
+		q := u.Query()
+		for k, v := range in.query {
+			switch x := v.(type) {
+			case nil:
+			case []any:
+				for _, item := range x {
+					q.Add(k, stringify(item))
+				}
+			default:
+				q.Set(k, stringify(x))
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	if err := e.opts.Egress.CheckURL(u); err != nil {
+		return nil, permanent(err)
+	}
+	if narrowed != nil { // the partner's own egress.allow: both lists must allow the host
+		if err := narrowed.CheckURL(u); err != nil {
+			return nil, permanent(err)
+		}
+	}
+	where := in.method + " " + safeURL(u)
+
+	var body io.Reader
+	contentType := ""
+	switch in.bodyKind {
+	case "json":
+		b, err := json.Marshal(in.body)
+		if err != nil {
+			return nil, permanent(fmt.Errorf("%s: json body: %w", where, err))
+		}
+		body, contentType = bytes.NewReader(b), "application/json"
+	case "form":
+		form := url.Values{}
+		if m, ok := in.body.(map[string]any); ok {
+			for k, v := range m {
+				switch x := v.(type) {
+				case nil:
+				case []any:
+					for _, item := range x {
+						form.Add(k, stringify(item))
+					}
+				default:
+					form.Set(k, stringify(x))
+				}
+			}
+		} else if in.body != nil {
+			return nil, permanent(fmt.Errorf("%s: form: expected a mapping, got %T", where, in.body))
+		}
+		body, contentType = strings.NewReader(form.Encode()), "application/x-www-form-urlencoded"
+	case "body":
+		body = strings.NewReader(stringify(in.body))
+	}
+
+	timeout := in.timeout
+	if timeout <= 0 {
+		timeout = defaultHTTPTimeout
+	}
+	errTimeout := fmt.Errorf("timed out after %s", timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(ctx, in.method, u.String(), body)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("%s: %w", where, err))
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range in.headers {
+		if strings.EqualFold(k, "host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the full URL, query and all
+		}
+		if cause := context.Cause(ctx); cause == errTimeout {
+			err = errTimeout
+		} else if cause != nil && ctx.Err() != nil {
+			err = cause
+		}
+		if errors.Is(err, ErrEgressRefused) {
+			err = permanent(err)
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	defer resp.Body.Close()
+
+	limit := e.opts.MaxResponseBytes
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		if context.Cause(ctx) == errTimeout {
+			err = errTimeout
+		}
+		return nil, fmt.Errorf("%s: reading the answer: %w", where, err)
+	}
+	if int64(len(raw)) > limit {
+		return nil, permanent(fmt.Errorf("%s: answer larger than %d bytes (engine max_response_bytes)", where, limit))
+	}
+	out := httpOutput(resp.StatusCode, resp.Header, decodeBody(resp.Header.Get("Content-Type"), raw))
+
+	if !statusExpected(resp.StatusCode, expect) {
+		err := fmt.Errorf("%s: unexpected status %d%s", where, resp.StatusCode, snippet(raw))
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != 408 && resp.StatusCode != 425 && resp.StatusCode != 429 {
+			// The same request will be refused the same way; retrying only delays the failure.
+			err = permanent(err)
+		}
+		return out, err
+	}
+	return out, nil
+}
+
+func statusExpected(code int, expect []int) bool {
+	if len(expect) == 0 {
+		return code >= 200 && code < 300
+	}
+	for _, e := range expect {
+		if e == code {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeBody parses a JSON answer and keeps anything else as text.
+func decodeBody(contentType string, raw []byte) any {
+	isJSON := false
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		isJSON = err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+	} else {
+		t := bytes.TrimSpace(raw)
+		isJSON = len(t) > 0 && (t[0] == '{' || t[0] == '[')
+	}
+	if isJSON {
+		if len(bytes.TrimSpace(raw)) == 0 {
+			return nil
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err == nil {
+			return v
+		}
+	}
+	return string(raw)
+}
+
+// snippet is the start of an error answer, for the step's error message.
+func snippet(raw []byte) string {
+	const max = 200
+	s := strings.TrimSpace(string(raw))
+	if s == "" {
+		return ""
+	}
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return ": " + s
+}
+
+// safeURL drops the query and user info: they often carry credentials that no secret()
+// produced, so redaction would not know them.
+func safeURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery = ""
+	c.ForceQuery = false
+	c.Fragment = ""
+	return c.String()
+}

@@ -1,0 +1,321 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// downstream is a test server standing in for a CRM or LOS.
+func downstream(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	var hits atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("X-Seen", "yes")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"method": r.Method, "query": r.URL.RawQuery, "body": string(b),
+			"content_type": r.Header.Get("Content-Type"), "auth": r.Header.Get("Authorization"),
+			"custom": r.Header.Get("X-Custom"), "id": 42,
+		})
+	})
+	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		code, _ := strconv.Atoi(r.PathValue("code"))
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, "status "+r.PathValue("code"))
+	})
+	mux.HandleFunc("/text", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "plain words")
+	})
+	mux.HandleFunc("/badjson", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, "{not json")
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		chunk := []byte(strings.Repeat("x", 64<<10))
+		for i := 0; i < 160; i++ { // 10 MiB
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, &hits
+}
+
+// runHTTP runs a one-step saga whose step is `http: <spec>` (plus extra step keys) against
+// the test server, found in settings.base.
+func runHTTP(t *testing.T, base, spec string, mod ...func(*EngineOptions)) (*Result, *fakeClock) {
+	t.Helper()
+	s := mustParse(t, "h", "name: h\nsteps:\n  - name: call\n"+spec)
+	e, clock, _ := testEngine(t, mod...)
+	inv := invocation(s, map[string]any{"id": "L-1", "n": 3})
+	inv.Settings = map[string]any{"base": base}
+	return e.Run(context.Background(), inv), clock
+}
+
+func TestHTTPSteps(t *testing.T) {
+	srv, hits := downstream(t)
+
+	t.Run("headers, query and a JSON body are sent and a JSON answer is parsed", func(t *testing.T) {
+		res, _ := runHTTP(t, srv.URL, `
+    http:
+      method: put
+      url: ${ settings.base }/echo?fixed=1
+      headers: {X-Custom: "loan ${ body.id }", Authorization: Bearer abc}
+      query: {loan: "${ body.id }", tag: [a, b], skip: "${ nil }"}
+      json: {loan: "${ body.id }", n: "${ body.n }"}
+`)
+		if res.Status != StatusSucceeded {
+			t.Fatalf("%s: %s", res.Status, res.Error)
+		}
+		out := res.Steps[0].Output.(map[string]any)
+		body := out["body"].(map[string]any)
+		want := map[string]any{
+			"method": "PUT", "query": "fixed=1&loan=L-1&tag=a&tag=b", "body": `{"loan":"L-1","n":3}`,
+			"content_type": "application/json", "auth": "Bearer abc", "custom": "loan L-1", "id": float64(42),
+		}
+		if !reflect.DeepEqual(body, want) {
+			t.Errorf("server saw %v\nwant        %v", body, want)
+		}
+		if out["status"] != 200 || out["headers"].(map[string]string)["x-seen"] != "yes" {
+			t.Errorf("output status %v headers %v", out["status"], out["headers"])
+		}
+		in := res.Steps[0].Input.(map[string]any)
+		if in["method"] != "PUT" || in["url"] != srv.URL+"/echo?fixed=1" {
+			t.Errorf("recorded input %v", in)
+		}
+	})
+
+	t.Run("a form body is url-encoded", func(t *testing.T) {
+		res, _ := runHTTP(t, srv.URL, `
+    http:
+      url: ${ settings.base }/echo
+      form: {loan: "${ body.id }", n: "${ body.n }", tags: [x, y]}
+`)
+		body := res.Steps[0].Output.(map[string]any)["body"].(map[string]any)
+		if body["method"] != "POST" || body["body"] != "loan=L-1&n=3&tags=x&tags=y" || body["content_type"] != "application/x-www-form-urlencoded" {
+			t.Errorf("server saw %v", body)
+		}
+	})
+
+	t.Run("a raw body is sent as text", func(t *testing.T) {
+		res, _ := runHTTP(t, srv.URL, `
+    http:
+      url: ${ settings.base }/echo
+      headers: {Content-Type: text/csv}
+      body: "a,b\n${ body.id },${ body.n }"
+`)
+		body := res.Steps[0].Output.(map[string]any)["body"].(map[string]any)
+		if body["body"] != "a,b\nL-1,3" || body["content_type"] != "text/csv" {
+			t.Errorf("server saw %v", body)
+		}
+	})
+
+	t.Run("a non-JSON answer is kept as text", func(t *testing.T) {
+		for path, want := range map[string]string{"/text": "plain words", "/badjson": "{not json"} {
+			res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }"+path+"'}\n")
+			if got := res.Steps[0].Output.(map[string]any)["body"]; got != want {
+				t.Errorf("%s body = %#v, want %q", path, got, want)
+			}
+		}
+	})
+
+	t.Run("a non-2xx answer fails the step, keeps the answer, and 5xx is retried", func(t *testing.T) {
+		hits.Store(0)
+		res, clock := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/status/503'}\n    retry: {attempts: 3, backoff: 2s}\n")
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "unexpected status 503: status 503") {
+			t.Fatalf("%s: %s", res.Status, res.Error)
+		}
+		if hits.Load() != 3 || !reflect.DeepEqual(clock.Sleeps(), []time.Duration{2 * time.Second, 4 * time.Second}) {
+			t.Errorf("hits %d waits %v", hits.Load(), clock.Sleeps())
+		}
+		if res.Steps[0].Output.(map[string]any)["status"] != 503 {
+			t.Errorf("output %v", res.Steps[0].Output)
+		}
+	})
+
+	t.Run("a 4xx answer is not retried", func(t *testing.T) {
+		hits.Store(0)
+		res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/status/404'}\n    retry: {attempts: 3}\n")
+		if res.Status != StatusFailed || hits.Load() != 1 {
+			t.Errorf("%s after %d hits", res.Status, hits.Load())
+		}
+	})
+
+	t.Run("a 429 answer is retried", func(t *testing.T) {
+		hits.Store(0)
+		runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/status/429'}\n    retry: {attempts: 2}\n")
+		if hits.Load() != 2 {
+			t.Errorf("%d hits", hits.Load())
+		}
+	})
+
+	t.Run("expect lists the statuses that count as success", func(t *testing.T) {
+		res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/status/404', expect: [200, 404]}\n")
+		if res.Status != StatusSucceeded {
+			t.Errorf("%s: %s", res.Status, res.Error)
+		}
+		res, _ = runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/status/200', expect: [201]}\n")
+		if res.Status != StatusFailed {
+			t.Errorf("200 with expect [201]: %s", res.Status)
+		}
+	})
+
+	t.Run("an http timeout fails the step and says so", func(t *testing.T) {
+		res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/slow', timeout: 30ms}\n")
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "timed out after 30ms") {
+			t.Errorf("%s: %s", res.Status, res.Error)
+		}
+	})
+
+	t.Run("a refused connection fails the step", func(t *testing.T) {
+		closed := httptest.NewServer(http.NotFoundHandler())
+		closed.Close()
+		res, _ := runHTTP(t, closed.URL, "    http: {url: '${ settings.base }/x'}\n")
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "connection refused") {
+			t.Errorf("%s: %s", res.Status, res.Error)
+		}
+	})
+
+	t.Run("a 10 MiB answer is cut off at the limit and fails the step", func(t *testing.T) {
+		res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/big'}\n    retry: {attempts: 3}\n")
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "answer larger than 1048576 bytes") || res.Steps[0].Attempts != 1 {
+			t.Errorf("%s after %d attempts: %s", res.Status, res.Steps[0].Attempts, res.Error)
+		}
+	})
+
+	t.Run("a link-local address is refused", func(t *testing.T) {
+		for _, u := range []string{"http://169.254.169.254/latest/meta-data", "http://[fe80::1]/", "http://[::ffff:169.254.169.254]/"} {
+			res, _ := runHTTP(t, u, "    http: {url: '${ settings.base }'}\n")
+			if res.Status != StatusFailed || !strings.Contains(res.Error, "egress refused") {
+				t.Errorf("%s: %s: %s", u, res.Status, res.Error)
+			}
+		}
+	})
+
+	t.Run("a host outside egress.allow is refused", func(t *testing.T) {
+		deny := func(o *EngineOptions) { o.Egress = EgressPolicy{Allow: []string{"*.crm.example"}} }
+		res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/echo'}\n", deny)
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "is not in egress.allow") {
+			t.Errorf("%s: %s", res.Status, res.Error)
+		}
+		allow := func(o *EngineOptions) { o.Egress = EgressPolicy{Allow: []string{"127.0.0.1:*"}} }
+		if res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/echo'}\n", allow); res.Status != StatusSucceeded {
+			t.Errorf("allowed host: %s: %s", res.Status, res.Error)
+		}
+	})
+
+	t.Run("a partner's egress.allow narrows the engine's", func(t *testing.T) {
+		s := mustParse(t, "h", "name: h\nsteps:\n  - name: call\n    http: {url: '${ settings.base }/echo'}\n")
+		e, _, _ := testEngine(t, func(o *EngineOptions) { o.Egress = EgressPolicy{Allow: []string{"127.0.0.1:*"}} })
+		for _, tc := range []struct {
+			partner []string
+			want    string
+		}{{[]string{"*.crm.example"}, StatusFailed}, {[]string{"127.0.0.1"}, StatusSucceeded}} {
+			inv := invocation(s, nil)
+			inv.Settings = map[string]any{"base": srv.URL}
+			inv.Egress = &EgressPolicy{Allow: tc.partner}
+			if res := e.Run(context.Background(), inv); res.Status != tc.want {
+				t.Errorf("partner allow %v: %s (%s), want %s", tc.partner, res.Status, res.Error, tc.want)
+			}
+		}
+	})
+
+	t.Run("a redirect to a refused address is not followed", func(t *testing.T) {
+		res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/redirect?to=http://169.254.169.254/'}\n")
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "egress refused") {
+			t.Errorf("%s: %s", res.Status, res.Error)
+		}
+	})
+
+	t.Run("a URL that is not absolute http fails without a request", func(t *testing.T) {
+		res, _ := runHTTP(t, "file:///etc/passwd", "    http: {url: '${ settings.base }'}\n")
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "need an absolute http or https URL") {
+			t.Errorf("%s: %s", res.Status, res.Error)
+		}
+	})
+
+	t.Run("the query string stays out of error messages", func(t *testing.T) {
+		res, _ := runHTTP(t, srv.URL, "    http: {url: '${ settings.base }/status/500?api_key=hunter2'}\n")
+		if strings.Contains(res.Error, "hunter2") {
+			t.Errorf("error %q shows the query", res.Error)
+		}
+	})
+}
+
+func TestEgressPolicy(t *testing.T) {
+	t.Run("the dial check refuses link-local addresses whatever name led there", func(t *testing.T) {
+		p := EgressPolicy{}
+		for _, addr := range []string{"169.254.169.254:80", "169.254.0.1:443", "[fe80::1]:80", "[::ffff:169.254.169.254]:80", "[ff02::1]:80"} {
+			if err := p.dialControl("tcp", addr, nil); !errors.Is(err, ErrEgressRefused) {
+				t.Errorf("%s: %v", addr, err)
+			}
+		}
+		for _, addr := range []string{"127.0.0.1:80", "10.0.0.1:443", "[::1]:8080", "93.184.216.34:443"} {
+			if err := p.dialControl("tcp", addr, nil); err != nil {
+				t.Errorf("%s refused: %v", addr, err)
+			}
+		}
+	})
+
+	tests := []struct {
+		allow []string
+		url   string
+		ok    bool
+	}{
+		{nil, "http://anything.example/x", true},
+		{nil, "http://169.254.169.254/", false},
+		{[]string{"169.254.169.254"}, "http://169.254.169.254/", false},
+		{[]string{"crm.example"}, "https://crm.example/x", true},
+		{[]string{"crm.example"}, "https://CRM.example:8443/x", true},
+		{[]string{"crm.example"}, "https://evil.example/x", false},
+		{[]string{"*.crm.example"}, "https://eu.crm.example/x", true},
+		{[]string{"*.crm.example"}, "https://crm.example/x", false},
+		{[]string{"crm.example:443"}, "https://crm.example/x", true},
+		{[]string{"crm.example:443"}, "http://crm.example/x", false},
+		{[]string{"127.0.0.1:*"}, "http://127.0.0.1:5555/x", true},
+		{[]string{"[::1]:8080"}, "http://[::1]:8080/x", true},
+		{[]string{"[::1]:8080"}, "http://[::1]:8081/x", false},
+	}
+	for _, tc := range tests {
+		u, _ := url.Parse(tc.url)
+		err := EgressPolicy{Allow: tc.allow}.CheckURL(u)
+		if (err == nil) != tc.ok {
+			t.Errorf("allow %v, %s: err %v, want ok=%v", tc.allow, tc.url, err, tc.ok)
+		}
+	}
+
+	t.Run("bad patterns are reported", func(t *testing.T) {
+		for _, pat := range []string{"", "http://crm.example", "crm.example:http"} {
+			if err := (EgressPolicy{Allow: []string{pat}}).Validate(); err == nil {
+				t.Errorf("%q accepted", pat)
+			}
+		}
+		if err := (EgressPolicy{Allow: []string{"*.crm.example", "127.0.0.1:*", "[::1]:80"}}).Validate(); err != nil {
+			t.Error(err)
+		}
+	})
+}

@@ -1,0 +1,57 @@
+package saga
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/pushbackd/pushbackd/security"
+)
+
+// Ref names a partner or site for expressions: `partner.id`, `site.name`.
+type Ref struct {
+	ID   string `expr:"id" json:"id"`
+	Name string `expr:"name" json:"name"`
+}
+
+// Request is the verified pushback as the gateway received it.
+type Request struct {
+	Method      string
+	Path        string
+	Headers     http.Header // as received; expressions see lower-case keys
+	Query       url.Values
+	RemoteIP    string
+	ContentType string
+	Raw         []byte // exact bytes received
+	Body        any    // parsed per content type: JSON value, form map, XML map, or the raw text
+	ReceivedAt  time.Time
+}
+
+// Invocation is everything one run needs, resolved from the configuration snapshot the request
+// arrived under, so a reload mid-run cannot change what the run sees.
+type Invocation struct {
+	RunID    string
+	Saga     *Saga
+	Partner  Ref
+	Site     *Ref // nil for partner-scoped endpoints
+	Endpoint string
+	Settings map[string]any             // site settings over partner settings
+	Secrets  map[string]security.Secret // for secret(name)
+	// Egress, when set, narrows the engine's egress policy for this run (a partner's own
+	// egress.allow): an http step must pass both.
+	Egress  *EgressPolicy
+	Request Request
+}
+
+// Answer is what the sender is told when a saga responds.
+type Answer struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Body    any               `json:"body,omitempty"`
+}
+
+// Runner runs a saga for a verified request. The gateway depends only on this.
+type Runner interface {
+	Run(ctx context.Context, inv *Invocation) *Result
+}

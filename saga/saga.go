@@ -1,0 +1,144 @@
+// Package saga loads saga files and runs them: ordered steps with expr conditions, templated
+// actions, retries with backoff, and compensation of completed steps when a later one fails.
+//
+// A saga is compiled once when the configuration loads (Parse): every `when` and every
+// `${ expr }` template becomes a *vm.Program, so a run only evaluates. The Engine runs a
+// compiled saga for one Invocation; Plan shows what a run would do without calling anything.
+//
+// Behaviour worth knowing when writing a saga:
+//
+//   - A string that is exactly one `${ expr }` keeps the value's type; inside other text a
+//     value prints as text (nil as nothing, maps and lists as JSON). `$${` is a literal `${`.
+//   - `site` is nil for partner-scoped endpoints: write `site?.id`.
+//   - A failed try is retried while attempts remain, except when retrying cannot help: a
+//     template that does not render, an http 4xx other than 408/425/429, an egress refusal,
+//     an answer over the size limit, a fail action.
+//   - A step's timeout bounds the whole step, retries and waits included; an http timeout
+//     bounds one request (30s when neither is set).
+//   - An http answer longer than EngineOptions.MaxResponseBytes fails the step instead of
+//     being cut: half a JSON document is worse than none.
+//   - Compensation and on_failure run on a context of their own (CleanupTimeout), so a saga
+//     that timed out is still undone. A compensation retries with its step's retry policy.
+//   - Every plain text secret() returned is replaced by "<secret>" in recorded inputs,
+//     outputs, errors, log lines, the answer, and checkpoints.
+package saga
+
+import (
+	"time"
+
+	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+// Run and step statuses as recorded.
+const (
+	StatusSucceeded   = "succeeded"
+	StatusFailed      = "failed"
+	StatusSkipped     = "skipped"
+	StatusCompensated = "compensated"
+)
+
+// Action kinds ("saga methods").
+const (
+	KindHTTP    = "http"
+	KindSet     = "set"
+	KindKV      = "kv"
+	KindRespond = "respond"
+	KindFail    = "fail"
+	KindLog     = "log"
+)
+
+// actionKinds lists the action keys in the order error messages name them.
+var actionKinds = []string{KindHTTP, KindSet, KindKV, KindRespond, KindFail, KindLog}
+
+// Saga is one compiled saga file. It is immutable after Parse and safe to share between runs.
+type Saga struct {
+	Name        string
+	Description string
+	File        string
+	// Version is the first 12 hex digits of the SHA-256 of the file's bytes; runs record it so
+	// history shows which edit of a saga ran.
+	Version string
+	Timeout time.Duration // 0: bounded only by the caller's context
+	Steps   []*Step
+	// OnFailure runs after compensation when the run fails; a respond action here answers
+	// the sender of a sync endpoint.
+	OnFailure *Action
+	// Debounce and SerializeBy are parsed, compiled and validated here, but the engine does
+	// not act on them: both need state shared between runs, which the durable store owns.
+	// The store renders their keys with Template.Render before it schedules a run.
+	Debounce    *Debounce
+	SerializeBy *Template
+}
+
+// Debounce makes the last event for one key within Wait win.
+type Debounce struct {
+	Key  *Template
+	Wait time.Duration
+}
+
+// Step is one entry of a saga's steps list.
+type Step struct {
+	Name            string
+	Pos             yamlconf.Pos
+	When            string // the source of the condition, "" when absent
+	Action          *Action
+	Timeout         time.Duration // bounds the whole step, retries and their waits included
+	Retry           Retry
+	ContinueOnError bool
+	Compensate      *Action
+
+	when *program
+}
+
+// Retry is a step's retry policy.
+type Retry struct {
+	Attempts   int           // every try, the first included; at least 1
+	Backoff    time.Duration // wait before the second try; doubles each time
+	MaxBackoff time.Duration // cap on one wait
+}
+
+// Action is one saga method, compiled. Exactly one of the kind-specific parts is set.
+type Action struct {
+	Kind string
+	Pos  yamlconf.Pos
+
+	http    *httpAction
+	set     *setAction
+	kv      *kvAction
+	respond *respondAction
+	fail    *failAction
+	log     *logAction
+}
+
+// Result is the outcome of one run.
+type Result struct {
+	RunID       string
+	Saga        string
+	SagaVersion string
+	Status      string  // succeeded | failed | compensated
+	Answer      *Answer // set by a respond action (in the steps or in on_failure); secrets redacted
+	Error       string  // the failing step's message, free of secrets
+	FailedStep  string
+	Started     time.Time
+	Duration    time.Duration
+
+	Steps         []StepRecord // in order; steps not reached are absent
+	Compensations []StepRecord // in the order they ran (reverse step order)
+	OnFailure     *StepRecord
+	Vars          map[string]any // the final vars, redacted
+}
+
+// StepRecord is what history keeps about one step, one compensation or on_failure. Input and
+// Output have every revealed secret replaced by "<secret>" and are cut to
+// EngineOptions.MaxOutputBytes.
+type StepRecord struct {
+	Name     string        `json:"name"`
+	Action   string        `json:"action"`
+	Status   string        `json:"status"` // succeeded | failed | skipped | compensated
+	Attempts int           `json:"attempts"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration"`
+	Input    any           `json:"input,omitempty"`
+	Output   any           `json:"output,omitempty"`
+	Error    string        `json:"error,omitempty"`
+}

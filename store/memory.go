@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryKV is a KV in memory: for tests, `pushbackd plan`, and as the reference the contract
+// tests hold other implementations to. Nothing survives a restart.
+type MemoryKV struct {
+	clock Clock
+
+	mu   sync.Mutex
+	data map[string]map[string]memEntry
+	puts int
+}
+
+type memEntry struct {
+	value   []byte
+	expires time.Time // zero: never
+}
+
+var _ KV = (*MemoryKV)(nil)
+
+// sweepEvery bounds the memory held by expired keys nobody reads again: every so many puts,
+// expired entries are dropped.
+const sweepEvery = 1024
+
+// NewMemoryKV returns an empty MemoryKV; a nil clock is the system clock.
+func NewMemoryKV(clock Clock) *MemoryKV {
+	if clock == nil {
+		clock = systemClock{}
+	}
+	return &MemoryKV{clock: clock, data: map[string]map[string]memEntry{}}
+}
+
+func (m *MemoryKV) Get(ctx context.Context, namespace, key string) ([]byte, bool, error) {
+	if err := validKey(namespace, key); err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	now := m.clock.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.data[namespace][key]
+	if !ok {
+		return nil, false, nil
+	}
+	if e.expired(now) {
+		delete(m.data[namespace], key)
+		return nil, false, nil
+	}
+	return append([]byte(nil), e.value...), true, nil
+}
+
+func (m *MemoryKV) Put(ctx context.Context, namespace, key string, value []byte, ttl time.Duration) error {
+	if err := validKey(namespace, key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := m.clock.Now()
+	e := memEntry{value: append([]byte(nil), value...)}
+	if ttl > 0 {
+		e.expires = now.Add(ttl)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ns := m.data[namespace]
+	if ns == nil {
+		ns = map[string]memEntry{}
+		m.data[namespace] = ns
+	}
+	ns[key] = e
+	m.puts++
+	if m.puts%sweepEvery == 0 {
+		m.sweep(now)
+	}
+	return nil
+}
+
+func (m *MemoryKV) Delete(ctx context.Context, namespace, key string) error {
+	if err := validKey(namespace, key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.data[namespace], key)
+	return nil
+}
+
+func (m *MemoryKV) sweep(now time.Time) {
+	for ns, keys := range m.data {
+		for k, e := range keys {
+			if e.expired(now) {
+				delete(keys, k)
+			}
+		}
+		if len(keys) == 0 {
+			delete(m.data, ns)
+		}
+	}
+}
+
+func (e memEntry) expired(now time.Time) bool {
+	return !e.expires.IsZero() && !now.Before(e.expires)
+}
+
+// Len is the number of keys held, expired ones not yet dropped included.
+func (m *MemoryKV) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, keys := range m.data {
+		n += len(keys)
+	}
+	return n
+}
