@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pushbackd/pushbackd/app"
+	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/gateway"
+	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+const defaultConfig = "configs/pushbackd.yaml"
+
+// parseArgs lets flags come before or after positional arguments, which Go's flag package
+// alone does not: it stops at the first positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("pushbackd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// printConfigErrors writes one file:line:col line per problem.
+func printConfigErrors(w io.Writer, err error) {
+	for _, e := range yamlconf.AsErrors(err) {
+		fmt.Fprintln(w, e.Error())
+	}
+}
+
+func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+	fs := newFlags("serve", stderr)
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
+	if _, err := parseArgs(fs, args); err != nil {
+		return 2
+	}
+	err := app.Run(ctx, app.Options{ConfigPath: *cfgPath})
+	if err != nil {
+		var ye yamlconf.Errors
+		if errors.As(err, &ye) {
+			fmt.Fprintf(stderr, "pushbackd: the configuration is invalid; not starting:\n")
+			printConfigErrors(stderr, err)
+		} else {
+			fmt.Fprintf(stderr, "pushbackd: %v\n", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("validate", stderr)
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
+	if _, err := parseArgs(fs, args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		fmt.Fprintf(stderr, "%d problem(s) found\n", len(yamlconf.AsErrors(err)))
+		return 1
+	}
+	endpoints := 0
+	for _, p := range cfg.Partners {
+		endpoints += len(p.Endpoints)
+		for _, s := range p.Sites {
+			endpoints += len(s.Endpoints)
+		}
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d partners, %d endpoints, %d sagas)\n", *cfgPath, len(cfg.Partners), endpoints, len(cfg.Sagas))
+	return 0
+}
+
+func readInput(file string, stdin io.Reader) ([]byte, error) {
+	if file == "" || file == "-" {
+		return io.ReadAll(stdin)
+	}
+	return os.ReadFile(file)
+}
+
+func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("sign", stderr)
+	secretEnv := fs.String("secret-env", "", "environment variable holding the shared secret")
+	secretFile := fs.String("secret-file", "", "file holding the shared secret (instead of -secret-env)")
+	file := fs.String("file", "", "body to sign (default: standard input)")
+	encoding := fs.String("encoding", "base64", "base64 or hex")
+	prefix := fs.String("prefix", "", `text before the signature, e.g. "sha256="`)
+	if _, err := parseArgs(fs, args); err != nil {
+		return 2
+	}
+	var secret string
+	switch {
+	case *secretEnv != "" && *secretFile == "":
+		secret = os.Getenv(*secretEnv)
+		if secret == "" {
+			fmt.Fprintf(stderr, "pushbackd sign: environment variable %s is not set\n", *secretEnv)
+			return 1
+		}
+	case *secretFile != "" && *secretEnv == "":
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushbackd sign: %v\n", err)
+			return 1
+		}
+		secret = strings.TrimRight(string(b), "\r\n")
+	default:
+		// Never a -secret flag: a secret on the command line ends up in shell history and ps.
+		fmt.Fprintln(stderr, "pushbackd sign: give exactly one of -secret-env NAME or -secret-file PATH")
+		return 2
+	}
+	if *encoding != "base64" && *encoding != "hex" {
+		fmt.Fprintf(stderr, "pushbackd sign: -encoding must be base64 or hex, not %q\n", *encoding)
+		return 2
+	}
+	body, err := readInput(*file, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd sign: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, security.SignatureValue([]byte(secret), body, *encoding, *prefix))
+	return 0
+}
+
+func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("curl", stderr)
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
+	file := fs.String("file", "", "body file to send (required)")
+	contentType := fs.String("content-type", "", "Content-Type (default: from the file extension)")
+	base := fs.String("url", "", "base URL (default: http://<listen> from the config)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 || *file == "" {
+		fmt.Fprintln(stderr, "usage: pushbackd curl PARTNER[/SITE]/ENDPOINT -file BODY [-config ...]")
+		return 2
+	}
+	parts := strings.Split(pos[0], "/")
+	var partner, site, endpoint string
+	switch len(parts) {
+	case 2:
+		partner, endpoint = parts[0], parts[1]
+	case 3:
+		partner, site, endpoint = parts[0], parts[1], parts[2]
+	default:
+		fmt.Fprintf(stderr, "pushbackd curl: %q is not PARTNER/ENDPOINT or PARTNER/SITE/ENDPOINT\n", pos[0])
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return 1
+	}
+	route, ok := cfg.Lookup(partner, site, endpoint)
+	if !ok {
+		fmt.Fprintf(stderr, "pushbackd curl: no endpoint %s in %s\n", pos[0], *cfgPath)
+		return 1
+	}
+	body, err := os.ReadFile(*file)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd curl: %v\n", err)
+		return 1
+	}
+	headers, query, err := security.Sign(route.Endpoint.Security.Resolved(), body, "", time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd curl: %v\n", err)
+		return 1
+	}
+	if *base == "" {
+		*base = "http://" + dialable(cfg.Server.Listen)
+	}
+	url := strings.TrimRight(*base, "/") + "/pushback/" + pos[0]
+	if len(query) > 0 {
+		url += "?" + query.Encode()
+	}
+	if *contentType == "" {
+		*contentType = contentTypeFor(*file)
+	}
+	lines := []string{"curl -sS -X POST " + shellQuote(url)}
+	lines = append(lines, "-H "+shellQuote("Content-Type: "+*contentType))
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for k := range headers {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		for _, v := range headers[name] {
+			lines = append(lines, "-H "+shellQuote(name+": "+v))
+		}
+	}
+	lines = append(lines, "--data-binary "+shellQuote("@"+*file))
+	fmt.Fprintln(stdout, strings.Join(lines, " \\\n  "))
+	if route.Endpoint.Security.Method == security.StandardWebhooks {
+		fmt.Fprintln(stderr, "note: the webhook-timestamp is now; the command is accepted for the endpoint's tolerance (default 5m)")
+	}
+	return 0
+}
+
+// dialable turns a listen address into one a client can connect to.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func contentTypeFor(file string) string {
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".json":
+		return "application/json"
+	case ".xml":
+		return "application/xml"
+	case ".form":
+		return "application/x-www-form-urlencoded"
+	}
+	return "text/plain"
+}
+
+// shellQuote single-quotes s for sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func cmdPlan(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("plan", stderr)
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
+	file := fs.String("file", "", "sample request JSON (default: standard input; empty means {})")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: pushbackd plan SAGA [-file request.json] [-config ...]")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return 1
+	}
+	sample, err := readInput(*file, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd plan: %v\n", err)
+		return 1
+	}
+	plan, err := gateway.PlanSample(cfg, pos[0], sample)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd plan: %v\n", err)
+		return 1
+	}
+	out, _ := json.MarshalIndent(plan, "", "  ")
+	fmt.Fprintln(stdout, string(out))
+	return 0
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestValidate(t *testing.T) {
+	t.Run("the demo config is valid", func(t *testing.T) {
+		code, out, errOut := runCLI(t, "", "validate", "-config", "../../configs/pushbackd.yaml")
+		if code != 0 || !strings.Contains(out, "valid (1 partners") {
+			t.Fatalf("exit %d, out %q, err %q", code, out, errOut)
+		}
+	})
+	t.Run("a bad config exits 1 with every error as file:line:col", func(t *testing.T) {
+		dir := t.TempDir()
+		mustWrite(t, filepath.Join(dir, "pushbackd.yaml"), "listen: nowhere\nlog: {level: chatty}\n")
+		mustWrite(t, filepath.Join(dir, "partners/a.yaml"), "id: a\nendpoints: [{name: e, saga: gone, security: {method: bearer, tokens: [{value: t}]}}]\n")
+		code, _, errOut := runCLI(t, "", "validate", "-config", filepath.Join(dir, "pushbackd.yaml"))
+		if code != 1 {
+			t.Fatalf("exit %d", code)
+		}
+		for _, want := range []string{"pushbackd.yaml:1:9: listen", "pushbackd.yaml:2:14: log.level", "a.yaml:2:13: ", `saga "gone" not found in sagas_dir (there are none)`, "3 problem(s) found"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, errOut)
+			}
+		}
+	})
+	t.Run("flags may follow the command's arguments", func(t *testing.T) {
+		if code, _, errOut := runCLI(t, "", "validate", "-config=../../configs/pushbackd.yaml"); code != 0 {
+			t.Fatal(errOut)
+		}
+	})
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The signature must equal what openssl computed for the same body and key.
+func TestSignMatchesOpenSSL(t *testing.T) {
+	fixtures, err := os.ReadFile("../../testdata/signatures/expected.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PUSHBACKD_TEST_SIGNING_KEY", "encompass-signing-key-0001")
+	checked := 0
+	for _, line := range strings.Split(string(fixtures), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 7 || f[3] != "encompass-signing-key-0001" || f[0] == "one-mib.bin" {
+			continue
+		}
+		args := []string{"sign", "-secret-env", "PUSHBACKD_TEST_SIGNING_KEY"}
+		switch f[2] {
+		case "base64":
+		case "hex":
+			args = append(args, "-encoding", "hex")
+		case "hex-prefixed":
+			args = append(args, "-encoding", "hex", "-prefix", "sha256=")
+		default:
+			continue
+		}
+		body, err := os.ReadFile("../../testdata/signatures/" + f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// From stdin and from -file, which may come after the other flags or before them.
+		for _, a := range [][]string{args, append(args, "-file", "../../testdata/signatures/"+f[0]), append([]string{"sign", "-file", "../../testdata/signatures/" + f[0]}, args[1:]...)} {
+			stdin := ""
+			if !strings.Contains(strings.Join(a, " "), "-file") {
+				stdin = string(body)
+			}
+			code, out, errOut := runCLI(t, stdin, a...)
+			if code != 0 || strings.TrimSpace(out) != f[6] {
+				t.Errorf("%s %s: exit %d, got %q want %q (%s)", f[0], f[2], code, out, f[6], errOut)
+			}
+			checked++
+		}
+	}
+	if checked < 9 {
+		t.Fatalf("only %d signatures checked", checked)
+	}
+}
+
+func TestSignRefusesAMissingSecret(t *testing.T) {
+	if code, _, errOut := runCLI(t, "x", "sign", "-secret-env", "PUSHBACKD_TEST_SURELY_UNSET"); code != 1 || !strings.Contains(errOut, "is not set") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "x", "sign"); code != 2 {
+		t.Errorf("sign without a secret source: exit %d", code)
+	}
+}
+
+func TestCurlPrintsACommandWithTheEndpointsCredentials(t *testing.T) {
+	cases := []struct {
+		target string
+		want   []string
+	}{
+		{"acme/retail/snapdocs", []string{"'http://127.0.0.1:8080/pushback/acme/retail/snapdocs'", "'Authorization: Basic ", "'Content-Type: application/json'", "--data-binary '@"}},
+		{"acme/encompass", []string{"'Elli-Signature: "}},
+		{"acme/events", []string{"'Webhook-Id: msg_", "'Webhook-Signature: v1,", "'Webhook-Timestamp: "}},
+		{"acme/crm", []string{"'Access-Token: demo-access-token'", "'Access-Secret: demo-access-secret'"}},
+	}
+	body := "../../testdata/payloads/snapdocs-preview-available.json"
+	for _, tc := range cases {
+		t.Run(tc.target, func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", "curl", tc.target, "-file", body, "-config", "../../configs/pushbackd.yaml")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	t.Run("an unknown endpoint is an error", func(t *testing.T) {
+		if code, _, errOut := runCLI(t, "", "curl", "acme/nothing", "-file", body, "-config", "../../configs/pushbackd.yaml"); code != 1 || !strings.Contains(errOut, "no endpoint acme/nothing") {
+			t.Errorf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("a malformed target is a usage error", func(t *testing.T) {
+		if code, _, _ := runCLI(t, "", "curl", "acme", "-file", body); code != 2 {
+			t.Errorf("exit %d", code)
+		}
+	})
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if code, _, errOut := runCLI(t, "", "launch"); code != 2 || !strings.Contains(errOut, `unknown command "launch"`) {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
+// serve must refuse an invalid config with the errors, and exit non-zero.
+func TestServeRefusesAnInvalidConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "pushbackd.yaml"), "listen: 127.0.0.1:0\nbogus: 1\n")
+	out, err := exec.Command(bin, "serve", "-config", filepath.Join(dir, "pushbackd.yaml")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `pushbackd.yaml:2:1: unknown key "bogus"`) {
+		t.Fatalf("err %v, output %s", err, out)
+	}
+}

@@ -1,0 +1,196 @@
+// Package config loads pushbackd's configuration directory — pushbackd.yaml, partners/*.yaml
+// and sagas/*.yaml — validates all of it, and reports every problem as file:line:column.
+//
+// A Config is immutable once loaded: the gateway holds one snapshot per request, so a reload
+// swaps the pointer and requests in flight finish on the config they started with.
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+// Server is pushbackd.yaml.
+type Server struct {
+	Listen      string  `yaml:"listen"`
+	Admin       Admin   `yaml:"admin"`
+	DataDir     string  `yaml:"data_dir"`
+	PartnersDir string  `yaml:"partners_dir"`
+	SagasDir    string  `yaml:"sagas_dir"`
+	Limits      Limits  `yaml:"limits"`
+	History     History `yaml:"history"`
+	Log         Log     `yaml:"log"`
+	Egress      Egress  `yaml:"egress"`
+	Proxy       Proxy   `yaml:"proxy"`
+}
+
+// Admin is the operator listener.
+type Admin struct {
+	Listen string    `yaml:"listen"`
+	Token  SecretRef `yaml:"token"`
+}
+
+// Limits bound what one request may cost.
+type Limits struct {
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	SyncTimeout       time.Duration `yaml:"sync_timeout"`
+}
+
+// History is how long runs are kept.
+type History struct {
+	Retention time.Duration `yaml:"retention"`
+	MaxRuns   int           `yaml:"max_runs"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Egress limits where saga http steps may connect; a partner's narrows the server's.
+type Egress struct {
+	Pos   yamlconf.Pos
+	Allow []string `yaml:"allow"`
+}
+
+// Proxy names the header a TLS-terminating proxy puts the client address in. The header is
+// believed only when the connection comes from one of Trusted; otherwise anyone could claim
+// an address on an allow_ips list.
+type Proxy struct {
+	Pos     yamlconf.Pos
+	Header  string   `yaml:"header"`
+	Trusted []string `yaml:"trusted"`
+
+	TrustedPrefixes []netip.Prefix `yaml:"-"`
+}
+
+// Defaults returns pushbackd.yaml's documented defaults (DESIGN §3).
+func Defaults() Server {
+	return Server{
+		Listen:      "127.0.0.1:8080",
+		Admin:       Admin{Listen: "127.0.0.1:8081"},
+		DataDir:     "./data",
+		PartnersDir: "partners",
+		SagasDir:    "sagas",
+		Limits: Limits{
+			MaxBodyBytes:      1 << 20,
+			MaxHeaderBytes:    64 << 10,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			SyncTimeout:       25 * time.Second,
+		},
+		History: History{Retention: 720 * time.Hour, MaxRuns: 1_000_000},
+		Log:     Log{Level: "info", Format: "json"},
+	}
+}
+
+// Partner is one partners/<id>.yaml.
+type Partner struct {
+	Pos       yamlconf.Pos
+	ID        string               `yaml:"id,required"`
+	Name      string               `yaml:"name"`
+	Settings  map[string]any       `yaml:"settings"`
+	Secrets   map[string]SecretRef `yaml:"secrets"`
+	Egress    *Egress              `yaml:"egress"`
+	Endpoints []*Endpoint          `yaml:"endpoints"`
+	Sites     []*Site              `yaml:"sites"`
+
+	File string `yaml:"-"`
+
+	// Filled by Load.
+	secrets   map[string]security.Secret
+	egress    *saga.EgressPolicy
+	endpoints map[string]*Endpoint
+	sites     map[string]*Site
+}
+
+// Site is a part of a partner with its own settings and, optionally, its own endpoints.
+type Site struct {
+	Pos       yamlconf.Pos
+	ID        string         `yaml:"id,required"`
+	Name      string         `yaml:"name"`
+	Settings  map[string]any `yaml:"settings"`
+	Endpoints []*Endpoint    `yaml:"endpoints"`
+
+	// Filled by Load.
+	settings  map[string]any // partner settings overlaid with the site's
+	endpoints map[string]*Endpoint
+}
+
+// Mode says whether the sender waits for the saga.
+type Mode string
+
+// The two modes of DESIGN §5.
+const (
+	ModeAsync Mode = "async"
+	ModeSync  Mode = "sync"
+)
+
+// Endpoint is one pushback URL.
+type Endpoint struct {
+	Pos            yamlconf.Pos
+	Name           string    `yaml:"name,required"`
+	Saga           string    `yaml:"saga,required"`
+	Mode           Mode      `yaml:"mode"`
+	Security       *Security `yaml:"security"`
+	IdempotencyKey string    `yaml:"idempotency_key"`
+	AcceptStatus   int       `yaml:"accept_status"`
+	MaxInFlight    int       `yaml:"max_in_flight"`
+
+	// Filled by Load.
+	verifier security.Verifier
+	saga     *saga.Saga
+}
+
+// Verifier checks this endpoint's security method.
+func (e *Endpoint) Verifier() security.Verifier { return e.verifier }
+
+// SagaRef is the compiled saga this endpoint runs.
+func (e *Endpoint) SagaRef() *saga.Saga { return e.saga }
+
+// Security is an endpoint's security block as written; Load turns it into a security.Config.
+type Security struct {
+	Pos          yamlconf.Pos
+	Method       security.Method `yaml:"method"`
+	Username     string          `yaml:"username"`
+	Password     SecretRef       `yaml:"password"`
+	Token        SecretRef       `yaml:"token"`
+	Secret       SecretRef       `yaml:"secret"`
+	TokenHeader  string          `yaml:"token_header"`
+	SecretHeader string          `yaml:"secret_header"`
+	Header       string          `yaml:"header"`
+	Secrets      []SecretRef     `yaml:"secrets"`
+	Encoding     string          `yaml:"encoding"`
+	Prefix       string          `yaml:"prefix"`
+	Tolerance    time.Duration   `yaml:"tolerance"`
+	Query        string          `yaml:"query"`
+	Keys         []SecretRef     `yaml:"keys"`
+	Tokens       []SecretRef     `yaml:"tokens"`
+	AllowIPs     []string        `yaml:"allow_ips"`
+
+	resolved security.Config
+	invalid  bool
+}
+
+// Resolved is the security.Config built at load, secrets included. Used by the CLI to sign
+// requests the way a sender would.
+func (s *Security) Resolved() security.Config { return s.resolved }
+
+// Config is one loaded, validated configuration directory.
+type Config struct {
+	File     string // path of pushbackd.yaml
+	Dir      string // its directory: relative paths resolve against it
+	Server   Server
+	Partners []*Partner // sorted by id
+	Sagas    map[string]*saga.Saga
+
+	partners map[string]*Partner
+}

@@ -1,0 +1,243 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+const okSaga = `name: echo
+steps:
+  - name: answer
+    respond: {status: 200}
+`
+
+// writeConfig lays out a config directory from file name -> content.
+func writeConfig(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, ok := files["pushbackd.yaml"]; !ok {
+		files["pushbackd.yaml"] = "listen: 127.0.0.1:0\n"
+	}
+	if _, ok := files["sagas/echo.yaml"]; !ok {
+		files["sagas/echo.yaml"] = okSaga
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "partners"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "pushbackd.yaml")
+}
+
+func TestTheShippedDemoConfigIsValid(t *testing.T) {
+	cfg, err := Load("../configs/pushbackd.yaml")
+	if err != nil {
+		t.Fatalf("demo config: %v", err)
+	}
+	seen := map[security.Method]bool{}
+	for _, p := range cfg.Partners {
+		for _, e := range p.Endpoints {
+			seen[e.Security.Method] = true
+		}
+		for _, s := range p.Sites {
+			for _, e := range s.Endpoints {
+				seen[e.Security.Method] = true
+			}
+		}
+	}
+	for _, m := range security.Methods() {
+		if !seen[m] {
+			t.Errorf("the demo has no endpoint for method %s", m)
+		}
+	}
+	if len(cfg.Partners) != 1 || len(cfg.Partners[0].Sites) != 1 {
+		t.Errorf("the demo should have one partner with one site")
+	}
+}
+
+func TestDefaultsApplyWhenKeysAreAbsent(t *testing.T) {
+	path := writeConfig(t, map[string]string{"pushbackd.yaml": "# all defaults\n", "partners/a.yaml": "id: a\nendpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}]\n"})
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Server
+	if s.Listen != "127.0.0.1:8080" || s.Limits.MaxBodyBytes != 1<<20 || s.Limits.SyncTimeout != 25*time.Second || s.History.Retention != 720*time.Hour || s.Log.Format != "json" {
+		t.Errorf("defaults not applied: %+v", s)
+	}
+	route, ok := cfg.Lookup("a", "", "e")
+	if !ok || route.Endpoint.Mode != ModeAsync || route.Endpoint.AcceptStatus != 200 {
+		t.Errorf("endpoint defaults not applied: %+v", route.Endpoint)
+	}
+}
+
+func TestSitesInheritPartnerEndpointsUnlessTheyDefineTheirOwn(t *testing.T) {
+	path := writeConfig(t, map[string]string{"partners/acme.yaml": `id: acme
+settings: {a: partner, b: partner}
+endpoints:
+  - {name: shared, saga: echo, security: {method: bearer, tokens: [{value: p}]}}
+  - {name: mine, saga: echo, security: {method: bearer, tokens: [{value: p}]}}
+sites:
+  - id: retail
+    settings: {b: site}
+    endpoints:
+      - {name: mine, saga: echo, security: {method: bearer, tokens: [{value: s}]}}
+`})
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partnerMine, _ := cfg.Lookup("acme", "", "mine")
+	shared, ok := cfg.Lookup("acme", "retail", "shared")
+	if !ok || shared.Site.ID != "retail" || shared.Endpoint != partnerMine.Partner.endpoints["shared"] {
+		t.Errorf("the site does not inherit the partner's endpoint: %+v", shared)
+	}
+	siteMine, _ := cfg.Lookup("acme", "retail", "mine")
+	if siteMine.Endpoint == partnerMine.Endpoint {
+		t.Error("the site's own endpoint does not win over the partner's")
+	}
+	if s := shared.Settings(); s["a"] != "partner" || s["b"] != "site" {
+		t.Errorf("site settings = %v", s)
+	}
+	if s := partnerMine.Settings(); s["b"] != "partner" {
+		t.Errorf("partner settings = %v", s)
+	}
+	for _, miss := range [][3]string{{"nobody", "", "mine"}, {"acme", "wholesale", "mine"}, {"acme", "", "nothing"}, {"acme", "retail", "nothing"}} {
+		if _, ok := cfg.Lookup(miss[0], miss[1], miss[2]); ok {
+			t.Errorf("lookup %v found something", miss)
+		}
+	}
+}
+
+func TestSecretReferencesResolve(t *testing.T) {
+	t.Setenv("PUSHBACKD_TEST_TOKEN", "from-env")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "key.txt"), []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, map[string]string{"partners/a.yaml": fmt.Sprintf(`id: a
+secrets:
+  env: {env: PUSHBACKD_TEST_TOKEN}
+  file: {file: %s}
+  literal: {value: from-value}
+endpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{env: PUSHBACKD_TEST_TOKEN}]}}]
+`, filepath.Join(dir, "key.txt"))})
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, _ := cfg.Lookup("a", "", "e")
+	got := map[string]string{}
+	for k, v := range route.Secrets() {
+		got[k] = string(v.Reveal())
+	}
+	if got["env"] != "from-env" || got["file"] != "from-file" || got["literal"] != "from-value" {
+		t.Errorf("secrets = %v", got)
+	}
+	if s := fmt.Sprintf("%+v %v", cfg.Partners[0], route.Endpoint.Security); strings.Contains(s, "from-") {
+		t.Errorf("printing the config leaks a secret: %s", s)
+	}
+}
+
+func TestBadConfigsReportFileLineColumnAndMessage(t *testing.T) {
+	endpoint := func(security string) string {
+		return "id: acme\nendpoints:\n  - name: e\n    saga: echo\n    security: " + security + "\n"
+	}
+	cases := []struct {
+		name  string
+		files map[string]string
+		file  string
+		line  int
+		col   int
+		msg   string
+	}{
+		{"an unknown key in pushbackd.yaml", map[string]string{"pushbackd.yaml": "listen: 127.0.0.1:0\nlimts: {}\n"}, "pushbackd.yaml", 2, 1, `unknown key "limts"`},
+		{"a bad duration", map[string]string{"pushbackd.yaml": "limits:\n  sync_timeout: 5 seconds\n"}, "pushbackd.yaml", 2, 17, `invalid duration "5 seconds"`},
+		{"a listen address without a port", map[string]string{"pushbackd.yaml": "listen: localhost\n"}, "pushbackd.yaml", 1, 9, "is not host:port"},
+		{"an unknown log format", map[string]string{"pushbackd.yaml": "log: {format: xml}\n"}, "pushbackd.yaml", 1, 15, "log.format must be json or console"},
+		{"a partner id that is not its file name", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "id: acme", "id: other", 1)}, "partners/acme.yaml", 1, 1, `must match its file name "acme"`},
+		{"an upper-case endpoint name", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "name: e", "name: Encompass", 1)}, "partners/acme.yaml", 3, 5, `endpoint name "Encompass" must match`},
+		{"an endpoint without security", map[string]string{"partners/acme.yaml": "id: acme\nendpoints:\n  - name: e\n    saga: echo\n"}, "partners/acme.yaml", 3, 5, "has no security method"},
+		{"an unknown security method", map[string]string{"partners/acme.yaml": endpoint("{method: hmac}")}, "partners/acme.yaml", 5, 24, `unknown security method "hmac"`},
+		{"a key of another method", map[string]string{"partners/acme.yaml": endpoint("{method: signature, secrets: [{value: k}], password: {value: p}}")}, "partners/acme.yaml", 5, 58, `key "password" does not apply to method signature`},
+		{"a basic endpoint without a password", map[string]string{"partners/acme.yaml": endpoint("{method: basic, username: u}")}, "partners/acme.yaml", 5, 15, "needs a password"},
+		{"an api key with both header and query", map[string]string{"partners/acme.yaml": endpoint("{method: api_key, header: X-Key, query: key, keys: [{value: k}]}")}, "partners/acme.yaml", 5, 15, "exactly one of header or query"},
+		{"a secret given as a bare string", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [plain-text]}")}, "partners/acme.yaml", 5, 41, "not a bare string"},
+		{"a secret reference with two sources", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{env: A, value: b}]}")}, "partners/acme.yaml", 5, 41, "exactly one of env, file or value"},
+		{"a secret from an unset environment variable", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{env: PUSHBACKD_TEST_SURELY_UNSET}]}")}, "partners/acme.yaml", 5, 41, "environment variable PUSHBACKD_TEST_SURELY_UNSET is not set"},
+		{"a secret from a missing file", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{file: nope.txt}]}")}, "partners/acme.yaml", 5, 41, "cannot read secret file nope.txt"},
+		{"a standard-webhooks secret that is not whsec base64", map[string]string{"partners/acme.yaml": endpoint("{method: standard_webhooks, secrets: [{value: 'whsec_!!'}]}")}, "partners/acme.yaml", 5, 15, "security:"},
+		{"an allow_ips entry that is not an address", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{value: t}], allow_ips: [10.0.0.0/33]}")}, "partners/acme.yaml", 5, 15, `"10.0.0.0/33" is not an IP address or CIDR range`},
+		{"a saga that does not exist", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "saga: echo", "saga: nope", 1)}, "partners/acme.yaml", 3, 5, `saga "nope" not found in sagas_dir (known: echo)`},
+		{"an endpoint defined twice", map[string]string{"partners/acme.yaml": "id: acme\nendpoints:\n  - {name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}\n  - {name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}\n"}, "partners/acme.yaml", 4, 5, `endpoint "e" appears twice`},
+		{"a mode that does not exist", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "saga: echo", "saga: echo\n    mode: later", 1)}, "partners/acme.yaml", 3, 5, `mode must be async or sync, not "later"`},
+		{"an accept_status that is not 2xx", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "saga: echo", "saga: echo\n    accept_status: 302", 1)}, "partners/acme.yaml", 3, 5, "accept_status must be a 2xx status"},
+		{"a YAML syntax error", map[string]string{"partners/acme.yaml": "id: acme\nendpoints: [\n"}, "partners/acme.yaml", 2, 0, ""},
+		{"an empty partner file", map[string]string{"partners/acme.yaml": "\n"}, "partners/acme.yaml", 1, 1, "file is empty"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.files)
+			_, err := Load(path)
+			if err == nil {
+				t.Fatal("the config loaded")
+			}
+			errs := yamlconf.AsErrors(err)
+			want := filepath.Join(filepath.Dir(path), tc.file)
+			for _, e := range errs {
+				if e.File == want && e.Line == tc.line && (tc.col == 0 || e.Column == tc.col) && strings.Contains(e.Message, tc.msg) {
+					return
+				}
+			}
+			t.Fatalf("want %s:%d:%d: ...%s...; got\n%v", tc.file, tc.line, tc.col, tc.msg, err)
+		})
+	}
+}
+
+func TestEveryProblemIsReportedAtOnce(t *testing.T) {
+	path := writeConfig(t, map[string]string{
+		"pushbackd.yaml": "listen: nope\nlog: {level: loud}\n",
+		"partners/a.yaml": "id: a\nendpoints:\n  - {name: e, saga: missing, security: {method: bearer, tokens: [{value: t}]}}\n" +
+			"  - {name: f, saga: echo, security: {method: basic, username: u}}\n",
+		"partners/b.yaml": "id: b\nendpoints: [{name: e, saga: echo, colour: red, security: {method: bearer, tokens: [{value: t}]}}]\n",
+	})
+	_, err := Load(path)
+	errs := yamlconf.AsErrors(err)
+	if len(errs) != 5 {
+		t.Fatalf("want 5 errors, got %d:\n%v", len(errs), err)
+	}
+	for i := 1; i < len(errs); i++ {
+		a, b := errs[i-1], errs[i]
+		if a.File > b.File || (a.File == b.File && a.Line > b.Line) {
+			t.Errorf("errors not sorted: %v before %v", a, b)
+		}
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if !strings.Contains(line, ".yaml:") {
+			t.Errorf("line without file:line:col: %q", line)
+		}
+	}
+}
+
+func TestDuplicatePartnerIDsAcrossFilesAreRejected(t *testing.T) {
+	// a.yml and a.yaml both say id: a; only one may own it.
+	p := "id: a\nendpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}]\n"
+	path := writeConfig(t, map[string]string{"partners/a.yaml": p, "partners/a.yml": p})
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), `partner "a" is already defined`) {
+		t.Fatalf("got %v", err)
+	}
+}

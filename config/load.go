@@ -1,0 +1,390 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/goccy/go-yaml/ast"
+
+	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+// IDPattern is the shape of partner ids, site ids and endpoint names: they are URL path
+// segments, so nothing that needs escaping, no upper case, no dots.
+var IDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Load reads and validates the configuration whose main file is path. On any problem it
+// returns yamlconf.Errors listing all of them, sorted by file and position.
+func Load(path string) (*Config, error) {
+	l := &loader{}
+	cfg := l.load(path)
+	l.errs.Sort()
+	if len(l.errs) > 0 {
+		return nil, l.errs
+	}
+	return cfg, nil
+}
+
+type loader struct {
+	errs yamlconf.Errors
+}
+
+func (l *loader) fileError(file string, err error) {
+	l.errs = append(l.errs, yamlconf.Error{File: file, Line: 1, Column: 1, Message: err.Error()})
+}
+
+func (l *loader) load(path string) *Config {
+	cfg := &Config{File: path, Dir: filepath.Dir(path), Server: Defaults()}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		l.fileError(path, fmt.Errorf("cannot read config: %w", unwrapPathError(err)))
+		return nil
+	}
+	d := yamlconf.NewDecoder(path)
+	node, perrs := yamlconf.Parse(path, src)
+	if perrs != nil {
+		l.errs = append(l.errs, perrs...)
+		return nil
+	}
+	if node != nil { // an empty pushbackd.yaml means "all defaults"
+		d.Decode(node, &cfg.Server)
+	}
+	l.validateServer(d, node, cfg)
+	l.errs = append(l.errs, d.Errors()...)
+
+	cfg.Sagas = l.loadSagas(cfg.resolve(cfg.Server.SagasDir))
+	cfg.partners = map[string]*Partner{}
+	for _, p := range l.loadPartners(cfg.resolve(cfg.Server.PartnersDir), cfg.Sagas) {
+		if prev, dup := cfg.partners[p.ID]; dup {
+			l.errs = append(l.errs, yamlconf.Error{File: p.File, Line: p.Pos.Line, Column: p.Pos.Column,
+				Message: fmt.Sprintf("partner %q is already defined in %s", p.ID, prev.File)})
+			continue
+		}
+		cfg.partners[p.ID] = p
+		cfg.Partners = append(cfg.Partners, p)
+	}
+	slices.SortFunc(cfg.Partners, func(a, b *Partner) int { return strings.Compare(a.ID, b.ID) })
+	return cfg
+}
+
+// resolve makes a path from pushbackd.yaml relative to that file's directory.
+func (c *Config) resolve(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// DataDir is data_dir resolved against the working directory, as DESIGN §3 shows
+// (`./data` next to where the server runs, not inside configs/).
+func (c *Config) DataDir() string { return c.Server.DataDir }
+
+// valueNode finds the node under a dotted key path, for positioning validation errors.
+func valueNode(d *yamlconf.Decoder, n ast.Node, path ...string) ast.Node {
+	for _, key := range path {
+		m, ok := d.Resolve(n).(*ast.MappingNode)
+		if !ok {
+			if mv, ok := d.Resolve(n).(*ast.MappingValueNode); ok {
+				m = &ast.MappingNode{Values: []*ast.MappingValueNode{mv}}
+			} else {
+				return n
+			}
+		}
+		found := false
+		for _, mv := range m.Values {
+			if d.KeyName(mv) == key {
+				n, found = mv.Value, true
+				break
+			}
+		}
+		if !found {
+			return n
+		}
+	}
+	return n
+}
+
+func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config) {
+	s := &cfg.Server
+	at := func(path ...string) ast.Node { return valueNode(d, root, path...) }
+	checkAddr := func(addr string, path ...string) {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			d.Errorf(at(path...), "%s: %q is not host:port", strings.Join(path, "."), addr)
+		}
+	}
+	checkAddr(s.Listen, "listen")
+	checkAddr(s.Admin.Listen, "admin", "listen")
+	if s.Limits.MaxBodyBytes <= 0 {
+		d.Errorf(at("limits", "max_body_bytes"), "limits.max_body_bytes must be positive")
+	}
+	if s.Limits.MaxHeaderBytes <= 0 {
+		d.Errorf(at("limits", "max_header_bytes"), "limits.max_header_bytes must be positive")
+	}
+	for _, k := range []struct {
+		name string
+		v    int64
+	}{{"read_header_timeout", int64(s.Limits.ReadHeaderTimeout)}, {"read_timeout", int64(s.Limits.ReadTimeout)}, {"sync_timeout", int64(s.Limits.SyncTimeout)}} {
+		if k.v <= 0 {
+			d.Errorf(at("limits", k.name), "limits.%s must be positive", k.name)
+		}
+	}
+	if s.History.MaxRuns < 0 {
+		d.Errorf(at("history", "max_runs"), "history.max_runs must not be negative")
+	}
+	switch s.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		d.Errorf(at("log", "level"), "log.level must be debug, info, warn or error, not %q", s.Log.Level)
+	}
+	if s.Log.Format != "json" && s.Log.Format != "console" {
+		d.Errorf(at("log", "format"), "log.format must be json or console, not %q", s.Log.Format)
+	}
+	if s.DataDir == "" {
+		d.Errorf(at("data_dir"), "data_dir must not be empty")
+	}
+	validateEgress(d, at("egress", "allow"), s.Egress.Pos, s.Egress.Allow)
+	if s.Proxy.Header != "" || len(s.Proxy.Trusted) > 0 {
+		if s.Proxy.Header == "" {
+			d.Errorf(at("proxy"), "proxy.header is required when proxy.trusted is set")
+		}
+		if len(s.Proxy.Trusted) == 0 {
+			d.Errorf(at("proxy"), "proxy.trusted must list the proxies' addresses (CIDR); the header is believed only from them")
+		}
+		s.Proxy.TrustedPrefixes = parsePrefixes(d, at("proxy", "trusted"), s.Proxy.Pos, s.Proxy.Trusted)
+	}
+	// The admin token is optional: unset means one is generated into data_dir.
+	if s.Admin.Token.IsSet() {
+		if s.Admin.Token.Env != "" {
+			if v := os.Getenv(s.Admin.Token.Env); v != "" {
+				s.Admin.Token.Secret = security.NewSecret(v)
+			}
+		} else {
+			s.Admin.Token.resolve(d, cfg.Dir)
+		}
+	}
+}
+
+// validateEgress checks allow patterns with the saga engine's own rules, so what loads is
+// exactly what the engine can enforce.
+func validateEgress(d *yamlconf.Decoder, n ast.Node, fallback yamlconf.Pos, patterns []string) {
+	for i, p := range patterns {
+		if err := (saga.EgressPolicy{Allow: []string{p}}).Validate(); err != nil {
+			d.ErrorAt(itemPos(d, n, i, fallback), "%v", err)
+		}
+	}
+}
+
+// itemPos is the position of the i-th item of the list node n, or fallback when n is not
+// at hand.
+func itemPos(d *yamlconf.Decoder, n ast.Node, i int, fallback yamlconf.Pos) yamlconf.Pos {
+	if n == nil {
+		return fallback
+	}
+	if seq, ok := d.Resolve(n).(*ast.SequenceNode); ok && i < len(seq.Values) {
+		return yamlconf.PosOf(seq.Values[i])
+	}
+	return yamlconf.PosOf(n)
+}
+
+// parsePrefixes accepts CIDRs and bare addresses (as a /32 or /128).
+func parsePrefixes(d *yamlconf.Decoder, n ast.Node, fallback yamlconf.Pos, list []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				d.ErrorAt(itemPos(d, n, i, fallback), "%q is not an IP address or CIDR range", s)
+				continue
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
+func yamlFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if ext := filepath.Ext(e.Name()); ext == ".yaml" || ext == ".yml" {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	return files, nil
+}
+
+func (l *loader) loadSagas(dir string) map[string]*saga.Saga {
+	sagas := map[string]*saga.Saga{}
+	files, err := yamlFiles(dir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			l.fileError(dir, fmt.Errorf("cannot read sagas_dir: %w", unwrapPathError(err)))
+		}
+		return sagas
+	}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			l.fileError(f, unwrapPathError(err))
+			continue
+		}
+		s, errs := saga.Parse(f, src)
+		l.errs = append(l.errs, errs...)
+		if s == nil || s.Name == "" {
+			continue
+		}
+		if prev, dup := sagas[s.Name]; dup {
+			l.fileError(f, fmt.Errorf("saga %q is already defined in %s", s.Name, prev.File))
+			continue
+		}
+		sagas[s.Name] = s
+	}
+	return sagas
+}
+
+func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga) []*Partner {
+	files, err := yamlFiles(dir)
+	if err != nil {
+		l.fileError(dir, fmt.Errorf("cannot read partners_dir: %w", unwrapPathError(err)))
+		return nil
+	}
+	var partners []*Partner
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			l.fileError(f, unwrapPathError(err))
+			continue
+		}
+		p := &Partner{File: f}
+		d := yamlconf.NewDecoder(f)
+		node, perrs := yamlconf.Parse(f, src)
+		if perrs != nil {
+			l.errs = append(l.errs, perrs...)
+			continue
+		}
+		if node == nil {
+			d.ErrorAt(yamlconf.Pos{Line: 1, Column: 1}, "file is empty")
+		} else {
+			d.Decode(node, p)
+			validatePartner(d, p, sagas, filepath.Dir(f))
+		}
+		l.errs = append(l.errs, d.Errors()...)
+		if len(d.Errors()) == 0 {
+			partners = append(partners, p)
+		}
+	}
+	return partners
+}
+
+func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string) {
+	if p.ID != "" {
+		if !IDPattern.MatchString(p.ID) {
+			d.ErrorAt(p.Pos, "partner id %q must match %s", p.ID, IDPattern)
+		} else if base := strings.TrimSuffix(filepath.Base(p.File), filepath.Ext(p.File)); base != p.ID {
+			d.ErrorAt(p.Pos, "partner id %q must match its file name %q", p.ID, base)
+		}
+	}
+	p.secrets = make(map[string]security.Secret, len(p.Secrets))
+	for _, name := range slices.Sorted(maps.Keys(p.Secrets)) {
+		ref := p.Secrets[name]
+		ref.resolve(d, dir)
+		p.Secrets[name] = ref
+		p.secrets[name] = ref.Secret
+	}
+	if p.Egress != nil {
+		validateEgress(d, nil, p.Egress.Pos, p.Egress.Allow)
+		p.egress = &saga.EgressPolicy{Allow: p.Egress.Allow}
+	}
+	p.endpoints = validateEndpoints(d, p.Endpoints, sagas, dir, "partner "+p.ID)
+	p.sites = map[string]*Site{}
+	for _, s := range p.Sites {
+		if s.ID != "" && !IDPattern.MatchString(s.ID) {
+			d.ErrorAt(s.Pos, "site id %q must match %s", s.ID, IDPattern)
+		}
+		if _, dup := p.sites[s.ID]; dup {
+			d.ErrorAt(s.Pos, "site %q appears twice", s.ID)
+			continue
+		}
+		p.sites[s.ID] = s
+		s.settings = make(map[string]any, len(p.Settings)+len(s.Settings))
+		maps.Copy(s.settings, p.Settings)
+		maps.Copy(s.settings, s.Settings)
+		s.endpoints = validateEndpoints(d, s.Endpoints, sagas, dir, "site "+s.ID)
+	}
+	if len(p.Endpoints) == 0 && !slices.ContainsFunc(p.Sites, func(s *Site) bool { return len(s.Endpoints) > 0 }) {
+		d.ErrorAt(p.Pos, "partner %q has no endpoints", p.ID)
+	}
+}
+
+func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string) map[string]*Endpoint {
+	out := make(map[string]*Endpoint, len(list))
+	for _, e := range list {
+		if e.Name != "" && !IDPattern.MatchString(e.Name) {
+			d.ErrorAt(e.Pos, "endpoint name %q must match %s", e.Name, IDPattern)
+		}
+		if _, dup := out[e.Name]; dup {
+			d.ErrorAt(e.Pos, "endpoint %q appears twice in %s", e.Name, scope)
+			continue
+		}
+		out[e.Name] = e
+		if e.Saga != "" {
+			if s, ok := sagas[e.Saga]; ok {
+				e.saga = s
+			} else {
+				known := "there are none"
+				if len(sagas) > 0 {
+					known = "known: " + strings.Join(slices.Sorted(maps.Keys(sagas)), ", ")
+				}
+				d.ErrorAt(e.Pos, "endpoint %q: saga %q not found in sagas_dir (%s)", e.Name, e.Saga, known)
+			}
+		}
+		switch e.Mode {
+		case "":
+			e.Mode = ModeAsync
+		case ModeAsync, ModeSync:
+		default:
+			d.ErrorAt(e.Pos, "endpoint %q: mode must be async or sync, not %q", e.Name, e.Mode)
+		}
+		if e.AcceptStatus == 0 {
+			e.AcceptStatus = 200
+		} else if e.AcceptStatus < 200 || e.AcceptStatus > 299 {
+			d.ErrorAt(e.Pos, "endpoint %q: accept_status must be a 2xx status, not %d", e.Name, e.AcceptStatus)
+		}
+		if e.MaxInFlight < 0 {
+			d.ErrorAt(e.Pos, "endpoint %q: max_in_flight must not be negative", e.Name)
+		}
+		if e.Security == nil {
+			d.ErrorAt(e.Pos, "endpoint %q has no security method: every endpoint needs one (%s)", e.Name, methodList())
+			continue
+		}
+		e.verifier = e.Security.build(d, dir)
+	}
+	return out
+}
+
+func methodList() string {
+	names := make([]string, 0, 6)
+	for _, m := range security.Methods() {
+		names = append(names, string(m))
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,74 @@
+package config
+
+import (
+	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/security"
+)
+
+// Route is what one pushback URL resolves to. It is returned by value so a lookup on the
+// request path allocates nothing.
+type Route struct {
+	Partner  *Partner
+	Site     *Site // nil for a partner-scoped URL
+	Endpoint *Endpoint
+}
+
+// Settings are the site's settings over the partner's, as sagas see them.
+func (r Route) Settings() map[string]any {
+	if r.Site != nil {
+		return r.Site.settings
+	}
+	return r.Partner.Settings
+}
+
+// Secrets are the partner's named secrets, for secret(name) in sagas.
+func (r Route) Secrets() map[string]security.Secret { return r.Partner.secrets }
+
+// Egress is the partner's own egress policy, nil when it has none: it narrows the server's.
+func (r Route) Egress() *saga.EgressPolicy { return r.Partner.egress }
+
+// Lookup resolves /pushback/{partner}/{endpoint} (site == "") and
+// /pushback/{partner}/{site}/{endpoint}. A site's own endpoint wins over the partner's
+// endpoint of the same name, which every site otherwise inherits.
+func (c *Config) Lookup(partner, site, endpoint string) (Route, bool) {
+	p, ok := c.partners[partner]
+	if !ok {
+		return Route{}, false
+	}
+	if site == "" {
+		e, ok := p.endpoints[endpoint]
+		return Route{Partner: p, Endpoint: e}, ok
+	}
+	s, ok := p.sites[site]
+	if !ok {
+		return Route{}, false
+	}
+	if e, ok := s.endpoints[endpoint]; ok {
+		return Route{Partner: p, Site: s, Endpoint: e}, true
+	}
+	e, ok := p.endpoints[endpoint]
+	return Route{Partner: p, Site: s, Endpoint: e}, ok
+}
+
+// Partner returns the partner with id, or nil.
+func (c *Config) Partner(id string) *Partner { return c.partners[id] }
+
+// Site returns the partner's site with id, or nil.
+func (p *Partner) Site(id string) *Site { return p.sites[id] }
+
+// HasAsyncEndpoints reports whether any of the partner's endpoints, or its sites', is async.
+func (p *Partner) HasAsyncEndpoints() bool {
+	for _, e := range p.Endpoints {
+		if e.Mode == ModeAsync {
+			return true
+		}
+	}
+	for _, s := range p.Sites {
+		for _, e := range s.Endpoints {
+			if e.Mode == ModeAsync {
+				return true
+			}
+		}
+	}
+	return false
+}

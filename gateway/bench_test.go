@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+
+	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/security"
+)
+
+type instantRunner struct{}
+
+func (instantRunner) Run(context.Context, *saga.Invocation) *saga.Result {
+	return &saga.Result{Status: "succeeded"}
+}
+
+// benchServe drives h in-process with the same request every iteration, so the figures
+// compare handler cost, not the network.
+func benchServe(b *testing.B, h http.Handler, path string, header http.Header, body []byte, want int) {
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+		req.Header = header
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			b.Fatalf("got %d: %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+func benchGateway(b *testing.B) *Gateway {
+	cfg, err := config.Load("testdata/config/pushbackd.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return New(Options{Config: staticConfig{cfg}, Runner: instantRunner{}, Logger: zap.NewNop()})
+}
+
+var benchBody = bytes.Repeat([]byte(`{"eventId":"243e4b32","eventType":"milestone","meta":{"resourceId":"10d191c3"}},`), 12)[:960]
+
+// BenchmarkBareEcho is the yardstick: an Echo handler that reads the body and answers 200.
+func BenchmarkBareEcho(b *testing.B) {
+	e := echo.New()
+	e.POST("/pushback/:partner/:endpoint", func(c echo.Context) error {
+		if _, err := io.ReadAll(c.Request().Body); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "OK"})
+	})
+	benchServe(b, e, "/pushback/acme/encompass", http.Header{}, benchBody, 200)
+}
+
+func BenchmarkGatewayRejectsBadSignature(b *testing.B) {
+	h := http.Header{"Elli-Signature": {"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}
+	benchServe(b, benchGateway(b), "/pushback/acme/encompass", h, benchBody, 401)
+}
+
+func BenchmarkGatewaySignatureSync(b *testing.B) {
+	sig := security.SignatureValue([]byte("encompass-signing-key-0001"), benchBody, "base64", "")
+	h := http.Header{"Elli-Signature": {sig}, "Content-Type": {"text/plain"}}
+	benchServe(b, benchGateway(b), "/pushback/acme/encompass", h, benchBody, 200)
+}

@@ -1,0 +1,401 @@
+// Package gateway is pushbackd's HTTP face for senders: it routes a pushback to its endpoint,
+// reads the body once under the size limit, proves who sent it, parses it, hands it to the
+// saga runner and answers in the JSON shape of DESIGN §5.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+
+	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/security"
+)
+
+// ConfigSource hands out the configuration snapshot a request runs under.
+type ConfigSource interface {
+	Current() *config.Config
+}
+
+// Options are the gateway's collaborators. Runner may be nil: verified requests then get an
+// honest 503 instead of a pretend success.
+type Options struct {
+	Config ConfigSource
+	Runner saga.Runner
+	Logger *zap.Logger
+	Now    func() time.Time // defaults to time.Now
+}
+
+// Gateway serves /pushback/...
+type Gateway struct {
+	opts    Options
+	echo    *echo.Echo
+	running sync.WaitGroup // sync sagas that outlived their sender's wait
+}
+
+// New builds the gateway's HTTP handler.
+func New(opts Options) *Gateway {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	g := &Gateway{opts: opts}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = g.handleError
+	// One catch-all route: the path is parsed here, from the escaped form, so that %2F or
+	// ".." can never smuggle a separator past the router.
+	e.Any("/pushback/*", g.handle)
+	e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
+	g.echo = e
+	return g
+}
+
+// ServeHTTP makes the gateway an http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.echo.ServeHTTP(w, r) }
+
+// Wait blocks until sync sagas that outlived their request have finished, or ctx ends.
+func (g *Gateway) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { g.running.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Answer is the JSON every pushback answer has (DESIGN §5).
+type Answer struct {
+	Status    string `json:"status"`
+	Code      int    `json:"code"`
+	Message   string `json:"message,omitempty"`
+	RunID     string `json:"run_id,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// httpError is an answer decided before the saga runs.
+type httpError struct {
+	code    int
+	message string
+	header  http.Header
+}
+
+func (e *httpError) Error() string { return e.message }
+
+var (
+	errNotFound = &httpError{code: http.StatusNotFound, message: "no such pushback endpoint"}
+	// Every authentication failure gets this same answer, whatever the reason, so a prober
+	// learns nothing from it. The reason goes to the log.
+	errUnauthorized = "authentication failed"
+)
+
+func (g *Gateway) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *httpError
+	var ee *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+	case errors.As(err, &ee):
+		// Echo's own errors (its router's 404/405) keep their code, in our shape.
+		he = &httpError{code: ee.Code, message: strings.ToLower(http.StatusText(ee.Code))}
+	default:
+		g.opts.Logger.Error("unhandled error", zap.Error(err), zap.String("request_id", requestID(c)))
+		he = &httpError{code: http.StatusInternalServerError, message: "internal error"}
+	}
+	for k, vs := range he.header {
+		c.Response().Header()[k] = vs
+	}
+	writeJSON(c, he.code, Answer{Status: http.StatusText(he.code), Code: he.code, Message: he.message})
+}
+
+func writeJSON(c echo.Context, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b = []byte(`{"status":"Internal Server Error","code":500,"message":"answer could not be encoded"}`)
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	c.Response().WriteHeader(code)
+	_, _ = c.Response().Write(append(b, '\n'))
+}
+
+const requestIDKey = "request_id"
+
+func requestID(c echo.Context) string {
+	id, _ := c.Get(requestIDKey).(string)
+	return id
+}
+
+// newRequestID keeps a sender's X-Request-Id when it is short and plain, so both sides can
+// grep for the same id; otherwise it makes one.
+func newRequestID(given string) string {
+	if n := len(given); n > 0 && n <= 64 && strings.Trim(given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == "" {
+		return given
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// splitPath parses /pushback/{partner}/{endpoint} or /pushback/{partner}/{site}/{endpoint}
+// from the escaped path. Any segment that is not a valid id (upper case, "..", "%2F", empty)
+// makes the path unknown.
+func splitPath(escaped string) (partner, site, endpoint string, ok bool) {
+	rest, found := strings.CutPrefix(escaped, "/pushback/")
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	for _, p := range parts {
+		if !config.IDPattern.MatchString(p) {
+			return "", "", "", false
+		}
+	}
+	switch len(parts) {
+	case 2:
+		return parts[0], "", parts[1], true
+	case 3:
+		return parts[0], parts[1], parts[2], true
+	}
+	return "", "", "", false
+}
+
+func (g *Gateway) handle(c echo.Context) error {
+	r := c.Request()
+	reqID := newRequestID(r.Header.Get(echo.HeaderXRequestID))
+	c.Set(requestIDKey, reqID)
+	c.Response().Header().Set(echo.HeaderXRequestID, reqID)
+
+	cfg := g.opts.Config.Current()
+	partner, site, endpoint, ok := splitPath(r.URL.EscapedPath())
+	if !ok {
+		return errNotFound
+	}
+	route, ok := cfg.Lookup(partner, site, endpoint)
+	if !ok {
+		return errNotFound
+	}
+	if r.Method != http.MethodPost {
+		return &httpError{code: http.StatusMethodNotAllowed, message: "pushback endpoints accept POST only",
+			header: http.Header{"Allow": {http.MethodPost}}}
+	}
+	log := g.opts.Logger.With(zap.String("request_id", reqID), zap.String("partner", partner),
+		zap.String("site", site), zap.String("endpoint", endpoint))
+
+	raw, err := readBody(r, c.Response(), cfg.Server.Limits.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	remote := g.remoteIP(r, cfg)
+	verifier := route.Endpoint.Verifier()
+	if err := verifier.Verify(&security.Request{Header: r.Header, Query: r.URL.Query(), Body: raw, RemoteIP: remote, Now: g.opts.Now()}); err != nil {
+		reason := security.Reason("unknown")
+		var f *security.Failure
+		if errors.As(err, &f) {
+			reason = f.Reason
+		}
+		log.Warn("authentication failed", zap.String("method", string(verifier.Method())),
+			zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.String("remote_ip", remote.String()))
+		h := http.Header{}
+		if ch := security.Challenge(verifier.Method()); ch != "" {
+			h.Set(echo.HeaderWWWAuthenticate, ch)
+		}
+		return &httpError{code: http.StatusUnauthorized, message: errUnauthorized, header: h}
+	}
+	contentType := r.Header.Get(echo.HeaderContentType)
+	body, err := parseBody(contentType, raw)
+	if err != nil {
+		log.Info("body rejected", zap.String("content_type", contentType), zap.Error(err))
+		return &httpError{code: http.StatusBadRequest, message: err.Error()}
+	}
+
+	runID, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	inv := &saga.Invocation{
+		RunID:    runID.String(),
+		Saga:     route.Endpoint.SagaRef(),
+		Partner:  saga.Ref{ID: route.Partner.ID, Name: route.Partner.Name},
+		Endpoint: route.Endpoint.Name,
+		Settings: route.Settings(),
+		Secrets:  route.Secrets(),
+		Egress:   route.Egress(),
+		Request: saga.Request{
+			Method: r.Method, Path: r.URL.Path, Headers: r.Header, Query: r.URL.Query(),
+			RemoteIP: remote.String(), ContentType: contentType, Raw: raw, Body: body, ReceivedAt: g.opts.Now(),
+		},
+	}
+	if route.Site != nil {
+		inv.Site = &saga.Ref{ID: route.Site.ID, Name: route.Site.Name}
+	}
+	log = log.With(zap.String("run_id", inv.RunID))
+
+	if route.Endpoint.Mode != config.ModeSync {
+		// Async runs are acknowledged only once they are on disk (DESIGN §5). Until the
+		// durable run store exists, saying 200 here would promise work that a restart loses.
+		log.Warn("async endpoint called but the durable run store is not available")
+		return &httpError{code: http.StatusServiceUnavailable, message: "async endpoints need the durable run store, which this build does not have yet; set mode: sync",
+			header: http.Header{"Retry-After": {"60"}}}
+	}
+	if g.opts.Runner == nil {
+		log.Error("sync endpoint called but no saga runner is configured")
+		return &httpError{code: http.StatusServiceUnavailable, message: "no saga runner is available in this build", header: http.Header{"Retry-After": {"60"}}}
+	}
+	return g.runSync(c, inv, cfg.Server.Limits.SyncTimeout, log)
+}
+
+// runSync runs the saga while the sender waits, up to timeout. A saga that takes longer is
+// not cancelled — half-done work is worse than late work — the sender gets 504 with the
+// run id and the run finishes on its own.
+func (g *Gateway) runSync(c echo.Context, inv *saga.Invocation, timeout time.Duration, log *zap.Logger) error {
+	done := make(chan *saga.Result, 1)
+	ctx := context.WithoutCancel(c.Request().Context())
+	g.running.Add(1)
+	go func() {
+		defer g.running.Done()
+		done <- g.opts.Runner.Run(ctx, inv)
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var res *saga.Result
+	select {
+	case res = <-done:
+	case <-timer.C:
+		log.Warn("sync saga exceeded sync_timeout; it keeps running", zap.Duration("sync_timeout", timeout))
+		writeJSON(c, http.StatusGatewayTimeout, Answer{Status: http.StatusText(http.StatusGatewayTimeout), Code: http.StatusGatewayTimeout,
+			Message: "the saga is still running; its result will be in the run history", RunID: inv.RunID})
+		return nil
+	}
+	log.Info("saga finished", zap.String("saga", inv.Saga.Name), zap.String("status", res.Status))
+	if res.Answer != nil {
+		return writeSagaAnswer(c, res.Answer, inv.RunID)
+	}
+	if res.Status == "succeeded" {
+		writeJSON(c, http.StatusOK, Answer{Status: "OK", Code: http.StatusOK, Message: "saga " + inv.Saga.Name + " succeeded", RunID: inv.RunID})
+		return nil
+	}
+	writeJSON(c, http.StatusBadGateway, Answer{Status: http.StatusText(http.StatusBadGateway), Code: http.StatusBadGateway, Message: res.Error, RunID: inv.RunID})
+	return nil
+}
+
+// writeSagaAnswer sends a `respond` step's answer. Without a body the sender gets the usual
+// JSON shape with the chosen status; with one, the saga decides the shape — some senders
+// expect a particular answer.
+func writeSagaAnswer(c echo.Context, a *saga.Answer, runID string) error {
+	code := a.Status
+	if code == 0 {
+		code = http.StatusOK
+	}
+	for k, v := range a.Headers {
+		c.Response().Header().Set(k, v)
+	}
+	if a.Body == nil {
+		writeJSON(c, code, Answer{Status: http.StatusText(code), Code: code, RunID: runID})
+		return nil
+	}
+	writeJSON(c, code, a.Body)
+	return nil
+}
+
+// readBody reads the whole body once, never more than limit bytes; over the limit is 413.
+func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, error) {
+	tooLarge := &httpError{code: http.StatusRequestEntityTooLarge, message: "body larger than " + strconv.FormatInt(limit, 10) + " bytes"}
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	size := r.ContentLength
+	if size < 0 || size > 64<<10 {
+		size = 512
+	}
+	buf := make([]byte, 0, size+1) // +1 so reading to EOF needs no growth when the length is right
+	for {
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, tooLarge
+			}
+			return nil, &httpError{code: http.StatusBadRequest, message: "could not read the request body"}
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+}
+
+// remoteIP is the peer address, or the address a trusted proxy put in its header.
+func (g *Gateway) remoteIP(r *http.Request, cfg *config.Config) netip.Addr {
+	peer := addrOf(r.RemoteAddr)
+	px := cfg.Server.Proxy
+	if px.Header == "" || !inAny(peer, px.TrustedPrefixes) {
+		return peer
+	}
+	// Walk X-Forwarded-For from the right: the nearest address not one of our proxies is the
+	// client. Addresses further left were written by the client and prove nothing.
+	values := r.Header.Values(px.Header)
+	client := peer
+	for i := len(values) - 1; i >= 0; i-- {
+		items := strings.Split(values[i], ",")
+		for j := len(items) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(items[j]))
+			if err != nil {
+				return client
+			}
+			client = a.Unmap()
+			if !inAny(client, px.TrustedPrefixes) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
+func addrOf(hostport string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return ap.Addr().Unmap()
+	}
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+func inAny(a netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
