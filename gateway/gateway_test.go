@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/internal/sigfixtures"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 )
@@ -151,32 +151,20 @@ func (h *harness) rawRequest(t *testing.T, request string) int {
 	return resp.StatusCode
 }
 
-// fixture is one line of testdata/signatures/expected.tsv, computed by openssl.
-type fixture struct{ file, kind, key, msgID, timestamp, value string }
+const fixtureDir = "../testdata/signatures"
 
-func loadFixtures(t *testing.T) []fixture {
+func loadFixtures(t *testing.T) []sigfixtures.Fixture {
 	t.Helper()
-	b, err := os.ReadFile("../testdata/signatures/expected.tsv")
+	fx, err := sigfixtures.Load(fixtureDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []fixture
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, "\t")
-		if len(f) != 7 {
-			t.Fatalf("bad fixture line %q", line)
-		}
-		out = append(out, fixture{file: f[0], kind: f[2], key: f[3], msgID: f[4], timestamp: f[5], value: f[6]})
-	}
-	return out
+	return fx
 }
 
 func fixtureBody(t *testing.T, file string) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../testdata/signatures/" + file)
+	b, err := sigfixtures.Body(fixtureDir, file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,24 +176,24 @@ func TestSignaturesComputedByOpenSSLAreAccepted(t *testing.T) {
 	files := map[string]bool{"encompass-milestone.json": true, "utf8.json": true, "empty.txt": true}
 	checked := 0
 	for _, f := range loadFixtures(t) {
-		if !files[f.file] {
+		if !files[f.File] {
 			continue
 		}
-		body := fixtureBody(t, f.file)
+		body := fixtureBody(t, f.File)
 		var path string
 		headers := map[string]string{"Content-Type": "text/plain"}
-		switch f.kind {
+		switch f.Kind {
 		case "base64":
-			path, headers["Elli-Signature"] = "/pushback/acme/encompass", f.value
+			path, headers["Elli-Signature"] = "/pushback/acme/encompass", f.Value
 		case "hex-prefixed":
-			if f.key != "encompass-signing-key-0001" {
+			if f.Key != "encompass-signing-key-0001" {
 				continue
 			}
-			path, headers["Pushback-Signature"] = "/pushback/acme/hexsig", f.value
+			path, headers["Pushback-Signature"] = "/pushback/acme/hexsig", f.Value
 		default:
 			continue
 		}
-		t.Run(f.file+" "+f.kind+" "+f.key, func(t *testing.T) {
+		t.Run(f.File+" "+f.Kind+" "+f.Key, func(t *testing.T) {
 			a := h.post(t, path, headers, body)
 			if a.code != 200 {
 				t.Fatalf("got %d %s, want 200", a.code, a.raw)
@@ -224,13 +212,13 @@ func TestSignaturesComputedByOpenSSLAreAccepted(t *testing.T) {
 func TestStandardWebhooksFixtureIsAccepted(t *testing.T) {
 	h := newHarness(t, nil)
 	for _, f := range loadFixtures(t) {
-		if f.kind != "standard_webhooks" || f.file != "svix-example.json" {
+		if f.Kind != "standard_webhooks" || f.File != "svix-example.json" {
 			continue
 		}
 		a := h.post(t, "/pushback/acme/webhooks", map[string]string{
-			"Webhook-Id": f.msgID, "Webhook-Timestamp": f.timestamp, "Webhook-Signature": "v1,bm9wZQ== " + f.value,
+			"Webhook-Id": f.MsgID, "Webhook-Timestamp": f.Timestamp, "Webhook-Signature": "v1,bm9wZQ== " + f.Value,
 			"Content-Type": "application/json",
-		}, fixtureBody(t, f.file))
+		}, fixtureBody(t, f.File))
 		if a.code != 200 {
 			t.Fatalf("got %d %s", a.code, a.raw)
 		}
@@ -263,12 +251,12 @@ func TestBadCredentialsAllGetTheSameUnauthorizedAnswer(t *testing.T) {
 	body := fixtureBody(t, "encompass-milestone.json")
 	var goodSig, goodHex string
 	for _, f := range loadFixtures(t) {
-		if f.file == "encompass-milestone.json" && f.key == "encompass-signing-key-0001" {
-			switch f.kind {
+		if f.File == "encompass-milestone.json" && f.Key == "encompass-signing-key-0001" {
+			switch f.Kind {
 			case "base64":
-				goodSig = f.value
+				goodSig = f.Value
 			case "hex":
-				goodHex = f.value
+				goodHex = f.Value
 			}
 		}
 	}
@@ -577,4 +565,23 @@ func TestRequestIDIsEchoedOrMade(t *testing.T) {
 	if id := a.header.Get("X-Request-Id"); id == "" || strings.ContainsAny(id, " \t") {
 		t.Errorf("unsafe request id echoed: %q", id)
 	}
+}
+
+func TestA1MiBBodySignedByOpenSSLIsAccepted(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, f := range loadFixtures(t) {
+		if f.File != "one-mib.bin" || f.Kind != "base64" || f.Key != "encompass-signing-key-0001" {
+			continue
+		}
+		body := fixtureBody(t, f.File)
+		a := h.post(t, "/pushback/acme/encompass", map[string]string{"Elli-Signature": f.Value, "Content-Type": "application/octet-stream"}, body)
+		if a.code != 200 {
+			t.Fatalf("got %d %s", a.code, a.raw)
+		}
+		if got := h.runner.last(t).Request.Raw; !bytes.Equal(got, body) {
+			t.Fatal("the saga did not get the exact bytes")
+		}
+		return
+	}
+	t.Fatal("no one-mib.bin fixture in expected.tsv")
 }

@@ -278,7 +278,12 @@ func cmdPlan(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 		fmt.Fprintf(stderr, "pushbackd plan: %v\n", err)
 		return 1
 	}
-	out, _ := json.MarshalIndent(plan, "", "  ")
-	fmt.Fprintln(stdout, string(out))
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "<secret>" reads better than "\u003csecret\u003e"
+	if err := enc.Encode(plan); err != nil {
+		fmt.Fprintf(stderr, "pushbackd plan: %v\n", err)
+		return 1
+	}
 	return 0
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pushbackd/pushbackd/internal/sigfixtures"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -57,19 +59,18 @@ func mustWrite(t *testing.T, path, content string) {
 
 // The signature must equal what openssl computed for the same body and key.
 func TestSignMatchesOpenSSL(t *testing.T) {
-	fixtures, err := os.ReadFile("../../testdata/signatures/expected.tsv")
+	fixtures, err := sigfixtures.Load("../../testdata/signatures")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PUSHBACKD_TEST_SIGNING_KEY", "encompass-signing-key-0001")
 	checked := 0
-	for _, line := range strings.Split(string(fixtures), "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) != 7 || f[3] != "encompass-signing-key-0001" || f[0] == "one-mib.bin" {
+	for _, f := range fixtures {
+		if f.Key != "encompass-signing-key-0001" || f.File == "one-mib.bin" {
 			continue
 		}
 		args := []string{"sign", "-secret-env", "PUSHBACKD_TEST_SIGNING_KEY"}
-		switch f[2] {
+		switch f.Kind {
 		case "base64":
 		case "hex":
 			args = append(args, "-encoding", "hex")
@@ -78,19 +79,19 @@ func TestSignMatchesOpenSSL(t *testing.T) {
 		default:
 			continue
 		}
-		body, err := os.ReadFile("../../testdata/signatures/" + f[0])
+		body, err := os.ReadFile("../../testdata/signatures/" + f.File)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// From stdin and from -file, which may come after the other flags or before them.
-		for _, a := range [][]string{args, append(args, "-file", "../../testdata/signatures/"+f[0]), append([]string{"sign", "-file", "../../testdata/signatures/" + f[0]}, args[1:]...)} {
+		for _, a := range [][]string{args, append(args, "-file", "../../testdata/signatures/"+f.File), append([]string{"sign", "-file", "../../testdata/signatures/" + f.File}, args[1:]...)} {
 			stdin := ""
 			if !strings.Contains(strings.Join(a, " "), "-file") {
 				stdin = string(body)
 			}
 			code, out, errOut := runCLI(t, stdin, a...)
-			if code != 0 || strings.TrimSpace(out) != f[6] {
-				t.Errorf("%s %s: exit %d, got %q want %q (%s)", f[0], f[2], code, out, f[6], errOut)
+			if code != 0 || strings.TrimSpace(out) != f.Value {
+				t.Errorf("%s %s: exit %d, got %q want %q (%s)", f.File, f.Kind, code, out, f.Value, errOut)
 			}
 			checked++
 		}
@@ -162,5 +163,55 @@ func TestServeRefusesAnInvalidConfig(t *testing.T) {
 	out, err := exec.Command(bin, "serve", "-config", filepath.Join(dir, "pushbackd.yaml")).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `pushbackd.yaml:2:1: unknown key "bogus"`) {
 		t.Fatalf("err %v, output %s", err, out)
+	}
+}
+
+func TestPlanShowsStepsWithoutCallingAnything(t *testing.T) {
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "pushbackd.yaml"), "listen: 127.0.0.1:0\n")
+	mustWrite(t, filepath.Join(dir, "partners/acme.yaml"), `id: acme
+settings: {crm_url: "http://127.0.0.1:1"}
+secrets: {crm_token: {value: plan-secret-value}}
+endpoints: [{name: hook, saga: notify, security: {method: bearer, tokens: [{value: t}]}}]
+`)
+	mustWrite(t, filepath.Join(dir, "sagas/notify.yaml"), `name: notify
+steps:
+  - name: only_milestones
+    when: body.eventType != "milestone"
+    respond: {status: 200, body: {ignored: true}}
+  - name: crm
+    http:
+      method: POST
+      url: ${ settings.crm_url }/tasks
+      headers: {Authorization: "Bearer ${ secret('crm_token') }"}
+      json: {loan: "${ body.meta.resourceId }"}
+`)
+	cfg := filepath.Join(dir, "pushbackd.yaml")
+	sample := filepath.Join(dir, "sample.json")
+	mustWrite(t, sample, `{"body": {"eventType": "milestone", "meta": {"resourceId": "L-1"}}}`)
+
+	code, out, errOut := runCLI(t, "", "plan", "notify", "-file", sample, "-config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{`"decision": "skip"`, `"decision": "run"`, `"url": "http://127.0.0.1:1/tasks"`, `"loan": "L-1"`, "Bearer <secret>"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "plan-secret-value") {
+		t.Error("plan shows a secret")
+	}
+
+	// A string body is the raw body, parsed per its Content-Type as the gateway would.
+	code, out, _ = runCLI(t, `{"body": "{\"eventType\": \"update\"}", "headers": {"Content-Type": "application/json"}}`, "plan", "-config", cfg, "notify")
+	if code != 0 || !strings.Contains(out, `"ends": "respond at only_milestones"`) {
+		t.Errorf("a raw JSON body: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(t, "{}", "plan", "nothing", "-config", cfg); code != 1 || !strings.Contains(errOut, `no saga "nothing"`) {
+		t.Errorf("unknown saga: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, `{"bdy": {}}`, "plan", "notify", "-config", cfg); code != 1 || !strings.Contains(errOut, `unknown field "bdy"`) {
+		t.Errorf("misspelt sample key: exit %d %s", code, errOut)
 	}
 }
