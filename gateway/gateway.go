@@ -101,12 +101,11 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.message }
 
-var (
-	errNotFound = &httpError{code: http.StatusNotFound, message: "no such pushback endpoint"}
-	// Every authentication failure gets this same answer, whatever the reason, so a prober
-	// learns nothing from it. The reason goes to the log.
-	errUnauthorized = "authentication failed"
-)
+var errNotFound = &httpError{code: http.StatusNotFound, message: "no such pushback endpoint"}
+
+// unauthorizedMessage is the one answer every authentication failure gets, whatever the
+// reason, so a prober learns nothing from it. The reason goes to the log.
+const unauthorizedMessage = "authentication failed"
 
 func (g *Gateway) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
@@ -210,8 +209,9 @@ func (g *Gateway) handle(c echo.Context) error {
 		return err
 	}
 	remote := g.remoteIP(r, cfg)
+	query := r.URL.Query()
 	verifier := route.Endpoint.Verifier()
-	if err := verifier.Verify(&security.Request{Header: r.Header, Query: r.URL.Query(), Body: raw, RemoteIP: remote, Now: g.opts.Now()}); err != nil {
+	if err := verifier.Verify(&security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}); err != nil {
 		reason := security.Reason("unknown")
 		var f *security.Failure
 		if errors.As(err, &f) {
@@ -223,7 +223,7 @@ func (g *Gateway) handle(c echo.Context) error {
 		if ch := security.Challenge(verifier.Method()); ch != "" {
 			h.Set(echo.HeaderWWWAuthenticate, ch)
 		}
-		return &httpError{code: http.StatusUnauthorized, message: errUnauthorized, header: h}
+		return &httpError{code: http.StatusUnauthorized, message: unauthorizedMessage, header: h}
 	}
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)
@@ -245,7 +245,7 @@ func (g *Gateway) handle(c echo.Context) error {
 		Secrets:  route.Secrets(),
 		Egress:   route.Egress(),
 		Request: saga.Request{
-			Method: r.Method, Path: r.URL.Path, Headers: r.Header, Query: r.URL.Query(),
+			Method: r.Method, Path: r.URL.Path, Headers: r.Header, Query: query,
 			RemoteIP: remote.String(), ContentType: contentType, Raw: raw, Body: body, ReceivedAt: g.opts.Now(),
 		},
 	}
