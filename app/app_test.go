@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"github.com/pushbackd/pushbackd/store"
 )
 
 // downstream is the system sagas call: /ok answers, /broken fails, /slow takes its time.
@@ -42,6 +45,7 @@ endpoints:
   - {name: fails, saga: fails, mode: sync, security: {method: bearer, tokens: [{value: t}]}}
   - {name: rescued, saga: rescued, mode: sync, security: {method: bearer, tokens: [{value: t}]}}
   - {name: slow, saga: slow, mode: sync, security: {method: bearer, tokens: [{value: t}]}}
+  - {name: once, saga: answers, idempotency_key: "${ body.eventId }", security: {method: bearer, tokens: [{value: t}]}}
 `
 
 var sagaYAML = map[string]string{
@@ -159,5 +163,42 @@ func TestASagaSlowerThanSyncTimeoutAnswers504AndFinishes(t *testing.T) {
 	defer cancel()
 	if err := a.gateway.Wait(ctx); err != nil {
 		t.Fatalf("the saga did not finish: %v", err)
+	}
+}
+
+func TestFiftyConcurrentPostsOfOneEventMakeOneRun(t *testing.T) {
+	a := startApp(t, "5s")
+	type answer struct {
+		code int
+		body map[string]any
+	}
+	answers := make(chan answer, 50)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body := post(t, a, "once", `{"eventId":"evt-1","loan":"L-1"}`)
+			answers <- answer{code, body}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	ids, duplicates := map[any]int{}, 0
+	for ans := range answers {
+		if ans.code != 200 {
+			t.Fatalf("answer %d %v", ans.code, ans.body)
+		}
+		ids[ans.body["run_id"]]++
+		if ans.body["duplicate"] == true {
+			duplicates++
+		}
+	}
+	if len(ids) != 1 || duplicates != 49 {
+		t.Fatalf("run ids %v, %d duplicates; want one id and 49 duplicates", ids, duplicates)
+	}
+	runs, _, err := a.store.List(context.Background(), store.Filter{Partner: "acme", Endpoint: "once"})
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("stored %d runs (%v), want 1", len(runs), err)
 	}
 }

@@ -41,12 +41,21 @@ type Limits struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	SyncTimeout       time.Duration `yaml:"sync_timeout"`
+	// Workers is how many runs execute at once; Queue how many accepted async runs may wait
+	// for a worker before new ones are answered 503 (waiting runs are on disk either way).
+	Workers int `yaml:"workers"`
+	Queue   int `yaml:"queue"`
 }
 
 // History is how long runs are kept.
 type History struct {
 	Retention time.Duration `yaml:"retention"`
 	MaxRuns   int           `yaml:"max_runs"`
+	// IdempotencyTTL is how long an endpoint's idempotency key refuses duplicates. Encompass
+	// retries for up to 8 hours and Snapdocs for 24, so the default of 48h covers both.
+	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
+	// PruneInterval is how often retention and max_runs are enforced.
+	PruneInterval time.Duration `yaml:"prune_interval"`
 }
 
 // Log configures zap.
@@ -86,8 +95,10 @@ func Defaults() Server {
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			SyncTimeout:       25 * time.Second,
+			Workers:           16,
+			Queue:             10000,
 		},
-		History: History{Retention: 720 * time.Hour, MaxRuns: 1_000_000},
+		History: History{Retention: 720 * time.Hour, MaxRuns: 1_000_000, IdempotencyTTL: 48 * time.Hour, PruneInterval: 10 * time.Minute},
 		Log:     Log{Level: "info", Format: "json"},
 	}
 }
@@ -146,12 +157,16 @@ type Endpoint struct {
 	MaxInFlight    int       `yaml:"max_in_flight"`
 
 	// Filled by Load.
-	verifier security.Verifier
-	saga     *saga.Saga
+	verifier    security.Verifier
+	saga        *saga.Saga
+	idempotency *saga.Template
 }
 
 // Verifier checks this endpoint's security method.
 func (e *Endpoint) Verifier() security.Verifier { return e.verifier }
+
+// Idempotency is the compiled idempotency_key template, nil when the endpoint has none.
+func (e *Endpoint) Idempotency() *saga.Template { return e.idempotency }
 
 // SagaRef is the compiled saga this endpoint runs.
 func (e *Endpoint) SagaRef() *saga.Saga { return e.saga }

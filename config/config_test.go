@@ -186,6 +186,8 @@ func TestBadConfigsReportFileLineColumnAndMessage(t *testing.T) {
 		{"an endpoint defined twice", map[string]string{"partners/acme.yaml": "id: acme\nendpoints:\n  - {name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}\n  - {name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}\n"}, "partners/acme.yaml", 4, 5, `endpoint "e" appears twice`},
 		{"a mode that does not exist", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "saga: echo", "saga: echo\n    mode: later", 1)}, "partners/acme.yaml", 3, 5, `mode must be async or sync, not "later"`},
 		{"an accept_status that is not 2xx", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "saga: echo", "saga: echo\n    accept_status: 302", 1)}, "partners/acme.yaml", 3, 5, "accept_status must be a 2xx status"},
+		{"an idempotency_key that does not compile", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "saga: echo", "saga: echo\n    idempotency_key: ${ bdy.eventId }", 1)}, "partners/acme.yaml", 3, 5, `endpoint "e": idempotency_key: unknown name bdy`},
+		{"an egress pattern with a path", map[string]string{"pushbackd.yaml": "egress: {allow: [crm.example.com/tasks]}\n"}, "pushbackd.yaml", 1, 18, `egress pattern "crm.example.com/tasks"`},
 		{"a YAML syntax error", map[string]string{"partners/acme.yaml": "id: acme\nendpoints: [\n"}, "partners/acme.yaml", 2, 0, ""},
 		{"an empty partner file", map[string]string{"partners/acme.yaml": "\n"}, "partners/acme.yaml", 1, 1, "file is empty"},
 	}

@@ -139,6 +139,18 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 			d.Errorf(at("limits", k.name), "limits.%s must be positive", k.name)
 		}
 	}
+	if s.Limits.Workers <= 0 {
+		d.Errorf(at("limits", "workers"), "limits.workers must be positive")
+	}
+	if s.Limits.Queue <= 0 {
+		d.Errorf(at("limits", "queue"), "limits.queue must be positive")
+	}
+	if s.History.IdempotencyTTL <= 0 {
+		d.Errorf(at("history", "idempotency_ttl"), "history.idempotency_ttl must be positive")
+	}
+	if s.History.PruneInterval <= 0 {
+		d.Errorf(at("history", "prune_interval"), "history.prune_interval must be positive")
+	}
 	if s.History.MaxRuns < 0 {
 		d.Errorf(at("history", "max_runs"), "history.max_runs must not be negative")
 	}
@@ -368,6 +380,13 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 			e.AcceptStatus = 200
 		} else if e.AcceptStatus < 200 || e.AcceptStatus > 299 {
 			d.ErrorAt(e.Pos, "endpoint %q: accept_status must be a 2xx status, not %d", e.Name, e.AcceptStatus)
+		}
+		if e.IdempotencyKey != "" {
+			t, errs := saga.CompileKey(e.IdempotencyKey, "idempotency_key")
+			for _, err := range errs {
+				d.ErrorAt(e.Pos, "endpoint %q: %s", e.Name, err.Message)
+			}
+			e.idempotency = t
 		}
 		if e.MaxInFlight < 0 {
 			d.ErrorAt(e.Pos, "endpoint %q: max_in_flight must not be negative", e.Name)

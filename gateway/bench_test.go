@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
@@ -14,12 +15,17 @@ import (
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/store"
 )
 
-type instantRunner struct{}
+type instantRuns struct{}
 
-func (instantRunner) Run(context.Context, *saga.Invocation) *saga.Result {
-	return &saga.Result{Status: "succeeded"}
+func (instantRuns) Accept(context.Context, *store.Run, *saga.Invocation, time.Duration) (string, error) {
+	return "", nil
+}
+
+func (instantRuns) RunSync(context.Context, *store.Run, *saga.Invocation, time.Duration) (*saga.Result, string, error) {
+	return &saga.Result{Status: "succeeded"}, "", nil
 }
 
 // benchServe drives h in-process with the same request every iteration, so the figures
@@ -42,7 +48,7 @@ func benchGateway(b *testing.B) *Gateway {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return New(Options{Config: staticConfig{cfg}, Runner: instantRunner{}, Logger: zap.NewNop()})
+	return New(Options{Config: staticConfig{cfg}, Runs: instantRuns{}, Logger: zap.NewNop()})
 }
 
 var benchBody = bytes.Repeat([]byte(`{"eventId":"243e4b32","eventType":"milestone","meta":{"resourceId":"10d191c3"}},`), 12)[:960]

@@ -23,8 +23,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/dispatch"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/store"
 )
 
 // ConfigSource hands out the configuration snapshot a request runs under.
@@ -32,11 +34,19 @@ type ConfigSource interface {
 	Current() *config.Config
 }
 
-// Options are the gateway's collaborators. Runner may be nil: verified requests then get an
-// honest 503 instead of a pretend success.
+// Runs records and runs verified requests; *dispatch.Dispatcher is the real one.
+type Runs interface {
+	// Accept durably records an async run; it returns after the commit, or the id of the
+	// run that already holds the idempotency key.
+	Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, idempotencyTTL time.Duration) (duplicateOf string, err error)
+	// RunSync records a run and runs it to the end.
+	RunSync(ctx context.Context, run *store.Run, inv *saga.Invocation, idempotencyTTL time.Duration) (*saga.Result, string, error)
+}
+
+// Options are the gateway's collaborators.
 type Options struct {
 	Config ConfigSource
-	Runner saga.Runner
+	Runs   Runs
 	Logger *zap.Logger
 	Now    func() time.Time // defaults to time.Now
 }
@@ -236,65 +246,133 @@ func (g *Gateway) handle(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	req := saga.Request{Method: r.Method, Path: r.URL.Path, Headers: r.Header, Query: query,
+		RemoteIP: remote.String(), ContentType: contentType, Raw: raw, Body: body, ReceivedAt: g.opts.Now()}
+	inv := NewInvocation(route, route.Endpoint.SagaRef(), runID.String(), req)
+	log = log.With(zap.String("run_id", inv.RunID))
+	sec := route.Endpoint.Security.Resolved()
+	run := &store.Run{ID: inv.RunID, Partner: route.Partner.ID, Endpoint: route.Endpoint.Name,
+		Saga: inv.Saga.Name, SagaVersion: inv.Saga.Version, ReceivedAt: req.ReceivedAt,
+		Request: store.Request{Method: r.Method, Path: r.URL.Path, Headers: sec.RedactHeaders(r.Header), Query: sec.RedactQuery(query),
+			RemoteIP: req.RemoteIP, ContentType: contentType, Body: raw}}
+	if route.Site != nil {
+		run.Site = route.Site.ID
+	}
+	if t := route.Endpoint.Idempotency(); t != nil {
+		// A body without the key's field is still accepted: refusing it would make senders
+		// like Encompass, which treat 4xx as delivered, drop the event for good.
+		if key, err := t.Render(inv); err != nil || key == "" {
+			log.Warn("idempotency_key could not be computed; accepting without duplicate protection", zap.Error(err))
+		} else {
+			run.IdempotencyKey = route.Partner.ID + "/" + route.Endpoint.Name + "/" + key
+		}
+	}
+	ttl := cfg.Server.History.IdempotencyTTL
+	if route.Endpoint.Mode == config.ModeSync {
+		return g.runSync(c, run, inv, ttl, cfg.Server.Limits.SyncTimeout, log)
+	}
+	return g.accept(c, run, inv, ttl, route.Endpoint.AcceptStatus, log)
+}
+
+// NewInvocation is what a saga run sees of a request on route: the one place the gateway,
+// plan and resume-after-restart build it, so all three agree.
+func NewInvocation(route config.Route, s *saga.Saga, runID string, req saga.Request) *saga.Invocation {
 	inv := &saga.Invocation{
-		RunID:    runID.String(),
-		Saga:     route.Endpoint.SagaRef(),
+		RunID:    runID,
+		Saga:     s,
 		Partner:  saga.Ref{ID: route.Partner.ID, Name: route.Partner.Name},
 		Endpoint: route.Endpoint.Name,
 		Settings: route.Settings(),
 		Secrets:  route.Secrets(),
 		Egress:   route.Egress(),
-		Request: saga.Request{
-			Method: r.Method, Path: r.URL.Path, Headers: r.Header, Query: query,
-			RemoteIP: remote.String(), ContentType: contentType, Raw: raw, Body: body, ReceivedAt: g.opts.Now(),
-		},
+		Request:  req,
 	}
 	if route.Site != nil {
 		inv.Site = &saga.Ref{ID: route.Site.ID, Name: route.Site.Name}
 	}
-	log = log.With(zap.String("run_id", inv.RunID))
+	return inv
+}
 
-	if route.Endpoint.Mode != config.ModeSync {
-		// Async runs are acknowledged only once they are on disk (DESIGN §5). Until the
-		// durable run store exists, saying 200 here would promise work that a restart loses.
-		log.Warn("async endpoint called but the durable run store is not available")
-		return &httpError{code: http.StatusServiceUnavailable, message: "async endpoints need the durable run store, which this build does not have yet; set mode: sync",
-			header: http.Header{"Retry-After": {"60"}}}
+// storeFailure turns a failure to record a run into the answer DESIGN §5 gives it: 503
+// with Retry-After, since nothing was stored and the sender should come back.
+func storeFailure(err error, log *zap.Logger) error {
+	switch {
+	case errors.Is(err, dispatch.ErrQueueFull):
+		log.Warn("run queue full; refusing", zap.Error(err))
+		return &httpError{code: http.StatusServiceUnavailable, message: "too many runs waiting; retry later", header: http.Header{"Retry-After": {"5"}}}
+	case errors.Is(err, dispatch.ErrStopped):
+		return &httpError{code: http.StatusServiceUnavailable, message: "shutting down; retry later", header: http.Header{"Retry-After": {"5"}}}
 	}
-	if g.opts.Runner == nil {
-		log.Error("sync endpoint called but no saga runner is configured")
-		return &httpError{code: http.StatusServiceUnavailable, message: "no saga runner is available in this build", header: http.Header{"Retry-After": {"60"}}}
+	log.Error("cannot record the run", zap.Error(err))
+	return &httpError{code: http.StatusServiceUnavailable, message: "storage unavailable; nothing was recorded, retry later", header: http.Header{"Retry-After": {"30"}}}
+}
+
+func duplicateAnswer(c echo.Context, original string) error {
+	writeJSON(c, http.StatusOK, Answer{Status: "OK", Code: http.StatusOK, Message: "duplicate of an accepted request; nothing ran", RunID: original, Duplicate: true})
+	return nil
+}
+
+// accept records an async run and answers only once it is on disk.
+func (g *Gateway) accept(c echo.Context, run *store.Run, inv *saga.Invocation, ttl time.Duration, status int, log *zap.Logger) error {
+	answer := Answer{Status: http.StatusText(status), Code: status, Message: "accepted", RunID: run.ID}
+	b, err := json.Marshal(answer)
+	if err != nil {
+		return err
 	}
-	return g.runSync(c, inv, cfg.Server.Limits.SyncTimeout, log)
+	run.Answer = &store.Answer{Status: status, Body: b}
+	dup, err := g.opts.Runs.Accept(c.Request().Context(), run, inv, ttl)
+	if err != nil {
+		return storeFailure(err, log)
+	}
+	if dup != "" {
+		log.Info("duplicate pushback", zap.String("original_run_id", dup))
+		return duplicateAnswer(c, dup)
+	}
+	writeJSON(c, status, answer)
+	return nil
+}
+
+type syncOutcome struct {
+	res *saga.Result
+	dup string
+	err error
 }
 
 // runSync runs the saga while the sender waits, up to timeout. A saga that takes longer is
 // not cancelled — half-done work is worse than late work — the sender gets 504 with the
 // run id and the run finishes on its own.
-func (g *Gateway) runSync(c echo.Context, inv *saga.Invocation, timeout time.Duration, log *zap.Logger) error {
-	done := make(chan *saga.Result, 1)
+func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, ttl, timeout time.Duration, log *zap.Logger) error {
+	done := make(chan syncOutcome, 1)
 	ctx := context.WithoutCancel(c.Request().Context())
 	g.running.Add(1)
 	go func() {
 		defer g.running.Done()
-		done <- g.opts.Runner.Run(ctx, inv)
+		res, dup, err := g.opts.Runs.RunSync(ctx, run, inv, ttl)
+		done <- syncOutcome{res, dup, err}
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	var res *saga.Result
+	var out syncOutcome
 	select {
-	case res = <-done:
+	case out = <-done:
 	case <-timer.C:
 		log.Warn("sync saga exceeded sync_timeout; it keeps running", zap.Duration("sync_timeout", timeout))
 		writeJSON(c, http.StatusGatewayTimeout, Answer{Status: http.StatusText(http.StatusGatewayTimeout), Code: http.StatusGatewayTimeout,
 			Message: "the saga is still running; its result will be in the run history", RunID: inv.RunID})
 		return nil
 	}
+	switch {
+	case out.err != nil:
+		return storeFailure(out.err, log)
+	case out.dup != "":
+		return duplicateAnswer(c, out.dup)
+	}
+	res := out.res
 	log.Info("saga finished", zap.String("saga", inv.Saga.Name), zap.String("status", res.Status))
 	if res.Answer != nil {
 		return writeSagaAnswer(c, res.Answer, inv.RunID)
 	}
-	if res.Status == "succeeded" {
+	if res.Status == saga.StatusSucceeded {
 		writeJSON(c, http.StatusOK, Answer{Status: "OK", Code: http.StatusOK, Message: "saga " + inv.Saga.Name + " succeeded", RunID: inv.RunID})
 		return nil
 	}

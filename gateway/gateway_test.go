@@ -22,41 +22,65 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/dispatch"
 	"github.com/pushbackd/pushbackd/internal/sigfixtures"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/store"
 )
 
-// fakeRunner stands in for the saga engine: it records what the gateway hands over.
-type fakeRunner struct {
+// fakeRuns stands in for the dispatcher: it records what the gateway hands over and answers
+// as told.
+type fakeRuns struct {
 	mu     sync.Mutex
 	got    []*saga.Invocation
+	runs   []*store.Run
 	result saga.Result
 	delay  time.Duration
+	dupOf  string
+	err    error
 }
 
-func (f *fakeRunner) Run(ctx context.Context, inv *saga.Invocation) *saga.Result {
-	if f.delay > 0 {
-		time.Sleep(f.delay)
-	}
+func (f *fakeRuns) record(run *store.Run, inv *saga.Invocation) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.got = append(f.got, inv)
-	r := f.result
-	return &r
+	f.runs = append(f.runs, run)
 }
 
-func (f *fakeRunner) last(t *testing.T) *saga.Invocation {
+func (f *fakeRuns) Accept(_ context.Context, run *store.Run, inv *saga.Invocation, _ time.Duration) (string, error) {
+	f.record(run, inv)
+	return f.dupOf, f.err
+}
+
+func (f *fakeRuns) RunSync(_ context.Context, run *store.Run, inv *saga.Invocation, _ time.Duration) (*saga.Result, string, error) {
+	if f.delay > 0 {
+		time.Sleep(f.delay)
+	}
+	f.record(run, inv)
+	r := f.result
+	return &r, f.dupOf, f.err
+}
+
+func (f *fakeRuns) last(t *testing.T) *saga.Invocation {
 	t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.got) == 0 {
-		t.Fatal("the saga runner was not called")
+		t.Fatal("no run was handed over")
 	}
 	return f.got[len(f.got)-1]
 }
 
-func (f *fakeRunner) calls() int {
+func (f *fakeRuns) lastRun(t *testing.T) *store.Run {
+	t.Helper()
+	f.last(t)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.runs[len(f.runs)-1]
+}
+
+func (f *fakeRuns) calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.got)
@@ -71,7 +95,7 @@ const fixtureTimestamp = 1614265330
 
 type harness struct {
 	srv    *httptest.Server
-	runner *fakeRunner
+	runner *fakeRuns
 	logs   *observer.ObservedLogs
 	cfg    *config.Config
 }
@@ -86,8 +110,8 @@ func newHarness(t *testing.T, tweak func(*config.Config)) *harness {
 		tweak(cfg)
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
-	runner := &fakeRunner{result: saga.Result{Status: "succeeded"}}
-	gw := New(Options{Config: staticConfig{cfg}, Runner: runner, Logger: zap.New(core),
+	runner := &fakeRuns{result: saga.Result{Status: "succeeded"}}
+	gw := New(Options{Config: staticConfig{cfg}, Runs: runner, Logger: zap.New(core),
 		Now: func() time.Time { return time.Unix(fixtureTimestamp+60, 0) }})
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
@@ -411,7 +435,6 @@ func TestRoutingAndRequestProblems(t *testing.T) {
 		{"malformed JSON with valid credentials", "/pushback/acme/bearer", bearer, []byte(`{"a":`), 400, "invalid JSON"},
 		{"JSON with trailing garbage", "/pushback/acme/bearer", bearer, []byte(`{"a":1} x`), 400, "invalid JSON"},
 		{"malformed XML with valid credentials", "/pushback/acme/bearer", map[string]string{"Authorization": "Bearer b1", "Content-Type": "text/xml"}, []byte(`<a><b></a>`), 400, "invalid XML"},
-		{"an async endpoint before the run store exists", "/pushback/acme/queued", bearer, []byte(`{}`), 503, "durable run store"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -429,11 +452,6 @@ func TestRoutingAndRequestProblems(t *testing.T) {
 		a := h.do(t, req)
 		if a.code != 405 || a.header.Get("Allow") != "POST" {
 			t.Fatalf("got %d Allow=%q", a.code, a.header.Get("Allow"))
-		}
-	})
-	t.Run("an async endpoint says when to retry", func(t *testing.T) {
-		if a := h.post(t, "/pushback/acme/queued", bearer, []byte(`{}`)); a.header.Get("Retry-After") == "" {
-			t.Error("503 without Retry-After")
 		}
 	})
 	for _, p := range []string{
@@ -584,4 +602,60 @@ func TestA1MiBBodySignedByOpenSSLIsAccepted(t *testing.T) {
 		return
 	}
 	t.Fatal("no one-mib.bin fixture in expected.tsv")
+}
+
+func TestAsyncAccepts(t *testing.T) {
+	bearer := map[string]string{"Authorization": "Bearer b1", "Content-Type": "application/json"}
+	t.Run("an accepted run answers with its id once recorded", func(t *testing.T) {
+		h := newHarness(t, nil)
+		a := h.post(t, "/pushback/acme/queued?x=1", bearer, []byte(`{"eventId":"e-1"}`))
+		run := h.runner.lastRun(t)
+		if a.code != 200 || a.body["message"] != "accepted" || a.body["run_id"] != run.ID {
+			t.Fatalf("got %d %s", a.code, a.raw)
+		}
+		if run.Partner != "acme" || run.Endpoint != "queued" || run.Saga != "echo" || run.SagaVersion == "" || run.Answer == nil || run.Answer.Status != 200 {
+			t.Errorf("recorded run = %+v", run)
+		}
+		if string(run.Request.Body) != `{"eventId":"e-1"}` || run.Request.Query != "x=1" || run.Request.ContentType != "application/json" {
+			t.Errorf("recorded request = %+v", run.Request)
+		}
+		if got := run.Request.Headers["Authorization"]; len(got) != 1 || got[0] != security.Redacted {
+			t.Errorf("recorded Authorization = %v, want it redacted", got)
+		}
+	})
+	t.Run("a duplicate answers 200 with the original run id", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.runner.dupOf = "0190aaaa-0000-7000-8000-000000000001"
+		a := h.post(t, "/pushback/acme/queued", bearer, []byte(`{}`))
+		if a.code != 200 || a.body["duplicate"] != true || a.body["run_id"] != h.runner.dupOf {
+			t.Fatalf("got %d %s", a.code, a.raw)
+		}
+	})
+	t.Run("a full queue answers 503 with Retry-After", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.runner.err = dispatch.ErrQueueFull
+		a := h.post(t, "/pushback/acme/queued", bearer, []byte(`{}`))
+		if a.code != 503 || a.header.Get("Retry-After") == "" {
+			t.Fatalf("got %d %v %s", a.code, a.header, a.raw)
+		}
+	})
+	t.Run("a storage failure answers 503 and says nothing was recorded", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.runner.err = fmt.Errorf("write: %w", store.ErrUnavailable)
+		a := h.post(t, "/pushback/acme/queued", bearer, []byte(`{}`))
+		if a.code != 503 || !strings.Contains(a.raw, "nothing was recorded") || a.header.Get("Retry-After") == "" {
+			t.Fatalf("got %d %s", a.code, a.raw)
+		}
+	})
+	t.Run("the idempotency key is rendered and scoped to partner and endpoint", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.post(t, "/pushback/acme/retail/queued", bearer, []byte(`{"eventId":"e-9"}`))
+		if got := h.runner.lastRun(t).IdempotencyKey; got != "acme/queued/e-9" {
+			t.Errorf("idempotency key = %q", got)
+		}
+		h.post(t, "/pushback/acme/queued", bearer, []byte(`{"other":1}`))
+		if got := h.runner.lastRun(t).IdempotencyKey; got != "" {
+			t.Errorf("a body without the key's field got key %q; it should run without one", got)
+		}
+	})
 }

@@ -82,20 +82,13 @@ func sampleInvocation(cfg *config.Config, s *saga.Saga, sample *Sample) (*saga.I
 	if route.Site != nil {
 		path += "/" + route.Site.ID
 	}
-	inv := &saga.Invocation{
-		RunID:    "plan",
-		Saga:     s,
-		Partner:  saga.Ref{ID: route.Partner.ID, Name: route.Partner.Name},
-		Endpoint: sample.Endpoint,
-		Settings: route.Settings(),
-		Secrets:  route.Secrets(),
-		Egress:   route.Egress(),
-		Request: saga.Request{Method: strings.ToUpper(method), Path: path + "/" + sample.Endpoint, Headers: header, Query: query,
-			RemoteIP: "127.0.0.1", ContentType: header.Get("Content-Type"), Raw: raw, Body: body, ReceivedAt: time.Now()},
+	endpoint := route.Endpoint
+	if endpoint == nil { // the saga's endpoint need not exist for a plan
+		endpoint = &config.Endpoint{Name: sample.Endpoint}
 	}
-	if route.Site != nil {
-		inv.Site = &saga.Ref{ID: route.Site.ID, Name: route.Site.Name}
-	}
+	route.Endpoint = endpoint
+	inv := NewInvocation(route, s, "plan", saga.Request{Method: strings.ToUpper(method), Path: path + "/" + sample.Endpoint, Headers: header, Query: query,
+		RemoteIP: "127.0.0.1", ContentType: header.Get("Content-Type"), Raw: raw, Body: body, ReceivedAt: time.Now()})
 	return inv, nil
 }
 

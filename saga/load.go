@@ -517,3 +517,16 @@ func (c *compiler) action(ra *rawAction, sc exprScope, label string) *Action {
 	}
 	return a
 }
+
+// CompileKey compiles a key template that lives outside a saga file — an endpoint's
+// idempotency_key — against the same environment as debounce.key: the request, no steps.
+// Errors are positioned relative to the value (line 1, column 1 = its first character) so
+// the caller can shift them onto its own file.
+func CompileKey(src, label string) (*Template, yamlconf.Errors) {
+	c := &compiler{d: yamlconf.NewDecoder(""), all: map[string]bool{}}
+	t := c.template(src, yamlconf.Pos{Line: 1, Column: 1}, exprScope{steps: map[string]bool{}, all: c.all}, label)
+	if errs := c.d.Errors(); len(errs) > 0 || t == nil {
+		return nil, errs
+	}
+	return &Template{Source: src, t: t}, nil
+}

@@ -197,3 +197,19 @@ func TestExpressionsCannotReachOutside(t *testing.T) {
 		}
 	})
 }
+
+func TestCompileKeyForEndpointTemplates(t *testing.T) {
+	tmpl, errs := CompileKey("${ body.eventId }-${ partner.id }", "idempotency_key")
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	inv := invocation(&Saga{Name: "x"}, map[string]any{"eventId": "e-1"})
+	if got, err := tmpl.Render(inv); err != nil || got != "e-1-acme" {
+		t.Errorf("rendered %q, %v", got, err)
+	}
+	for _, bad := range []string{"${ body.eventId", "${ steps.x.output }", "${ nosuch }"} {
+		if _, errs := CompileKey(bad, "idempotency_key"); len(errs) == 0 || !strings.Contains(errs[0].Message, "idempotency_key") {
+			t.Errorf("%q compiled or its error lacks the label: %v", bad, errs)
+		}
+	}
+}

@@ -123,3 +123,12 @@ func (m *MemoryKV) Len() int {
 	}
 	return n
 }
+
+// sweepExpired drops every expired key now: Prune calls it so expired state does not wait
+// for the next sweep a Put would trigger.
+func (m *MemoryKV) sweepExpired() {
+	now := m.clock.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+}

@@ -50,7 +50,7 @@ func buildBinary(t *testing.T) string {
 func startDemo(t *testing.T) *app.App {
 	t.Helper()
 	a, err := app.New(app.Options{ConfigPath: filepath.Join(repoRoot, "configs/pushbackd.yaml"), Listen: "127.0.0.1:0",
-		Logger: zaptest.NewLogger(t)})
+		DataDir: t.TempDir(), Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,22 +120,37 @@ func TestReadmeExamples(t *testing.T) {
 			if err != nil {
 				t.Fatalf("README line %d failed: %v\n%s", ex.line, err, stderr.String())
 			}
-			var got, want map[string]any
-			if err := json.Unmarshal(out, &got); err != nil {
-				t.Fatalf("README line %d: answer is not JSON: %q", ex.line, out)
+			// One JSON answer per line; an example may send several requests.
+			gotLines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			wantLines := strings.Split(strings.TrimSpace(ex.want), "\n")
+			if len(gotLines) != len(wantLines) {
+				t.Fatalf("README line %d: %d answers, the README shows %d:\n%s", ex.line, len(gotLines), len(wantLines), out)
 			}
-			if err := json.Unmarshal([]byte(ex.want), &want); err != nil {
-				t.Fatalf("README line %d: the README's answer is not JSON: %v", ex.line, err)
-			}
-			// run ids differ on every run: the README's only shows that there is one.
-			if _, ok := want["run_id"]; ok {
-				if id, _ := got["run_id"].(string); len(id) != 36 {
-					t.Errorf("README line %d: run_id = %v", ex.line, got["run_id"])
+			runIDs := map[string]string{} // README id -> real id: the same README id must be the same run
+			for i := range wantLines {
+				var got, want map[string]any
+				if err := json.Unmarshal([]byte(gotLines[i]), &got); err != nil {
+					t.Fatalf("README line %d: answer is not JSON: %q", ex.line, gotLines[i])
 				}
-				got["run_id"], want["run_id"] = "", ""
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("README line %d:\n got %s\nwant %s", ex.line, out, ex.want)
+				if err := json.Unmarshal([]byte(wantLines[i]), &want); err != nil {
+					t.Fatalf("README line %d: the README's answer is not JSON: %v", ex.line, err)
+				}
+				// Run ids differ on every run: the README's only show that there is one, and
+				// which answers name the same run.
+				if w, ok := want["run_id"].(string); ok {
+					g, _ := got["run_id"].(string)
+					if len(g) != 36 {
+						t.Errorf("README line %d: run_id = %v", ex.line, got["run_id"])
+					}
+					if prev, seen := runIDs[w]; seen && prev != g {
+						t.Errorf("README line %d: answer %d names run %s, want the same run as before (%s)", ex.line, i+1, g, prev)
+					}
+					runIDs[w] = g
+					got["run_id"], want["run_id"] = "", ""
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("README line %d:\n got %s\nwant %s", ex.line, gotLines[i], wantLines[i])
+				}
 			}
 		})
 	}

@@ -1,0 +1,455 @@
+package dispatch
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/store"
+)
+
+// fakeClock fires AfterFunc callbacks only when advanced past their time.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+}
+
+// Advance moves time on and fires what is due, in order.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		if !t.stopped && !t.at.After(c.now) {
+			due = append(due, t)
+		} else if !t.stopped {
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	c.mu.Unlock()
+	sort.Slice(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// Sleep makes fakeClock a saga.Clock that never waits: a wait the dispatcher has already
+// served (by scheduling the run at its stored time) needs no second one.
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error { return ctx.Err() }
+
+// blockingClock is a saga.Clock whose waits last until the process "dies": the test simply
+// abandons the engine, as kill -9 would.
+type blockingClock struct{ *fakeClock }
+
+func (blockingClock) Sleep(ctx context.Context, d time.Duration) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func mustSaga(t *testing.T, src string) *saga.Saga {
+	t.Helper()
+	name := strings.TrimSpace(strings.SplitN(strings.TrimPrefix(src, "name:"), "\n", 2)[0])
+	s, errs := saga.Parse(name+".yaml", []byte(src))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	return s
+}
+
+type rig struct {
+	t     *testing.T
+	store *store.Memory
+	clock *fakeClock
+	sagas map[string]*saga.Saga
+	d     *Dispatcher
+}
+
+func newRig(t *testing.T, st *store.Memory, clock *fakeClock, engineClock saga.Clock, workers, queue int, sagas ...*saga.Saga) *rig {
+	t.Helper()
+	r := &rig{t: t, store: st, clock: clock, sagas: map[string]*saga.Saga{}}
+	for _, s := range sagas {
+		r.sagas[s.Name] = s
+	}
+	r.d = New(Options{Store: st, Logger: zaptest.NewLogger(t), Clock: clock, Workers: workers, QueueSize: queue,
+		Rebuild: func(run *store.Run) (*saga.Invocation, error) {
+			return r.invocation(run.ID, run.Saga, run.Request.Body), nil
+		}})
+	eng := saga.NewEngine(saga.EngineOptions{Logger: zaptest.NewLogger(t), KV: st, Clock: engineClock, Checkpointer: r.d,
+		Egress: saga.EgressPolicy{}, Jitter: func(d time.Duration) time.Duration { return d }})
+	if err := r.d.Start(context.Background(), eng); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *rig) invocation(id, sagaName string, body []byte) *saga.Invocation {
+	return &saga.Invocation{RunID: id, Saga: r.sagas[sagaName], Partner: saga.Ref{ID: "acme"}, Endpoint: "e",
+		Settings: map[string]any{}, Request: saga.Request{Method: "POST", Raw: body, Body: map[string]any{"loan": string(body)}, ReceivedAt: r.clock.Now()}}
+}
+
+// accept records a run for sagaName whose body (and loan key) is body.
+func (r *rig) accept(sagaName, body, idemKey string) (*store.Run, string, error) {
+	r.t.Helper()
+	id := uuid.Must(uuid.NewV7()).String()
+	run := &store.Run{ID: id, Partner: "acme", Endpoint: "e", Saga: sagaName, SagaVersion: r.sagas[sagaName].Version,
+		ReceivedAt: r.clock.Now(), IdempotencyKey: idemKey, Request: store.Request{Body: []byte(body)}}
+	dup, err := r.d.Accept(context.Background(), run, r.invocation(id, sagaName, []byte(body)), time.Hour)
+	return run, dup, err
+}
+
+func (r *rig) waitStatus(id string, want store.Status) *store.Run {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		run, err := r.store.GetRun(context.Background(), id)
+		if err == nil && run.Status == want {
+			return run
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("run %s: status %v, want %s (err %v)", id, run, want, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (r *rig) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.d.Stop(ctx); err != nil {
+		r.t.Error(err)
+	}
+}
+
+const pureSaga = `name: pure
+steps:
+  - {name: a, set: {x: 1}}
+  - {name: answer, respond: {status: 200, body: {ok: true}}}
+`
+
+func TestAnAcceptedRunRunsAndItsOutcomeIsStored(t *testing.T) {
+	clock := newFakeClock()
+	r := newRig(t, store.NewMemory(clock), clock, clock, 2, 10, mustSaga(t, pureSaga))
+	defer r.stop()
+	run, dup, err := r.accept("pure", "L-1", "")
+	if err != nil || dup != "" {
+		t.Fatalf("accept: %v %q", err, dup)
+	}
+	got := r.waitStatus(run.ID, store.StatusSucceeded)
+	if got.Attempt != 1 || len(got.Result) == 0 || got.FinishedAt.IsZero() || len(got.State) != 0 {
+		t.Errorf("stored run = %+v", got)
+	}
+}
+
+// gate is a downstream that holds every request until released.
+func gate(t *testing.T) (url string, release func(), hits *atomic.Int32) {
+	t.Helper()
+	ch := make(chan struct{})
+	hits = new(atomic.Int32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		<-ch
+	}))
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(func() { release(); srv.Close() })
+	return srv.URL, release, hits
+}
+
+func TestAFullQueueRefusesAndStoresNothing(t *testing.T) {
+	url, release, hits := gate(t)
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	held := mustSaga(t, "name: held\nsteps:\n  - {name: call, http: {url: \""+url+"\"}}\n")
+	r := newRig(t, st, clock, clock, 1, 1, held)
+	defer r.stop()
+	defer release()
+	first, _, err := r.accept("held", "1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for hits.Load() == 0 { // the only worker is now busy with the first run
+		time.Sleep(time.Millisecond)
+	}
+	if _, _, err := r.accept("held", "2", ""); err != nil {
+		t.Fatalf("the second run should wait in the queue: %v", err)
+	}
+	third, _, err := r.accept("held", "3", "")
+	if err != ErrQueueFull {
+		t.Fatalf("third accept: %v, want ErrQueueFull", err)
+	}
+	if _, err := st.GetRun(context.Background(), third.ID); err == nil {
+		t.Error("a refused run was stored")
+	}
+	if d := r.d.QueueDepth(); d != 1 {
+		t.Errorf("queue depth %d, want 1", d)
+	}
+	release()
+	r.waitStatus(first.ID, store.StatusSucceeded)
+}
+
+func TestDuplicatesRunNothing(t *testing.T) {
+	clock := newFakeClock()
+	r := newRig(t, store.NewMemory(clock), clock, clock, 4, 100, mustSaga(t, pureSaga))
+	defer r.stop()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created, dups := map[string]bool{}, map[string]int{}
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run, dup, err := r.accept("pure", "L-1", "acme/e/event-1")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Error(err)
+			case dup != "":
+				dups[dup]++
+			default:
+				created[run.ID] = true
+			}
+		}()
+	}
+	wg.Wait()
+	if len(created) != 1 || len(dups) != 1 {
+		t.Fatalf("created %d runs, duplicates point at %v", len(created), dups)
+	}
+	for id := range created {
+		if dups[id] != 49 {
+			t.Errorf("49 duplicates should name run %s: %v", id, dups)
+		}
+	}
+}
+
+const debouncedSaga = `name: debounced
+debounce: {key: "${ body.loan }", wait: 10s}
+steps:
+  - {name: answer, respond: {status: 200}}
+`
+
+func TestDebounceLetsTheLastEventInTheWindowRun(t *testing.T) {
+	clock := newFakeClock()
+	r := newRig(t, store.NewMemory(clock), clock, clock, 2, 10, mustSaga(t, debouncedSaga))
+	defer r.stop()
+	first, _, _ := r.accept("debounced", "L-1", "")
+	other, _, _ := r.accept("debounced", "L-2", "")
+	clock.Advance(3 * time.Second)
+	second, _, _ := r.accept("debounced", "L-1", "")
+	if got := r.waitStatus(first.ID, store.StatusSuperseded); got.FinishedAt.IsZero() && got.Status != store.StatusSuperseded {
+		t.Errorf("first = %+v", got)
+	}
+	if got, _ := r.store.GetRun(context.Background(), second.ID); got.Status != store.StatusWaiting {
+		t.Fatalf("the newer run should wait: %s", got.Status)
+	}
+	clock.Advance(7 * time.Second) // L-2's window ends; L-1's newer one has 3s left
+	r.waitStatus(other.ID, store.StatusSucceeded)
+	if got, _ := r.store.GetRun(context.Background(), second.ID); got.Status != store.StatusWaiting {
+		t.Fatalf("the newer L-1 run ran early: %s", got.Status)
+	}
+	clock.Advance(3 * time.Second)
+	r.waitStatus(second.ID, store.StatusSucceeded)
+	if got, _ := r.store.GetRun(context.Background(), first.ID); got.Status != store.StatusSuperseded {
+		t.Errorf("the superseded run ran: %s", got.Status)
+	}
+}
+
+func TestSerializeByRunsOneAtATimeInArrivalOrder(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	inFlight, maxInFlight := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
+		order = append(order, req.URL.Query().Get("n"))
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	clock := newFakeClock()
+	s := mustSaga(t, `name: serial
+serialize_by: "${ body.loan }"
+steps:
+  - {name: call, http: {url: "`+srv.URL+`?n=${ raw }"}}
+`)
+	r := newRig(t, store.NewMemory(clock), clock, clock, 4, 100, s)
+	defer r.stop()
+	var runs []*store.Run
+	for i := range 8 {
+		run, _, err := r.accept("serial", string(rune('a'+i)), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		run.Request.Body = nil
+		runs = append(runs, run)
+	}
+	for _, run := range runs {
+		r.waitStatus(run.ID, store.StatusSucceeded)
+	}
+	// Each body is its own key here, so they may overlap; now one key for all.
+	mu.Lock()
+	order, maxInFlight = nil, 0
+	mu.Unlock()
+	same := mustSaga(t, `name: same
+serialize_by: "one-loan"
+steps:
+  - {name: call, http: {url: "`+srv.URL+`?n=${ raw }"}}
+`)
+	r.sagas["same"] = same
+	runs = nil
+	for i := range 8 {
+		run, _, err := r.accept("same", string(rune('a'+i)), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, run)
+	}
+	for _, run := range runs {
+		r.waitStatus(run.ID, store.StatusSucceeded)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight != 1 {
+		t.Errorf("%d runs with one serialize_by key ran at once", maxInFlight)
+	}
+	if got := fmtOrder(order); got != "abcdefgh" {
+		t.Errorf("order %s, want arrival order abcdefgh", got)
+	}
+}
+
+func fmtOrder(s []string) string {
+	out := ""
+	for _, x := range s {
+		out += x
+	}
+	return out
+}
+
+// A restart during a retry wait continues at the stored time, with the attempts already
+// made, rather than from scratch or never.
+func TestARestartDuringARetryWaitResumesAtTheStoredTime(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if calls.Add(1) == 1 {
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	src := `name: retried
+steps:
+  - {name: first, set: {a: 1}}
+  - name: call
+    http: {url: "` + srv.URL + `"}
+    retry: {attempts: 3, backoff: 1h}
+`
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	before := newRig(t, st, clock, blockingClock{clock}, 1, 10, mustSaga(t, src))
+	run, _, _ := before.accept("retried", "L-1", "")
+	waiting := before.waitStatus(run.ID, store.StatusWaiting)
+	if want := clock.Now().Add(time.Hour); !waiting.WakeAt.Equal(want) {
+		t.Fatalf("stored wake-up %v, want %v", waiting.WakeAt, want)
+	}
+	// "kill -9": the first dispatcher and its engine are abandoned mid-wait.
+	after := newRig(t, st, clock, clock, 1, 10, mustSaga(t, src))
+	defer after.stop()
+	clock.Advance(59 * time.Minute)
+	time.Sleep(20 * time.Millisecond)
+	if got, _ := st.GetRun(context.Background(), run.ID); got.Status != store.StatusWaiting || calls.Load() != 1 {
+		t.Fatalf("resumed before its time: %s after %d calls", got.Status, calls.Load())
+	}
+	clock.Advance(time.Minute)
+	done := after.waitStatus(run.ID, store.StatusSucceeded)
+	if calls.Load() != 2 {
+		t.Errorf("downstream called %d times, want 2 (one before the restart, one after)", calls.Load())
+	}
+	if done.Attempt != 2 {
+		t.Errorf("run attempt %d, want 2", done.Attempt)
+	}
+}
+
+func TestARestartDuringADebounceWaitRunsAtTheStoredTime(t *testing.T) {
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	before := newRig(t, st, clock, clock, 1, 10, mustSaga(t, debouncedSaga))
+	run, _, _ := before.accept("debounced", "L-1", "")
+	before.stop()
+	after := newRig(t, st, clock, clock, 1, 10, mustSaga(t, debouncedSaga))
+	defer after.stop()
+	clock.Advance(9 * time.Second)
+	time.Sleep(20 * time.Millisecond)
+	if got, _ := st.GetRun(context.Background(), run.ID); got.Status != store.StatusWaiting {
+		t.Fatalf("ran before its window closed: %s", got.Status)
+	}
+	clock.Advance(time.Second)
+	after.waitStatus(run.ID, store.StatusSucceeded)
+}
+
+func TestStopLeavesQueuedRunsForTheNextStart(t *testing.T) {
+	url, release, hits := gate(t)
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	held := mustSaga(t, "name: held\nsteps:\n  - {name: call, http: {url: \""+url+"\"}}\n")
+	r := newRig(t, st, clock, clock, 1, 10, held)
+	first, _, _ := r.accept("held", "1", "")
+	for hits.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	second, _, _ := r.accept("held", "2", "")
+	go func() { time.Sleep(20 * time.Millisecond); release() }()
+	r.stop() // waits for the executing run, leaves the queued one
+	r.waitStatus(first.ID, store.StatusSucceeded)
+	if got, _ := st.GetRun(context.Background(), second.ID); got.Status != store.StatusQueued {
+		t.Fatalf("queued run status after stop: %s", got.Status)
+	}
+	next := newRig(t, st, clock, clock, 1, 10, held)
+	defer next.stop()
+	next.waitStatus(second.ID, store.StatusSucceeded)
+}

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.etcd.io/bbolt"
+)
+
+// A file opened read-only makes every write fail in bbolt like a read-only file system or
+// a failing disk does, which root cannot otherwise provoke with permissions.
+func TestBoltWritesOnAReadOnlyFileAreUnavailable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "runs.db")
+	b, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Run{Partner: "acme", Endpoint: "e"}
+	if _, err := b.Create(ctx, r, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	readOnly := func(name string, _ int, _ os.FileMode) (*os.File, error) { return os.Open(name) }
+	b, err = OpenBolt(path, BoltOptions{openFile: readOnly})
+	if err != nil {
+		t.Fatalf("OpenBolt on a read-only file: %v", err)
+	}
+	defer b.Close()
+	if _, err := b.GetRun(ctx, r.ID); err != nil {
+		t.Errorf("reading a read-only file: %v", err)
+	}
+	_, err = b.Create(ctx, &Run{Partner: "acme", Endpoint: "e"}, CreateOptions{})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Create on a read-only file = %v, want ErrUnavailable", err)
+	}
+	r.Status = StatusFailed
+	if err := b.Update(ctx, r); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Update on a read-only file = %v, want ErrUnavailable", err)
+	}
+	if err := b.Put(ctx, "acme", "k", []byte(`1`), 0); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Put on a read-only file = %v, want ErrUnavailable", err)
+	}
+	if got, err := b.GetRun(ctx, r.ID); err != nil || got.Status != StatusQueued {
+		t.Errorf("after failed writes: %+v, %v", got, err)
+	}
+
+	// A new file that cannot be written is refused at open.
+	_, err = OpenBolt(filepath.Join(t.TempDir(), "new.db"), BoltOptions{openFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, mode)
+		if err != nil {
+			return nil, err
+		}
+		_ = f.Close()
+		return os.Open(name)
+	}})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("OpenBolt of a new unwritable file = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestBoltCheckFindsBrokenIndexes(t *testing.T) {
+	ctx := context.Background()
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "runs.db"), BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := b.Create(ctx, &Run{Partner: "acme", Endpoint: "e", IdempotencyKey: string(rune('a' + i)), DebounceKey: "d"}, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Check(); err != nil {
+		t.Fatalf("Check on a sound file: %v", err)
+	}
+	err = b.db.Update(func(tx *bbolt.Tx) error {
+		k, _ := tx.Bucket(bucketIdxStatus).Cursor().First()
+		return tx.Bucket(bucketIdxStatus).Delete(k)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Check(); err == nil || !strings.Contains(err.Error(), "idx_status") {
+		t.Fatalf("Check after deleting a status entry = %v, want an idx_status complaint", err)
+	}
+}

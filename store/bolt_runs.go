@@ -1,0 +1,548 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (CreateResult, error) {
+	now := b.clock.Now()
+	r, id, err := prepareCreate(run, now, &b.ids)
+	if err != nil {
+		return CreateResult{}, err
+	}
+	ttl := opts.IdempotencyTTL
+	if ttl <= 0 {
+		ttl = DefaultIdempotencyTTL
+	}
+	// Encoded before queueing, so the shared transaction holds the lock only for bbolt work.
+	rec := encodeRun(nil, &r, nil)
+	var res CreateResult
+	var exists bool
+	err = b.write(ctx, func(tx *bbolt.Tx) error {
+		res, exists = CreateResult{}, false // fn may run twice (batch redone solo)
+		runs := tx.Bucket(bucketRuns)
+		if runs.Get(id[:]) != nil {
+			exists = true
+			return nil
+		}
+		if r.IdempotencyKey != "" {
+			dup, err := claimIdempotencyKey(tx, r.IdempotencyKey, id, now, now.Add(ttl))
+			if err != nil || dup != "" {
+				res.DuplicateOf = dup
+				return err
+			}
+		}
+		if r.DebounceKey != "" && !r.Status.Final() {
+			sup, err := supersedePending(tx, r.DebounceKey, now)
+			if err != nil {
+				return err
+			}
+			res.Superseded = sup
+		}
+		if err := runs.Put(id[:], rec); err != nil {
+			return err
+		}
+		if len(r.Request.Body) > 0 {
+			if err := tx.Bucket(bucketBodies).Put(id[:], r.Request.Body); err != nil {
+				return err
+			}
+		}
+		if err := putIndexes(tx, id, &r); err != nil {
+			return err
+		}
+		return addRunCount(tx, 1)
+	})
+	if err != nil {
+		return CreateResult{}, fmt.Errorf("create run: %w", err)
+	}
+	if exists {
+		return CreateResult{}, fmt.Errorf("create run: %w: run %s already exists", ErrInvalid, r.ID)
+	}
+	if res.DuplicateOf == "" {
+		*run = r
+	}
+	return res, nil
+}
+
+// claimIdempotencyKey returns the id holding key when it has not expired; otherwise it
+// makes id the holder until expires.
+func claimIdempotencyKey(tx *bbolt.Tx, key string, id runID, now, expires time.Time) (string, error) {
+	idem, idemExp := tx.Bucket(bucketIdem), tx.Bucket(bucketIdemExp)
+	k := boundedKey(key)
+	if v := idem.Get(k); len(v) == 24 {
+		exp := int64(u64(v[16:]))
+		if now.UnixNano() < exp {
+			return runID(v[:16]).String(), nil
+		}
+		if err := idemExp.Delete(append(be64(uint64(exp)), k...)); err != nil {
+			return "", err
+		}
+	}
+	ns := uint64(expires.UnixNano())
+	if err := idem.Put(k, append(append([]byte(nil), id[:]...), be64(ns)...)); err != nil {
+		return "", err
+	}
+	return "", idemExp.Put(append(be64(ns), k...), empty)
+}
+
+// supersedePending marks every queued or waiting run with the debounce key superseded.
+// Running ones keep their index entry: they may wait again and be superseded then.
+func supersedePending(tx *bbolt.Tx, key string, now time.Time) ([]string, error) {
+	prefix := debouncePrefix(key)
+	var ids []runID
+	c := tx.Bucket(bucketIdxDebounce).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) == len(prefix)+16 {
+			ids = append(ids, runID(k[len(prefix):]))
+		}
+	}
+	var out []string
+	runs := tx.Bucket(bucketRuns)
+	for _, id := range ids {
+		v := runs.Get(id[:])
+		if v == nil {
+			continue
+		}
+		var o Run
+		if _, err := decodeRun(v, &o, true); err != nil {
+			return nil, fmt.Errorf("run %s: %w", id, err)
+		}
+		if o.Status != StatusQueued && o.Status != StatusWaiting {
+			continue
+		}
+		old := o.Status
+		supersede(&o, now)
+		if err := runs.Put(id[:], encodeRun(nil, &o, nil)); err != nil {
+			return nil, err
+		}
+		if err := moveStatus(tx, id, old, &o); err != nil {
+			return nil, err
+		}
+		out = append(out, id.String())
+	}
+	return out, nil
+}
+
+func addRunCount(tx *bbolt.Tx, delta int) error {
+	meta := tx.Bucket(bucketMeta)
+	n := int64(u64(meta.Get(metaRuns))) + int64(delta)
+	if n < 0 {
+		n = 0
+	}
+	return meta.Put(metaRuns, be64(uint64(n)))
+}
+
+func (b *Bolt) Update(ctx context.Context, run *Run) error {
+	id, err := parseRunID(run.ID)
+	if err != nil {
+		return fmt.Errorf("update run: %w", err)
+	}
+	now := b.clock.Now()
+	in := *run
+	var result error
+	var stored Run
+	err = b.write(ctx, func(tx *bbolt.Tx) error {
+		result = nil
+		runs := tx.Bucket(bucketRuns)
+		v := runs.Get(id[:])
+		if v == nil {
+			result = fmt.Errorf("update run %s: %w", run.ID, ErrNotFound)
+			return nil
+		}
+		stored = Run{ID: run.ID}
+		if _, err := decodeRun(v, &stored, true); err != nil {
+			return fmt.Errorf("run %s: %w", run.ID, err)
+		}
+		old := stored.Status
+		upd := in
+		if err := applyUpdate(&stored, &upd, now); err != nil {
+			result = err
+			return nil
+		}
+		if err := runs.Put(id[:], encodeRun(nil, &stored, nil)); err != nil {
+			return err
+		}
+		return moveStatus(tx, id, old, &stored)
+	})
+	if err != nil {
+		return fmt.Errorf("update run %s: %w", run.ID, err)
+	}
+	if result != nil {
+		return result
+	}
+	run.Status, run.UpdatedAt, run.FinishedAt = stored.Status, stored.UpdatedAt, stored.FinishedAt
+	return nil
+}
+
+func (b *Bolt) GetRun(ctx context.Context, id string) (*Run, error) {
+	rid, err := parseRunID(id)
+	if err != nil {
+		return nil, fmt.Errorf("get run: %w", err)
+	}
+	var r *Run
+	err = b.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		r, err = loadRun(tx, rid, true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get run %s: %w", id, err)
+	}
+	if r == nil {
+		return nil, fmt.Errorf("get run %s: %w", id, ErrNotFound)
+	}
+	return r, nil
+}
+
+// loadRun reads run id; nil when absent. full adds State, Result and the body.
+func loadRun(tx *bbolt.Tx, id runID, full bool) (*Run, error) {
+	v := tx.Bucket(bucketRuns).Get(id[:])
+	if v == nil {
+		return nil, nil
+	}
+	r := &Run{ID: id.String()}
+	if _, err := decodeRun(v, r, full); err != nil {
+		return nil, fmt.Errorf("run %s: %w", r.ID, err)
+	}
+	if full {
+		if body := tx.Bucket(bucketBodies).Get(id[:]); len(body) > 0 {
+			r.Request.Body = append([]byte(nil), body...)
+		}
+	}
+	return r, nil
+}
+
+func (b *Bolt) List(ctx context.Context, f Filter) ([]*Run, string, error) {
+	q, err := newListQuery(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("list runs: %w", err)
+	}
+	var out []*Run
+	next := ""
+	err = b.view(ctx, func(tx *bbolt.Tx) error {
+		m := listPlan(tx, &q)
+		for len(out) < q.limit {
+			id, ok := m.next()
+			if !ok {
+				return nil
+			}
+			r, err := loadRun(tx, id, false)
+			if err != nil {
+				return err
+			}
+			if r == nil {
+				return fmt.Errorf("%w: index entry for missing run %s", errCorrupt, id)
+			}
+			out = append(out, r)
+		}
+		if _, more := m.next(); more {
+			id, _ := parseRunID(out[len(out)-1].ID)
+			next = encodeCursor(id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("list runs: %w", err)
+	}
+	return out, next, nil
+}
+
+// listPlan picks the index that holds exactly the matching runs, so no run is read only to
+// be filtered out.
+func listPlan(tx *bbolt.Tx, q *listQuery) *merger {
+	f := &q.f
+	scoped := f.Partner != "" || f.Site != "" || f.Endpoint != ""
+	parts := []string{f.Partner, f.Site, f.Endpoint}
+	var bucket *bbolt.Bucket
+	var prefixes [][]byte
+	switch {
+	case !scoped && f.Status == "":
+		bucket, prefixes = tx.Bucket(bucketRuns), [][]byte{nil}
+	case !scoped:
+		bucket, prefixes = tx.Bucket(bucketIdxStatus), [][]byte{join(nil, string(f.Status))}
+	case f.Status == "":
+		bucket = tx.Bucket(bucketIdxScope)
+		prefixes = scopePrefixes(bucket, nil, parts)
+	default:
+		bucket = tx.Bucket(bucketIdxStatusScope)
+		prefixes = scopePrefixes(bucket, join(nil, string(f.Status)), parts)
+	}
+	streams := make([]*stream, len(prefixes))
+	for i, p := range prefixes {
+		streams[i] = newStream(bucket, p, q)
+	}
+	return newMerger(streams, q.desc)
+}
+
+func (b *Bolt) Unfinished(ctx context.Context) ([]*Run, error) {
+	var out []*Run
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		m := statusMerger(tx, []Status{StatusQueued, StatusRunning, StatusWaiting}, nil)
+		for {
+			id, ok := m.next()
+			if !ok {
+				return nil
+			}
+			r, err := loadRun(tx, id, true)
+			if err != nil {
+				return err
+			}
+			if r == nil {
+				return fmt.Errorf("%w: status index entry for missing run %s", errCorrupt, id)
+			}
+			out = append(out, r)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unfinished runs: %w", err)
+	}
+	return out, nil
+}
+
+// statusMerger walks the runs with any of the statuses, oldest first, below hi (nil: all).
+func statusMerger(tx *bbolt.Tx, sts []Status, hi *runID) *merger {
+	q := listQuery{hi: hi}
+	bucket := tx.Bucket(bucketIdxStatus)
+	streams := make([]*stream, len(sts))
+	for i, st := range sts {
+		streams[i] = newStream(bucket, join(nil, string(st)), &q)
+	}
+	return newMerger(streams, false)
+}
+
+var finalStatuses = []Status{StatusSucceeded, StatusFailed, StatusCompensated, StatusSuperseded, StatusDuplicate}
+
+// pruneChunk bounds the deletes per transaction: a chunk holds the writer (and so accepts)
+// for a few milliseconds at most.
+const pruneChunk = 1000
+
+func (b *Bolt) Prune(ctx context.Context, before time.Time, maxRuns int) (int, error) {
+	var hi *runID
+	if !before.IsZero() {
+		id := msID(before)
+		hi = &id
+	}
+	total := 0
+	for {
+		var deleted int
+		var more bool
+		now := b.clock.Now()
+		err := b.write(ctx, func(tx *bbolt.Tx) error {
+			var err error
+			deleted, more, err = pruneOnce(tx, hi, maxRuns, now, pruneChunk)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune: %w", err)
+		}
+		total += deleted
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+// pruneOnce deletes up to limit runs and expired keys and reports whether work remains.
+func pruneOnce(tx *bbolt.Tx, hi *runID, maxRuns int, now time.Time, limit int) (int, bool, error) {
+	var victims []runID
+	if hi != nil {
+		m := statusMerger(tx, finalStatuses, hi)
+		for len(victims) < limit {
+			id, ok := m.next()
+			if !ok {
+				break
+			}
+			victims = append(victims, id)
+		}
+	}
+	if maxRuns > 0 && len(victims) < limit {
+		excess := int(u64(tx.Bucket(bucketMeta).Get(metaRuns))) - len(victims) - maxRuns
+		if excess > 0 {
+			// Oldest final runs overall; those already picked are below hi and come first.
+			m := statusMerger(tx, finalStatuses, nil)
+			seen := len(victims)
+			for skip := 0; excess > 0 && len(victims) < limit; {
+				id, ok := m.next()
+				if !ok {
+					break
+				}
+				if skip < seen && hi != nil && bytes.Compare(id[:], hi[:]) < 0 {
+					skip++
+					continue
+				}
+				victims = append(victims, id)
+				excess--
+			}
+		}
+	}
+	for _, id := range victims {
+		if err := deleteRun(tx, id); err != nil {
+			return 0, false, err
+		}
+	}
+	left := limit - len(victims)
+	swept, err := sweepExpired(tx, bucketIdemExp, bucketIdem, now, left, true)
+	if err != nil {
+		return 0, false, err
+	}
+	left -= swept
+	kvSwept, err := sweepExpired(tx, bucketKVExp, bucketKV, now, left, false)
+	if err != nil {
+		return 0, false, err
+	}
+	more := len(victims)+swept+kvSwept >= limit
+	return len(victims), more, nil
+}
+
+func deleteRun(tx *bbolt.Tx, id runID) error {
+	r, err := loadRun(tx, id, false)
+	if err != nil || r == nil {
+		return err
+	}
+	dels := []struct{ bucket, key []byte }{
+		{bucketRuns, id[:]},
+		{bucketBodies, id[:]},
+		{bucketIdxStatus, statusKey(r.Status, id)},
+		{bucketIdxScope, scopeKey(r, id)},
+		{bucketIdxStatusScope, statusScopeKey(r.Status, r, id)},
+	}
+	if r.DebounceKey != "" {
+		dels = append(dels, struct{ bucket, key []byte }{bucketIdxDebounce, append(debouncePrefix(r.DebounceKey), id[:]...)})
+	}
+	for _, d := range dels {
+		if err := tx.Bucket(d.bucket).Delete(d.key); err != nil {
+			return err
+		}
+	}
+	if r.IdempotencyKey != "" {
+		// The key goes with its run, so it never points at a run that is gone; a later
+		// run may have taken the key over after it expired, so check the owner.
+		k := boundedKey(r.IdempotencyKey)
+		idem := tx.Bucket(bucketIdem)
+		if v := idem.Get(k); len(v) == 24 && runID(v[:16]) == id {
+			if err := tx.Bucket(bucketIdemExp).Delete(append(append([]byte(nil), v[16:]...), k...)); err != nil {
+				return err
+			}
+			if err := idem.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	return addRunCount(tx, -1)
+}
+
+// sweepExpired deletes up to limit entries whose expiry (the first 8 bytes of the key in
+// exp) is not after now, with their entries in data. For idem the data entry is deleted
+// only when it still carries that expiry (a later claim replaced it otherwise).
+func sweepExpired(tx *bbolt.Tx, exp, data []byte, now time.Time, limit int, checkOwner bool) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	var keys [][]byte
+	c := tx.Bucket(exp).Cursor()
+	for k, _ := c.First(); k != nil && len(keys) < limit; k, _ = c.Next() {
+		if len(k) < 8 || int64(u64(k[:8])) > now.UnixNano() {
+			break
+		}
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	eb, db := tx.Bucket(exp), tx.Bucket(data)
+	for _, k := range keys {
+		if err := eb.Delete(k); err != nil {
+			return 0, err
+		}
+		dk := k[8:]
+		v := db.Get(dk)
+		if checkOwner && (len(v) != 24 || !bytes.Equal(v[16:], k[:8])) {
+			continue
+		}
+		if !checkOwner && (len(v) < 8 || !bytes.Equal(v[:8], k[:8])) {
+			continue
+		}
+		if err := db.Delete(dk); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// checkIndexes cross-checks runs and indexes; see Check.
+func checkIndexes(tx *bbolt.Tx) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		if len(errs) < 50 {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	want := map[string]map[string]bool{} // bucket -> keys the runs imply
+	for _, b := range [][]byte{bucketIdxStatus, bucketIdxScope, bucketIdxStatusScope, bucketIdxDebounce, bucketIdem} {
+		want[string(b)] = map[string]bool{}
+	}
+	n := 0
+	err := tx.Bucket(bucketRuns).ForEach(func(k, v []byte) error {
+		n++
+		if len(k) != 16 {
+			bad("runs: key %x is not an id", k)
+			return nil
+		}
+		id := runID(k)
+		var r Run
+		if _, err := decodeRun(v, &r, true); err != nil {
+			bad("run %s: %v", id, err)
+			return nil
+		}
+		want[string(bucketIdxStatus)][string(statusKey(r.Status, id))] = true
+		want[string(bucketIdxScope)][string(scopeKey(&r, id))] = true
+		want[string(bucketIdxStatusScope)][string(statusScopeKey(r.Status, &r, id))] = true
+		if r.DebounceKey != "" && !r.Status.Final() {
+			want[string(bucketIdxDebounce)][string(append(debouncePrefix(r.DebounceKey), id[:]...))] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return append(errs, err)
+	}
+	if c := u64(tx.Bucket(bucketMeta).Get(metaRuns)); c != uint64(n) {
+		bad("meta: run count %d, runs bucket holds %d", c, n)
+	}
+	for name, keys := range want {
+		if name == string(bucketIdem) {
+			continue
+		}
+		seen := 0
+		_ = tx.Bucket([]byte(name)).ForEach(func(k, _ []byte) error {
+			if !keys[string(k)] {
+				// Running runs keep debounce entries; final ones must not.
+				bad("%s: entry %q matches no run", name, k)
+			}
+			seen++
+			return nil
+		})
+		if seen != len(keys) {
+			bad("%s: %d entries, runs imply %d", name, seen, len(keys))
+		}
+	}
+	runs := tx.Bucket(bucketRuns)
+	_ = tx.Bucket(bucketIdem).ForEach(func(k, v []byte) error {
+		if len(v) != 24 {
+			bad("idem: key %q has a %d-byte value", k, len(v))
+		} else if runs.Get(v[:16]) == nil {
+			bad("idem: key %q points at missing run %s", k, runID(v[:16]))
+		} else if tx.Bucket(bucketIdemExp).Get(append(append([]byte(nil), v[16:]...), k...)) == nil {
+			bad("idem: key %q has no expiry entry", k)
+		}
+		return nil
+	})
+	_ = tx.Bucket(bucketBodies).ForEach(func(k, _ []byte) error {
+		if runs.Get(k) == nil {
+			bad("bodies: body of missing run %x", k)
+		}
+		return nil
+	})
+	return errs
+}

@@ -1,0 +1,270 @@
+package store
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// runID is a run id as stored in keys: the UUID's 16 bytes, big-endian, so keys sort by
+// arrival time.
+type runID [16]byte
+
+func (id runID) String() string { return uuid.UUID(id).String() }
+
+func parseRunID(s string) (runID, error) {
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return runID{}, fmt.Errorf("%w: run id %q: %w", ErrInvalid, s, err)
+	}
+	return runID(u), nil
+}
+
+// msID is the smallest id of millisecond ms: the bound time filters compare ids with.
+func msID(t time.Time) runID {
+	ms := t.UnixMilli()
+	if ms < 0 {
+		ms = 0
+	}
+	if ms > 1<<48-1 {
+		ms = 1<<48 - 1
+	}
+	var id runID
+	putMs(id[:], ms)
+	return id
+}
+
+func putMs(b []byte, ms int64) {
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+}
+
+// idGen makes UUIDv7 ids from a run's ReceivedAt (not the wall clock, so ids and the time
+// filters agree even under a test clock). Within one millisecond a 42-bit counter that
+// starts at a random value keeps ids increasing (RFC 9562 §6.2, method 1), so arrival
+// order survives bursts.
+type idGen struct {
+	mu      sync.Mutex
+	lastMs  int64
+	counter uint64
+}
+
+func (g *idGen) next(at time.Time) runID {
+	ms := at.UnixMilli()
+	if ms < 0 {
+		ms = 0
+	}
+	g.mu.Lock()
+	if ms <= g.lastMs {
+		// Same millisecond, or the clock stepped back: stay monotonic.
+		ms = g.lastMs
+		g.counter++
+		if g.counter >= 1<<42 {
+			ms++
+			g.counter = rand.Uint64() >> 23
+		}
+	} else {
+		g.counter = rand.Uint64() >> 23 // 41 bits: leaves at least 2^41 increments
+	}
+	g.lastMs = ms
+	c := g.counter
+	g.mu.Unlock()
+
+	var id runID
+	putMs(id[:], ms)
+	id[6] = 0x70 | byte(c>>38)&0x0f // version 7, counter bits 41..38
+	id[7] = byte(c >> 30)
+	id[8] = 0x80 | byte(c>>24)&0x3f // variant 10, counter bits 29..24
+	id[9], id[10], id[11] = byte(c>>16), byte(c>>8), byte(c)
+	binary.BigEndian.PutUint32(id[12:], rand.Uint32())
+	return id
+}
+
+// prepareCreate validates run and fills in what Create defaults, without touching the
+// caller's value; the caller copies the result back once the write succeeded.
+func prepareCreate(run *Run, now time.Time, ids *idGen) (Run, runID, error) {
+	r := *run
+	if err := validateNames(r.Partner, r.Site, r.Endpoint); err != nil {
+		return r, runID{}, err
+	}
+	if r.Status == "" {
+		r.Status = StatusQueued
+	}
+	if !r.Status.Valid() {
+		return r, runID{}, fmt.Errorf("%w: status %q", ErrInvalid, r.Status)
+	}
+	var id runID
+	if r.ID == "" {
+		if r.ReceivedAt.IsZero() {
+			r.ReceivedAt = now
+		}
+		id = ids.next(r.ReceivedAt)
+		r.ID = id.String()
+	} else {
+		var err error
+		if id, err = parseRunID(r.ID); err != nil {
+			return r, runID{}, err
+		}
+		if r.ReceivedAt.IsZero() {
+			r.ReceivedAt = time.UnixMilli(int64(binary.BigEndian.Uint64(append(make([]byte, 2, 8), id[:6]...))))
+		}
+	}
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = r.ReceivedAt
+	}
+	if r.Status.Final() && r.FinishedAt.IsZero() {
+		r.FinishedAt = now
+	}
+	return r, id, nil
+}
+
+// validateNames keeps NUL out of the names index keys are built from, so composite keys
+// cannot collide.
+func validateNames(names ...string) error {
+	for _, n := range names {
+		if strings.IndexByte(n, 0) >= 0 {
+			return fmt.Errorf("%w: name %q contains a NUL byte", ErrInvalid, n)
+		}
+	}
+	return nil
+}
+
+// applyUpdate copies the mutable fields of in onto stored, enforcing the final-status rule.
+func applyUpdate(stored *Run, in *Run, now time.Time) error {
+	if in.Status == "" {
+		in.Status = stored.Status
+	}
+	if !in.Status.Valid() {
+		return fmt.Errorf("%w: status %q", ErrInvalid, in.Status)
+	}
+	if stored.Status.Final() && in.Status != stored.Status {
+		return fmt.Errorf("update run %s to %s: %w (%s)", stored.ID, in.Status, ErrFinal, stored.Status)
+	}
+	stored.Status = in.Status
+	stored.UpdatedAt = in.UpdatedAt
+	if stored.UpdatedAt.IsZero() {
+		stored.UpdatedAt = now
+	}
+	stored.FinishedAt = in.FinishedAt
+	if stored.Status.Final() && stored.FinishedAt.IsZero() {
+		stored.FinishedAt = now
+	}
+	stored.WakeAt = in.WakeAt
+	stored.Attempt = in.Attempt
+	stored.Answer = in.Answer
+	stored.State = in.State
+	stored.Result = in.Result
+	stored.Error = in.Error
+	return nil
+}
+
+// supersede marks a pending run superseded by a newer one with its debounce key.
+func supersede(r *Run, now time.Time) {
+	r.Status = StatusSuperseded
+	r.UpdatedAt = now
+	r.FinishedAt = now
+	r.WakeAt = time.Time{}
+}
+
+// listQuery is a Filter checked and turned into id bounds.
+type listQuery struct {
+	f      Filter
+	limit  int
+	desc   bool
+	lo, hi *runID // lo inclusive, hi exclusive; nil = open
+}
+
+func newListQuery(f Filter) (listQuery, error) {
+	q := listQuery{f: f, limit: f.Limit, desc: !f.Oldest}
+	if err := validateNames(f.Partner, f.Site, f.Endpoint); err != nil {
+		return q, err
+	}
+	if f.Status != "" && !f.Status.Valid() {
+		return q, fmt.Errorf("%w: status %q", ErrInvalid, f.Status)
+	}
+	if q.limit <= 0 {
+		q.limit = DefaultListLimit
+	}
+	if q.limit > MaxListLimit {
+		q.limit = MaxListLimit
+	}
+	if !f.Since.IsZero() {
+		id := msID(f.Since)
+		q.lo = &id
+	}
+	if !f.Until.IsZero() {
+		id := msID(f.Until)
+		q.hi = &id
+	}
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return q, err
+		}
+		if q.desc {
+			if q.hi == nil || bytes.Compare(c[:], q.hi[:]) < 0 {
+				q.hi = &c
+			}
+		} else {
+			c, ok := incID(c)
+			if !ok {
+				q.lo, q.hi = &c, &c // nothing is after the largest id
+			} else if q.lo == nil || bytes.Compare(c[:], q.lo[:]) > 0 {
+				q.lo = &c
+			}
+		}
+	}
+	return q, nil
+}
+
+func (q *listQuery) inRange(id runID) bool {
+	return (q.lo == nil || bytes.Compare(id[:], q.lo[:]) >= 0) &&
+		(q.hi == nil || bytes.Compare(id[:], q.hi[:]) < 0)
+}
+
+func (q *listQuery) matches(r *Run) bool {
+	f := &q.f
+	return (f.Partner == "" || r.Partner == f.Partner) &&
+		(f.Site == "" || r.Site == f.Site) &&
+		(f.Endpoint == "" || r.Endpoint == f.Endpoint) &&
+		(f.Status == "" || r.Status == f.Status)
+}
+
+func incID(id runID) (runID, bool) {
+	for i := len(id) - 1; i >= 0; i-- {
+		id[i]++
+		if id[i] != 0 {
+			return id, true
+		}
+	}
+	return id, false
+}
+
+// Cursors are the last id of a page: ids are unique and every index is ordered by id, so
+// the next page is "beyond this id" whatever index serves it, and runs created meanwhile
+// do not shift pages.
+func encodeCursor(id runID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+func decodeCursor(s string) (runID, error) {
+	var id runID
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("%w: cursor %q", ErrInvalid, s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// pageNext is the cursor after a page of n results filled up to limit.
+func pageNext(last runID, n, limit int, more bool) string {
+	if n < limit || !more {
+		return ""
+	}
+	return encodeCursor(last)
+}
