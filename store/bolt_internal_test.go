@@ -3,10 +3,13 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -90,5 +93,40 @@ func TestBoltCheckFindsBrokenIndexes(t *testing.T) {
 	}
 	if err := b.Check(); err == nil || !strings.Contains(err.Error(), "idx_status") {
 		t.Fatalf("Check after deleting a status entry = %v, want an idx_status complaint", err)
+	}
+}
+
+// One write bbolt refuses must not fail the others that shared its transaction.
+func TestBoltAFailingWriteDoesNotSinkItsBatch(t *testing.T) {
+	ctx := context.Background()
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "runs.db"), BoltOptions{MaxBatchDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 5 {
+				errs[i] = b.Put(ctx, "acme", strings.Repeat("k", 40_000), []byte(`1`), 0) // over bbolt's key limit
+				return
+			}
+			_, errs[i] = b.Create(ctx, &Run{Partner: "acme", Endpoint: "e", IdempotencyKey: fmt.Sprint(i)}, CreateOptions{})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == 5) {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	if err := b.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _, _ := b.List(ctx, Filter{}); len(runs) != 9 {
+		t.Fatalf("%d runs stored, want 9", len(runs))
 	}
 }
