@@ -202,3 +202,8 @@ func TestFiftyConcurrentPostsOfOneEventMakeOneRun(t *testing.T) {
 		t.Fatalf("stored %d runs (%v), want 1", len(runs), err)
 	}
 }
+
+func jsonDecode(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
