@@ -34,6 +34,13 @@ package store
 //	kv_exp/
 //	  <expires: int64 BE unix ns> <kv key> -> ""
 //
+//	saga_versions/                     saga version history; Prune never touches it
+//	  <uvarint len(name)> <name> <number: uint64 BE> -> version record (bolt_sagas.go)
+//
+// saga_versions came after layout version 1 shipped without a version bump: it is purely
+// additive, so open creates it in an older file, and a file that cannot be written then
+// still opens, reading as having no saga versions.
+//
 // A filter with wildcards among partner/site/endpoint (e.g. partner only) is served by
 // finding the distinct scopes under the fixed prefix (one Seek per distinct value) and
 // merging their id-ordered streams; the number of streams is the number of endpoints that
@@ -69,14 +76,22 @@ var (
 	bucketIdemExp        = []byte("idem_exp")
 	bucketKV             = []byte("kv")
 	bucketKVExp          = []byte("kv_exp")
+	bucketSagaVersions   = []byte("saga_versions")
 
 	metaSchema = []byte("schema")
 	metaRuns   = []byte("runs")
 )
 
-func allBuckets() [][]byte {
+// v1Buckets are the buckets layout version 1 first shipped with: a file lacking one is not
+// initialised.
+func v1Buckets() [][]byte {
 	return [][]byte{bucketMeta, bucketRuns, bucketBodies, bucketIdxStatus, bucketIdxScope,
 		bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdemExp, bucketKV, bucketKVExp}
+}
+
+// allBuckets adds the buckets added since, which open creates when missing.
+func allBuckets() [][]byte {
+	return append(v1Buckets(), bucketSagaVersions)
 }
 
 const schemaVersion = 1
@@ -168,12 +183,13 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 	// Only write when something is missing, so a file that has become read-only still
 	// opens for reading: the admin API can show history while accepts answer 503.
 	if ready := db.View(checkBuckets); ready != nil {
-		if err := db.Update(initBuckets); err != nil {
+		if err := db.Update(initBuckets); err != nil && db.View(checkV1Buckets) != nil {
+			// (An initialised file that only lacks later buckets opens without them.)
 			_ = db.Close()
 			return nil, fmt.Errorf("open %s: %w", path, wrapIOError(err))
 		}
 	}
-	if err := db.View(checkBuckets); err != nil {
+	if err := db.View(checkV1Buckets); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, wrapIOError(err))
 	}
@@ -193,8 +209,13 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 var errNotInitialised = errors.New("data file not initialised")
 
 // checkBuckets reports whether the file has every bucket and a layout version it knows.
-func checkBuckets(tx *bbolt.Tx) error {
-	for _, name := range allBuckets() {
+func checkBuckets(tx *bbolt.Tx) error { return checkLayout(tx, allBuckets()) }
+
+// checkV1Buckets is checkBuckets for the buckets every initialised file has.
+func checkV1Buckets(tx *bbolt.Tx) error { return checkLayout(tx, v1Buckets()) }
+
+func checkLayout(tx *bbolt.Tx, buckets [][]byte) error {
+	for _, name := range buckets {
 		if tx.Bucket(name) == nil {
 			return errNotInitialised
 		}
@@ -430,7 +451,8 @@ func (b *Bolt) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 }
 
 // Check verifies the file: bbolt's own page checks, then that every index entry, count and
-// idempotency key agrees with the runs bucket and the other way round. The crash tests
+// idempotency key agrees with the runs bucket and the other way round, and that saga
+// versions decode, match their hashes and are numbered without gaps. The crash tests
 // call it after kill -9.
 func (b *Bolt) Check() error {
 	return b.view(context.Background(), func(tx *bbolt.Tx) error {
@@ -441,6 +463,7 @@ func (b *Bolt) Check() error {
 			}
 		}
 		errs = append(errs, checkIndexes(tx)...)
+		errs = append(errs, checkSagaVersions(tx)...)
 		return errors.Join(errs...)
 	})
 }

@@ -130,3 +130,96 @@ func TestBoltAFailingWriteDoesNotSinkItsBatch(t *testing.T) {
 		t.Fatalf("%d runs stored, want 9", len(runs))
 	}
 }
+
+// A file written before saga versions existed has no saga_versions bucket: open adds it,
+// and when the file cannot be written it still opens, with no saga versions to read.
+func TestBoltOpensAFileFromBeforeSagaVersions(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "runs.db")
+	b, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Run{Partner: "acme", Endpoint: "e"}
+	if _, err := b.Create(ctx, r, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.db.Update(func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucketSagaVersions) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	readOnly := func(name string, _ int, _ os.FileMode) (*os.File, error) { return os.Open(name) }
+	b, err = OpenBolt(path, BoltOptions{openFile: readOnly})
+	if err != nil {
+		t.Fatalf("OpenBolt on a read-only file without saga_versions: %v", err)
+	}
+	if _, err := b.GetRun(ctx, r.ID); err != nil {
+		t.Errorf("GetRun: %v", err)
+	}
+	if list, err := b.SagaVersions(ctx, "order"); err != nil || list == nil || len(list) != 0 {
+		t.Errorf("SagaVersions = %#v, %v; want an empty slice", list, err)
+	}
+	if _, err := b.SagaVersion(ctx, "order", 1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SagaVersion = %v, want ErrNotFound", err)
+	}
+	if _, _, err := b.RecordSagaVersion(ctx, "order", []byte("a: 1\n"), "file"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("RecordSagaVersion on a read-only file = %v, want ErrUnavailable", err)
+	}
+	if err := b.Check(); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err = OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.db.View(checkBuckets); err != nil {
+		t.Fatalf("a writable open did not add the bucket: %v", err)
+	}
+	if v, created, err := b.RecordSagaVersion(ctx, "order", []byte("a: 1\n"), "file"); err != nil || !created || v.Number != 1 {
+		t.Fatalf("RecordSagaVersion = %+v, %v, %v", v, created, err)
+	}
+	if err := b.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBoltCheckFindsBrokenSagaVersions(t *testing.T) {
+	ctx := context.Background()
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "runs.db"), BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, src := range []string{"a", "b", "c"} {
+		if _, _, err := b.RecordSagaVersion(ctx, "order", []byte(src), "file"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Check(); err != nil {
+		t.Fatalf("Check on a sound file: %v", err)
+	}
+	err = b.db.Update(func(tx *bbolt.Tx) error {
+		bucket := tx.Bucket(bucketSagaVersions)
+		v := append([]byte(nil), bucket.Get(sagaKey("order", 3))...)
+		v[len(v)-1] = 'x' // the source no longer matches its hash
+		if err := bucket.Put(sagaKey("order", 3), v); err != nil {
+			return err
+		}
+		return bucket.Delete(sagaKey("order", 2))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Check()
+	if err == nil || !strings.Contains(err.Error(), "version 3 follows 1") || !strings.Contains(err.Error(), "hash does not match") {
+		t.Fatalf("Check after breaking the history = %v, want a gap and a hash complaint", err)
+	}
+}

@@ -255,3 +255,54 @@ func TestBoltCloseCommitsWhatIsQueued(t *testing.T) {
 		}
 	}
 }
+
+func TestBoltKeepsSagaVersionsAcrossReopen(t *testing.T) {
+	ctx := context.Background()
+	clock := storetest.NewManualClock()
+	path := filepath.Join(t.TempDir(), "runs.db")
+	s, err := store.OpenBolt(path, store.BoltOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := [][]byte{[]byte("rev: 1\n"), []byte("rev: 2\n"), []byte("rev: 1\n")}
+	var want []store.SagaVersion
+	for i, src := range sources {
+		v, created, err := s.RecordSagaVersion(ctx, "order", src, fmt.Sprint("origin ", i))
+		if err != nil || !created {
+			t.Fatalf("RecordSagaVersion #%d = %+v, %v, %v", i, v, created, err)
+		}
+		want = append(want, v)
+		clock.Advance(time.Second)
+	}
+	if _, _, err := s.RecordSagaVersion(ctx, "refund", []byte("rev: 1\n"), "file"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openBolt(t, path, clock)
+	list, err := s.SagaVersions(ctx, "order")
+	if err != nil || len(list) != 3 {
+		t.Fatalf("SagaVersions after reopen = %+v, %v; want 3", list, err)
+	}
+	for i, w := range want {
+		if got := list[len(list)-1-i]; got.Number != w.Number || got.Hash != w.Hash || got.Origin != w.Origin || !got.Created.Equal(w.Created) {
+			t.Errorf("listed after reopen: %+v, want %+v", got, w)
+		}
+		got, err := s.SagaVersion(ctx, "order", w.Number)
+		if err != nil || string(got.Source) != string(sources[i]) || got.Hash != w.Hash || !got.Created.Equal(w.Created) {
+			t.Errorf("SagaVersion(%d) after reopen = %+v, %v", w.Number, got, err)
+		}
+	}
+	// Numbering and the dedupe carry on from what the file holds.
+	if v, created, err := s.RecordSagaVersion(ctx, "order", sources[2], "file"); err != nil || created || v.Number != 3 {
+		t.Errorf("recording the latest source again after reopen = %+v, %v, %v; want version 3, not created", v, created, err)
+	}
+	if v, created, err := s.RecordSagaVersion(ctx, "order", []byte("rev: 4\n"), "file"); err != nil || !created || v.Number != 4 {
+		t.Errorf("a new source after reopen = %+v, %v, %v; want version 4", v, created, err)
+	}
+	if err := s.Check(); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+}

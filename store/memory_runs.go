@@ -22,6 +22,7 @@ type Memory struct {
 	runs   map[runID][]byte
 	order  []runID // sorted ascending
 	idem   map[string]memIdem
+	sagas  map[string][]memSagaVersion // versions in number order; Prune leaves them
 }
 
 type memIdem struct {

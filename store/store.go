@@ -45,15 +45,17 @@ func validKey(namespace, key string) error {
 
 // Errors callers branch on. Implementations wrap them with detail; test with errors.Is.
 var (
-	// ErrNotFound: no run has that id (never created, or pruned).
-	ErrNotFound = errors.New("store: run not found")
+	// ErrNotFound: no run has that id (never created, or pruned), or no saga version has
+	// that name and number.
+	ErrNotFound = errors.New("store: not found")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
 	// ErrUnavailable wraps write failures the process cannot fix (disk full, read-only file
 	// system, I/O error): the gateway answers 503 on it, so senders retry later.
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrInvalid: the caller passed something no implementation can store or serve (a NUL
-	// byte in a partner name, an unknown status, a malformed cursor, an id that exists).
+	// byte in a partner name, an unknown status, a malformed cursor, an id that exists, a
+	// malformed saga name, empty saga source).
 	ErrInvalid = errors.New("store: invalid argument")
 	// ErrFinal: Update tried to move a run that is already final to another status. This is
 	// how a dispatcher learns that a waiting run it picked up was superseded meanwhile.
@@ -224,5 +226,6 @@ type Runs interface {
 type Store interface {
 	KV
 	Runs
+	Sagas
 	Close() error
 }

@@ -14,14 +14,16 @@ import (
 	"github.com/pushbackd/pushbackd/store"
 )
 
-// TestStore runs the Store contract (runs and kv) against fresh stores from newStore, which
-// must build the store on the given clock and close it in t.Cleanup.
+// TestStore runs the Store contract (runs, kv and saga versions) against fresh stores from
+// newStore, which must build the store on the given clock and close it in t.Cleanup.
 func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) store.Store) {
 	ctx := context.Background()
 
 	t.Run("kv", func(t *testing.T) {
 		TestKV(t, func(t *testing.T, clock store.Clock) store.KV { return newStore(t, clock) })
 	})
+
+	t.Run("sagas", func(t *testing.T) { TestSagas(t, newStore) })
 
 	t.Run("a created run reads back whole", func(t *testing.T) {
 		clock := NewManualClock()
