@@ -4,11 +4,12 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -17,9 +18,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pushbackd/pushbackd/admin"
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/dispatch"
 	"github.com/pushbackd/pushbackd/gateway"
+	"github.com/pushbackd/pushbackd/metrics"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
 )
@@ -33,6 +36,8 @@ type Options struct {
 	Logger *zap.Logger
 	// DataDir overrides the config's data_dir.
 	DataDir string
+	// AdminListen overrides admin.listen (tests pass 127.0.0.1:0).
+	AdminListen string
 }
 
 // App is one pushbackd process.
@@ -44,12 +49,23 @@ type App struct {
 	store   *store.Bolt
 	runs    *dispatch.Dispatcher
 	engine  *saga.Engine
-	server  *http.Server
-	ln      net.Listener
-	served  chan error
-	pruned  chan struct{}
-	cancel  context.CancelFunc
-	fresh   sync.Map // connections in http.StateNew: opened, nothing read yet
+	metrics *metrics.Metrics
+	admin   *admin.API
+	dataDir string
+
+	pushback listener // the senders' listener
+	adminL   listener // the operators' listener
+	bg       sync.WaitGroup
+	cancel   context.CancelFunc
+
+	reloadMu   sync.Mutex // one reload or saga edit at a time
+	lastReload reloadOutcome
+	reloadSeen sync.Mutex // guards lastReload for readers
+}
+
+type reloadOutcome struct {
+	at  time.Time
+	err error
 }
 
 // New loads and validates the configuration; it does not listen yet.
@@ -64,31 +80,44 @@ func New(opts Options) (*App, error) {
 			return nil, err
 		}
 	}
-	a := &App{opts: opts, log: log}
+	a := &App{opts: opts, log: log, dataDir: cfg.Server.DataDir}
 	a.current.Store(cfg)
-	dataDir := cfg.Server.DataDir
 	if opts.DataDir != "" {
-		dataDir = opts.DataDir
+		a.dataDir = opts.DataDir
 	}
-	path := filepath.Join(dataDir, "pushbackd.db")
+	path := filepath.Join(a.dataDir, "pushbackd.db")
 	if a.store, err = store.OpenBolt(path, store.BoltOptions{}); err != nil {
 		return nil, err
 	}
+	token, err := a.adminToken(cfg)
+	if err != nil {
+		return nil, errors.Join(err, a.store.Close())
+	}
 	lim := cfg.Server.Limits
-	a.runs = dispatch.New(dispatch.Options{
+	var runs *dispatch.Dispatcher
+	a.metrics = metrics.New(func() int { return runs.QueueDepth() })
+	runs = dispatch.New(dispatch.Options{
+		Observer:  a.metrics,
 		Store:     a.store,
 		Rebuild:   func(run *store.Run) (*saga.Invocation, error) { return gateway.InvocationForRun(a.Current(), run) },
 		Logger:    log.Named("runs"),
 		Workers:   lim.Workers,
 		QueueSize: lim.Queue,
 	})
+	a.runs = runs
 	a.engine = saga.NewEngine(saga.EngineOptions{
-		Logger:       log.Named("saga"),
-		KV:           a.store,
-		Egress:       saga.EgressPolicy{Allow: cfg.Server.Egress.Allow},
+		Logger: log.Named("saga"),
+		KV:     a.store,
+		// egress.allow travels with each run (Invocation.Egress), so a reload applies it;
+		// the engine's own policy is the floor: never link-local.
 		Checkpointer: a.runs,
 	})
-	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Logger: log})
+	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, Logger: log})
+	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Metrics: a.metrics.Handler(), Logger: log.Named("admin")}); err != nil {
+		return nil, errors.Join(err, a.store.Close())
+	}
+	a.recordSagaVersions(context.Background(), cfg, "start")
+	a.setReload(nil)
 	log.Info("run store open", zap.String("path", path))
 	return a, nil
 }
@@ -96,26 +125,16 @@ func New(opts Options) (*App, error) {
 // Current is the configuration new requests run under.
 func (a *App) Current() *config.Config { return a.current.Load() }
 
-// Start listens and serves in the background.
+// Start resumes interrupted runs, then listens on both addresses and serves in the
+// background.
 func (a *App) Start(ctx context.Context) error {
 	cfg := a.Current()
-	addr := cfg.Server.Listen
-	if a.opts.Listen != "" {
-		addr = a.opts.Listen
-	}
-	// Resume what a crash interrupted before taking new work.
 	if err := a.runs.Start(ctx, a.engine); err != nil {
 		return err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		_ = a.runs.Stop(ctx)
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
 	lim := cfg.Server.Limits
-	a.ln = ln
-	a.server = &http.Server{
+	pushbackAddr := cmp.Or(a.opts.Listen, cfg.Server.Listen)
+	if err := a.pushback.listen(ctx, pushbackAddr, &http.Server{
 		Handler:           a.gateway,
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		ReadTimeout:       lim.ReadTimeout,
@@ -124,73 +143,65 @@ func (a *App) Start(ctx context.Context) error {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: lim.MaxHeaderBytes,
 		ErrorLog:       zap.NewStdLog(a.log.Named("http")),
-		ConnState:      a.trackFresh,
+	}); err != nil {
+		return errors.Join(err, a.runs.Stop(ctx))
 	}
-	a.served = make(chan error, 1)
-	go func() { a.served <- a.server.Serve(ln) }()
-	pruneCtx, cancel := context.WithCancel(context.Background())
-	a.cancel, a.pruned = cancel, make(chan struct{})
-	go a.pruneLoop(pruneCtx, cfg.Server.History)
-	a.log.Info("pushbackd listening", zap.String("addr", ln.Addr().String()),
+	adminAddr := cmp.Or(a.opts.AdminListen, cfg.Server.Admin.Listen)
+	if err := a.adminL.listen(ctx, adminAddr, &http.Server{
+		Handler:           a.admin,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      time.Minute,
+		ErrorLog:          zap.NewStdLog(a.log.Named("admin-http")),
+	}); err != nil {
+		return errors.Join(err, a.pushback.stop(ctx), a.runs.Stop(ctx))
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	wt := a.newWatcher()
+	a.bg.Add(2)
+	go func() { defer a.bg.Done(); a.pruneLoop(bg) }()
+	go func() { defer a.bg.Done(); a.watch(bg, wt) }()
+	a.log.Info("pushbackd listening", zap.String("addr", a.Addr()), zap.String("admin", a.AdminAddr()),
 		zap.String("config", cfg.File), zap.Int("partners", len(cfg.Partners)), zap.Int("sagas", len(cfg.Sagas)))
 	return nil
 }
 
 // Addr is the address the pushback listener is bound to.
-func (a *App) Addr() string { return a.ln.Addr().String() }
+func (a *App) Addr() string { return a.pushback.addr() }
 
-// Stop stops accepting, lets requests in flight finish within ctx, then waits for sync
-// sagas that outlived their request.
+// AdminAddr is the address the admin listener is bound to.
+func (a *App) AdminAddr() string { return a.adminL.addr() }
+
+// Stop stops accepting, lets requests in flight finish within ctx, waits for sync sagas
+// that outlived their request, and closes the store. Queued and waiting runs stay on disk
+// and resume at the next start.
 func (a *App) Stop(ctx context.Context) error {
-	if a.server == nil {
+	if a.cancel == nil {
 		return a.store.Close()
 	}
-	shut := make(chan error, 1)
-	go func() { shut <- a.server.Shutdown(ctx) }()
-	a.closeFresh()
-	err := <-shut
-	if serr := <-a.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	a.cancel()
-	<-a.pruned
+	err := a.pushback.stop(ctx)
 	if werr := a.gateway.Wait(ctx); werr != nil {
 		err = errors.Join(err, fmt.Errorf("sync sagas still running at shutdown: %w", werr))
 	}
-	// Queued and waiting runs stay on disk and resume at the next start.
-	err = errors.Join(err, a.runs.Stop(ctx), a.store.Close())
+	err = errors.Join(err, a.runs.Stop(ctx), a.adminL.stop(ctx))
+	a.cancel()
+	a.bg.Wait()
+	err = errors.Join(err, a.store.Close())
 	_ = a.log.Sync()
 	return err
-}
-
-// trackFresh remembers connections on which no request has started. http.Server.Shutdown
-// waits up to five seconds for those (clients often dial a spare connection they never
-// use); Stop closes them at once instead, which loses nothing since nothing was sent.
-func (a *App) trackFresh(c net.Conn, state http.ConnState) {
-	if state == http.StateNew {
-		a.fresh.Store(c, struct{}{})
-	} else {
-		a.fresh.Delete(c)
-	}
-}
-
-func (a *App) closeFresh() {
-	a.fresh.Range(func(k, _ any) bool {
-		_ = k.(net.Conn).Close()
-		a.fresh.Delete(k)
-		return true
-	})
 }
 
 // Close releases the store of an app that was never started.
 func (a *App) Close() error { return a.store.Close() }
 
-// pruneLoop enforces history.retention and history.max_runs in the background.
-func (a *App) pruneLoop(ctx context.Context, h config.History) {
-	defer close(a.pruned)
-	t := time.NewTicker(h.PruneInterval)
+// pruneLoop enforces history.retention and history.max_runs in the background, with the
+// values of the configuration current at each pass.
+func (a *App) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(a.Current().Server.History.PruneInterval)
 	defer t.Stop()
 	for {
+		h := a.Current().Server.History
 		n, err := a.store.Prune(ctx, time.Now().Add(-h.Retention), h.MaxRuns)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -206,8 +217,9 @@ func (a *App) pruneLoop(ctx context.Context, h config.History) {
 	}
 }
 
-// Run starts the app and stops it when ctx ends.
-func Run(ctx context.Context, opts Options) error {
+// Run starts the app, reloads the configuration on every value from reload (SIGHUP), and
+// stops it when ctx ends.
+func Run(ctx context.Context, opts Options, reload <-chan os.Signal) error {
 	a, err := New(opts)
 	if err != nil {
 		return err
@@ -215,7 +227,14 @@ func Run(ctx context.Context, opts Options) error {
 	if err := a.Start(ctx); err != nil {
 		return errors.Join(err, a.Close())
 	}
-	<-ctx.Done()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-reload:
+			_ = a.Reload(ctx, "sighup")
+		}
+	}
 	a.log.Info("shutting down")
 	stopCtx, cancel := context.WithTimeout(context.Background(), a.Current().Server.Limits.SyncTimeout+5*time.Second)
 	defer cancel()

@@ -95,7 +95,7 @@ func startApp(t *testing.T, syncTimeout string) *App {
 			t.Fatal(err)
 		}
 	}
-	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", Logger: zaptest.NewLogger(t)})
+	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestAFullDiskAnswers503AndLosesNoAcknowledgedRun(t *testing.T) {
 		}
 	}
 	core, logs := observer.New(zapcore.InfoLevel)
-	a, err := New(Options{ConfigPath: filepath.Join(cfgDir, "pushbackd.yaml"), Listen: "127.0.0.1:0", DataDir: dataDir, Logger: zap.New(core)})
+	a, err := New(Options{ConfigPath: filepath.Join(cfgDir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", DataDir: dataDir, Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}

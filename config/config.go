@@ -118,7 +118,7 @@ type Partner struct {
 
 	// Filled by Load.
 	secrets   map[string]security.Secret
-	egress    *saga.EgressPolicy
+	egress    []saga.EgressPolicy // server's, then the partner's own
 	endpoints map[string]*Endpoint
 	sites     map[string]*Site
 }

@@ -27,7 +27,17 @@ var IDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 // Load reads and validates the configuration whose main file is path. On any problem it
 // returns yamlconf.Errors listing all of them, sorted by file and position.
 func Load(path string) (*Config, error) {
-	l := &loader{}
+	return LoadWith(path, nil)
+}
+
+// LoadWith is Load as if the files in overlay (path -> content) were on disk, replacing or
+// adding to what is. The admin API validates an edited saga this way — exactly as start-up
+// would — before anything is written.
+func LoadWith(path string, overlay map[string][]byte) (*Config, error) {
+	l := &loader{overlay: map[string][]byte{}}
+	for p, src := range overlay {
+		l.overlay[filepath.Clean(p)] = src
+	}
 	cfg := l.load(path)
 	l.errs.Sort()
 	if len(l.errs) > 0 {
@@ -37,7 +47,30 @@ func Load(path string) (*Config, error) {
 }
 
 type loader struct {
-	errs yamlconf.Errors
+	errs    yamlconf.Errors
+	overlay map[string][]byte
+}
+
+func (l *loader) readFile(path string) ([]byte, error) {
+	if src, ok := l.overlay[filepath.Clean(path)]; ok {
+		return src, nil
+	}
+	return os.ReadFile(path)
+}
+
+// yamlFiles lists dir's *.yaml and *.yml files, sorted, overlay files included.
+func (l *loader) yamlFiles(dir string) ([]string, error) {
+	files, err := yamlFiles(dir)
+	if err != nil && !(errors.Is(err, fs.ErrNotExist) && len(l.overlay) > 0) {
+		return nil, err
+	}
+	for p := range l.overlay {
+		if filepath.Dir(p) == filepath.Clean(dir) && !slices.Contains(files, p) {
+			files = append(files, p)
+		}
+	}
+	slices.Sort(files)
+	return files, nil
 }
 
 func (l *loader) fileError(file string, err error) {
@@ -46,7 +79,7 @@ func (l *loader) fileError(file string, err error) {
 
 func (l *loader) load(path string) *Config {
 	cfg := &Config{File: path, Dir: filepath.Dir(path), Server: Defaults()}
-	src, err := os.ReadFile(path)
+	src, err := l.readFile(path)
 	if err != nil {
 		l.fileError(path, fmt.Errorf("cannot read config: %w", unwrapPathError(err)))
 		return nil
@@ -65,7 +98,9 @@ func (l *loader) load(path string) *Config {
 
 	cfg.Sagas = l.loadSagas(cfg.resolve(cfg.Server.SagasDir))
 	cfg.partners = map[string]*Partner{}
+	server := saga.EgressPolicy{Allow: cfg.Server.Egress.Allow}
 	for _, p := range l.loadPartners(cfg.resolve(cfg.Server.PartnersDir), cfg.Sagas) {
+		p.egress = append([]saga.EgressPolicy{server}, p.egress...)
 		if prev, dup := cfg.partners[p.ID]; dup {
 			l.errs = append(l.errs, yamlconf.Error{File: p.File, Line: p.Pos.Line, Column: p.Pos.Column,
 				Message: fmt.Sprintf("partner %q is already defined in %s", p.ID, prev.File)})
@@ -246,7 +281,7 @@ func yamlFiles(dir string) ([]string, error) {
 
 func (l *loader) loadSagas(dir string) map[string]*saga.Saga {
 	sagas := map[string]*saga.Saga{}
-	files, err := yamlFiles(dir)
+	files, err := l.yamlFiles(dir)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			l.fileError(dir, fmt.Errorf("cannot read sagas_dir: %w", unwrapPathError(err)))
@@ -254,7 +289,7 @@ func (l *loader) loadSagas(dir string) map[string]*saga.Saga {
 		return sagas
 	}
 	for _, f := range files {
-		src, err := os.ReadFile(f)
+		src, err := l.readFile(f)
 		if err != nil {
 			l.fileError(f, unwrapPathError(err))
 			continue
@@ -274,14 +309,14 @@ func (l *loader) loadSagas(dir string) map[string]*saga.Saga {
 }
 
 func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga) []*Partner {
-	files, err := yamlFiles(dir)
+	files, err := l.yamlFiles(dir)
 	if err != nil {
 		l.fileError(dir, fmt.Errorf("cannot read partners_dir: %w", unwrapPathError(err)))
 		return nil
 	}
 	var partners []*Partner
 	for _, f := range files {
-		src, err := os.ReadFile(f)
+		src, err := l.readFile(f)
 		if err != nil {
 			l.fileError(f, unwrapPathError(err))
 			continue
@@ -324,7 +359,7 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 	}
 	if p.Egress != nil {
 		validateEgress(d, nil, p.Egress.Pos, p.Egress.Allow)
-		p.egress = &saga.EgressPolicy{Allow: p.Egress.Allow}
+		p.egress = append(p.egress, saga.EgressPolicy{Allow: p.Egress.Allow})
 	}
 	p.endpoints = validateEndpoints(d, p.Endpoints, sagas, dir, "partner "+p.ID)
 	p.sites = map[string]*Site{}

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"path/filepath"
+
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 )
@@ -24,8 +26,8 @@ func (r Route) Settings() map[string]any {
 // Secrets are the partner's named secrets, for secret(name) in sagas.
 func (r Route) Secrets() map[string]security.Secret { return r.Partner.secrets }
 
-// Egress is the partner's own egress policy, nil when it has none: it narrows the server's.
-func (r Route) Egress() *saga.EgressPolicy { return r.Partner.egress }
+// Egress is the run's egress lists: the server's, then the partner's own if it has one.
+func (r Route) Egress() []saga.EgressPolicy { return r.Partner.egress }
 
 // Lookup resolves /pushback/{partner}/{endpoint} (site == "") and
 // /pushback/{partner}/{site}/{endpoint}. A site's own endpoint wins over the partner's
@@ -71,4 +73,17 @@ func (p *Partner) HasAsyncEndpoints() bool {
 		}
 	}
 	return false
+}
+
+// SagasDir is sagas_dir resolved against pushbackd.yaml's directory.
+func (c *Config) SagasDir() string { return c.resolve(c.Server.SagasDir) }
+
+// SagaFile is where saga name's file lives (or would).
+func (c *Config) SagaFile(name string) string {
+	return filepath.Join(c.SagasDir(), name+".yaml")
+}
+
+// WatchedDirs are the directories whose changes a reload picks up.
+func (c *Config) WatchedDirs() []string {
+	return []string{c.Dir, c.resolve(c.Server.PartnersDir), c.SagasDir()}
 }

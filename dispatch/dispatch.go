@@ -43,9 +43,21 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 	return time.AfterFunc(d, f).Stop
 }
 
+// Observer hears about finished runs and store latency, for metrics.
+type Observer interface {
+	RunFinished(res *saga.Result)
+	StoreCommit(op string, d time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) RunFinished(*saga.Result)          {}
+func (noObserver) StoreCommit(string, time.Duration) {}
+
 // Options are the dispatcher's collaborators and limits.
 type Options struct {
-	Store store.Runs
+	Observer Observer // nil: nobody listens
+	Store    store.Runs
 	// Rebuild makes the invocation of a stored run under the current configuration; it is
 	// how runs resume after a restart (the request is parsed again from the stored bytes).
 	Rebuild   func(run *store.Run) (*saga.Invocation, error)
@@ -94,6 +106,9 @@ func New(o Options) *Dispatcher {
 	}
 	if o.Clock == nil {
 		o.Clock = systemClock{}
+	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
 	}
 	if o.Workers <= 0 {
 		o.Workers = 16
@@ -192,7 +207,7 @@ func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 	d.reserved++
 	d.mu.Unlock()
 
-	res, err := d.o.Store.Create(ctx, run, store.CreateOptions{IdempotencyTTL: idempotencyTTL})
+	res, err := d.create(ctx, run, idempotencyTTL)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -258,7 +273,7 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 	d.running.Add(1)
 	d.mu.Unlock()
 	defer d.running.Done()
-	cr, err := d.o.Store.Create(ctx, run, store.CreateOptions{IdempotencyTTL: idempotencyTTL})
+	cr, err := d.create(ctx, run, idempotencyTTL)
 	if err != nil {
 		return nil, "", err
 	}
@@ -266,6 +281,20 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 		return nil, cr.DuplicateOf, nil
 	}
 	return d.execute(ctx, &job{run: run, inv: inv, started: true}), "", nil
+}
+
+func (d *Dispatcher) create(ctx context.Context, run *store.Run, ttl time.Duration) (store.CreateResult, error) {
+	start := time.Now()
+	res, err := d.o.Store.Create(ctx, run, store.CreateOptions{IdempotencyTTL: ttl})
+	d.o.Observer.StoreCommit("create", time.Since(start))
+	return res, err
+}
+
+func (d *Dispatcher) update(ctx context.Context, run *store.Run) error {
+	start := time.Now()
+	err := d.o.Store.Update(ctx, run)
+	d.o.Observer.StoreCommit("update", time.Since(start))
+	return err
 }
 
 func (d *Dispatcher) scheduleLocked(j *job, at time.Time) {
@@ -360,7 +389,7 @@ func (d *Dispatcher) execute(ctx context.Context, j *job) *saga.Result {
 			r.Status, r.WakeAt = store.StatusWaiting, j.state.WaitUntil
 		}
 		r.UpdatedAt = d.o.Clock.Now()
-		if err := d.o.Store.Update(ctx, r); errors.Is(err, store.ErrFinal) {
+		if err := d.update(ctx, r); errors.Is(err, store.ErrFinal) {
 			// Superseded by a newer debounced run between its wake-up and now.
 			log.Info("run already final; not running it", zap.Error(err))
 			return &saga.Result{RunID: r.ID, Saga: r.Saga, Status: string(store.StatusSuperseded)}
@@ -394,10 +423,11 @@ func (d *Dispatcher) finish(ctx context.Context, j *job, res *saga.Result, log *
 		}
 	}
 	// The outcome must be recorded even when the caller's context has ended.
-	if err := d.o.Store.Update(context.WithoutCancel(ctx), r); err != nil {
+	if err := d.update(context.WithoutCancel(ctx), r); err != nil {
 		log.Error("cannot record the run's outcome; it will run again at the next start", zap.Error(err))
 		return
 	}
+	d.o.Observer.RunFinished(res)
 	log.Info("run finished", zap.String("status", res.Status), zap.Int("attempt", r.Attempt))
 }
 
@@ -420,7 +450,7 @@ func (d *Dispatcher) Checkpoint(ctx context.Context, st *saga.State) error {
 	if !st.WaitUntil.IsZero() {
 		r.Status, r.WakeAt = store.StatusWaiting, st.WaitUntil
 	}
-	return d.o.Store.Update(context.WithoutCancel(ctx), r)
+	return d.update(context.WithoutCancel(ctx), r)
 }
 
 var _ saga.Checkpointer = (*Dispatcher)(nil)

@@ -43,12 +43,24 @@ type Runs interface {
 	RunSync(ctx context.Context, run *store.Run, inv *saga.Invocation, idempotencyTTL time.Duration) (*saga.Result, string, error)
 }
 
+// Observer hears what the gateway answers, for metrics.
+type Observer interface {
+	Request(partner, endpoint string, code int)
+	AuthFailure(partner, site, endpoint string, method security.Method, reason security.Reason)
+}
+
+type noObserver struct{}
+
+func (noObserver) Request(string, string, int)                                          {}
+func (noObserver) AuthFailure(string, string, string, security.Method, security.Reason) {}
+
 // Options are the gateway's collaborators.
 type Options struct {
-	Config ConfigSource
-	Runs   Runs
-	Logger *zap.Logger
-	Now    func() time.Time // defaults to time.Now
+	Config   ConfigSource
+	Runs     Runs
+	Observer Observer // nil: nobody listens
+	Logger   *zap.Logger
+	Now      func() time.Time // defaults to time.Now
 }
 
 // Gateway serves /pushback/...
@@ -66,10 +78,14 @@ func New(opts Options) *Gateway {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
+	}
 	g := &Gateway{opts: opts}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = g.handleError
+	e.Use(g.observe)
 	// One catch-all route: the path is parsed here, from the escaped form, so that %2F or
 	// ".." can never smuggle a separator past the router.
 	e.Any("/pushback/*", g.handle)
@@ -116,6 +132,26 @@ var errNotFound = &httpError{code: http.StatusNotFound, message: "no such pushba
 // unauthorizedMessage is the one answer every authentication failure gets, whatever the
 // reason, so a prober learns nothing from it. The reason goes to the log.
 const unauthorizedMessage = "authentication failed"
+
+// Context keys for the metric labels of a request whose route resolved. Requests to unknown
+// endpoints keep empty labels: a scanner must not be able to grow the label set.
+const (
+	partnerKey  = "partner"
+	endpointKey = "endpoint"
+)
+
+// observe counts every answer once it is written, errors included.
+func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		partner, _ := c.Get(partnerKey).(string)
+		endpoint, _ := c.Get(endpointKey).(string)
+		g.opts.Observer.Request(partner, endpoint, c.Response().Status)
+		return nil
+	}
+}
 
 func (g *Gateway) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
@@ -207,6 +243,8 @@ func (g *Gateway) handle(c echo.Context) error {
 	if !ok {
 		return errNotFound
 	}
+	c.Set(partnerKey, partner)
+	c.Set(endpointKey, endpoint)
 	if r.Method != http.MethodPost {
 		return &httpError{code: http.StatusMethodNotAllowed, message: "pushback endpoints accept POST only",
 			header: http.Header{"Allow": {http.MethodPost}}}
@@ -227,6 +265,7 @@ func (g *Gateway) handle(c echo.Context) error {
 		if errors.As(err, &f) {
 			reason = f.Reason
 		}
+		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), reason)
 		log.Warn("authentication failed", zap.String("method", string(verifier.Method())),
 			zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.String("remote_ip", remote.String()))
 		h := http.Header{}

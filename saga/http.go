@@ -176,7 +176,7 @@ func httpOutput(status int, h http.Header, body any) map[string]any {
 // execHTTP sends the request and reads at most MaxResponseBytes of the answer. A longer
 // answer fails the step rather than being cut: a truncated JSON document would parse as
 // nothing or, worse, as something else.
-func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narrowed *EgressPolicy) (any, error) {
+func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narrowed []EgressPolicy) (any, error) {
 	u, err := url.Parse(in.url)
 	if err != nil {
 		return nil, permanent(fmt.Errorf("url: %w", err))
@@ -202,8 +202,8 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narr
 	if err := e.opts.Egress.CheckURL(u); err != nil {
 		return nil, permanent(err)
 	}
-	if narrowed != nil { // the partner's own egress.allow: both lists must allow the host
-		if err := narrowed.CheckURL(u); err != nil {
+	for _, p := range narrowed { // the run's own lists (server, partner): every one must allow the host
+		if err := p.CheckURL(u); err != nil {
 			return nil, permanent(err)
 		}
 	}

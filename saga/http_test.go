@@ -237,7 +237,7 @@ func TestHTTPSteps(t *testing.T) {
 		}{{[]string{"*.crm.example"}, StatusFailed}, {[]string{"127.0.0.1"}, StatusSucceeded}} {
 			inv := invocation(s, nil)
 			inv.Settings = map[string]any{"base": srv.URL}
-			inv.Egress = &EgressPolicy{Allow: tc.partner}
+			inv.Egress = []EgressPolicy{{Allow: tc.partner}}
 			if res := e.Run(context.Background(), inv); res.Status != tc.want {
 				t.Errorf("partner allow %v: %s (%s), want %s", tc.partner, res.Status, res.Error, tc.want)
 			}

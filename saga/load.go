@@ -43,6 +43,7 @@ func Parse(file string, src []byte) (*Saga, yamlconf.Errors) {
 	}
 	sum := sha256.Sum256(src)
 	s.Version = hex.EncodeToString(sum[:])[:12]
+	s.Source = src
 	return s, nil
 }
 

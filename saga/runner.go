@@ -38,9 +38,10 @@ type Invocation struct {
 	Endpoint string
 	Settings map[string]any             // site settings over partner settings
 	Secrets  map[string]security.Secret // for secret(name)
-	// Egress, when set, narrows the engine's egress policy for this run (a partner's own
-	// egress.allow): an http step must pass both.
-	Egress  *EgressPolicy
+	// Egress narrows the engine's egress policy for this run (the server's and the
+	// partner's egress.allow, taken from the config the request arrived under, so a reload
+	// applies to new runs): an http step must pass every one.
+	Egress  []EgressPolicy
 	Request Request
 }
 

@@ -58,6 +58,8 @@ type Saga struct {
 	// Version is the first 12 hex digits of the SHA-256 of the file's bytes; runs record it so
 	// history shows which edit of a saga ran.
 	Version string
+	// Source is the YAML as loaded: the admin API shows and versions exactly this.
+	Source  []byte
 	Timeout time.Duration // 0: bounded only by the caller's context
 	Steps   []*Step
 	// OnFailure runs after compensation when the run fails; a respond action here answers

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pushbackd/pushbackd/app"
@@ -59,7 +61,10 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if _, err := parseArgs(fs, args); err != nil {
 		return 2
 	}
-	err := app.Run(ctx, app.Options{ConfigPath: *cfgPath})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	err := app.Run(ctx, app.Options{ConfigPath: *cfgPath}, hup)
 	if err != nil {
 		var ye yamlconf.Errors
 		if errors.As(err, &ye) {

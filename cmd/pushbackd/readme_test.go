@@ -49,7 +49,7 @@ func buildBinary(t *testing.T) string {
 // startDemo runs the shipped demo config on a free port.
 func startDemo(t *testing.T) *app.App {
 	t.Helper()
-	a, err := app.New(app.Options{ConfigPath: filepath.Join(repoRoot, "configs/pushbackd.yaml"), Listen: "127.0.0.1:0",
+	a, err := app.New(app.Options{ConfigPath: filepath.Join(repoRoot, "configs/pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
 		DataDir: t.TempDir(), Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,534 @@
+// Package admin is the operator API on its own listener: endpoints and sagas as configured,
+// saga editing with versions, plans, run history and replay, reloads, health and metrics.
+// Everything under /admin/v1 needs the admin bearer token; every answer is JSON except the
+// saga YAML itself.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+
+	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/gateway"
+	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+// Control is what the API asks of the running process.
+type Control interface {
+	Current() *config.Config
+	// Reload re-reads the configuration; a failure keeps the running one and returns
+	// yamlconf.Errors.
+	Reload(ctx context.Context, origin string) error
+	// ApplySaga validates src as saga name exactly like start-up, then writes, versions and
+	// applies it; invalid YAML returns yamlconf.Errors and changes nothing.
+	ApplySaga(ctx context.Context, name string, src []byte, origin string) (store.SagaVersion, error)
+	// Replay starts a new async run from run id's stored request.
+	Replay(ctx context.Context, id string) (string, error)
+	// Ready says whether the config is loaded and the store writable; LastReload is the
+	// error of the last reload, nil when it succeeded.
+	Ready(ctx context.Context) error
+	LastReload() (at time.Time, err error)
+}
+
+// Options are the API's collaborators.
+type Options struct {
+	Control Control
+	Store   store.Store
+	Token   security.Secret
+	Metrics http.Handler
+	Logger  *zap.Logger
+}
+
+// API serves the admin listener.
+type API struct {
+	o      Options
+	echo   *echo.Echo
+	bearer security.Verifier
+}
+
+// maxSagaBytes bounds a PUT body: a saga file is a page of YAML, not a megabyte.
+const maxSagaBytes = 1 << 20
+
+// SagaName is what a saga file may be called: it becomes a path in sagas_dir, so nothing
+// that could climb out of it.
+var SagaName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// New builds the API. The token must not be empty.
+func New(o Options) (*API, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	bearer, err := security.New(security.Config{Method: security.Bearer, Tokens: []security.Secret{o.Token}})
+	if err != nil {
+		return nil, err
+	}
+	a := &API{o: o, bearer: bearer}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.handleError
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", a.readyz)
+	e.GET("/metrics", echo.WrapHandler(o.Metrics))
+	g := e.Group("/admin/v1", a.authenticate)
+	g.GET("/endpoints", a.endpoints)
+	g.GET("/sagas", a.sagas)
+	g.GET("/sagas/:name", a.sagaSource)
+	g.PUT("/sagas/:name", a.putSaga)
+	g.GET("/sagas/:name/versions", a.sagaVersions)
+	g.GET("/sagas/:name/versions/:n", a.sagaVersion)
+	g.POST("/sagas/:name/versions/:n/restore", a.restoreSaga)
+	g.POST("/sagas/:name/plan", a.plan)
+	g.GET("/runs", a.listRuns)
+	g.GET("/runs/:id", a.getRun)
+	g.POST("/runs/:id/replay", a.replay)
+	g.POST("/reload", a.reload)
+	g.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
+	e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
+	a.echo = e
+	return a, nil
+}
+
+// ServeHTTP makes the API an http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.echo.ServeHTTP(w, r) }
+
+type apiError struct {
+	code    int
+	message string
+	errors  yamlconf.Errors
+}
+
+func (e *apiError) Error() string { return e.message }
+
+var errNotFound = &apiError{code: http.StatusNotFound, message: "not found"}
+
+func (a *API) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var ae *apiError
+	var ee *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &ee):
+		ae = &apiError{code: ee.Code, message: strings.ToLower(http.StatusText(ee.Code))}
+	default:
+		a.o.Logger.Error("admin API error", zap.Error(err), zap.String("path", c.Request().URL.Path))
+		ae = &apiError{code: http.StatusInternalServerError, message: "internal error"}
+	}
+	body := map[string]any{"error": ae.message}
+	if ae.errors != nil {
+		body["errors"] = ae.errors
+	}
+	_ = c.JSON(ae.code, body)
+}
+
+// authenticate checks the admin bearer token in constant time; every failure is the same
+// 401.
+func (a *API) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if err := a.bearer.Verify(&security.Request{Header: r.Header}); err != nil {
+			a.o.Logger.Warn("admin authentication failed", zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr), zap.String("detail", err.Error()))
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="pushbackd-admin"`)
+			return &apiError{code: http.StatusUnauthorized, message: "a valid admin token is required (Authorization: Bearer <token>)"}
+		}
+		return next(c)
+	}
+}
+
+func (a *API) readyz(c echo.Context) error {
+	body := map[string]any{"status": "ready"}
+	at, lastErr := a.o.Control.LastReload()
+	reload := map[string]any{"ok": lastErr == nil}
+	if !at.IsZero() {
+		reload["at"] = at
+	}
+	if lastErr != nil {
+		reload["errors"] = yamlconf.AsErrors(lastErr)
+	}
+	body["last_reload"] = reload
+	if err := a.o.Control.Ready(c.Request().Context()); err != nil {
+		body["status"], body["reason"] = "not ready", err.Error()
+		return c.JSON(http.StatusServiceUnavailable, body)
+	}
+	return c.JSON(http.StatusOK, body)
+}
+
+type endpointView struct {
+	URL       string `json:"url"`
+	Partner   string `json:"partner"`
+	Site      string `json:"site,omitempty"`
+	Endpoint  string `json:"endpoint"`
+	Scope     string `json:"scope"` // partner | site
+	Inherited bool   `json:"inherited,omitempty"`
+	Method    string `json:"method"`
+	Saga      string `json:"saga"`
+	Mode      string `json:"mode"`
+}
+
+func (a *API) endpoints(c echo.Context) error {
+	cfg := a.o.Control.Current()
+	out := []endpointView{}
+	view := func(p *config.Partner, s *config.Site, e *config.Endpoint, inherited bool) endpointView {
+		v := endpointView{URL: "/pushback/" + p.ID, Partner: p.ID, Endpoint: e.Name, Scope: "partner",
+			Method: string(e.Security.Method), Saga: e.Saga, Mode: string(e.Mode), Inherited: inherited}
+		if s != nil {
+			v.URL += "/" + s.ID
+			v.Site, v.Scope = s.ID, "site"
+		}
+		v.URL += "/" + e.Name
+		return v
+	}
+	for _, p := range cfg.Partners {
+		for _, e := range p.Endpoints {
+			out = append(out, view(p, nil, e, false))
+		}
+		for _, s := range p.Sites {
+			own := map[string]bool{}
+			for _, e := range s.Endpoints {
+				own[e.Name] = true
+				out = append(out, view(p, s, e, false))
+			}
+			for _, e := range p.Endpoints {
+				if !own[e.Name] {
+					out = append(out, view(p, s, e, true))
+				}
+			}
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"endpoints": out})
+}
+
+func (a *API) sagas(c echo.Context) error {
+	cfg := a.o.Control.Current()
+	type sagaView struct {
+		Name        string `json:"name"`
+		Description string `json:"description,omitempty"`
+		Hash        string `json:"hash"`
+		Version     int    `json:"version,omitempty"` // number of the applied version in history
+		Versions    int    `json:"versions"`
+	}
+	out := []sagaView{}
+	for _, name := range sortedKeys(cfg.Sagas) {
+		s := cfg.Sagas[name]
+		v := sagaView{Name: name, Description: s.Description, Hash: s.Version}
+		versions, err := a.o.Store.SagaVersions(c.Request().Context(), name)
+		if err != nil {
+			return err
+		}
+		v.Versions = len(versions)
+		for _, sv := range versions {
+			if strings.HasPrefix(sv.Hash, s.Version) {
+				v.Version = sv.Number
+				break
+			}
+		}
+		out = append(out, v)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"sagas": out})
+}
+
+func (a *API) sagaName(c echo.Context) (string, error) {
+	name := c.Param("name")
+	if !SagaName.MatchString(name) {
+		return "", &apiError{code: http.StatusBadRequest, message: "a saga name must match " + SagaName.String()}
+	}
+	return name, nil
+}
+
+func (a *API) sagaSource(c echo.Context) error {
+	name, err := a.sagaName(c)
+	if err != nil {
+		return err
+	}
+	s, ok := a.o.Control.Current().Sagas[name]
+	if !ok {
+		return &apiError{code: http.StatusNotFound, message: "no saga " + name}
+	}
+	return c.Blob(http.StatusOK, "text/yaml; charset=utf-8", s.Source)
+}
+
+func (a *API) putSaga(c echo.Context) error {
+	name, err := a.sagaName(c)
+	if err != nil {
+		return err
+	}
+	src, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxSagaBytes))
+	if err != nil {
+		return &apiError{code: http.StatusRequestEntityTooLarge, message: "a saga file is limited to 1 MiB"}
+	}
+	return a.apply(c, name, src, "admin")
+}
+
+func (a *API) apply(c echo.Context, name string, src []byte, origin string) error {
+	v, err := a.o.Control.ApplySaga(c.Request().Context(), name, src, origin)
+	var ye yamlconf.Errors
+	if errors.As(err, &ye) {
+		return &apiError{code: http.StatusUnprocessableEntity, message: "the saga is invalid; nothing was changed", errors: relative(ye, a.o.Control.Current())}
+	}
+	if err != nil {
+		return err
+	}
+	a.o.Logger.Info("saga applied", zap.String("saga", name), zap.Int("version", v.Number), zap.String("origin", origin))
+	return c.JSON(http.StatusOK, versionView(v))
+}
+
+// relative strips the config directory from error file names: the admin does not need the
+// server's paths, only which file.
+func relative(errs yamlconf.Errors, cfg *config.Config) yamlconf.Errors {
+	out := make(yamlconf.Errors, len(errs))
+	for i, e := range errs {
+		e.File = strings.TrimPrefix(strings.TrimPrefix(e.File, cfg.Dir), "/")
+		out[i] = e
+	}
+	return out
+}
+
+type sagaVersionView struct {
+	Name    string    `json:"name"`
+	Version int       `json:"version"`
+	Hash    string    `json:"hash"`
+	Created time.Time `json:"created"`
+	Origin  string    `json:"origin,omitempty"`
+}
+
+func versionView(v store.SagaVersion) sagaVersionView {
+	return sagaVersionView{Name: v.Name, Version: v.Number, Hash: v.Hash, Created: v.Created, Origin: v.Origin}
+}
+
+func (a *API) sagaVersions(c echo.Context) error {
+	name, err := a.sagaName(c)
+	if err != nil {
+		return err
+	}
+	versions, err := a.o.Store.SagaVersions(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	out := make([]sagaVersionView, len(versions))
+	for i, v := range versions {
+		out[i] = versionView(v)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"versions": out})
+}
+
+func (a *API) version(c echo.Context) (store.SagaVersion, error) {
+	name, err := a.sagaName(c)
+	if err != nil {
+		return store.SagaVersion{}, err
+	}
+	n, err := strconv.Atoi(c.Param("n"))
+	if err != nil || n < 1 {
+		return store.SagaVersion{}, &apiError{code: http.StatusBadRequest, message: "a version is a number from 1"}
+	}
+	v, err := a.o.Store.SagaVersion(c.Request().Context(), name, n)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, &apiError{code: http.StatusNotFound, message: "no version " + c.Param("n") + " of saga " + name}
+	}
+	return v, err
+}
+
+func (a *API) sagaVersion(c echo.Context) error {
+	v, err := a.version(c)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, "text/yaml; charset=utf-8", v.Source)
+}
+
+func (a *API) restoreSaga(c echo.Context) error {
+	v, err := a.version(c)
+	if err != nil {
+		return err
+	}
+	return a.apply(c, v.Name, v.Source, "restore of version "+strconv.Itoa(v.Number))
+}
+
+func (a *API) plan(c echo.Context) error {
+	name, err := a.sagaName(c)
+	if err != nil {
+		return err
+	}
+	sample, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxSagaBytes))
+	if err != nil {
+		return &apiError{code: http.StatusRequestEntityTooLarge, message: "a sample request is limited to 1 MiB"}
+	}
+	cfg := a.o.Control.Current()
+	if _, ok := cfg.Sagas[name]; !ok {
+		return &apiError{code: http.StatusNotFound, message: "no saga " + name}
+	}
+	p, err := gateway.PlanSample(cfg, name, sample)
+	if err != nil {
+		return &apiError{code: http.StatusBadRequest, message: err.Error()}
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+func (a *API) reload(c echo.Context) error {
+	if err := a.o.Control.Reload(c.Request().Context(), "admin"); err != nil {
+		var ye yamlconf.Errors
+		if errors.As(err, &ye) {
+			return &apiError{code: http.StatusUnprocessableEntity, message: "the configuration is invalid; the running one is kept", errors: relative(ye, a.o.Control.Current())}
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "reloaded"})
+}
+
+// runView is a run as the API shows it. The request body is text when it is UTF-8, else
+// base64; the result is the engine's JSON record.
+type runView struct {
+	ID             string          `json:"id"`
+	Partner        string          `json:"partner"`
+	Site           string          `json:"site,omitempty"`
+	Endpoint       string          `json:"endpoint"`
+	Saga           string          `json:"saga"`
+	SagaVersion    string          `json:"saga_version"`
+	Mode           string          `json:"mode"`
+	Status         string          `json:"status"`
+	ReceivedAt     time.Time       `json:"received_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+	FinishedAt     *time.Time      `json:"finished_at,omitempty"`
+	WakeAt         *time.Time      `json:"wake_at,omitempty"`
+	Attempt        int             `json:"attempt"`
+	ReplayOf       string          `json:"replay_of,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	Error          string          `json:"error,omitempty"`
+	Request        *requestView    `json:"request,omitempty"`
+	Answer         *answerView     `json:"answer,omitempty"`
+	Result         json.RawMessage `json:"result,omitempty"`
+}
+
+type requestView struct {
+	Method      string              `json:"method"`
+	Path        string              `json:"path"`
+	Query       string              `json:"query,omitempty"`
+	Headers     map[string][]string `json:"headers,omitempty"`
+	RemoteIP    string              `json:"remote_ip,omitempty"`
+	ContentType string              `json:"content_type,omitempty"`
+	Body        string              `json:"body,omitempty"`
+	BodyBase64  []byte              `json:"body_base64,omitempty"`
+}
+
+type answerView struct {
+	Status int             `json:"status"`
+	Body   json.RawMessage `json:"body,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func viewRun(r *store.Run, full bool) runView {
+	v := runView{ID: r.ID, Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint, Saga: r.Saga, SagaVersion: r.SagaVersion,
+		Mode: r.Mode, Status: string(r.Status), ReceivedAt: r.ReceivedAt, UpdatedAt: r.UpdatedAt, FinishedAt: timePtr(r.FinishedAt),
+		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, IdempotencyKey: r.IdempotencyKey, Error: r.Error}
+	if !full {
+		return v
+	}
+	q := r.Request
+	v.Request = &requestView{Method: q.Method, Path: q.Path, Query: q.Query, Headers: q.Headers, RemoteIP: q.RemoteIP, ContentType: q.ContentType}
+	if utf8.Valid(q.Body) {
+		v.Request.Body = string(q.Body)
+	} else {
+		v.Request.BodyBase64 = q.Body
+	}
+	if r.Answer != nil {
+		v.Answer = &answerView{Status: r.Answer.Status}
+		if json.Valid(r.Answer.Body) {
+			v.Answer.Body = r.Answer.Body
+		}
+	}
+	if json.Valid(r.Result) {
+		v.Result = r.Result
+	}
+	return v
+}
+
+func (a *API) listRuns(c echo.Context) error {
+	q := c.QueryParams()
+	f := store.Filter{Partner: q.Get("partner"), Site: q.Get("site"), Endpoint: q.Get("endpoint"),
+		Status: store.Status(q.Get("status")), Cursor: q.Get("cursor"), Oldest: q.Get("order") == "oldest"}
+	if f.Status != "" && !f.Status.Valid() {
+		return &apiError{code: http.StatusBadRequest, message: "unknown status " + q.Get("status")}
+	}
+	for _, t := range []struct {
+		key string
+		dst *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		if s := q.Get(t.key); s != "" {
+			v, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return &apiError{code: http.StatusBadRequest, message: t.key + " must be an RFC 3339 time like 2026-11-22T10:00:00Z"}
+			}
+			*t.dst = v
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > store.MaxListLimit {
+			return &apiError{code: http.StatusBadRequest, message: "limit must be 1.." + strconv.Itoa(store.MaxListLimit)}
+		}
+		f.Limit = n
+	}
+	runs, next, err := a.o.Store.List(c.Request().Context(), f)
+	if errors.Is(err, store.ErrInvalid) {
+		return &apiError{code: http.StatusBadRequest, message: err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	out := make([]runView, len(runs))
+	for i, r := range runs {
+		out[i] = viewRun(r, false)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"runs": out, "next": next})
+}
+
+func (a *API) getRun(c echo.Context) error {
+	r, err := a.o.Store.GetRun(c.Request().Context(), c.Param("id"))
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		return &apiError{code: http.StatusNotFound, message: "no run " + c.Param("id")}
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewRun(r, true))
+}
+
+func (a *API) replay(c echo.Context) error {
+	id, err := a.o.Control.Replay(c.Request().Context(), c.Param("id"))
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		return &apiError{code: http.StatusNotFound, message: "no run " + c.Param("id")}
+	}
+	if err != nil {
+		return &apiError{code: http.StatusConflict, message: "cannot replay: " + err.Error()}
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"run_id": id, "replay_of": c.Param("id")})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

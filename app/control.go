@@ -1,0 +1,301 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/pushbackd/pushbackd/admin"
+	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/gateway"
+	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+// Reload re-reads the whole configuration and swaps it in atomically. Requests in flight
+// keep the snapshot they started with. A failure keeps the running configuration, is
+// logged with every error, and shows in /readyz and the reload metric.
+func (a *App) Reload(ctx context.Context, origin string) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cfg, err := config.Load(a.opts.ConfigPath)
+	if err != nil {
+		a.setReload(err)
+		a.log.Error("configuration reload failed; the running configuration is kept", zap.String("origin", origin),
+			zap.Strings("errors", errorLines(err)))
+		return err
+	}
+	a.swap(ctx, cfg, origin)
+	return nil
+}
+
+// swap makes cfg current. Caller holds reloadMu.
+func (a *App) swap(ctx context.Context, cfg *config.Config, origin string) {
+	old := a.current.Swap(cfg)
+	a.recordSagaVersions(ctx, cfg, origin)
+	a.setReload(nil)
+	if old != nil {
+		for _, w := range restartOnly(old.Server, cfg.Server) {
+			a.log.Warn("a changed setting needs a restart to take effect", zap.String("setting", w))
+		}
+	}
+	a.log.Info("configuration loaded", zap.String("origin", origin), zap.Int("partners", len(cfg.Partners)), zap.Int("sagas", len(cfg.Sagas)))
+}
+
+// restartOnly names the settings a reload does not apply: listeners, the data file and the
+// worker pool are built once.
+func restartOnly(old, cur config.Server) []string {
+	var out []string
+	if old.Listen != cur.Listen {
+		out = append(out, "listen")
+	}
+	if old.Admin.Listen != cur.Admin.Listen {
+		out = append(out, "admin.listen")
+	}
+	if old.DataDir != cur.DataDir {
+		out = append(out, "data_dir")
+	}
+	if old.Limits.Workers != cur.Limits.Workers || old.Limits.Queue != cur.Limits.Queue {
+		out = append(out, "limits.workers/queue")
+	}
+	if old.Limits.ReadHeaderTimeout != cur.Limits.ReadHeaderTimeout || old.Limits.ReadTimeout != cur.Limits.ReadTimeout || old.Limits.MaxHeaderBytes != cur.Limits.MaxHeaderBytes {
+		out = append(out, "limits (listener timeouts)")
+	}
+	return out
+}
+
+func errorLines(err error) []string {
+	var out []string
+	for _, e := range yamlconf.AsErrors(err) {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+func (a *App) setReload(err error) {
+	a.reloadSeen.Lock()
+	a.lastReload = reloadOutcome{at: time.Now(), err: err}
+	a.reloadSeen.Unlock()
+	a.metrics.Reload(err == nil, time.Now())
+}
+
+// LastReload is when the configuration was last loaded and that load's error.
+func (a *App) LastReload() (time.Time, error) {
+	a.reloadSeen.Lock()
+	defer a.reloadSeen.Unlock()
+	return a.lastReload.at, a.lastReload.err
+}
+
+// recordSagaVersions keeps each loaded saga in the version history (identical sources are
+// not repeated), so edits made on disk are versioned like edits made through the API.
+func (a *App) recordSagaVersions(ctx context.Context, cfg *config.Config, origin string) {
+	for name, s := range cfg.Sagas {
+		if _, _, err := a.store.RecordSagaVersion(ctx, name, s.Source, origin); err != nil {
+			a.log.Warn("cannot record the saga's version", zap.String("saga", name), zap.Error(err))
+		}
+	}
+}
+
+// ApplySaga validates src as saga name exactly as start-up would (the whole configuration,
+// with this file in place), then writes it atomically into sagas_dir, records a version and
+// applies it. An invalid saga changes nothing.
+func (a *App) ApplySaga(ctx context.Context, name string, src []byte, origin string) (store.SagaVersion, error) {
+	if !admin.SagaName.MatchString(name) {
+		return store.SagaVersion{}, fmt.Errorf("saga name %q is not allowed", name)
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	path := a.Current().SagaFile(name)
+	cfg, err := config.LoadWith(a.opts.ConfigPath, map[string][]byte{path: src})
+	if err != nil {
+		return store.SagaVersion{}, err
+	}
+	if err := writeAtomic(path, src); err != nil {
+		return store.SagaVersion{}, err
+	}
+	v, _, err := a.store.RecordSagaVersion(ctx, name, src, origin)
+	if err != nil {
+		return v, err
+	}
+	a.swap(ctx, cfg, origin)
+	return v, nil
+}
+
+// writeAtomic replaces path with src so that a crash leaves the old file or the new one,
+// never half of either.
+func writeAtomic(path string, src []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(src); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Replay starts a new async run from a stored run's request, linked to it. The request's
+// credentials were redacted when it was stored; the admin's token stands in for them.
+func (a *App) Replay(ctx context.Context, id string) (string, error) {
+	orig, err := a.store.GetRun(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	newID, err := uuid.NewV7()
+	if err != nil {
+		return "", err
+	}
+	run := &store.Run{ID: newID.String(), Partner: orig.Partner, Site: orig.Site, Endpoint: orig.Endpoint, Saga: orig.Saga,
+		ReceivedAt: now, ReplayOf: orig.ID, Request: orig.Request}
+	inv, err := gateway.InvocationForRun(a.Current(), run)
+	if err != nil {
+		return "", err
+	}
+	run.Saga, run.SagaVersion = inv.Saga.Name, inv.Saga.Version
+	if _, err := a.runs.Accept(ctx, run, inv, 0); err != nil {
+		return "", err
+	}
+	a.log.Info("run replayed", zap.String("run_id", run.ID), zap.String("replay_of", orig.ID))
+	return run.ID, nil
+}
+
+// Ready reports whether a configuration is loaded and the store takes writes.
+func (a *App) Ready(ctx context.Context) error {
+	if a.Current() == nil {
+		return errors.New("no configuration loaded")
+	}
+	if err := a.store.Put(ctx, "pushbackd", "readyz", []byte(`true`), time.Minute); err != nil {
+		return fmt.Errorf("store not writable: %w", err)
+	}
+	return nil
+}
+
+// adminToken is admin.token from the config, or the token in <data_dir>/admin.token,
+// generated (0600) on first start. Its path is logged, never its value.
+func (a *App) adminToken(cfg *config.Config) (security.Secret, error) {
+	if t := cfg.Server.Admin.Token.Secret; !t.IsZero() {
+		return t, nil
+	}
+	path := filepath.Join(a.dataDir, "admin.token")
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			a.log.Info("admin token read from file", zap.String("path", path))
+			return security.NewSecret(tok), nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return security.Secret{}, fmt.Errorf("read admin token: %w", err)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return security.Secret{}, err
+	}
+	tok := hex.EncodeToString(b[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return security.Secret{}, fmt.Errorf("write admin token: %w", err)
+	}
+	a.log.Info("admin token generated", zap.String("path", path))
+	return security.NewSecret(tok), nil
+}
+
+// AdminTokenPath is where a generated admin token lives.
+func AdminTokenPath(dataDir string) string { return filepath.Join(dataDir, "admin.token") }
+
+// watcher reloads when files in the configuration directories change, after a short quiet
+// period so an editor's write-rename-chmod burst is one reload.
+type watcher struct {
+	w       *fsnotify.Watcher
+	watched map[string]bool
+}
+
+// newWatcher starts watching before Start returns, so no change made after start is missed.
+func (a *App) newWatcher() *watcher {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		a.log.Warn("cannot watch the configuration; reload with SIGHUP or the admin API", zap.Error(err))
+		return nil
+	}
+	wt := &watcher{w: w, watched: map[string]bool{}}
+	a.watchDirs(wt)
+	return wt
+}
+
+// watchDirs adds the current configuration's directories (they may change on reload).
+func (a *App) watchDirs(wt *watcher) {
+	for _, dir := range a.Current().WatchedDirs() {
+		if wt.watched[dir] {
+			continue
+		}
+		if err := wt.w.Add(dir); err != nil {
+			a.log.Warn("cannot watch directory", zap.String("dir", dir), zap.Error(err))
+			continue
+		}
+		wt.watched[dir] = true
+	}
+}
+
+func (a *App) watch(ctx context.Context, wt *watcher) {
+	if wt == nil {
+		return
+	}
+	defer wt.w.Close()
+	const quiet = 300 * time.Millisecond
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-wt.w.Events:
+			if !ok {
+				return
+			}
+			base := filepath.Base(ev.Name)
+			if strings.HasPrefix(base, ".") || !(strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml")) {
+				continue // editors' swap files and our own temp files
+			}
+			timer.Reset(quiet)
+		case err, ok := <-wt.w.Errors:
+			if !ok {
+				return
+			}
+			a.log.Warn("configuration watcher error", zap.Error(err))
+		case <-timer.C:
+			_ = a.Reload(ctx, "file")
+			a.watchDirs(wt)
+		}
+	}
+}

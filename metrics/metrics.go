@@ -1,0 +1,117 @@
+// Package metrics holds pushbackd's Prometheus metrics in their own registry (not the
+// global one, so tests and several instances in one process never collide) and the small
+// methods the gateway, the dispatcher and the reloader call to move them.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/security"
+)
+
+// Metrics is every metric pushbackd exports.
+type Metrics struct {
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec
+	authFailures  *prometheus.CounterVec
+	runs          *prometheus.CounterVec
+	stepDuration  *prometheus.HistogramVec
+	storeLatency  *prometheus.HistogramVec
+	reloadSuccess prometheus.Gauge
+	reloadTime    prometheus.Gauge
+}
+
+// New registers the metrics; queueDepth is read at scrape time.
+func New(queueDepth func() int) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushbackd_requests_total",
+			Help: "Pushback requests by partner, endpoint and answer status. Requests to unknown endpoints count under empty labels, so a scanner cannot grow the label set.",
+		}, []string{"partner", "endpoint", "code"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushbackd_auth_failures_total",
+			Help: "Failed authentications by endpoint, security method and reason.",
+		}, []string{"partner", "site", "endpoint", "method", "reason"}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushbackd_runs_total",
+			Help: "Saga runs that reached a final status, by saga and status.",
+		}, []string{"saga", "status"}),
+		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pushbackd_step_duration_seconds",
+			Help:    "Duration of saga steps (all tries), by saga, action and step status.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"saga", "action", "status"}),
+		storeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pushbackd_store_commit_seconds",
+			Help:    "Time to durably record a run (create) or its progress (update), fsync included.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, 1},
+		}, []string{"op"}),
+		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushbackd_config_last_reload_successful",
+			Help: "1 if the last configuration load succeeded, 0 if it failed (the previous configuration keeps serving).",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushbackd_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful configuration load.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.authFailures, m.runs, m.stepDuration, m.storeLatency, m.reloadSuccess, m.reloadTime,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pushbackd_queue_depth",
+			Help: "Accepted async runs waiting for a worker.",
+		}, func() float64 { return float64(queueDepth()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Request counts one answered pushback.
+func (m *Metrics) Request(partner, endpoint string, code int) {
+	m.requests.WithLabelValues(partner, endpoint, strconv.Itoa(code)).Inc()
+}
+
+// AuthFailure counts one failed authentication.
+func (m *Metrics) AuthFailure(partner, site, endpoint string, method security.Method, reason security.Reason) {
+	m.authFailures.WithLabelValues(partner, site, endpoint, string(method), string(reason)).Inc()
+}
+
+// RunFinished counts a run's final status and observes its steps' durations.
+func (m *Metrics) RunFinished(res *saga.Result) {
+	m.runs.WithLabelValues(res.Saga, res.Status).Inc()
+	for _, st := range res.Steps {
+		if st.Status == saga.StatusSkipped {
+			continue
+		}
+		m.stepDuration.WithLabelValues(res.Saga, st.Action, st.Status).Observe(st.Duration.Seconds())
+	}
+}
+
+// StoreCommit observes how long a durable write took.
+func (m *Metrics) StoreCommit(op string, d time.Duration) {
+	m.storeLatency.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// Reload records a configuration load's outcome.
+func (m *Metrics) Reload(ok bool, at time.Time) {
+	if !ok {
+		m.reloadSuccess.Set(0)
+		return
+	}
+	m.reloadSuccess.Set(1)
+	m.reloadTime.Set(float64(at.Unix()))
+}
