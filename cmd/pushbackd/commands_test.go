@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pushbackd/pushbackd/internal/sigfixtures"
 )
@@ -213,5 +216,63 @@ steps:
 	}
 	if code, _, errOut := runCLI(t, `{"bdy": {}}`, "plan", "notify", "-config", cfg); code != 1 || !strings.Contains(errOut, `unknown field "bdy"`) {
 		t.Errorf("misspelt sample key: exit %d %s", code, errOut)
+	}
+}
+
+func TestRunsCommandTalksToTheAdminAPI(t *testing.T) {
+	a, dataDir, cfgPath := startDemoWithData(t)
+	// One async run through the demo's loans endpoint.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+a.Addr()+"/pushback/acme/loans", strings.NewReader(`{"eventId":"cli-1","eventType":"milestone"}`))
+	req.Header.Set("Authorization", "Bearer demo-bearer-token")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted struct {
+		RunID string `json:"run_id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&accepted)
+	resp.Body.Close()
+	common := []string{"-config", cfgPath, "-admin", "http://" + a.AdminAddr(), "-token-file", filepath.Join(dataDir, "admin.token")}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, out, errOut := runCLI(t, "", append([]string{"runs", "list", "-endpoint", "loans"}, common...)...)
+		if code != 0 {
+			t.Fatalf("list: exit %d: %s", code, errOut)
+		}
+		if strings.Contains(out, accepted.RunID) && strings.Contains(out, "succeeded") {
+			if !strings.HasPrefix(out, "RUN") {
+				t.Errorf("list is not a table:\n%s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run never listed as succeeded:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, out, errOut := runCLI(t, "", append([]string{"runs", "show", accepted.RunID}, common...)...)
+	if code != 0 || !strings.Contains(out, "status    succeeded") || !strings.Contains(out, "answer") || !strings.Contains(out, "STEP") {
+		t.Errorf("show: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "", append([]string{"runs", "show", accepted.RunID, "-json"}, common...)...)
+	var shown map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || shown["id"] != accepted.RunID {
+		t.Errorf("show -json: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "", append([]string{"runs", "replay", accepted.RunID}, common...)...)
+	if code != 0 || !strings.Contains(out, "replaying "+accepted.RunID) {
+		t.Errorf("replay: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(t, "", append([]string{"runs", "show", "nope"}, common...)...); code != 1 || !strings.Contains(errOut, "no run nope") {
+		t.Errorf("unknown run: exit %d %s", code, errOut)
+	}
+	wrong := filepath.Join(t.TempDir(), "wrong.token")
+	mustWrite(t, wrong, "not-the-token\n")
+	bad := []string{"-config", cfgPath, "-admin", "http://" + a.AdminAddr(), "-token-file", wrong}
+	if code, _, errOut := runCLI(t, "", append([]string{"runs", "list"}, bad...)...); code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("wrong token: exit %d %s", code, errOut)
 	}
 }

@@ -19,6 +19,7 @@ commands:
   sign     -secret-env NAME [-file body]            print the signature header value for a body
   curl     PARTNER[/SITE]/ENDPOINT -file BODY       print a ready curl command for an endpoint
   plan     SAGA -file request.json                  show which steps a saga would run, calling nothing
+  runs     list|show ID|replay ID [filters] [-json]  run history, through the admin API
 
 Flags may come before or after the arguments. "pushbackd <command> -h" lists a command's flags.
 `
@@ -41,6 +42,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"sign":     cmdSign,
 		"curl":     cmdCurl,
 		"plan":     cmdPlan,
+		"runs":     cmdRuns,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -46,11 +46,20 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-// startDemo runs the shipped demo config on a free port.
+// startDemo runs the shipped demo config on free ports.
 func startDemo(t *testing.T) *app.App {
 	t.Helper()
-	a, err := app.New(app.Options{ConfigPath: filepath.Join(repoRoot, "configs/pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		DataDir: t.TempDir(), Logger: zaptest.NewLogger(t)})
+	a, _, _ := startDemoWithData(t)
+	return a
+}
+
+// startDemoWithData is startDemo that also says where its data and config are.
+func startDemoWithData(t *testing.T) (*app.App, string, string) {
+	t.Helper()
+	dataDir := t.TempDir()
+	cfgPath := filepath.Join(repoRoot, "configs/pushbackd.yaml")
+	a, err := app.New(app.Options{ConfigPath: cfgPath, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+		DataDir: dataDir, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +73,7 @@ func startDemo(t *testing.T) *app.App {
 			t.Errorf("stop: %v", err)
 		}
 	})
-	return a
+	return a, dataDir, cfgPath
 }
 
 type readmeExample struct {

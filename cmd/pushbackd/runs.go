@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pushbackd/pushbackd/config"
+)
+
+const runsUsage = `usage: pushbackd runs list [-partner P] [-site S] [-endpoint E] [-status S] [-since T] [-until T] [-limit N] [-cursor C] [-json]
+       pushbackd runs show ID [-json]
+       pushbackd runs replay ID [-json]
+common flags: -config configs/pushbackd.yaml  -admin http://host:port  -token-file PATH
+The token is read from PUSHBACKD_ADMIN_TOKEN, else -token-file, else <data_dir>/admin.token.`
+
+// runsCmd talks to the admin API of a running server.
+type runsCmd struct {
+	base   string
+	token  string
+	json   bool
+	stdout io.Writer
+	client *http.Client
+}
+
+func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("runs", stderr)
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (for the admin address and token file)")
+	adminURL := fs.String("admin", "", "admin API base URL (default: http://<admin.listen>)")
+	tokenFile := fs.String("token-file", "", "file holding the admin token (default: <data_dir>/admin.token)")
+	asJSON := fs.Bool("json", false, "print the API's JSON instead of a table")
+	filters := map[string]*string{}
+	for _, f := range []string{"partner", "site", "endpoint", "status", "since", "until", "limit", "cursor"} {
+		filters[f] = fs.String(f, "", "filter: "+f)
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) == 0 {
+		fmt.Fprintln(stderr, runsUsage)
+		return 2
+	}
+	rc := &runsCmd{json: *asJSON, stdout: stdout, client: &http.Client{Timeout: 30 * time.Second}}
+	if err := rc.connect(*cfgPath, *adminURL, *tokenFile); err != nil {
+		fmt.Fprintf(stderr, "pushbackd runs: %v\n", err)
+		return 1
+	}
+	switch {
+	case pos[0] == "list" && len(pos) == 1:
+		q := url.Values{}
+		for k, v := range filters {
+			if *v != "" {
+				q.Set(k, *v)
+			}
+		}
+		err = rc.list(ctx, q)
+	case pos[0] == "show" && len(pos) == 2:
+		err = rc.show(ctx, pos[1])
+	case pos[0] == "replay" && len(pos) == 2:
+		err = rc.replay(ctx, pos[1])
+	default:
+		fmt.Fprintln(stderr, runsUsage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd runs: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// connect finds the admin API and its token. The config is read only for addresses and
+// the data dir; its secrets need not resolve here.
+func (rc *runsCmd) connect(cfgPath, adminURL, tokenFile string) error {
+	server := config.Defaults()
+	if cfg, err := config.Load(cfgPath); err == nil {
+		server = cfg.Server
+	} else if adminURL == "" || (tokenFile == "" && os.Getenv("PUSHBACKD_ADMIN_TOKEN") == "") {
+		return fmt.Errorf("cannot read %s for the admin address and token: %w", cfgPath, err)
+	}
+	rc.base = strings.TrimRight(adminURL, "/")
+	if rc.base == "" {
+		rc.base = "http://" + dialable(server.Admin.Listen)
+	}
+	if tok := os.Getenv("PUSHBACKD_ADMIN_TOKEN"); tok != "" {
+		rc.token = tok
+		return nil
+	}
+	if tokenFile == "" {
+		tokenFile = filepath.Join(server.DataDir, "admin.token")
+	}
+	b, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return fmt.Errorf("admin token: %w (start the server once, or set PUSHBACKD_ADMIN_TOKEN)", err)
+	}
+	rc.token = strings.TrimSpace(string(b))
+	return nil
+}
+
+func (rc *runsCmd) call(ctx context.Context, method, path string, out any) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, rc.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+rc.token)
+	resp, err := rc.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API at %s: %w", rc.base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return body, json.Unmarshal(body, out)
+}
+
+func (rc *runsCmd) printJSON(raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := rc.stdout.Write(buf.Bytes())
+	return err
+}
+
+type runSummary struct {
+	ID         string    `json:"id"`
+	Partner    string    `json:"partner"`
+	Site       string    `json:"site"`
+	Endpoint   string    `json:"endpoint"`
+	Saga       string    `json:"saga"`
+	Status     string    `json:"status"`
+	Mode       string    `json:"mode"`
+	Attempt    int       `json:"attempt"`
+	ReceivedAt time.Time `json:"received_at"`
+	Error      string    `json:"error"`
+	ReplayOf   string    `json:"replay_of"`
+}
+
+func (rc *runsCmd) list(ctx context.Context, q url.Values) error {
+	var page struct {
+		Runs []runSummary `json:"runs"`
+		Next string       `json:"next"`
+	}
+	raw, err := rc.call(ctx, http.MethodGet, "/admin/v1/runs?"+q.Encode(), &page)
+	if err != nil {
+		return err
+	}
+	if rc.json {
+		return rc.printJSON(raw)
+	}
+	tw := tabwriter.NewWriter(rc.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tRECEIVED\tSTATUS\tPARTNER\tSITE\tENDPOINT\tSAGA\tATTEMPT\tERROR")
+	for _, r := range page.Runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.ReceivedAt.Local().Format("2006-01-02 15:04:05"),
+			r.Status, r.Partner, dash(r.Site), r.Endpoint, r.Saga, r.Attempt, clip(r.Error, 60))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if page.Next != "" {
+		fmt.Fprintf(rc.stdout, "more: pushbackd runs list -cursor %s\n", page.Next)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func clip(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func (rc *runsCmd) show(ctx context.Context, id string) error {
+	var run struct {
+		runSummary
+		SagaVersion string `json:"saga_version"`
+		Request     struct {
+			Method      string `json:"method"`
+			Path        string `json:"path"`
+			ContentType string `json:"content_type"`
+			RemoteIP    string `json:"remote_ip"`
+			Body        string `json:"body"`
+		}
+		Answer *struct {
+			Status int
+			Body   json.RawMessage
+		}
+		Result *struct {
+			Steps         []stepLine `json:"steps"`
+			Compensations []stepLine `json:"compensations"`
+			OnFailure     *stepLine  `json:"on_failure"`
+		}
+	}
+	raw, err := rc.call(ctx, http.MethodGet, "/admin/v1/runs/"+url.PathEscape(id), &run)
+	if err != nil {
+		return err
+	}
+	if rc.json {
+		return rc.printJSON(raw)
+	}
+	w := rc.stdout
+	fmt.Fprintf(w, "run       %s\n", run.ID)
+	fmt.Fprintf(w, "status    %s (attempt %d, %s)\n", run.Status, run.Attempt, run.Mode)
+	fmt.Fprintf(w, "endpoint  %s/%s%s  saga %s@%s\n", run.Partner, siteSlash(run.Site), run.Endpoint, run.Saga, run.SagaVersion)
+	fmt.Fprintf(w, "received  %s\n", run.ReceivedAt.Local().Format(time.RFC3339))
+	if run.ReplayOf != "" {
+		fmt.Fprintf(w, "replay of %s\n", run.ReplayOf)
+	}
+	fmt.Fprintf(w, "request   %s %s %s from %s, %d bytes\n", run.Request.Method, run.Request.Path, run.Request.ContentType, run.Request.RemoteIP, len(run.Request.Body))
+	if run.Answer != nil {
+		fmt.Fprintf(w, "answer    %d %s\n", run.Answer.Status, clip(string(run.Answer.Body), 100))
+	}
+	if run.Error != "" {
+		fmt.Fprintf(w, "error     %s\n", run.Error)
+	}
+	if run.Result != nil {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nSTEP\tACTION\tSTATUS\tATTEMPTS\tDURATION\tERROR")
+		print := func(prefix string, s stepLine) {
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", prefix, s.Name, s.Action, s.Status, s.Attempts, time.Duration(s.Duration), clip(s.Error, 60))
+		}
+		for _, s := range run.Result.Steps {
+			print("", s)
+		}
+		for _, s := range run.Result.Compensations {
+			print("undo ", s)
+		}
+		if run.Result.OnFailure != nil {
+			print("on_failure ", *run.Result.OnFailure)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+type stepLine struct {
+	Name     string `json:"name"`
+	Action   string `json:"action"`
+	Status   string `json:"status"`
+	Attempts int    `json:"attempts"`
+	Duration int64  `json:"duration"`
+	Error    string `json:"error"`
+}
+
+func siteSlash(site string) string {
+	if site == "" {
+		return ""
+	}
+	return site + "/"
+}
+
+func (rc *runsCmd) replay(ctx context.Context, id string) error {
+	var out struct {
+		RunID    string `json:"run_id"`
+		ReplayOf string `json:"replay_of"`
+	}
+	raw, err := rc.call(ctx, http.MethodPost, "/admin/v1/runs/"+url.PathEscape(id)+"/replay", &out)
+	if err != nil {
+		return err
+	}
+	if rc.json {
+		return rc.printJSON(raw)
+	}
+	fmt.Fprintf(rc.stdout, "replaying %s as run %s\n", out.ReplayOf, out.RunID)
+	return nil
+}

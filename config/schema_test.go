@@ -1,0 +1,394 @@
+package config_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/goccy/go-yaml"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/saga"
+)
+
+// The JSON Schemas in configs/schema exist for editors (yaml-language-server); the loaders
+// stay the source of truth. These tests keep the two from drifting apart: every shipped
+// config must pass its schema, files the loader accepts must pass it, and structurally bad
+// files must be refused by both.
+
+const schemaDir = "../configs/schema"
+
+// schemaKind is which of the three config file kinds a file is.
+type schemaKind string
+
+const (
+	kindServer  schemaKind = "pushbackd"
+	kindPartner schemaKind = "partner"
+	kindSaga    schemaKind = "saga"
+)
+
+func (k schemaKind) schemaFile() string { return string(k) + ".schema.json" }
+
+// kindOf tells a file's kind from where it lives (configs/partners/x.yaml) or, for test
+// fixtures, from its double extension (x.partner.yaml).
+func kindOf(t *testing.T, path string) schemaKind {
+	t.Helper()
+	base := filepath.Base(path)
+	switch {
+	case base == "pushbackd.yaml" || strings.HasSuffix(base, ".pushbackd.yaml"):
+		return kindServer
+	case filepath.Base(filepath.Dir(path)) == "partners" || strings.HasSuffix(base, ".partner.yaml"):
+		return kindPartner
+	case filepath.Base(filepath.Dir(path)) == "sagas" || strings.HasSuffix(base, ".saga.yaml"):
+		return kindSaga
+	}
+	t.Fatalf("%s: cannot tell which schema applies", path)
+	return ""
+}
+
+// compileSchemas compiles the three schemas once per test; each test gets its own, so no
+// state is shared between tests.
+func compileSchemas(t *testing.T) map[schemaKind]*jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	// Draft 2020-12 leaves format as an annotation; assert it anyway so a "format" added to
+	// a schema later is actually checked here rather than silently ignored.
+	c.AssertFormat()
+	out := map[schemaKind]*jsonschema.Schema{}
+	for _, k := range []schemaKind{kindServer, kindPartner, kindSaga} {
+		s, err := c.Compile(filepath.Join(schemaDir, k.schemaFile()))
+		if err != nil {
+			t.Fatalf("compile %s: %v", k.schemaFile(), err)
+		}
+		out[k] = s
+	}
+	return out
+}
+
+// yamlInstance reads a YAML file as the JSON-shaped value a schema validator expects.
+func yamlInstance(t *testing.T, path string) any {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := yaml.Unmarshal(src, &v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return jsonShape(v)
+}
+
+// jsonShape turns any map[any]any the YAML library may produce (a mapping with non-string
+// keys) into map[string]any, the only object shape the validator understands; without this
+// such a mapping would be judged "not an object" and hide the real result.
+func jsonShape(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonShape(e)
+		}
+		return x
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[fmt.Sprint(k)] = jsonShape(e)
+		}
+		return out
+	case []any:
+		for i, e := range x {
+			x[i] = jsonShape(e)
+		}
+		return x
+	}
+	return v
+}
+
+func shippedConfigs(t *testing.T) []string {
+	t.Helper()
+	files := []string{"../configs/pushbackd.yaml"}
+	for _, dir := range []string{"partners", "sagas"} {
+		m, err := filepath.Glob(filepath.Join("../configs", dir, "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m) == 0 {
+			t.Fatalf("no shipped files in configs/%s", dir)
+		}
+		files = append(files, m...)
+	}
+	return files
+}
+
+func TestEveryShippedConfigFileMatchesItsSchema(t *testing.T) {
+	schemas := compileSchemas(t)
+	for _, f := range shippedConfigs(t) {
+		t.Run(strings.TrimPrefix(f, "../"), func(t *testing.T) {
+			if err := schemas[kindOf(t, f)].Validate(yamlInstance(t, f)); err != nil {
+				t.Errorf("%s does not match %s:\n%v", f, kindOf(t, f).schemaFile(), err)
+			}
+		})
+	}
+}
+
+func TestEveryShippedConfigFileNamesItsSchemaOnTheFirstLine(t *testing.T) {
+	for _, f := range shippedConfigs(t) {
+		t.Run(strings.TrimPrefix(f, "../"), func(t *testing.T) {
+			fh, err := os.Open(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			first, _ := bufio.NewReader(fh).ReadString('\n')
+			const prefix = "# yaml-language-server: $schema="
+			if !strings.HasPrefix(first, prefix) {
+				t.Fatalf("first line is %q, want a %q modeline", first, prefix)
+			}
+			ref := strings.TrimSpace(strings.TrimPrefix(first, prefix))
+			if got, want := filepath.Base(ref), kindOf(t, f).schemaFile(); got != want {
+				t.Errorf("modeline names %s, want %s", got, want)
+			}
+			// The path is relative to the YAML file, as yaml-language-server resolves it.
+			if _, err := os.Stat(filepath.Join(filepath.Dir(f), ref)); err != nil {
+				t.Errorf("modeline points at a missing schema: %v", err)
+			}
+		})
+	}
+}
+
+// TestSharedDefinitionsAreIdenticalInEverySchema: each schema is self-contained so an editor
+// can use it alone, which copies a few definitions; this keeps the copies equal.
+func TestSharedDefinitionsAreIdenticalInEverySchema(t *testing.T) {
+	defs := map[schemaKind]map[string]any{}
+	for _, k := range []schemaKind{kindServer, kindPartner, kindSaga} {
+		f, err := os.Open(filepath.Join(schemaDir, k.schemaFile()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", k.schemaFile(), err)
+		}
+		d, _ := doc.(map[string]any)["$defs"].(map[string]any)
+		defs[k] = d
+	}
+	for _, shared := range []struct {
+		name  string
+		kinds []schemaKind
+	}{
+		{"duration", []schemaKind{kindServer, kindPartner, kindSaga}},
+		{"positiveDuration", []schemaKind{kindServer, kindSaga}},
+		{"secretRef", []schemaKind{kindServer, kindPartner}},
+	} {
+		first := defs[shared.kinds[0]][shared.name]
+		if first == nil {
+			t.Errorf("%s has no $defs/%s", shared.kinds[0].schemaFile(), shared.name)
+			continue
+		}
+		for _, k := range shared.kinds[1:] {
+			if !reflect.DeepEqual(first, defs[k][shared.name]) {
+				t.Errorf("$defs/%s differs between %s and %s", shared.name, shared.kinds[0].schemaFile(), k.schemaFile())
+			}
+		}
+	}
+}
+
+// minimalSaga and minimalPartner complete a config directory around the file under test.
+const (
+	minimalSaga = `name: echo
+steps:
+  - name: answer
+    respond: {status: 200}
+`
+	minimalPartner = `id: minimal
+endpoints:
+  - name: hook
+    saga: echo
+    security: {method: bearer, tokens: [{value: t}]}
+`
+)
+
+// loadFixture runs the real loader on fixture: a saga goes through saga.Parse, a partner or
+// a pushbackd.yaml through config.Load on a temporary config directory that holds it and
+// otherwise only valid files. The fixture's name (up to the first dot) becomes its file
+// name, because the loader requires ids and saga names to match file names.
+func loadFixture(t *testing.T, fixture string) error {
+	t.Helper()
+	src, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stem, _, _ := strings.Cut(filepath.Base(fixture), ".")
+	kind := kindOf(t, fixture)
+	if kind == kindSaga {
+		if _, errs := saga.Parse(filepath.Join("sagas", stem+".yaml"), src); len(errs) > 0 {
+			return errs
+		}
+		return nil
+	}
+	dir := t.TempDir()
+	files := map[string]string{
+		"pushbackd.yaml":        "",
+		"sagas/echo.yaml":       minimalSaga,
+		"partners/minimal.yaml": minimalPartner,
+	}
+	if kind == kindServer {
+		files["pushbackd.yaml"] = string(src)
+	} else {
+		delete(files, "partners/minimal.yaml")
+		files["partners/"+stem+".yaml"] = string(src)
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = config.Load(filepath.Join(dir, "pushbackd.yaml"))
+	return err
+}
+
+// instanceLocations lists where in the instance each error of the tree points, as JSON
+// pointers, so a test can check the schema refused the file for the intended reason.
+func instanceLocations(err error) []string {
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	var out []string
+	var walk func(*jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		out = append(out, "/"+strings.Join(e.InstanceLocation, "/"))
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return out
+}
+
+func TestFilesTheLoaderAcceptsMatchTheSchema(t *testing.T) {
+	// everything.partner.yaml reads a secret from the environment, as production configs do.
+	t.Setenv("PUSHBACKD_SCHEMA_TEST_SECRET", "from-env")
+	schemas := compileSchemas(t)
+	files, err := filepath.Glob("testdata/schema/good/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no good fixtures: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if err := loadFixture(t, f); err != nil {
+				t.Fatalf("the loader refuses a fixture meant to be valid:\n%v", err)
+			}
+			if err := schemas[kindOf(t, f)].Validate(yamlInstance(t, f)); err != nil {
+				t.Errorf("the loader accepts %s but the schema refuses it:\n%v", f, err)
+			}
+		})
+	}
+}
+
+func TestStructurallyBadFilesAreRefusedByBothLoaderAndSchema(t *testing.T) {
+	schemas := compileSchemas(t)
+	tests := []struct {
+		name     string
+		file     string // in testdata/schema/bad
+		loader   string // part of the loader's message
+		schemaAt string // JSON pointer where a schema error must point
+	}{
+		// pushbackd.yaml
+		{"an unknown server key is refused", "unknown-key.pushbackd.yaml", `unknown key "listen_addr"`, "/"},
+		{"a log format other than json or console is refused", "bad-log-format.pushbackd.yaml", "log.format must be json or console", "/log/format"},
+		{"zero workers is refused", "zero-workers.pushbackd.yaml", "limits.workers must be positive", "/limits/workers"},
+		{"a zero sync timeout is refused", "zero-sync-timeout.pushbackd.yaml", "limits.sync_timeout must be positive", "/limits/sync_timeout"},
+		{"a proxy header without trusted proxies is refused", "proxy-without-trusted.pushbackd.yaml", "proxy.trusted must list", "/proxy"},
+		{"a listen address without a port is refused", "listen-without-port.pushbackd.yaml", `"localhost" is not host:port`, "/listen"},
+		{"a bare admin token is refused", "bare-admin-token.pushbackd.yaml", "not a bare string", "/admin/token"},
+
+		// partners/<id>.yaml
+		{"an unknown endpoint key is refused", "unknown-key.partner.yaml", `unknown key "retries"`, "/endpoints/0"},
+		{"an endpoint without a saga is refused", "missing-saga.partner.yaml", `missing required key "saga"`, "/endpoints/0"},
+		{"an endpoint without security is refused", "no-security.partner.yaml", "has no security method", "/endpoints/0"},
+		{"a partner without any endpoint is refused", "no-endpoints.partner.yaml", `partner "no-endpoints" has no endpoints`, "/"},
+		{"an endpoint name with upper case and _ is refused", "bad-endpoint-name.partner.yaml", `endpoint name "Hook_1" must match`, "/endpoints/0/name"},
+		{"a mode other than async or sync is refused", "bad-mode.partner.yaml", "mode must be async or sync", "/endpoints/0/mode"},
+		{"an accept_status outside 2xx is refused", "accept-status-not-2xx.partner.yaml", "accept_status must be a 2xx status", "/endpoints/0/accept_status"},
+		{"a negative max_in_flight is refused", "negative-max-in-flight.partner.yaml", "max_in_flight must not be negative", "/endpoints/0/max_in_flight"},
+		{"an unknown security method is refused", "bad-method.partner.yaml", `unknown security method "hmac"`, "/endpoints/0/security/method"},
+		{"a key of another security method is refused", "key-of-other-method.partner.yaml", `key "password" does not apply to method signature`, "/endpoints/0/security"},
+		{"basic without a password is refused", "basic-without-password.partner.yaml", "needs a password", "/endpoints/0/security"},
+		{"api_key with both header and query is refused", "api-key-header-and-query.partner.yaml", "exactly one of header or query", "/endpoints/0/security"},
+		{"a signature encoding other than base64 or hex is refused", "bad-encoding.partner.yaml", "encoding must be base64 or hex", "/endpoints/0/security/encoding"},
+		{"a tolerance that is not a Go duration is refused", "bad-tolerance.partner.yaml", `invalid duration "5 minutes"`, "/endpoints/0/security/tolerance"},
+		{"a bare string where a secret reference belongs is refused", "bare-secret.partner.yaml", "not a bare string", "/endpoints/0/security/tokens/0"},
+		{"a secret reference with two sources is refused", "two-secret-sources.partner.yaml", "exactly one of env, file or value", "/endpoints/0/security/tokens/0"},
+		{"a secret reference with an empty env name is refused", "empty-secret-env.partner.yaml", "the variable name is empty", "/endpoints/0/security/tokens/0/env"},
+
+		// sagas/<name>.yaml
+		{"an unknown saga key is refused", "unknown-saga-key.saga.yaml", `unknown key "descripton"`, "/"},
+		{"a saga without steps is refused", "missing-steps.saga.yaml", `missing required key "steps"`, "/"},
+		{"an empty step list is refused", "empty-steps.saga.yaml", "steps is empty", "/steps"},
+		{"a step with two actions is refused", "two-actions.saga.yaml", "a step has exactly one action, this one has set and respond", "/steps/0"},
+		{"a step without an action is refused", "no-action.saga.yaml", `step "nothing" has no action`, "/steps/0"},
+		{"an unknown step key is refused", "unknown-step-key.saga.yaml", `unknown key "retries" in a step`, "/steps/0"},
+		{"a step name with upper case and - is refused", "bad-step-name.saga.yaml", `bad step name "Fetch-Loan"`, "/steps/0/name"},
+		{"zero retry attempts are refused", "negative-attempts.saga.yaml", "retry.attempts must be at least 1", "/steps/0/retry/attempts"},
+		{"a timeout that is not a Go duration is refused", "bad-duration.saga.yaml", `invalid duration "5 seconds"`, "/steps/0/http/timeout"},
+		{"a debounce without wait is refused", "debounce-without-wait.saga.yaml", `missing required key "wait"`, "/debounce"},
+		{"an http action without url is refused", "http-without-url.saga.yaml", `missing required key "url"`, "/steps/0/http"},
+		{"an unknown http method is refused", "bad-http-method.saga.yaml", `unknown method "FETCH"`, "/steps/0/http/method"},
+		{"an http action with two bodies is refused", "two-bodies.saga.yaml", "json and form both set", "/steps/0/http"},
+		{"an expected status outside 100-599 is refused", "expect-not-a-status.saga.yaml", "expect: 99 is not an HTTP status", "/steps/0/http/expect/0"},
+		{"a set variable name with - is refused", "bad-var-name.saga.yaml", `bad variable name "loan-id"`, "/steps/0/set"},
+		{"an unknown kv op is refused", "bad-kv-op.saga.yaml", `unknown op "upsert"`, "/steps/0/kv/op"},
+		{"a kv put without a value is refused", "kv-put-without-value.saga.yaml", "op put needs a value", "/steps/0/kv"},
+		{"a kv get with a ttl is refused", "kv-get-with-ttl.saga.yaml", "ttl is only for op put", "/steps/0/kv"},
+		{"a respond status outside 100-599 is refused", "bad-status.saga.yaml", "999 is not an HTTP status", "/steps/0/respond/status"},
+		{"a fail mapping without message is refused", "fail-without-message.saga.yaml", `unknown key "reason"`, "/steps/0/fail"},
+		{"an unknown log level is refused", "bad-log-level.saga.yaml", `unknown level "verbose"`, "/steps/0/log/level"},
+		{"a compensation that responds is refused", "compensate-responds.saga.yaml", "compensate cannot respond", "/steps/0/compensate"},
+		{"an on_failure with two actions is refused", "on-failure-two-actions.saga.yaml", "two actions, log and fail", "/on_failure"},
+	}
+	covered := map[string]bool{}
+	for _, tc := range tests {
+		covered[tc.file] = true
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join("testdata/schema/bad", tc.file)
+			err := loadFixture(t, path)
+			if err == nil {
+				t.Fatalf("the loader accepts %s", tc.file)
+			}
+			if !strings.Contains(err.Error(), tc.loader) {
+				t.Errorf("the loader refuses %s for another reason; want %q in:\n%v", tc.file, tc.loader, err)
+			}
+			serr := schemas[kindOf(t, path)].Validate(yamlInstance(t, path))
+			if serr == nil {
+				t.Fatalf("the schema accepts %s", tc.file)
+			}
+			locs := instanceLocations(serr)
+			found := false
+			for _, l := range locs {
+				found = found || l == tc.schemaAt || strings.HasPrefix(l, strings.TrimSuffix(tc.schemaAt, "/")+"/")
+			}
+			if !found {
+				t.Errorf("the schema refuses %s, but not at %s (errors at %v):\n%v", tc.file, tc.schemaAt, locs, serr)
+			}
+		})
+	}
+	// A fixture without a row would never be checked.
+	all, _ := filepath.Glob("testdata/schema/bad/*.yaml")
+	for _, f := range all {
+		if !covered[filepath.Base(f)] {
+			t.Errorf("%s has no row in this table", f)
+		}
+	}
+}
