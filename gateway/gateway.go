@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,9 +66,10 @@ type Options struct {
 
 // Gateway serves /pushback/...
 type Gateway struct {
-	opts    Options
-	echo    *echo.Echo
-	running sync.WaitGroup // sync sagas that outlived their sender's wait
+	opts     Options
+	echo     *echo.Echo
+	running  sync.WaitGroup // sync sagas that outlived their sender's wait
+	inFlight sync.Map       // "partner/endpoint" -> *atomic.Int64, for max_in_flight
 }
 
 // New builds the gateway's HTTP handler.
@@ -306,11 +308,28 @@ func (g *Gateway) handle(c echo.Context) error {
 			run.IdempotencyKey = route.Partner.ID + "/" + route.Endpoint.Name + "/" + key
 		}
 	}
+	if limit := route.Endpoint.MaxInFlight; limit > 0 {
+		n := g.counter(route.Partner.ID + "/" + route.Endpoint.Name)
+		defer n.Add(-1)
+		if n.Add(1) > int64(limit) {
+			log.Warn("endpoint at max_in_flight; refusing", zap.Int("max_in_flight", limit))
+			return &httpError{code: http.StatusTooManyRequests, message: "too many requests in flight for this endpoint; retry later",
+				header: http.Header{"Retry-After": {"1"}}}
+		}
+	}
 	ttl := cfg.Server.History.IdempotencyTTL
 	if route.Endpoint.Mode == config.ModeSync {
 		return g.runSync(c, run, inv, ttl, cfg.Server.Limits.SyncTimeout, log)
 	}
 	return g.accept(c, run, inv, ttl, route.Endpoint.AcceptStatus, log)
+}
+
+func (g *Gateway) counter(key string) *atomic.Int64 {
+	if n, ok := g.inFlight.Load(key); ok {
+		return n.(*atomic.Int64)
+	}
+	n, _ := g.inFlight.LoadOrStore(key, new(atomic.Int64))
+	return n.(*atomic.Int64)
 }
 
 // NewInvocation is what a saga run sees of a request on route: the one place the gateway,

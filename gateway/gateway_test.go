@@ -659,3 +659,30 @@ func TestAsyncAccepts(t *testing.T) {
 		}
 	})
 }
+
+func TestMaxInFlightRefusesTheExcessWith429(t *testing.T) {
+	h := newHarness(t, nil)
+	h.runner.delay = 300 * time.Millisecond
+	bearer := map[string]string{"Authorization": "Bearer b1"}
+	first := make(chan answer, 1)
+	go func() { first <- h.post(t, "/pushback/acme/narrow", bearer, nil) }()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		a := h.post(t, "/pushback/acme/narrow", bearer, nil)
+		if a.code == 429 {
+			if a.header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never refused: last %d", a.code)
+		}
+	}
+	if a := <-first; a.code != 200 {
+		t.Fatalf("the request in flight: %d", a.code)
+	}
+	if a := h.post(t, "/pushback/acme/narrow", bearer, nil); a.code != 200 {
+		t.Fatalf("after the first finished: %d", a.code)
+	}
+}
