@@ -39,6 +39,9 @@ type fakeRuns struct {
 	delay  time.Duration
 	dupOf  string
 	err    error
+	// entered, when set, hears of each RunSync before it waits for release.
+	entered chan struct{}
+	release chan struct{}
 }
 
 func (f *fakeRuns) record(run *store.Run, inv *saga.Invocation) {
@@ -56,6 +59,10 @@ func (f *fakeRuns) Accept(_ context.Context, run *store.Run, inv *saga.Invocatio
 func (f *fakeRuns) RunSync(_ context.Context, run *store.Run, inv *saga.Invocation, _ time.Duration) (*saga.Result, string, error) {
 	if f.delay > 0 {
 		time.Sleep(f.delay)
+	}
+	if f.entered != nil && inv.Endpoint == "narrow" {
+		f.entered <- struct{}{}
+		<-f.release
 	}
 	f.record(run, inv)
 	r := f.result
@@ -662,23 +669,19 @@ func TestAsyncAccepts(t *testing.T) {
 
 func TestMaxInFlightRefusesTheExcessWith429(t *testing.T) {
 	h := newHarness(t, nil)
-	h.runner.delay = 300 * time.Millisecond
+	h.runner.entered, h.runner.release = make(chan struct{}, 10), make(chan struct{})
 	bearer := map[string]string{"Authorization": "Bearer b1"}
 	first := make(chan answer, 1)
 	go func() { first <- h.post(t, "/pushback/acme/narrow", bearer, nil) }()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		a := h.post(t, "/pushback/acme/narrow", bearer, nil)
-		if a.code == 429 {
-			if a.header.Get("Retry-After") == "" {
-				t.Error("429 without Retry-After")
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never refused: last %d", a.code)
-		}
+	<-h.runner.entered // the first request now holds the endpoint's only slot
+	a := h.post(t, "/pushback/acme/narrow", bearer, nil)
+	if a.code != 429 || a.header.Get("Retry-After") == "" {
+		t.Fatalf("second request: %d %v, want 429 with Retry-After", a.code, a.header)
 	}
+	if a := h.post(t, "/pushback/acme/bearer", bearer, nil); a.code != 200 {
+		t.Fatalf("another endpoint is not limited: %d", a.code)
+	}
+	close(h.runner.release)
 	if a := <-first; a.code != 200 {
 		t.Fatalf("the request in flight: %d", a.code)
 	}
