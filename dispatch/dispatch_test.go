@@ -327,7 +327,6 @@ steps:
 		if err != nil {
 			t.Fatal(err)
 		}
-		run.Request.Body = nil
 		runs = append(runs, run)
 	}
 	for _, run := range runs {
