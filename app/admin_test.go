@@ -13,8 +13,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // adminClient talks to an app's admin listener with its generated token.
@@ -391,5 +396,55 @@ func TestRunsCanBeListedShownAndReplayed(t *testing.T) {
 			t.Fatalf("replay did not finish: %v", run)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunReloadsOnSIGHUPAndStopsWhenCancelled(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"pushbackd.yaml":     "listen: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
+		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, security: {method: bearer, tokens: [{value: t}]}}]\n",
+		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Logger: zap.New(core)}, hup)
+	}()
+	waitLog := func(msg, origin string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			for _, e := range logs.FilterMessage(msg).All() {
+				if origin == "" || e.ContextMap()["origin"] == origin {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q log (origin %q)", msg, origin)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitLog("pushbackd listening", "")
+	hup <- syscall.SIGHUP
+	waitLog("configuration loaded", "sighup")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its context ended")
 	}
 }
