@@ -49,6 +49,8 @@ type Options struct {
 	Control Control
 	Store   store.Store
 	Token   security.Secret
+	// Limiter counts failed token checks per client address; nil limits nothing.
+	Limiter *security.FailureLimiter
 	Metrics http.Handler
 	Logger  *zap.Logger
 }
@@ -141,7 +143,13 @@ func (a *API) handleError(err error, c echo.Context) {
 func (a *API) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		client := c.RealIP()
+		if blocked, wait := a.o.Limiter.Blocked(client); blocked {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			return &apiError{code: http.StatusTooManyRequests, message: "too many failed authentications; retry later"}
+		}
 		if err := a.bearer.Verify(&security.Request{Header: r.Header}); err != nil {
+			a.o.Limiter.Fail(client)
 			a.o.Logger.Warn("admin authentication failed", zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr), zap.String("detail", err.Error()))
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="pushbackd-admin"`)
 			return &apiError{code: http.StatusUnauthorized, message: "a valid admin token is required (Authorization: Bearer <token>)"}

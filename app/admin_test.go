@@ -448,3 +448,37 @@ func TestRunReloadsOnSIGHUPAndStopsWhenCancelled(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+func TestAdminTokenGuessesAreRateLimited(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"pushbackd.yaml":     "limits: {auth_failures: {per_client: 2, window: 1h}}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
+		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, security: {method: bearer, tokens: [{value: t}]}}]\n",
+		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
+	} {
+		_ = os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(context.Background())
+	c := newAdmin(t, a)
+	var codes []int
+	for _, tok := range []string{"guess-1", "guess-2", c.token} {
+		code, _, _ := c.do("GET", "/admin/v1/endpoints", tok, "")
+		codes = append(codes, code)
+	}
+	if fmt.Sprint(codes) != "[401 401 429]" {
+		t.Errorf("codes %v, want [401 401 429]: after the budget even the right token waits", codes)
+	}
+	if code, _, _ := c.do("GET", "/healthz", "", ""); code != 200 {
+		t.Errorf("/healthz is not behind the limiter: %d", code)
+	}
+}

@@ -112,8 +112,9 @@ func New(opts Options) (*App, error) {
 		// the engine's own policy is the floor: never link-local.
 		Checkpointer: a.runs,
 	})
-	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, Logger: log})
-	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Metrics: a.metrics.Handler(), Logger: log.Named("admin")}); err != nil {
+	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
+	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log})
+	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin")}); err != nil {
 		return nil, errors.Join(err, a.store.Close())
 	}
 	a.recordSagaVersions(context.Background(), cfg, "start")

@@ -80,7 +80,7 @@ func startApp(t *testing.T, syncTimeout string) *App {
 	down := downstream(t)
 	dir := t.TempDir()
 	files := map[string]string{
-		"pushbackd.yaml":     "limits: {sync_timeout: " + syncTimeout + "}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
+		"pushbackd.yaml":     "limits: {sync_timeout: " + syncTimeout + ", auth_failures: {per_client: 1000}}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
 		"partners/acme.yaml": strings.Replace(partnerYAML, "DOWNSTREAM", down.URL, 1),
 	}
 	for name, src := range sagaYAML {

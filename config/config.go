@@ -45,6 +45,17 @@ type Limits struct {
 	// for a worker before new ones are answered 503 (waiting runs are on disk either way).
 	Workers int `yaml:"workers"`
 	Queue   int `yaml:"queue"`
+	// AuthFailures throttles guessing: past the limit, a client's requests (and an
+	// endpoint's failing ones) get 429 instead of another try.
+	AuthFailures AuthFailures `yaml:"auth_failures"`
+}
+
+// AuthFailures are failed-authentication budgets, each refilled evenly over Window. Zero
+// turns a budget off.
+type AuthFailures struct {
+	PerClient   int           `yaml:"per_client"`   // per client address, all endpoints and the admin API
+	PerEndpoint int           `yaml:"per_endpoint"` // per endpoint, all clients
+	Window      time.Duration `yaml:"window"`
 }
 
 // History is how long runs are kept.
@@ -97,6 +108,7 @@ func Defaults() Server {
 			SyncTimeout:       25 * time.Second,
 			Workers:           16,
 			Queue:             10000,
+			AuthFailures:      AuthFailures{PerClient: 20, PerEndpoint: 200, Window: time.Minute},
 		},
 		History: History{Retention: 720 * time.Hour, MaxRuns: 1_000_000, IdempotencyTTL: 48 * time.Hour, PruneInterval: 10 * time.Minute},
 		Log:     Log{Level: "info", Format: "json"},

@@ -180,6 +180,9 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 	if s.Limits.Queue <= 0 {
 		d.Errorf(at("limits", "queue"), "limits.queue must be positive")
 	}
+	if af := s.Limits.AuthFailures; af.PerClient < 0 || af.PerEndpoint < 0 || af.Window <= 0 {
+		d.Errorf(at("limits", "auth_failures"), "limits.auth_failures: per_client and per_endpoint must not be negative (0 turns one off) and window must be positive")
+	}
 	if s.History.IdempotencyTTL <= 0 {
 		d.Errorf(at("history", "idempotency_ttl"), "history.idempotency_ttl must be positive")
 	}

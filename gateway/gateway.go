@@ -60,6 +60,8 @@ type Options struct {
 	Config   ConfigSource
 	Runs     Runs
 	Observer Observer // nil: nobody listens
+	// ClientLimiter is shared with the admin API, so guesses there and here count together.
+	ClientLimiter *security.FailureLimiter
 	Logger   *zap.Logger
 	Now      func() time.Time // defaults to time.Now
 }
@@ -70,6 +72,25 @@ type Gateway struct {
 	echo     *echo.Echo
 	running  sync.WaitGroup // sync sagas that outlived their sender's wait
 	inFlight sync.Map       // "partner/endpoint" -> *atomic.Int64, for max_in_flight
+	// Failed-authentication budgets. They live here, not in the config, so a reload does
+	// not hand an attacker fresh tries.
+	clients   *security.FailureLimiter
+	endpoints *security.FailureLimiter
+}
+
+// maxLimiterKeys bounds the memory of each failure limiter.
+const maxLimiterKeys = 100_000
+
+// NewFailureLimiters builds the per-client and per-endpoint limiters the config asks for
+// (nil where a budget is 0, which limits nothing).
+func NewFailureLimiters(af config.AuthFailures) (perClient, perEndpoint *security.FailureLimiter) {
+	if af.PerClient > 0 {
+		perClient = security.NewFailureLimiter(af.PerClient, af.Window, maxLimiterKeys, nil)
+	}
+	if af.PerEndpoint > 0 {
+		perEndpoint = security.NewFailureLimiter(af.PerEndpoint, af.Window, maxLimiterKeys, nil)
+	}
+	return perClient, perEndpoint
 }
 
 // New builds the gateway's HTTP handler.
@@ -83,7 +104,8 @@ func New(opts Options) *Gateway {
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
-	g := &Gateway{opts: opts}
+	g := &Gateway{opts: opts, clients: opts.ClientLimiter}
+	_, g.endpoints = NewFailureLimiters(opts.Config.Current().Server.Limits.AuthFailures)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = g.handleError
@@ -259,8 +281,13 @@ func (g *Gateway) handle(c echo.Context) error {
 		return err
 	}
 	remote := g.remoteIP(r, cfg)
-	query := r.URL.Query()
 	verifier := route.Endpoint.Verifier()
+	if blocked, wait := g.clients.Blocked(remote.String()); blocked {
+		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), security.ReasonRateLimited)
+		log.Warn("client out of authentication tries; refusing", zap.String("remote_ip", remote.String()))
+		return tooManyFailures(wait)
+	}
+	query := r.URL.Query()
 	if err := verifier.Verify(&security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}); err != nil {
 		reason := security.Reason("unknown")
 		var f *security.Failure
@@ -270,6 +297,11 @@ func (g *Gateway) handle(c echo.Context) error {
 		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), reason)
 		log.Warn("authentication failed", zap.String("method", string(verifier.Method())),
 			zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.String("remote_ip", remote.String()))
+		g.clients.Fail(remote.String())
+		if g.endpoints.Fail(partner + "/" + endpoint) {
+			_, wait := g.endpoints.Blocked(partner + "/" + endpoint)
+			return tooManyFailures(wait)
+		}
 		h := http.Header{}
 		if ch := security.Challenge(verifier.Method()); ch != "" {
 			h.Set(echo.HeaderWWWAuthenticate, ch)
@@ -322,6 +354,14 @@ func (g *Gateway) handle(c echo.Context) error {
 		return g.runSync(c, run, inv, ttl, cfg.Server.Limits.SyncTimeout, log)
 	}
 	return g.accept(c, run, inv, ttl, route.Endpoint.AcceptStatus, log)
+}
+
+// tooManyFailures is the answer once a failure budget is spent: like the 401, it says
+// nothing about which part of a credential was wrong.
+func tooManyFailures(wait time.Duration) error {
+	secs := int(wait.Seconds()) + 1
+	return &httpError{code: http.StatusTooManyRequests, message: "too many failed authentications; retry later",
+		header: http.Header{"Retry-After": {strconv.Itoa(secs)}}}
 }
 
 func (g *Gateway) counter(key string) *atomic.Int64 {

@@ -118,7 +118,8 @@ func newHarness(t *testing.T, tweak func(*config.Config)) *harness {
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	runner := &fakeRuns{result: saga.Result{Status: "succeeded"}}
-	gw := New(Options{Config: staticConfig{cfg}, Runs: runner, Logger: zap.New(core),
+	clients, _ := NewFailureLimiters(cfg.Server.Limits.AuthFailures)
+	gw := New(Options{Config: staticConfig{cfg}, Runs: runner, Logger: zap.New(core), ClientLimiter: clients,
 		Now: func() time.Time { return time.Unix(fixtureTimestamp+60, 0) }})
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
@@ -688,4 +689,50 @@ func TestMaxInFlightRefusesTheExcessWith429(t *testing.T) {
 	if a := h.post(t, "/pushback/acme/narrow", bearer, nil); a.code != 200 {
 		t.Fatalf("after the first finished: %d", a.code)
 	}
+}
+
+func TestFailedAuthenticationsAreRateLimited(t *testing.T) {
+	t.Run("per client: past the budget even a right credential waits", func(t *testing.T) {
+		h := newHarness(t, func(c *config.Config) {
+			c.Server.Limits.AuthFailures = config.AuthFailures{PerClient: 3, PerEndpoint: 1000, Window: time.Hour}
+		})
+		wrong := map[string]string{"Authorization": "Bearer nope"}
+		var bodies []string
+		for i := range 3 {
+			a := h.post(t, "/pushback/acme/bearer", wrong, nil)
+			if a.code != 401 {
+				t.Fatalf("failure %d: %d", i+1, a.code)
+			}
+			bodies = append(bodies, a.raw)
+		}
+		a := h.post(t, "/pushback/acme/bearer", map[string]string{"Authorization": "Bearer b1"}, nil)
+		if a.code != 429 || a.header.Get("Retry-After") == "" || strings.Contains(a.raw, "b1") {
+			t.Fatalf("after the budget: %d %v %s", a.code, a.header, a.raw)
+		}
+		if h.runner.calls() != 0 {
+			t.Error("a blocked client's request ran a saga")
+		}
+		if !strings.Contains(fmt.Sprint(h.logs.FilterMessage("client out of authentication tries; refusing").All()), "127.0.0.1") {
+			t.Error("the refusal is not logged with the client address")
+		}
+	})
+	t.Run("per endpoint: failures past the budget answer 429, the right credential still passes", func(t *testing.T) {
+		h := newHarness(t, func(c *config.Config) {
+			c.Server.Limits.AuthFailures = config.AuthFailures{PerClient: 0, PerEndpoint: 2, Window: time.Hour}
+		})
+		wrong := map[string]string{"Authorization": "Bearer nope"}
+		codes := []int{}
+		for range 3 {
+			codes = append(codes, h.post(t, "/pushback/acme/bearer", wrong, nil).code)
+		}
+		if fmt.Sprint(codes) != "[401 429 429]" {
+			t.Errorf("codes %v, want [401 429 429]", codes)
+		}
+		if a := h.post(t, "/pushback/acme/bearer", map[string]string{"Authorization": "Bearer b1"}, nil); a.code != 200 {
+			t.Errorf("a right credential on a throttled endpoint: %d", a.code)
+		}
+		if a := h.post(t, "/pushback/acme/token", map[string]string{"Access-Token": "x", "Access-Secret": "y"}, nil); a.code != 401 {
+			t.Errorf("another endpoint's budget was spent too: %d", a.code)
+		}
+	})
 }

@@ -98,11 +98,14 @@ const (
 	ReasonMismatch  Reason = "mismatch"       // well-formed but wrong
 	ReasonExpired   Reason = "expired"        // standard_webhooks timestamp outside tolerance
 	ReasonIPDenied  Reason = "ip_not_allowed" // remote address outside allow_ips
+	// ReasonRateLimited is not a verdict on a credential: the client had no tries left, so
+	// nothing was checked.
+	ReasonRateLimited Reason = "rate_limited"
 )
 
 // Reasons returns every Reason, so metrics can be initialised at zero for each label.
 func Reasons() []Reason {
-	return []Reason{ReasonMissing, ReasonMalformed, ReasonMismatch, ReasonExpired, ReasonIPDenied}
+	return []Reason{ReasonMissing, ReasonMalformed, ReasonMismatch, ReasonExpired, ReasonIPDenied, ReasonRateLimited}
 }
 
 // Failure is the error Verify returns. Detail is for humans reading logs; it names headers
