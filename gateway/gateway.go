@@ -62,8 +62,8 @@ type Options struct {
 	Observer Observer // nil: nobody listens
 	// ClientLimiter is shared with the admin API, so guesses there and here count together.
 	ClientLimiter *security.FailureLimiter
-	Logger   *zap.Logger
-	Now      func() time.Time // defaults to time.Now
+	Logger        *zap.Logger
+	Now           func() time.Time // defaults to time.Now
 }
 
 // Gateway serves /pushback/...
