@@ -134,6 +134,14 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	lim := cfg.Server.Limits
+	pushbackTLS, err := tlsConfig(cfg.Server.TLS, a.log)
+	if err != nil {
+		return errors.Join(fmt.Errorf("tls: %w", err), a.runs.Stop(ctx))
+	}
+	adminTLS, err := tlsConfig(cfg.Server.Admin.TLS, a.log)
+	if err != nil {
+		return errors.Join(fmt.Errorf("admin.tls: %w", err), a.runs.Stop(ctx))
+	}
 	pushbackAddr := cmp.Or(a.opts.Listen, cfg.Server.Listen)
 	if err := a.pushback.listen(ctx, pushbackAddr, &http.Server{
 		Handler:           a.gateway,
@@ -144,7 +152,7 @@ func (a *App) Start(ctx context.Context) error {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: lim.MaxHeaderBytes,
 		ErrorLog:       zap.NewStdLog(a.log.Named("http")),
-	}); err != nil {
+	}, pushbackTLS); err != nil {
 		return errors.Join(err, a.runs.Stop(ctx))
 	}
 	adminAddr := cmp.Or(a.opts.AdminListen, cfg.Server.Admin.Listen)
@@ -154,7 +162,7 @@ func (a *App) Start(ctx context.Context) error {
 		ReadTimeout:       lim.ReadTimeout,
 		WriteTimeout:      time.Minute,
 		ErrorLog:          zap.NewStdLog(a.log.Named("admin-http")),
-	}); err != nil {
+	}, adminTLS); err != nil {
 		return errors.Join(err, a.pushback.stop(ctx), a.runs.Stop(ctx))
 	}
 	bg, cancel := context.WithCancel(context.Background())

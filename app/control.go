@@ -69,6 +69,12 @@ func restartOnly(old, cur config.Server) []string {
 	if old.Limits.Workers != cur.Limits.Workers || old.Limits.Queue != cur.Limits.Queue {
 		out = append(out, "limits.workers/queue")
 	}
+	if fmt.Sprint(old.TLS) != fmt.Sprint(cur.TLS) || fmt.Sprint(old.Admin.TLS) != fmt.Sprint(cur.Admin.TLS) {
+		out = append(out, "tls file paths (the files themselves reload when they change)")
+	}
+	if old.Limits.AuthFailures != cur.Limits.AuthFailures {
+		out = append(out, "limits.auth_failures")
+	}
 	if old.Limits.ReadHeaderTimeout != cur.Limits.ReadHeaderTimeout || old.Limits.ReadTimeout != cur.Limits.ReadTimeout || old.Limits.MaxHeaderBytes != cur.Limits.MaxHeaderBytes {
 		out = append(out, "limits (listener timeouts)")
 	}

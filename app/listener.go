@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -17,11 +18,15 @@ type listener struct {
 	fresh  sync.Map // connections in http.StateNew: opened, nothing read yet
 }
 
-func (l *listener) listen(ctx context.Context, addr string, srv *http.Server) error {
+func (l *listener) listen(ctx context.Context, addr string, srv *http.Server, tlsCfg *tls.Config) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if tlsCfg != nil {
+		srv.TLSConfig = tlsCfg
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	srv.ConnState = l.trackFresh
 	l.server, l.ln, l.served = srv, ln, make(chan error, 1)

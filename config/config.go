@@ -26,12 +26,22 @@ type Server struct {
 	Log         Log     `yaml:"log"`
 	Egress      Egress  `yaml:"egress"`
 	Proxy       Proxy   `yaml:"proxy"`
+	TLS         *TLS    `yaml:"tls"`
+}
+
+// TLS makes a listener serve HTTPS (TLS 1.2 or later). The files are re-read when they
+// change, so a renewed certificate needs no restart.
+type TLS struct {
+	Pos      yamlconf.Pos
+	CertFile string `yaml:"cert_file,required"`
+	KeyFile  string `yaml:"key_file,required"`
 }
 
 // Admin is the operator listener.
 type Admin struct {
 	Listen string    `yaml:"listen"`
 	Token  SecretRef `yaml:"token"`
+	TLS    *TLS      `yaml:"tls"`
 }
 
 // Limits bound what one request may cost.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -212,6 +213,18 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 			d.Errorf(at("proxy"), "proxy.trusted must list the proxies' addresses (CIDR); the header is believed only from them")
 		}
 		s.Proxy.TrustedPrefixes = parsePrefixes(d, at("proxy", "trusted"), s.Proxy.Pos, s.Proxy.Trusted)
+	}
+	for _, t := range []struct {
+		tls  *TLS
+		name string
+	}{{s.TLS, "tls"}, {s.Admin.TLS, "admin.tls"}} {
+		if t.tls == nil {
+			continue
+		}
+		t.tls.CertFile, t.tls.KeyFile = cfg.resolve(t.tls.CertFile), cfg.resolve(t.tls.KeyFile)
+		if _, err := tls.LoadX509KeyPair(t.tls.CertFile, t.tls.KeyFile); err != nil {
+			d.ErrorAt(t.tls.Pos, "%s: %v", t.name, err)
+		}
 	}
 	// The admin token is optional: unset means one is generated into data_dir.
 	if s.Admin.Token.IsSet() {
