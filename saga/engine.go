@@ -138,6 +138,27 @@ func (e *Engine) backoff(r Retry, n int) time.Duration {
 	return e.opts.Jitter(d)
 }
 
+// retryAfterWait is the wait before try `next` after a 429 or 503 that carried Retry-After:
+// the larger of the backoff and what the server asked, the latter capped by max_backoff (or
+// maxRetryAfter when the policy has none). Waiting less than asked invites another 429;
+// waiting without bound lets one downstream park runs indefinitely. why says which won, for
+// the step's record.
+func retryAfterWait(ra *retryAfterError, retry Retry, backoff time.Duration, next int) (wait time.Duration, why string) {
+	limit, capName := maxRetryAfter, "the engine's limit"
+	if retry.MaxBackoff > 0 && retry.MaxBackoff < limit {
+		limit, capName = retry.MaxBackoff, "max_backoff"
+	}
+	asked := min(ra.after, limit)
+	if backoff > asked {
+		return backoff, fmt.Sprintf("try %d after %s: backoff, longer than Retry-After: %s", next, backoff, ra.header)
+	}
+	why = fmt.Sprintf("try %d after %s as Retry-After: %s asked", next, asked, ra.header)
+	if asked < ra.after {
+		why = fmt.Sprintf("try %d after %s: Retry-After: %s, capped at %s %s", next, asked, ra.header, capName, limit)
+	}
+	return asked, why
+}
+
 // permanentError marks a failure that retrying cannot fix: a template that does not render,
 // a 4xx answer, an egress refusal, a fail action.
 type permanentError struct{ err error }
@@ -379,6 +400,7 @@ func (r *run) step(ctx context.Context, i int, st *Step, done int) (StepRecord, 
 // compensations and on_failure, which are not resumed.
 func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, timeout time.Duration, stepIndex, done int) (StepRecord, *Answer, error) {
 	rec := StepRecord{Name: name, Action: a.Kind, Started: r.e.clock.Now()}
+	parentDeadline, parentHasDeadline := ctx.Deadline()
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("step timed out after %s", timeout))
@@ -391,6 +413,7 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 		input, output any
 		ans           *Answer
 		err           error
+		retryAfter    []string // how each Retry-After header shaped a wait, for the record
 	)
 	for n := done + 1; ; n++ {
 		rec.Attempts = n
@@ -410,7 +433,30 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 		if err == nil || n >= retry.Attempts || isPermanent(err) {
 			break
 		}
-		wait := r.e.backoff(retry, n)
+		wait, why := r.e.backoff(retry, n), "backoff"
+		var ra *retryAfterError
+		if errors.As(err, &ra) {
+			wait, why = retryAfterWait(ra, retry, wait, n+1)
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			// The next try could never start: fail now, so compensation starts now too,
+			// rather than sleep until the deadline only to fail then.
+			if left := time.Until(dl); wait > left {
+				what := "the run's deadline"
+				if stepIndex < 0 {
+					what = "the cleanup deadline"
+				}
+				if timeout > 0 && (!parentHasDeadline || dl.Before(parentDeadline)) {
+					what = fmt.Sprintf("the step's timeout (%s)", timeout)
+				}
+				err = fmt.Errorf("%w; not retrying: the next try would be due in %s (%s), after %s, %s from now",
+					err, wait, why, what, left.Round(time.Millisecond))
+				break
+			}
+		}
+		if ra != nil {
+			retryAfter = append(retryAfter, why)
+		}
 		if stepIndex >= 0 {
 			r.checkpoint(ctx, stepIndex, n, r.e.clock.Now().Add(wait))
 		}
@@ -424,10 +470,21 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 	rec.Duration = r.e.clock.Now().Sub(rec.Started)
 	rec.Input = r.recordValue(input)
 	rec.Output = r.recordValue(output)
+	if m, ok := rec.Output.(map[string]any); ok && len(retryAfter) > 0 {
+		// History only: steps.<name>.output stays the downstream's answer. A clone, since
+		// the recorded map may be the one expressions see.
+		m = maps.Clone(m)
+		m["retry_after"] = slices.Clone(retryAfter)
+		rec.Output = m
+	}
 	state := StepState{Output: output, Attempts: rec.Attempts}
 	if err != nil {
 		rec.Status = StatusFailed
-		rec.Error = r.rs.redactString(err.Error())
+		msg := err.Error()
+		if len(retryAfter) > 0 {
+			msg += " (earlier waits: " + strings.Join(retryAfter, "; ") + ")"
+		}
+		rec.Error = r.rs.redactString(msg)
 		state.Status, state.Error = StatusFailed, rec.Error
 	} else {
 		rec.Status = StatusSucceeded

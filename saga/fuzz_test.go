@@ -1,10 +1,42 @@
 package saga
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"unicode/utf8"
 )
+
+// FuzzParse feeds arbitrary bytes to the saga loader. The loader reads files an admin (or
+// the admin API) hands it, so whatever the bytes it must not panic, must give either a saga
+// or errors (a half-compiled saga must never run), and every error must point somewhere an
+// editor can jump to. The committed corpus under testdata/fuzz/FuzzParse holds the shipped
+// sagas and the bad fixtures, renamed to "fuzz" so they get past the file-name check.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("name: fuzz\nsteps:\n  - name: a\n    respond: {status: 200}\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		s, errs := Parse("fuzz.yaml", src)
+		if (s == nil) == (len(errs) == 0) {
+			t.Fatalf("Parse gave saga %v and %d errors: want exactly one of them", s != nil, len(errs))
+		}
+		for _, e := range errs {
+			if e.Line < 1 || e.Column < 1 || strings.TrimSpace(e.Message) == "" || e.File != "fuzz.yaml" {
+				t.Errorf("unusable error %#v", e)
+			}
+		}
+		if s == nil {
+			return
+		}
+		if s.Name != "fuzz" || len(s.Steps) == 0 || len(s.Version) != 12 || !bytes.Equal(s.Source, src) {
+			t.Fatalf("saga name %q, %d steps, version %q, source kept %v", s.Name, len(s.Steps), s.Version, bytes.Equal(s.Source, src))
+		}
+		for _, st := range s.Steps {
+			if st.Action == nil || !stepNameRE.MatchString(st.Name) || st.Retry.Attempts < 1 {
+				t.Fatalf("step %q compiled with action %v, %d attempts", st.Name, st.Action, st.Retry.Attempts)
+			}
+		}
+	})
+}
 
 // FuzzParseTemplate checks that the template splitter never panics, that its segments put
 // back together give the input, and that the expression offsets point at the sources.

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -299,9 +300,62 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narr
 			// The same request will be refused the same way; retrying only delays the failure.
 			err = permanent(err)
 		}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			if h := resp.Header.Get("Retry-After"); h != "" {
+				if d, ok := parseRetryAfter(h, e.clock.Now()); ok {
+					err = &retryAfterError{err: err, after: d, header: h}
+				}
+			}
+		}
 		return out, err
 	}
 	return out, nil
+}
+
+// maxRetryAfter caps a Retry-After wait when the step sets no max_backoff (a step with a
+// retry block always has one, 1m by default). A downstream that asks for a day must not
+// park a run, and its checkpoint, for a day.
+const maxRetryAfter = time.Hour
+
+// retryAfterError is a 429 or 503 answer whose Retry-After header said how long to wait
+// before trying again. The engine waits at least that long (within the step's caps) before
+// the next try.
+type retryAfterError struct {
+	err    error
+	after  time.Duration // from now; 0 for a date in the past
+	header string        // as sent, for the record
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// parseRetryAfter reads a Retry-After value: delta-seconds or an HTTP-date (RFC 9110
+// §10.2.3). A date is measured against now, the engine's clock, so tests see exact waits.
+// Anything else is ignored (ok false) and the step's own backoff applies: a garbled header
+// is no reason to wait longer, or to fail.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if strings.Trim(v, "0123456789") == "" {
+		secs, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || secs > uint64(maxRetryAfter/time.Second) {
+			// Only digits, so the error is overflow: a valid, absurdly long wait. Callers cap
+			// it anyway; clamping here keeps the multiplication below from overflowing.
+			return maxRetryAfter + time.Second, true
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	d := t.Sub(now)
+	if d < 0 {
+		d = 0 // the date has passed: no extra wait beyond the backoff
+	}
+	return d, true
 }
 
 func statusExpected(code int, expect []int) bool {

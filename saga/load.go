@@ -33,6 +33,12 @@ func Parse(file string, src []byte) (*Saga, yamlconf.Errors) {
 		d.ErrorAt(yamlconf.Pos{Line: 1, Column: 1}, "file is empty")
 		return nil, d.Errors()
 	}
+	if yamlconf.IsNull(d.Resolve(n)) {
+		// A document that is only a null or a bare tag ("!x") decodes as nothing without a
+		// word from the decoder, which would leave a saga with no name and no steps.
+		d.Errorf(n, "file holds no saga: expected a mapping with name and steps")
+		return nil, d.Errors()
+	}
 	var raw rawSaga
 	d.Decode(n, &raw)
 	c := &compiler{d: d, all: map[string]bool{}}

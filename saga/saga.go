@@ -14,7 +14,12 @@
 //     template that does not render, an http 4xx other than 408/425/429, an egress refusal,
 //     an answer over the size limit, a fail action.
 //   - A step's timeout bounds the whole step, retries and waits included; an http timeout
-//     bounds one request (30s when neither is set).
+//     bounds one request (30s when neither is set). A retry wait that would end after the
+//     step's (or the saga's) deadline is not slept: the step fails at once, saying so.
+//   - A 429 or 503 answer with Retry-After (seconds or an HTTP-date) waits the larger of the
+//     backoff and Retry-After, the latter capped at max_backoff (1h when there is none) and
+//     not jittered. The recorded output (history only, not steps.<name>.output) lists the
+//     waits under retry_after; a failing step's error names them too.
 //   - An http answer longer than EngineOptions.MaxResponseBytes fails the step instead of
 //     being cut: half a JSON document is worse than none.
 //   - Compensation and on_failure run on a context of their own (CleanupTimeout), so a saga

@@ -116,8 +116,8 @@ func TestEveryMethodIsListedAndBuildable(t *testing.T) {
 			t.Errorf("New(%s): %v", m, err)
 		}
 	}
-	if len(Reasons()) != 5 {
-		t.Errorf("Reasons() = %v, want the five reasons", Reasons())
+	if len(Reasons()) != 6 {
+		t.Errorf("Reasons() = %v, want the five verdicts and rate_limited", Reasons())
 	}
 }
 
