@@ -155,6 +155,23 @@ func Parse(file string, src []byte) (ast.Node, Errors) {
 	if len(f.Docs) > 1 {
 		return nil, Errors{{File: file, Line: PosOf(f.Docs[1].Body).Line, Column: 1, Message: "only one YAML document per file"}}
 	}
+	// A document that is only null, or a tag or anchor on nothing, holds no configuration:
+	// report it as empty rather than decode it into zero values without a word.
+	body := f.Docs[0].Body
+	for {
+		switch t := body.(type) {
+		case *ast.TagNode:
+			body = t.Value
+			continue
+		case *ast.AnchorNode:
+			body = t.Value
+			continue
+		}
+		break
+	}
+	if IsNull(body) || (reflect.ValueOf(body).Kind() == reflect.Pointer && reflect.ValueOf(body).IsNil()) {
+		return nil, nil
+	}
 	return f.Docs[0].Body, nil
 }
 
