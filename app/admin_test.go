@@ -401,18 +401,11 @@ func TestRunsCanBeListedShownAndReplayed(t *testing.T) {
 
 func TestRunReloadsOnSIGHUPAndStopsWhenCancelled(t *testing.T) {
 	dir := t.TempDir()
-	for name, content := range map[string]string{
+	writeFiles(t, dir, map[string]string{
 		"pushbackd.yaml":     "listen: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
 		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, security: {method: bearer, tokens: [{value: t}]}}]\n",
 		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
-	} {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	core, logs := observer.New(zapcore.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
@@ -451,16 +444,11 @@ func TestRunReloadsOnSIGHUPAndStopsWhenCancelled(t *testing.T) {
 
 func TestAdminTokenGuessesAreRateLimited(t *testing.T) {
 	dir := t.TempDir()
-	for name, content := range map[string]string{
+	writeFiles(t, dir, map[string]string{
 		"pushbackd.yaml":     "limits: {auth_failures: {per_client: 2, window: 1h}}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
 		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, security: {method: bearer, tokens: [{value: t}]}}]\n",
 		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
-	} {
-		_ = os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)

@@ -39,19 +39,11 @@ func TestAFullDiskAnswers503AndLosesNoAcknowledgedRun(t *testing.T) {
 	}
 	dataDir := smallDisk(t, "1m")
 	cfgDir := t.TempDir()
-	for name, content := range map[string]string{
+	writeFiles(t, cfgDir, map[string]string{
 		"pushbackd.yaml":     "listen: 127.0.0.1:0\n",
 		"partners/acme.yaml": "id: acme\nendpoints: [{name: big, saga: answers, security: {method: bearer, tokens: [{value: t}]}}]\n",
 		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
-	} {
-		p := filepath.Join(cfgDir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	core, logs := observer.New(zapcore.InfoLevel)
 	a, err := New(Options{ConfigPath: filepath.Join(cfgDir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", DataDir: dataDir, Logger: zap.New(core)})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -26,12 +25,7 @@ func startWith(t *testing.T, files map[string]string) *App {
 	t.Helper()
 	dir := t.TempDir()
 	files["pushbackd.yaml"] += "data_dir: " + filepath.Join(dir, "data") + "\n"
-	for name, content := range files {
-		_ = os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, dir, files)
 	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)

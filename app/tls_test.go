@@ -59,17 +59,12 @@ func TestBothListenersServeTLSAndReloadTheCertificate(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	first := writeCert(t, certFile, keyFile, "first")
-	for name, content := range map[string]string{
+	writeFiles(t, dir, map[string]string{
 		"pushbackd.yaml": "tls: {cert_file: cert.pem, key_file: key.pem}\nadmin: {tls: {cert_file: cert.pem, key_file: key.pem}}\n" +
 			"limits: {auth_failures: {per_client: 1000}}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
 		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, mode: sync, security: {method: bearer, tokens: [{value: t}]}}]\n",
 		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
-	} {
-		_ = os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
