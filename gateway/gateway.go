@@ -276,37 +276,23 @@ func (g *Gateway) handle(c echo.Context) error {
 	log := g.opts.Logger.With(zap.String("request_id", reqID), zap.String("partner", partner),
 		zap.String("site", site), zap.String("endpoint", endpoint))
 
+	remote := g.remoteIP(r, cfg)
+	client := remote.String()
+	verifier := route.Endpoint.Verifier()
+	// A client out of tries is refused before its body is read: guessing must not cost us
+	// a megabyte per guess.
+	if blocked, wait := g.clients.Blocked(client); blocked {
+		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), security.ReasonRateLimited)
+		log.Warn("client out of authentication tries; refusing", zap.String("remote_ip", client))
+		return tooManyFailures(wait)
+	}
 	raw, err := readBody(r, c.Response(), cfg.Server.Limits.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	remote := g.remoteIP(r, cfg)
-	verifier := route.Endpoint.Verifier()
-	if blocked, wait := g.clients.Blocked(remote.String()); blocked {
-		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), security.ReasonRateLimited)
-		log.Warn("client out of authentication tries; refusing", zap.String("remote_ip", remote.String()))
-		return tooManyFailures(wait)
-	}
 	query := r.URL.Query()
 	if err := verifier.Verify(&security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}); err != nil {
-		reason := security.Reason("unknown")
-		var f *security.Failure
-		if errors.As(err, &f) {
-			reason = f.Reason
-		}
-		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), reason)
-		log.Warn("authentication failed", zap.String("method", string(verifier.Method())),
-			zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.String("remote_ip", remote.String()))
-		g.clients.Fail(remote.String())
-		if g.endpoints.Fail(partner + "/" + endpoint) {
-			_, wait := g.endpoints.Blocked(partner + "/" + endpoint)
-			return tooManyFailures(wait)
-		}
-		h := http.Header{}
-		if ch := security.Challenge(verifier.Method()); ch != "" {
-			h.Set(echo.HeaderWWWAuthenticate, ch)
-		}
-		return &httpError{code: http.StatusUnauthorized, message: unauthorizedMessage, header: h}
+		return g.refuse(err, route, site, client, log)
 	}
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)
@@ -320,7 +306,7 @@ func (g *Gateway) handle(c echo.Context) error {
 		return err
 	}
 	req := saga.Request{Method: r.Method, Path: r.URL.Path, Headers: r.Header, Query: query,
-		RemoteIP: remote.String(), ContentType: contentType, Raw: raw, Body: body, ReceivedAt: g.opts.Now()}
+		RemoteIP: client, ContentType: contentType, Raw: raw, Body: body, ReceivedAt: g.opts.Now()}
 	inv := NewInvocation(route, route.Endpoint.SagaRef(), runID.String(), req)
 	log = log.With(zap.String("run_id", inv.RunID))
 	sec := route.Endpoint.Security.Resolved()
@@ -354,6 +340,30 @@ func (g *Gateway) handle(c echo.Context) error {
 		return g.runSync(c, run, inv, ttl, cfg.Server.Limits.SyncTimeout, log)
 	}
 	return g.accept(c, run, inv, ttl, route.Endpoint.AcceptStatus, log)
+}
+
+// refuse answers a failed authentication: the same 401 whatever the reason, or 429 once
+// the endpoint's failure budget is spent. The reason goes to the log and the metric.
+func (g *Gateway) refuse(err error, route config.Route, site, client string, log *zap.Logger) error {
+	method := route.Endpoint.Verifier().Method()
+	reason := security.Reason("unknown")
+	var f *security.Failure
+	if errors.As(err, &f) {
+		reason = f.Reason
+	}
+	g.opts.Observer.AuthFailure(route.Partner.ID, site, route.Endpoint.Name, method, reason)
+	log.Warn("authentication failed", zap.String("method", string(method)),
+		zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.String("remote_ip", client))
+	g.clients.Fail(client)
+	if key := route.Partner.ID + "/" + route.Endpoint.Name; g.endpoints.Fail(key) {
+		_, wait := g.endpoints.Blocked(key)
+		return tooManyFailures(wait)
+	}
+	h := http.Header{}
+	if ch := security.Challenge(method); ch != "" {
+		h.Set(echo.HeaderWWWAuthenticate, ch)
+	}
+	return &httpError{code: http.StatusUnauthorized, message: unauthorizedMessage, header: h}
 }
 
 // tooManyFailures is the answer once a failure budget is spent: like the 401, it says
