@@ -116,7 +116,7 @@ func Defaults() Server {
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			SyncTimeout:       25 * time.Second,
-			Workers:           16,
+			Workers:           64,
 			Queue:             10000,
 			AuthFailures:      AuthFailures{PerClient: 20, PerEndpoint: 200, Window: time.Minute},
 		},

@@ -63,7 +63,7 @@ type Options struct {
 	Rebuild   func(run *store.Run) (*saga.Invocation, error)
 	Logger    *zap.Logger
 	Clock     Clock
-	Workers   int // runs executing at once; default 16
+	Workers   int // runs executing at once; default 64
 	QueueSize int // runs waiting for a worker before accepts are refused; default 10000
 }
 
@@ -96,6 +96,10 @@ type job struct {
 	// started: the stored record already says running with this attempt (a sync run just
 	// created), so execute need not write it again.
 	started bool
+	// lateFinish: record the outcome after returning it. A sync sender waits for the
+	// saga's answer, not for the write that files it away; a crash in between finds the
+	// run unfinished and runs it again from its last checkpoint (at least once).
+	lateFinish bool
 }
 
 // New makes a dispatcher; Start gives it its engine and starts the workers. The engine is
@@ -111,7 +115,7 @@ func New(o Options) *Dispatcher {
 		o.Observer = noObserver{}
 	}
 	if o.Workers <= 0 {
-		o.Workers = 16
+		o.Workers = 64
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 10000
@@ -280,7 +284,7 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 	if cr.DuplicateOf != "" {
 		return nil, cr.DuplicateOf, nil
 	}
-	return d.execute(ctx, &job{run: run, inv: inv, started: true}), "", nil
+	return d.execute(ctx, &job{run: run, inv: inv, started: true, lateFinish: true}), "", nil
 }
 
 func (d *Dispatcher) create(ctx context.Context, run *store.Run, ttl time.Duration) (store.CreateResult, error) {
@@ -389,12 +393,18 @@ func (d *Dispatcher) execute(ctx context.Context, j *job) *saga.Result {
 			r.Status, r.WakeAt = store.StatusWaiting, j.state.WaitUntil
 		}
 		r.UpdatedAt = d.o.Clock.Now()
-		if err := d.update(ctx, r); errors.Is(err, store.ErrFinal) {
-			// Superseded by a newer debounced run between its wake-up and now.
-			log.Info("run already final; not running it", zap.Error(err))
-			return &saga.Result{RunID: r.ID, Saga: r.Saga, Status: string(store.StatusSuperseded)}
-		} else if err != nil {
-			log.Warn("cannot record that the run started", zap.Error(err))
+		// A first attempt needs no write of its own to say it started — its first checkpoint
+		// or its outcome says so, and a crash before either finds it queued and runs it
+		// again — which saves an fsync per run. A debounced run does write: that write is how
+		// it learns it was superseded meanwhile. A resumed run writes so its attempt count
+		// survives another crash.
+		if r.Attempt > 1 || r.DebounceKey != "" || r.Status == store.StatusWaiting {
+			if err := d.update(ctx, r); errors.Is(err, store.ErrFinal) {
+				log.Info("run already final; not running it", zap.Error(err))
+				return &saga.Result{RunID: r.ID, Saga: r.Saga, Status: string(store.StatusSuperseded)}
+			} else if err != nil {
+				log.Warn("cannot record that the run started", zap.Error(err))
+			}
 		}
 	}
 	d.mu.Lock()
@@ -403,6 +413,15 @@ func (d *Dispatcher) execute(ctx context.Context, j *job) *saga.Result {
 	res := d.engine.Resume(ctx, j.inv, j.state)
 	d.mu.Lock()
 	delete(d.active, r.ID)
+	if j.lateFinish {
+		d.running.Add(1) // Stop waits for the outcome to be written
+		d.mu.Unlock()
+		go func() {
+			defer d.running.Done()
+			d.finish(context.WithoutCancel(ctx), j, res, log)
+		}()
+		return res
+	}
 	d.mu.Unlock()
 	d.finish(ctx, j, res, log)
 	return res
@@ -423,7 +442,10 @@ func (d *Dispatcher) finish(ctx context.Context, j *job, res *saga.Result, log *
 		}
 	}
 	// The outcome must be recorded even when the caller's context has ended.
-	if err := d.update(context.WithoutCancel(ctx), r); err != nil {
+	if err := d.update(context.WithoutCancel(ctx), r); errors.Is(err, store.ErrFinal) {
+		log.Info("run was superseded while it ran; its outcome is not recorded", zap.Error(err))
+		return
+	} else if err != nil {
 		log.Error("cannot record the run's outcome; it will run again at the next start", zap.Error(err))
 		return
 	}

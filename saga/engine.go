@@ -307,7 +307,10 @@ func (r *run) execute(ctx context.Context) *Result {
 				fail.msg = st.Name + ": " + rec.Error
 			}
 		default:
-			if i+1 < len(r.s.Steps) {
+			// Only a step that touched the world needs its result kept: a resume re-runs
+			// pure steps (set, log, skipped ones) for free, and every checkpoint is an
+			// fsync'd write the sender of a sync request waits for.
+			if i+1 < len(r.s.Steps) && rec.Status != StatusSkipped && st.Action.hasEffects() {
 				r.checkpoint(ctx, i+1, 0, time.Time{})
 			}
 		}
@@ -685,4 +688,10 @@ func (t *Template) Render(inv *Invocation) (string, error) {
 		return "", fmt.Errorf("%s: %w", strings.TrimSpace(t.Source), err)
 	}
 	return stringify(v), nil
+}
+
+// hasEffects says whether running the action again after a crash would repeat something
+// outside the run: a request to another system, or a write to kv state.
+func (a *Action) hasEffects() bool {
+	return a.Kind == KindHTTP || a.Kind == KindKV
 }
