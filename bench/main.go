@@ -1,0 +1,421 @@
+// Command bench is pushbackd's load benchmark: on loopback only, it starts a bare Echo v4
+// handler (reads the body, answers 200) and pushbackd (the real binary, built here, with a
+// generated bench config) as separate processes side by side, drives both with the same
+// closed-loop load generator (vegeta as a library, 64 connections), alternating
+// bare/pushbackd over several rounds, and prints per scenario the throughput ratio
+// pushbackd / bare, p50 and p99 latency, errors and peak RSS against the targets.
+//
+//	go run ./bench                       # everything (~10 minutes on 2 cores)
+//	go run ./bench -quick                # a short smoke run
+//	go run ./bench -scenarios 2,3 -out /tmp/table.md
+//	go run ./bench -profile /tmp/prof -scenarios 2,3   # CPU profiles, server in-process
+//
+// Every URL the bench requests is asserted to be 127.0.0.1. See BENCHMARKS.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type options struct {
+	duration    time.Duration
+	rounds      int
+	conns       int
+	scenarios   []int
+	quick       bool
+	out         string
+	runs        int
+	partners    int
+	e2eDuration time.Duration
+	warmup      time.Duration
+	profile     string
+	keep        bool
+}
+
+func main() {
+	var (
+		o         options
+		scenarios string
+		serve     string
+		serveAddr string
+	)
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measured round per server")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds per scenario (bare, pushbackd, bare, pushbackd, ...)")
+	flag.IntVar(&o.conns, "conns", 64, "concurrent connections (closed loop)")
+	flag.StringVar(&scenarios, "scenarios", "1,2,3,4,5,6", "scenarios to run, comma-separated")
+	flag.BoolVar(&o.quick, "quick", false, "short smoke run: 1s rounds, 1 round, 10s end to end, 20k stored runs, 1,000 partners")
+	flag.StringVar(&o.out, "out", "", "also write the table (markdown) to this file")
+	flag.IntVar(&o.runs, "runs", 1_000_000, "scenario 6: stored runs to seed")
+	flag.IntVar(&o.partners, "partners", 10_000, "scenario 5: partners (× 5 sites × 5 endpoints)")
+	flag.DurationVar(&o.e2eDuration, "e2e-duration", 60*time.Second, "scenario 4: sustained load length")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load per server before each scenario")
+	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of the selected scenarios (1-4) to this directory, running pushbackd in-process, instead of the table")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data)")
+	flag.StringVar(&serve, "serve", "", "internal: run as the bare (bare) or mock (mock) server")
+	flag.StringVar(&serveAddr, "serve-addr", "", "internal: address for -serve")
+	flag.Parse()
+
+	if serve != "" {
+		if err := serveChild(serve, serveAddr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		def := func(name string, apply func()) {
+			if !set[name] {
+				apply()
+			}
+		}
+		def("duration", func() { o.duration = time.Second })
+		def("rounds", func() { o.rounds = 1 })
+		def("e2e-duration", func() { o.e2eDuration = 10 * time.Second })
+		def("runs", func() { o.runs = 20_000 })
+		def("partners", func() { o.partners = 1_000 })
+		def("warmup", func() { o.warmup = 300 * time.Millisecond })
+	}
+	for s := range strings.SplitSeq(scenarios, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 6 {
+			fmt.Fprintf(os.Stderr, "bench: bad scenario %q (1-6)\n", s)
+			os.Exit(2)
+		}
+		o.scenarios = append(o.scenarios, n)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	tmp, err := os.MkdirTemp("", "pushbackd-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Println("temporary directory:", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	b := &bench{o: o, tmp: tmp}
+	if err := b.setup(); err != nil {
+		return err
+	}
+	defer b.teardown()
+	if o.profile != "" {
+		return b.profileAll()
+	}
+	for _, n := range o.scenarios {
+		fmt.Printf("\n== scenario %d ==\n", n)
+		var err error
+		switch n {
+		case 1, 3:
+			if err = b.scenarioCompare(n, ""); err == nil {
+				fmt.Printf("\n== scenario %db ==\n", n)
+				err = b.scenarioCompare(n, "b")
+			}
+		case 2:
+			err = b.scenarioCompare(2, "")
+		case 4:
+			err = b.scenarioE2E()
+		case 5:
+			err = b.scenarioRouting()
+		case 6:
+			err = b.scenarioHistory()
+		}
+		if err != nil {
+			return fmt.Errorf("scenario %d: %w", n, err)
+		}
+	}
+	b.note("load average (1/5/15 min) at start %s, at end %s — the machine is shared; ratios come from alternating rounds in the same run", b.loadStart, loadavg())
+	table := b.table()
+	fmt.Println()
+	fmt.Println(table)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(table), 0o644); err != nil {
+			return err
+		}
+		fmt.Println("table written to", o.out)
+	}
+	return nil
+}
+
+// bench holds what every scenario shares.
+type bench struct {
+	o        options
+	tmp      string
+	bin      string // the pushbackd binary
+	self     string // this program, re-executed for the bare and mock servers
+	bare     *proc
+	bareAddr string
+	mock     *proc
+	mockURL  string
+
+	body            []byte
+	goodSig, badSig string
+	started         time.Time
+
+	loadStart string
+	rows      []row
+	notes     []string
+	idleRSS   uint64
+}
+
+func (b *bench) setup() error {
+	b.started = time.Now()
+	b.loadStart = loadavg()
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	if b.body, err = os.ReadFile(filepath.Join(root, "testdata/payloads/encompass-loan-milestone.json")); err != nil {
+		return err
+	}
+	b.goodSig = signature([]byte(benchSecret), b.body)
+	b.badSig = signature([]byte("not-the-key"), b.body)
+
+	b.bin = filepath.Join(b.tmp, "pushbackd")
+	fmt.Println("building pushbackd …")
+	build := exec.Command("go", "build", "-o", b.bin, "./cmd/pushbackd")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/pushbackd: %w", err)
+	}
+	if b.self, err = os.Executable(); err != nil {
+		return err
+	}
+	b.bareAddr = freeAddr()
+	if b.bare, err = startProc("bare", b.tmp, "http://"+b.bareAddr+"/healthz", b.self, "-serve", "bare", "-serve-addr", b.bareAddr); err != nil {
+		return err
+	}
+	mockAddr := freeAddr()
+	b.mockURL = "http://" + mockAddr
+	if b.mock, err = startProc("mock", b.tmp, b.mockURL+"/healthz", b.self, "-serve", "mock", "-serve-addr", mockAddr); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (b *bench) teardown() {
+	_ = b.bare.stop()
+	_ = b.mock.stop()
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("run the bench from inside the pushbackd module (go run ./bench)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// row is one line of the final table.
+type row struct {
+	scenario      string
+	pbRPS, bareRS float64 // 0: not applicable
+	ratio         float64 // 0: not applicable
+	p50, p99      time.Duration
+	errors        string
+	peakRSS       uint64
+	peakAnon      uint64 // 0: not shown
+	target        string
+	holds         string
+}
+
+func (b *bench) add(r row) { b.rows = append(b.rows, r) }
+func (b *bench) note(f string, a ...any) {
+	s := fmt.Sprintf(f, a...)
+	b.notes = append(b.notes, s)
+	fmt.Println("  ·", s)
+}
+
+func holds(ok bool, detail string, a ...any) string {
+	s := "**no**"
+	if ok {
+		s = "yes"
+	}
+	if detail != "" {
+		s += " (" + fmt.Sprintf(detail, a...) + ")"
+	}
+	return s
+}
+
+func fmtRPS(v float64) string {
+	if v == 0 {
+		return "–"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+func fmtDur(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmtMs(d)
+}
+
+func fmtMs(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	switch {
+	case ms < 1:
+		return fmt.Sprintf("%.2f ms", ms)
+	case ms < 10:
+		return fmt.Sprintf("%.1f ms", ms)
+	default:
+		return fmt.Sprintf("%.0f ms", ms)
+	}
+}
+
+func fmtMB(v uint64) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f MB", float64(v)/(1<<20))
+}
+
+// fmtMem shows VmHWM and, when known, the peak anonymous part (heap and stacks; the rest
+// is mapped file pages, e.g. the bbolt file).
+func fmtMem(hwm, anon uint64) string {
+	if anon == 0 {
+		return fmtMB(hwm)
+	}
+	return fmt.Sprintf("%s (anon %s)", fmtMB(hwm), fmtMB(anon))
+}
+
+func (b *bench) table() string {
+	var s strings.Builder
+	nproc := runtime.NumCPU()
+	fmt.Fprintf(&s, "pushbackd bench — %s, %d CPUs, %s, %s; %d conns, %d round(s) × %v per server; started %s\n\n",
+		runtime.GOOS+"/"+runtime.GOARCH, nproc, memTotal(), runtime.Version(), b.o.conns, b.o.rounds, b.o.duration, b.started.Format("2006-01-02 15:04"))
+	s.WriteString("Peak RSS is the server's VmHWM from /proc; \"anon\" is its highest sampled RssAnon (heap and stacks, without the mapped bbolt file).\n\n")
+	s.WriteString("| scenario | pushbackd req/s | bare req/s | ratio | p50 | p99 | errors | peak RSS | target | holds? |\n")
+	s.WriteString("|---|---:|---:|---:|---:|---:|---|---:|---|---|\n")
+	for _, r := range b.rows {
+		ratio := "–"
+		if r.ratio != 0 {
+			ratio = fmt.Sprintf("%.3f", r.ratio)
+		}
+		errs := r.errors
+		if errs == "" {
+			errs = "0"
+		}
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.scenario, fmtRPS(r.pbRPS), fmtRPS(r.bareRS), ratio, fmtDur(r.p50), fmtDur(r.p99), errs, fmtMem(r.peakRSS, r.peakAnon), r.target, r.holds)
+	}
+	if len(b.notes) > 0 {
+		s.WriteString("\nNotes:\n\n")
+		for _, n := range b.notes {
+			s.WriteString("- " + n + "\n")
+		}
+	}
+	return s.String()
+}
+
+func memTotal() string {
+	bs, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "? memory"
+	}
+	for line := range strings.SplitSeq(string(bs), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return fmt.Sprintf("%.1f GiB RAM", kb/(1<<20))
+		}
+	}
+	return "? memory"
+}
+
+// side is one server in a comparison.
+type side struct {
+	name string
+	t    target
+	p    *proc // the server, for its CPU time; may be nil
+}
+
+// compare warms every side up, then runs o.rounds rounds of each in turn (A B A B …),
+// and returns each side's merged result.
+func (b *bench) compare(sides ...side) []*loadResult {
+	for _, s := range sides {
+		attack(s.t, b.o.conns, b.o.warmup)
+	}
+	out := make([]*loadResult, len(sides))
+	for i := range out {
+		out[i] = &loadResult{}
+	}
+	for r := 1; r <= b.o.rounds; r++ {
+		for i, s := range sides {
+			var cpu0 time.Duration
+			if s.p != nil {
+				cpu0 = s.p.cpu()
+			}
+			res := attack(s.t, b.o.conns, b.o.duration)
+			if s.p != nil {
+				res.serverCPU = s.p.cpu() - cpu0
+			}
+			out[i].merge(res)
+			fmt.Printf("  round %d %-10s %8.0f req/s  p50 %-8s p99 %-8s unexpected %d %s\n", r, s.name, res.RPS(),
+				fmtMs(res.Quantile(0.5)), fmtMs(res.Quantile(0.99)), res.Failed(), res.codesString(s.t.Expect, s.t.Expect2))
+		}
+	}
+	return out
+}
+
+func errString(r *loadResult, expect ...int) string {
+	if r.Failed() == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%s)", r.Failed(), r.codesString(expect...))
+}
+
+// stopNote stops pb and reports a failure to stop cleanly as a note.
+func (b *bench) stopPB(pb *pushbackd) {
+	if err := pb.stop(); err != nil {
+		b.note("%s: stop: %v", pb.name, err)
+	}
+}
+
+func loadavg() string {
+	bs, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(bs))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// cpuNote reports each side's server CPU time per answered request during the measured
+// rounds: a figure the shared load generator does not distort.
+func (b *bench) cpuNote(label string, sides []side, res []*loadResult) {
+	s := ""
+	for i, sd := range sides {
+		if sd.p == nil || res[i].OK == 0 {
+			continue
+		}
+		if s != "" {
+			s += ", "
+		}
+		s += fmt.Sprintf("%s %.0f µs", sd.name, float64(res[i].serverCPU.Microseconds())/float64(res[i].OK))
+	}
+	if s != "" {
+		b.note("%s: server CPU per answered request: %s", label, s)
+	}
+}
