@@ -273,7 +273,7 @@ func (g *Gateway) handle(c echo.Context) error {
 		return &httpError{code: http.StatusMethodNotAllowed, message: "pushback endpoints accept POST only",
 			header: http.Header{"Allow": {http.MethodPost}}}
 	}
-	log := g.opts.Logger.With(zap.String("request_id", reqID), zap.String("partner", partner),
+	log := newReqLog(g.opts.Logger, zap.String("request_id", reqID), zap.String("partner", partner),
 		zap.String("site", site), zap.String("endpoint", endpoint))
 
 	remote := g.remoteIP(r, cfg)
@@ -344,7 +344,7 @@ func (g *Gateway) handle(c echo.Context) error {
 
 // refuse answers a failed authentication: the same 401 whatever the reason, or 429 once
 // the endpoint's failure budget is spent. The reason goes to the log and the metric.
-func (g *Gateway) refuse(err error, route config.Route, site, client string, log *zap.Logger) error {
+func (g *Gateway) refuse(err error, route config.Route, site, client string, log *reqLog) error {
 	method := route.Endpoint.Verifier().Method()
 	reason := security.Reason("unknown")
 	var f *security.Failure
@@ -403,7 +403,7 @@ func NewInvocation(route config.Route, s *saga.Saga, runID string, req saga.Requ
 
 // storeFailure turns a failure to record a run into the answer DESIGN §5 gives it: 503
 // with Retry-After, since nothing was stored and the sender should come back.
-func storeFailure(err error, log *zap.Logger) error {
+func storeFailure(err error, log *reqLog) error {
 	switch {
 	case errors.Is(err, dispatch.ErrQueueFull):
 		log.Warn("run queue full; refusing", zap.Error(err))
@@ -421,7 +421,7 @@ func duplicateAnswer(c echo.Context, original string) error {
 }
 
 // accept records an async run and answers only once it is on disk.
-func (g *Gateway) accept(c echo.Context, run *store.Run, inv *saga.Invocation, ttl time.Duration, status int, log *zap.Logger) error {
+func (g *Gateway) accept(c echo.Context, run *store.Run, inv *saga.Invocation, ttl time.Duration, status int, log *reqLog) error {
 	answer := Answer{Status: http.StatusText(status), Code: status, Message: "accepted", RunID: run.ID}
 	b, err := json.Marshal(answer)
 	if err != nil {
@@ -449,7 +449,7 @@ type syncOutcome struct {
 // runSync runs the saga while the sender waits, up to timeout. A saga that takes longer is
 // not cancelled — half-done work is worse than late work — the sender gets 504 with the
 // run id and the run finishes on its own.
-func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, ttl, timeout time.Duration, log *zap.Logger) error {
+func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, ttl, timeout time.Duration, log *reqLog) error {
 	done := make(chan syncOutcome, 1)
 	ctx := context.WithoutCancel(c.Request().Context())
 	g.running.Add(1)

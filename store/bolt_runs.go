@@ -317,9 +317,10 @@ func statusMerger(tx *bbolt.Tx, sts []Status, hi *runID) *merger {
 
 var finalStatuses = []Status{StatusSucceeded, StatusFailed, StatusCompensated, StatusSuperseded, StatusDuplicate}
 
-// pruneChunk bounds the deletes per transaction: a chunk holds the writer (and so accepts)
-// for a few milliseconds at most.
-const pruneChunk = 1000
+// pruneChunk bounds the deletes per transaction: a chunk shares its commit with the
+// accepts queued behind it, so it must stay small. The bench measured accept p99 at 3.2×
+// while pruning with chunks of 1000.
+const pruneChunk = 250
 
 func (b *Bolt) Prune(ctx context.Context, before time.Time, maxRuns int) (int, error) {
 	var hi *runID
@@ -332,6 +333,7 @@ func (b *Bolt) Prune(ctx context.Context, before time.Time, maxRuns int) (int, e
 		var deleted int
 		var more bool
 		now := b.clock.Now()
+		began := time.Now()
 		err := b.write(ctx, func(tx *bbolt.Tx) error {
 			var err error
 			deleted, more, err = pruneOnce(tx, hi, maxRuns, now, pruneChunk)
@@ -343,6 +345,13 @@ func (b *Bolt) Prune(ctx context.Context, before time.Time, maxRuns int) (int, e
 		total += deleted
 		if !more {
 			return total, nil
+		}
+		// Leave the writer to accepts for as long as the chunk took: pruning is background
+		// work and may take twice as long; an accept may not.
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(time.Since(began)):
 		}
 	}
 }
