@@ -102,9 +102,11 @@ func TestOverloadIsRefusedWithRetryAfterAndRecovers(t *testing.T) {
 		}
 		return true
 	})
-	// 2 runs executing (held by the downstream) + 50 queued.
-	if accepted != 52 || refused != conns-52 || missingRetryAfter.Load() != 0 {
-		t.Fatalf("%d accepted, %d refused (%d without Retry-After); want 52 and %d", accepted, refused, missingRetryAfter.Load(), conns-52)
+	// At most 2 runs executing (held by the downstream) + 50 queued; at least the 50 the
+	// queue holds (fewer executing if a worker had not yet taken its run when the queue
+	// filled). Everything else is refused.
+	if accepted < 50 || accepted > 52 || refused != conns-accepted || missingRetryAfter.Load() != 0 {
+		t.Fatalf("%d accepted, %d refused (%d without Retry-After); want 50..52 accepted, the rest refused", accepted, refused, missingRetryAfter.Load())
 	}
 	var during runtime.MemStats
 	runtime.ReadMemStats(&during)
@@ -114,7 +116,7 @@ func TestOverloadIsRefusedWithRetryAfterAndRecovers(t *testing.T) {
 
 	release() // the downstream answers again: the queue drains by itself
 	deadline := time.Now().Add(20 * time.Second)
-	for a.runs.QueueDepth() > 0 || calls.Load() < 52 {
+	for a.runs.QueueDepth() > 0 || calls.Load() < accepted {
 		if time.Now().After(deadline) {
 			t.Fatalf("queue did not drain: depth %d, %d calls", a.runs.QueueDepth(), calls.Load())
 		}
