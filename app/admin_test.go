@@ -327,7 +327,13 @@ func TestMetricsCountAKnownSequence(t *testing.T) {
 	}
 	resp, _ := http.Post("http://"+a.Addr()+"/pushback/nobody/x", "text/plain", strings.NewReader("x"))
 	resp.Body.Close()
+	// A sync run's outcome is recorded just after its answer is sent, so the run counters
+	// catch up a moment after the last response.
 	m := scrape(t, c)
+	for deadline := time.Now().Add(5 * time.Second); m[`pushbackd_runs_total{saga="answers",status="succeeded"}`] < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		m = scrape(t, c)
+	}
 	want := map[string]float64{
 		`pushbackd_requests_total{code="201",endpoint="answers",partner="acme"}`:                                     3,
 		`pushbackd_requests_total{code="401",endpoint="answers",partner="acme"}`:                                     2,
