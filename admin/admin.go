@@ -10,7 +10,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,8 +65,9 @@ type API struct {
 const maxSagaBytes = 1 << 20
 
 // SagaName is what a saga file may be called: it becomes a path in sagas_dir, so nothing
-// that could climb out of it.
-var SagaName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+// that could climb out of it. It is the version history's own rule, so whatever the API
+// accepts can be versioned.
+var SagaName = store.SagaNamePattern
 
 // New builds the API. The token must not be empty.
 func New(o Options) (*API, error) {

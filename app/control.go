@@ -216,7 +216,7 @@ func (a *App) adminToken(cfg *config.Config) (security.Secret, error) {
 	if t := cfg.Server.Admin.Token.Secret; !t.IsZero() {
 		return t, nil
 	}
-	path := filepath.Join(a.dataDir, "admin.token")
+	path := AdminTokenPath(a.dataDir)
 	if b, err := os.ReadFile(path); err == nil {
 		if tok := strings.TrimSpace(string(b)); tok != "" {
 			a.log.Info("admin token read from file", zap.String("path", path))

@@ -122,10 +122,6 @@ func (c *Config) resolve(p string) string {
 	return filepath.Join(c.Dir, p)
 }
 
-// DataDir is data_dir resolved against the working directory, as DESIGN §3 shows
-// (`./data` next to where the server runs, not inside configs/).
-func (c *Config) DataDir() string { return c.Server.DataDir }
-
 // valueNode finds the node under a dotted key path, for positioning validation errors.
 func valueNode(d *yamlconf.Decoder, n ast.Node, path ...string) ast.Node {
 	for _, key := range path {

@@ -58,23 +58,6 @@ func (c *Config) Partner(id string) *Partner { return c.partners[id] }
 // Site returns the partner's site with id, or nil.
 func (p *Partner) Site(id string) *Site { return p.sites[id] }
 
-// HasAsyncEndpoints reports whether any of the partner's endpoints, or its sites', is async.
-func (p *Partner) HasAsyncEndpoints() bool {
-	for _, e := range p.Endpoints {
-		if e.Mode == ModeAsync {
-			return true
-		}
-	}
-	for _, s := range p.Sites {
-		for _, e := range s.Endpoints {
-			if e.Mode == ModeAsync {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // SagasDir is sagas_dir resolved against pushbackd.yaml's directory.
 func (c *Config) SagasDir() string { return c.resolve(c.Server.SagasDir) }
 

@@ -77,8 +77,6 @@ type Engine struct {
 	client *http.Client
 }
 
-var _ Runner = (*Engine)(nil)
-
 // NewEngine applies defaults and builds the HTTP client whose transport enforces the egress
 // policy at dial time.
 func NewEngine(o EngineOptions) *Engine {

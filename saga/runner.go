@@ -1,7 +1,6 @@
 package saga
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -50,9 +49,4 @@ type Answer struct {
 	Status  int               `json:"status"`
 	Headers map[string]string `json:"headers,omitempty"`
 	Body    any               `json:"body,omitempty"`
-}
-
-// Runner runs a saga for a verified request. The gateway depends only on this.
-type Runner interface {
-	Run(ctx context.Context, inv *Invocation) *Result
 }

@@ -132,22 +132,10 @@ func (r *crashRig) load(n, killAfter int) {
 		go func() {
 			defer wg.Done()
 			for sent.Add(1) <= int32(n) {
-				req, _ := http.NewRequest(http.MethodPost, "http://"+r.addr+"/pushback/acme/work", strings.NewReader(`{"n":1}`))
-				req.Header.Set("Authorization", "Bearer t")
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil {
-					continue // the server died under this request: not acknowledged
-				}
-				var a struct {
-					RunID string `json:"run_id"`
-				}
-				err = json.NewDecoder(resp.Body).Decode(&a)
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if err == nil && resp.StatusCode/100 == 2 && a.RunID != "" {
+				id, _ := r.post(client, "work", `{"n":1}`)
+				if id != "" {
 					r.mu.Lock()
-					r.acked[a.RunID] = true
+					r.acked[id] = true
 					r.mu.Unlock()
 					if acked.Add(1) == int32(killAfter) {
 						killed.Do(r.kill)
@@ -158,6 +146,28 @@ func (r *crashRig) load(n, killAfter int) {
 	}
 	wg.Wait()
 	killed.Do(r.kill)
+}
+
+// post sends one pushback and returns the run id of a 2xx answer ("" otherwise, e.g. when
+// the server died under the request: not acknowledged); reached says the server answered.
+func (r *crashRig) post(client *http.Client, endpoint, body string) (id string, reached bool) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+r.addr+"/pushback/acme/"+endpoint, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer t")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	var a struct {
+		RunID string `json:"run_id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&a)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if err != nil || resp.StatusCode/100 != 2 {
+		return "", true
+	}
+	return a.RunID, true
 }
 
 // waitAllDone waits until every acknowledged run has reached the downstream.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -116,27 +115,15 @@ func (r *mixedRig) mixedLoad(killAfter int, cycle int) {
 				case n < 8:
 					endpoint = "flaky"
 				}
-				req, _ := http.NewRequest(http.MethodPost, "http://"+r.addr+"/pushback/acme/"+endpoint, strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer t")
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil {
-					if stop.Load() {
-						return
-					}
-					continue
+				id, reached := r.post(client, endpoint, body)
+				if !reached && stop.Load() {
+					return
 				}
-				var a struct {
-					RunID string `json:"run_id"`
-				}
-				err = json.NewDecoder(resp.Body).Decode(&a)
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if err == nil && resp.StatusCode/100 == 2 && a.RunID != "" {
+				if id != "" {
 					r.mu.Lock()
-					r.acked[a.RunID] = true
-					if r.kinds[a.RunID] == "" {
-						r.kinds[a.RunID] = endpoint
+					r.acked[id] = true
+					if r.kinds[id] == "" {
+						r.kinds[id] = endpoint
 					}
 					r.mu.Unlock()
 					if acked.Add(1) == int32(killAfter) {

@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/pushbackd/pushbackd/app"
 	"github.com/pushbackd/pushbackd/config"
 )
 
@@ -97,7 +97,7 @@ func (rc *runsCmd) connect(cfgPath, adminURL, tokenFile string) error {
 		return nil
 	}
 	if tokenFile == "" {
-		tokenFile = filepath.Join(server.DataDir, "admin.token")
+		tokenFile = app.AdminTokenPath(server.DataDir)
 	}
 	b, err := os.ReadFile(tokenFile)
 	if err != nil {
