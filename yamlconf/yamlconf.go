@@ -10,6 +10,7 @@ package yamlconf
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -95,16 +96,32 @@ type Unmarshaler interface {
 	UnmarshalYAMLNode(d *Decoder, n ast.Node)
 }
 
-// Decoder collects errors for one file.
+// Decoder collects errors for one file. Reset lets one decoder serve many files in turn,
+// keeping what it learnt about Go types and the short strings it has met.
 type Decoder struct {
 	File   string
 	errs   Errors
 	anchor map[string]ast.Node
+
+	// types memoises reflection per Go type: a partner file decodes hundreds of structs
+	// of a handful of types, and walking their tags each time cost more than decoding.
+	types map[reflect.Type]*typeInfo
+	// strs interns short strings (names, modes, header names) so thousands of endpoints
+	// that say `saga: bench-sync` keep one copy instead of one each.
+	strs map[string]string
 }
 
 // NewDecoder returns a decoder whose errors name file.
 func NewDecoder(file string) *Decoder {
-	return &Decoder{File: file, anchor: map[string]ast.Node{}}
+	return &Decoder{File: file}
+}
+
+// Reset readies d for another file: errors and anchors start afresh, the type and string
+// caches carry over. Errors returned before stay valid; d no longer touches them.
+func (d *Decoder) Reset(file string) {
+	d.File = file
+	d.errs = nil
+	clear(d.anchor) // drops references into the previous file's AST
 }
 
 // Errors returns what has been collected so far.
@@ -211,6 +228,9 @@ func (d *Decoder) resolve(n ast.Node) ast.Node {
 		switch t := n.(type) {
 		case *ast.AnchorNode:
 			if t.Name != nil {
+				if d.anchor == nil {
+					d.anchor = map[string]ast.Node{}
+				}
 				d.anchor[t.Name.GetToken().Value] = t.Value
 			}
 			n = t.Value
@@ -247,12 +267,13 @@ func (d *Decoder) decode(n ast.Node, v reflect.Value) {
 	if n == nil {
 		return
 	}
-	if v.CanAddr() && v.Addr().Type().Implements(unmarshalerType) {
+	ti := d.typeOf(v.Type())
+	if ti.unmarshaler && v.CanAddr() {
 		v.Addr().Interface().(Unmarshaler).UnmarshalYAMLNode(d, n)
 		return
 	}
 	if IsNull(n) {
-		v.Set(reflect.Zero(v.Type()))
+		v.SetZero()
 		return
 	}
 	if v.Type() == durationType {
@@ -266,7 +287,7 @@ func (d *Decoder) decode(n ast.Node, v reflect.Value) {
 		}
 		d.decode(n, v.Elem())
 	case reflect.Struct:
-		d.decodeStruct(n, v)
+		d.decodeStruct(n, v, ti)
 	case reflect.Map:
 		d.decodeMap(n, v)
 	case reflect.Slice:
@@ -284,7 +305,7 @@ func (d *Decoder) decode(n ast.Node, v reflect.Value) {
 			d.Errorf(n, "expected a string, got %s", kindName(n))
 			return
 		}
-		v.SetString(s)
+		v.SetString(d.intern(s))
 	case reflect.Bool:
 		b, ok := n.(*ast.BoolNode)
 		if !ok {
@@ -298,8 +319,8 @@ func (d *Decoder) decode(n ast.Node, v reflect.Value) {
 			d.Errorf(n, "expected an integer, got %s", kindName(n))
 			return
 		}
-		x, err := strconv.ParseInt(fmt.Sprint(i.Value), 10, 64)
-		if err != nil || v.OverflowInt(x) {
+		x, ok := intValue(i)
+		if !ok || v.OverflowInt(x) {
 			d.Errorf(n, "integer %s out of range", i.GetToken().Value)
 			return
 		}
@@ -310,8 +331,8 @@ func (d *Decoder) decode(n ast.Node, v reflect.Value) {
 			d.Errorf(n, "expected an integer, got %s", kindName(n))
 			return
 		}
-		x, err := strconv.ParseUint(fmt.Sprint(i.Value), 10, 64)
-		if err != nil || v.OverflowUint(x) {
+		x, ok := uintValue(i)
+		if !ok || v.OverflowUint(x) {
 			d.Errorf(n, "expected a non-negative integer, got %s", i.GetToken().Value)
 			return
 		}
@@ -321,14 +342,80 @@ func (d *Decoder) decode(n ast.Node, v reflect.Value) {
 		case *ast.FloatNode:
 			v.SetFloat(t.Value)
 		case *ast.IntegerNode:
-			f, _ := strconv.ParseFloat(fmt.Sprint(t.Value), 64)
-			v.SetFloat(f)
+			v.SetFloat(floatValue(t))
 		default:
 			d.Errorf(n, "expected a number, got %s", kindName(n))
 		}
 	default:
 		panic("yamlconf: unsupported kind " + v.Kind().String())
 	}
+}
+
+// intValue is an integer node's value as int64; goccy holds it as int64 or, past
+// MaxInt64, uint64. (Formatting it to text and parsing that back cost an allocation per
+// number.)
+func intValue(i *ast.IntegerNode) (int64, bool) {
+	switch x := i.Value.(type) {
+	case int64:
+		return x, true
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x), true
+		}
+		return 0, false
+	}
+	x, err := strconv.ParseInt(fmt.Sprint(i.Value), 10, 64)
+	return x, err == nil
+}
+
+// uintValue is intValue for unsigned fields: negative numbers do not fit.
+func uintValue(i *ast.IntegerNode) (uint64, bool) {
+	switch x := i.Value.(type) {
+	case int64:
+		if x >= 0 {
+			return uint64(x), true
+		}
+		return 0, false
+	case uint64:
+		return x, true
+	}
+	x, err := strconv.ParseUint(fmt.Sprint(i.Value), 10, 64)
+	return x, err == nil
+}
+
+func floatValue(i *ast.IntegerNode) float64 {
+	switch x := i.Value.(type) {
+	case int64:
+		return float64(x)
+	case uint64:
+		return float64(x)
+	}
+	f, _ := strconv.ParseFloat(fmt.Sprint(i.Value), 64)
+	return f
+}
+
+// Interning limits: secrets and ids are unique and long-ish; a bounded table keeps the
+// cost of meeting many of them to a failed lookup.
+const (
+	internMaxLen     = 64
+	internMaxEntries = 4096
+)
+
+// intern returns a copy of s already held, if any, so repeated values share memory.
+func (d *Decoder) intern(s string) string {
+	if len(s) > internMaxLen {
+		return s
+	}
+	if t, ok := d.strs[s]; ok {
+		return t
+	}
+	if d.strs == nil {
+		d.strs = make(map[string]string, 64)
+	}
+	if len(d.strs) < internMaxEntries {
+		d.strs[s] = s
+	}
+	return s
 }
 
 func (d *Decoder) decodeDuration(n ast.Node, v reflect.Value) {
@@ -367,6 +454,28 @@ type fieldInfo struct {
 	index    int
 	name     string
 	required bool
+}
+
+// typeInfo is what decode needs to know about a Go type, computed once per decoder.
+type typeInfo struct {
+	unmarshaler bool        // *T implements Unmarshaler
+	fields      []fieldInfo // structs: the decodable fields, in declaration order
+	posIndex    int         // structs: the untagged Pos field, or -1
+}
+
+func (d *Decoder) typeOf(t reflect.Type) *typeInfo {
+	if ti, ok := d.types[t]; ok {
+		return ti
+	}
+	ti := &typeInfo{unmarshaler: reflect.PointerTo(t).Implements(unmarshalerType), posIndex: -1}
+	if t.Kind() == reflect.Struct {
+		ti.fields, ti.posIndex = structFields(t)
+	}
+	if d.types == nil {
+		d.types = map[reflect.Type]*typeInfo{}
+	}
+	d.types[t] = ti
+	return ti
 }
 
 func structFields(t reflect.Type) (fields []fieldInfo, posIndex int) {
@@ -426,40 +535,49 @@ func (d *Decoder) KeyName(mv *ast.MappingValueNode) string {
 	return mv.Key.String()
 }
 
-func (d *Decoder) decodeStruct(n ast.Node, v reflect.Value) {
+func (d *Decoder) decodeStruct(n ast.Node, v reflect.Value, ti *typeInfo) {
 	m := d.Mapping(n, "")
 	if m == nil {
 		return
 	}
-	fields, posIndex := structFields(v.Type())
-	if posIndex >= 0 {
-		v.Field(posIndex).Set(reflect.ValueOf(PosOf(m)))
+	fields := ti.fields
+	if ti.posIndex >= 0 {
+		*v.Field(ti.posIndex).Addr().Interface().(*Pos) = PosOf(m)
 	}
-	byName := make(map[string]fieldInfo, len(fields))
-	for _, f := range fields {
-		byName[f.name] = f
+	// Structs have a few dozen fields at most: a scan beats building a map per node, and
+	// the seen set lives on the stack.
+	var seenBuf [64]bool
+	seen := seenBuf[:]
+	if len(fields) > len(seenBuf) {
+		seen = make([]bool, len(fields))
 	}
-	seen := map[string]bool{}
 	for _, mv := range m.Values {
 		key := d.KeyName(mv)
-		f, ok := byName[key]
-		if !ok {
+		fi := -1
+		for i := range fields {
+			if fields[i].name == key {
+				fi = i
+				break
+			}
+		}
+		if fi < 0 {
 			d.Errorf(mv.Key, "unknown key %q%s", key, suggest(key, fields))
 			continue
 		}
-		if seen[key] {
+		f := fields[fi]
+		if seen[fi] {
 			d.Errorf(mv.Key, "key %q appears twice", key)
 			continue
 		}
-		seen[key] = true
+		seen[fi] = true
 		if f.required && IsNull(d.resolve(mv.Value)) {
 			d.Errorf(mv.Key, "%s must not be empty", key)
 			continue
 		}
 		d.decode(mv.Value, v.Field(f.index))
 	}
-	for _, f := range fields {
-		if f.required && !seen[f.name] {
+	for i, f := range fields {
+		if f.required && !seen[i] {
 			d.Errorf(m, "missing required key %q", f.name)
 		}
 	}
@@ -487,11 +605,13 @@ func (d *Decoder) decodeMap(n ast.Node, v reflect.Value) {
 	if v.IsNil() {
 		v.Set(reflect.MakeMapWithSize(v.Type(), len(m.Values)))
 	}
+	kt, et := v.Type().Key(), v.Type().Elem()
 	for _, mv := range m.Values {
-		key := d.KeyName(mv)
-		elem := reflect.New(v.Type().Elem()).Elem()
+		key := reflect.New(kt).Elem()
+		key.SetString(d.intern(d.KeyName(mv)))
+		elem := reflect.New(et).Elem()
 		d.decode(mv.Value, elem)
-		v.SetMapIndex(reflect.ValueOf(key).Convert(v.Type().Key()), elem)
+		v.SetMapIndex(key, elem)
 	}
 }
 
@@ -518,7 +638,7 @@ func (d *Decoder) Value(n ast.Node) any {
 		m := d.Mapping(t, "")
 		out := make(map[string]any, len(m.Values))
 		for _, mv := range m.Values {
-			out[d.KeyName(mv)] = d.Value(mv.Value)
+			out[d.intern(d.KeyName(mv))] = d.Value(mv.Value)
 		}
 		return out
 	case *ast.SequenceNode:
@@ -543,7 +663,7 @@ func (d *Decoder) Value(n ast.Node) any {
 	case *ast.FloatNode:
 		return t.Value
 	case *ast.StringNode:
-		return t.Value
+		return d.intern(t.Value)
 	case *ast.LiteralNode:
 		return t.Value.Value
 	case *ast.InfinityNode:

@@ -1,0 +1,101 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The scale fixtures copy bench/config.go (scenario 5) rather than import package main:
+// loading many partner files is the case start-up time and resident memory depend on.
+const scaleSaga = `name: bench-sync
+description: bench — pure 3-step saga (set, set, respond)
+timeout: 5s
+steps:
+  - name: event
+    set: {event: "${ body.eventType }"}
+  - name: loan
+    set: {loan: "${ body.meta.resourceId }"}
+  - name: answer
+    respond:
+      status: 200
+      body: {status: OK, code: 200, message: received, run_id: "${ run.id }", event: "${ vars.event }", loan: "${ vars.loan }"}
+`
+
+// scalePartner is bench/config.go's scalePartner: 5 sites × 5 sync signature endpoints.
+func scalePartner(i int) string {
+	var b strings.Builder
+	id := fmt.Sprintf("p%05d", i)
+	fmt.Fprintf(&b, "id: %s\nname: Partner %d\nsettings: {region: r%d}\nsites:\n", id, i, i%7)
+	for s := range 5 {
+		fmt.Fprintf(&b, "  - id: s%d\n    name: Site %d\n    endpoints:\n", s, s)
+		for e := range 5 {
+			fmt.Fprintf(&b, "      - name: e%d\n        saga: bench-sync\n        mode: sync\n        security: {method: signature, header: %s, secrets: [{value: k-%s-s%d-e%d}]}\n",
+				e, "Elli-Signature", id, s, e)
+		}
+	}
+	return b.String()
+}
+
+// writeScale lays out a config directory with n scale partners and returns pushbackd.yaml.
+func writeScale(tb testing.TB, n int) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	for _, d := range []string{"partners", "sagas"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		"pushbackd.yaml":        "listen: 127.0.0.1:0\nlog: {level: error}\n",
+		"sagas/bench-sync.yaml": scaleSaga,
+	}
+	for i := range n {
+		files[filepath.Join("partners", fmt.Sprintf("p%05d.yaml", i))] = scalePartner(i)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "pushbackd.yaml")
+}
+
+func TestLoadScaleShape(t *testing.T) {
+	cfg, err := Load(writeScale(t, 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Partners) != 20 {
+		t.Fatalf("partners = %d, want 20", len(cfg.Partners))
+	}
+	r, ok := cfg.Lookup("p00007", "s3", "e4")
+	if !ok || r.Endpoint.Verifier() == nil || r.Endpoint.SagaRef() == nil || r.Endpoint.Mode != ModeSync {
+		t.Fatalf("lookup p00007/s3/e4 = %+v, %v", r, ok)
+	}
+	if got := r.Settings()["region"]; got != "r0" {
+		t.Fatalf("settings region = %v, want r0", got)
+	}
+}
+
+// BenchmarkLoadScale loads bench scenario 5's shape; -benchtime=1x with PUSHBACKD_SCALE=10000
+// reproduces the full 250,000-endpoint config.
+func BenchmarkLoadScale(b *testing.B) {
+	n := 1000
+	if s := os.Getenv("PUSHBACKD_SCALE"); s != "" {
+		if _, err := fmt.Sscan(s, &n); err != nil {
+			b.Fatal(err)
+		}
+	}
+	path := writeScale(b, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Load(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n*25), "ns/endpoint")
+}
