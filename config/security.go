@@ -49,18 +49,27 @@ func (s *Security) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
 		d.Errorf(methodNode, "unknown security method %q (known: %s)", name, methodList())
 		return
 	}
-	kept := make([]*ast.MappingValueNode, 0, len(m.Values))
-	for _, mv := range m.Values {
+	// Keys of another method are reported here and left out of the decode; the filtered
+	// copy is made only when there is one to leave out, which a valid file never has.
+	var kept []*ast.MappingValueNode
+	for i, mv := range m.Values {
 		key := d.KeyName(mv)
-		if key != "method" && key != "allow_ips" && !slices.Contains(allowed, key) {
-			if isSecurityKey(key) {
-				d.Errorf(mv.Key, "key %q does not apply to method %s (it takes: %s)", key, method, strings.Join(allowed, ", "))
-				continue
+		if key != "method" && key != "allow_ips" && !slices.Contains(allowed, key) && isSecurityKey(key) {
+			d.Errorf(mv.Key, "key %q does not apply to method %s (it takes: %s)", key, method, strings.Join(allowed, ", "))
+			if kept == nil {
+				kept = append(make([]*ast.MappingValueNode, 0, len(m.Values)), m.Values[:i]...)
 			}
+			continue
 		}
-		kept = append(kept, mv)
+		if kept != nil {
+			kept = append(kept, mv)
+		}
 	}
-	d.Decode(&ast.MappingNode{BaseNode: m.BaseNode, Start: m.Start, Values: kept}, (*plain)(s))
+	body := m
+	if kept != nil {
+		body = &ast.MappingNode{BaseNode: m.BaseNode, Start: m.Start, Values: kept}
+	}
+	d.Decode(body, (*plain)(s))
 	s.Pos = yamlconf.PosOf(m)
 	s.invalid = len(d.Errors()) > before
 }
@@ -93,6 +102,45 @@ func (s *Security) build(d *yamlconf.Decoder, dir string) security.Verifier {
 		}
 		return out
 	}
+	switch s.Method {
+	case security.Basic:
+		need(s.Username != "", "a username")
+		need(s.Password.IsSet(), "a password (a secret reference)")
+		s.Password.resolve(d, dir)
+	case security.Token:
+		need(s.Token.IsSet(), "a token (a secret reference)")
+		need(s.Secret.IsSet(), "a secret (a secret reference)")
+		s.Token.resolve(d, dir)
+		s.Secret.resolve(d, dir)
+	case security.Signature, security.StandardWebhooks:
+		need(len(s.Secrets) > 0, "secrets: a list of at least one secret reference")
+		s.secrets = resolveAll(s.Secrets)
+	case security.APIKey:
+		need((s.Header == "") != (s.Query == ""), "exactly one of header or query")
+		need(len(s.Keys) > 0, "keys: a list of at least one secret reference")
+		s.secrets = resolveAll(s.Keys)
+	case security.Bearer:
+		need(len(s.Tokens) > 0, "tokens: a list of at least one secret reference")
+		s.secrets = resolveAll(s.Tokens)
+	}
+	if len(s.AllowIPs) > 0 {
+		s.allow = parsePrefixes(d, nil, s.Pos, s.AllowIPs)
+	}
+	if len(d.Errors()) > before {
+		return nil
+	}
+	v, err := security.New(s.config())
+	if err != nil {
+		d.ErrorAt(s.Pos, "security: %v", err)
+		return nil
+	}
+	s.built = true
+	return v
+}
+
+// config is the security.Config the block describes, from the fields as decoded and the
+// secrets build resolved.
+func (s *Security) config() security.Config {
 	c := security.Config{
 		Method:       s.Method,
 		Username:     s.Username,
@@ -103,41 +151,19 @@ func (s *Security) build(d *yamlconf.Decoder, dir string) security.Verifier {
 		Prefix:       s.Prefix,
 		Tolerance:    s.Tolerance,
 		Query:        s.Query,
+		AllowIPs:     s.allow,
 	}
 	switch s.Method {
 	case security.Basic:
-		need(s.Username != "", "a username")
-		need(s.Password.IsSet(), "a password (a secret reference)")
-		s.Password.resolve(d, dir)
 		c.Password = s.Password.Secret
 	case security.Token:
-		need(s.Token.IsSet(), "a token (a secret reference)")
-		need(s.Secret.IsSet(), "a secret (a secret reference)")
-		s.Token.resolve(d, dir)
-		s.Secret.resolve(d, dir)
 		c.Token, c.TokenSecret = s.Token.Secret, s.Secret.Secret
 	case security.Signature, security.StandardWebhooks:
-		need(len(s.Secrets) > 0, "secrets: a list of at least one secret reference")
-		c.Secrets = resolveAll(s.Secrets)
+		c.Secrets = s.secrets
 	case security.APIKey:
-		need((s.Header == "") != (s.Query == ""), "exactly one of header or query")
-		need(len(s.Keys) > 0, "keys: a list of at least one secret reference")
-		c.Keys = resolveAll(s.Keys)
+		c.Keys = s.secrets
 	case security.Bearer:
-		need(len(s.Tokens) > 0, "tokens: a list of at least one secret reference")
-		c.Tokens = resolveAll(s.Tokens)
+		c.Tokens = s.secrets
 	}
-	if len(s.AllowIPs) > 0 {
-		c.AllowIPs = parsePrefixes(d, nil, s.Pos, s.AllowIPs)
-	}
-	if len(d.Errors()) > before {
-		return nil
-	}
-	v, err := security.New(c)
-	if err != nil {
-		d.ErrorAt(s.Pos, "security: %v", err)
-		return nil
-	}
-	s.resolved = c
-	return v
+	return c
 }
