@@ -11,8 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/goccy/go-yaml/ast"
 
@@ -24,6 +27,20 @@ import (
 // IDPattern is the shape of partner ids, site ids and endpoint names: they are URL path
 // segments, so nothing that needs escaping, no upper case, no dots.
 var IDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// validID is IDPattern.MatchString without the regexp engine: it runs for every partner,
+// site and endpoint, hundreds of thousands of times in a large config.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Load reads and validates the configuration whose main file is path. On any problem it
 // returns yamlconf.Errors listing all of them, sorted by file and position.
@@ -320,43 +337,78 @@ func (l *loader) loadSagas(dir string) map[string]*saga.Saga {
 	return sagas
 }
 
+// loadPartners parses, decodes and validates every partner file. Files are independent,
+// so they are spread over GOMAXPROCS workers: parsing dominates start-up with thousands of
+// partners. Results are gathered by file index, so errors and partners come out in file
+// order whatever the scheduling.
 func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga) []*Partner {
 	files, err := l.yamlFiles(dir)
 	if err != nil {
 		l.fileError(dir, fmt.Errorf("cannot read partners_dir: %w", unwrapPathError(err)))
 		return nil
 	}
+	type result struct {
+		p    *Partner
+		errs yamlconf.Errors
+	}
+	results := make([]result, len(files))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(files)) {
+		wg.Go(func() {
+			// One decoder per worker: its type and string caches serve all its files.
+			d := yamlconf.NewDecoder("")
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(files) {
+					return
+				}
+				results[i].p, results[i].errs = l.loadPartner(d, files[i], sagas)
+			}
+		})
+	}
+	wg.Wait()
 	var partners []*Partner
-	for _, f := range files {
-		src, err := l.readFile(f)
-		if err != nil {
-			l.fileError(f, unwrapPathError(err))
-			continue
-		}
-		p := &Partner{File: f}
-		d := yamlconf.NewDecoder(f)
-		node, perrs := yamlconf.Parse(f, src)
-		if perrs != nil {
-			l.errs = append(l.errs, perrs...)
-			continue
-		}
-		if node == nil {
-			d.ErrorAt(yamlconf.Pos{Line: 1, Column: 1}, "file is empty")
-		} else {
-			d.Decode(node, p)
-			validatePartner(d, p, sagas, filepath.Dir(f))
-		}
-		l.errs = append(l.errs, d.Errors()...)
-		if len(d.Errors()) == 0 {
-			partners = append(partners, p)
+	for _, r := range results {
+		l.errs = append(l.errs, r.errs...)
+		if r.p != nil {
+			partners = append(partners, r.p)
 		}
 	}
 	return partners
 }
 
+// loadPartner reads one partner file with d, returning the partner when it has no errors.
+// It must not touch the loader's state: workers call it concurrently.
+func (l *loader) loadPartner(d *yamlconf.Decoder, f string, sagas map[string]*saga.Saga) (*Partner, yamlconf.Errors) {
+	src, err := l.readFile(f)
+	if err != nil {
+		return nil, yamlconf.Errors{{File: f, Line: 1, Column: 1, Message: unwrapPathError(err).Error()}}
+	}
+	node, perrs := yamlconf.Parse(f, src)
+	if perrs != nil {
+		return nil, perrs
+	}
+	d.Reset(f)
+	p := &Partner{File: f}
+	if node == nil {
+		d.ErrorAt(yamlconf.Pos{Line: 1, Column: 1}, "file is empty")
+	} else {
+		d.Decode(node, p)
+		validatePartner(d, p, sagas, filepath.Dir(f))
+	}
+	// Drop the anchors, and with them the AST, before the next file is read.
+	errs := d.Errors()
+	d.Reset("")
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return p, nil
+}
+
 func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string) {
 	if p.ID != "" {
-		if !IDPattern.MatchString(p.ID) {
+		if !validID(p.ID) {
 			d.ErrorAt(p.Pos, "partner id %q must match %s", p.ID, IDPattern)
 		} else if base := strings.TrimSuffix(filepath.Base(p.File), filepath.Ext(p.File)); base != p.ID {
 			d.ErrorAt(p.Pos, "partner id %q must match its file name %q", p.ID, base)
@@ -376,7 +428,7 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 	p.endpoints = validateEndpoints(d, p.Endpoints, sagas, dir, "partner "+p.ID)
 	p.sites = map[string]*Site{}
 	for _, s := range p.Sites {
-		if s.ID != "" && !IDPattern.MatchString(s.ID) {
+		if s.ID != "" && !validID(s.ID) {
 			d.ErrorAt(s.Pos, "site id %q must match %s", s.ID, IDPattern)
 		}
 		if _, dup := p.sites[s.ID]; dup {
@@ -384,9 +436,15 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 			continue
 		}
 		p.sites[s.ID] = s
-		s.settings = make(map[string]any, len(p.Settings)+len(s.Settings))
-		maps.Copy(s.settings, p.Settings)
-		maps.Copy(s.settings, s.Settings)
+		if len(s.Settings) == 0 && p.Settings != nil {
+			// Nothing to overlay: share the partner's map, as partner-scoped routes do,
+			// rather than keep a copy per site.
+			s.settings = p.Settings
+		} else {
+			s.settings = make(map[string]any, len(p.Settings)+len(s.Settings))
+			maps.Copy(s.settings, p.Settings)
+			maps.Copy(s.settings, s.Settings)
+		}
 		s.endpoints = validateEndpoints(d, s.Endpoints, sagas, dir, "site "+s.ID)
 	}
 	if len(p.Endpoints) == 0 && !slices.ContainsFunc(p.Sites, func(s *Site) bool { return len(s.Endpoints) > 0 }) {
@@ -397,7 +455,7 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string) map[string]*Endpoint {
 	out := make(map[string]*Endpoint, len(list))
 	for _, e := range list {
-		if e.Name != "" && !IDPattern.MatchString(e.Name) {
+		if e.Name != "" && !validID(e.Name) {
 			d.ErrorAt(e.Pos, "endpoint name %q must match %s", e.Name, IDPattern)
 		}
 		if _, dup := out[e.Name]; dup {

@@ -78,6 +78,10 @@ func TestLoadScaleShape(t *testing.T) {
 	if got := r.Settings()["region"]; got != "r0" {
 		t.Fatalf("settings region = %v, want r0", got)
 	}
+	sec := r.Endpoint.Security.Resolved()
+	if sec.Method != "signature" || sec.Header != "Elli-Signature" || len(sec.Secrets) != 1 || string(sec.Secrets[0].Reveal()) != "k-p00007-s3-e4" {
+		t.Fatalf("resolved security = %+v", sec)
+	}
 }
 
 // BenchmarkLoadScale loads bench scenario 5's shape; -benchtime=1x with PUSHBACKD_SCALE=10000
@@ -98,4 +102,29 @@ func BenchmarkLoadScale(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n*25), "ns/endpoint")
+}
+
+// validID replaces IDPattern on the load path, so the two must never disagree.
+func TestValidIDMatchesIDPattern(t *testing.T) {
+	cases := []string{"", "a", "-", "-a", "a-", "a--b", "A", "aB", "a.b", "a_b", "a b", "é", "0", "p00001",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), "a\n", "\na", "a/b"}
+	for c := range 128 {
+		cases = append(cases, string(rune(c)), "a"+string(rune(c)), string(rune(c))+"a")
+	}
+	for _, s := range cases {
+		if got, want := validID(s), IDPattern.MatchString(s); got != want {
+			t.Errorf("validID(%q) = %v, IDPattern says %v", s, got, want)
+		}
+	}
+}
+
+func FuzzValidID(f *testing.F) {
+	for _, s := range []string{"a", "-a", "a-b", "A", strings.Repeat("a", 64), "a\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validID(s), IDPattern.MatchString(s); got != want {
+			t.Fatalf("validID(%q) = %v, IDPattern says %v", s, got, want)
+		}
+	})
 }
