@@ -277,6 +277,9 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 	d.running.Add(1)
 	d.mu.Unlock()
 	defer d.running.Done()
+	if inv.Saga.Pure() {
+		return d.runPure(ctx, run, inv, idempotencyTTL)
+	}
 	cr, err := d.create(ctx, run, idempotencyTTL)
 	if err != nil {
 		return nil, "", err
@@ -285,6 +288,29 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 		return nil, cr.DuplicateOf, nil
 	}
 	return d.execute(ctx, &job{run: run, inv: inv, started: true, lateFinish: true}), "", nil
+}
+
+// runPure executes a pure saga (saga.Saga.Pure) first and then records the run once, in its
+// final state, before the caller answers. One fsync'd write instead of two (a create
+// before and an outcome after), and the answer now waits for a record that is complete.
+// A crash before the write leaves no record, but also no effect: the sender, which has no
+// answer, sends again. An idempotency key is claimed by that same write, so of concurrent
+// duplicates exactly one is recorded and the others answer as duplicates of it; their
+// pure runs leave nothing behind.
+func (d *Dispatcher) runPure(ctx context.Context, run *store.Run, inv *saga.Invocation, ttl time.Duration) (*saga.Result, string, error) {
+	log := d.log.With(zap.String("run_id", run.ID), zap.String("partner", run.Partner), zap.String("saga", run.Saga))
+	res := d.engine.Resume(ctx, inv, nil)
+	d.recordOutcome(run, res)
+	cr, err := d.create(context.WithoutCancel(ctx), run, ttl)
+	if err != nil {
+		return nil, "", err
+	}
+	if cr.DuplicateOf != "" {
+		return nil, cr.DuplicateOf, nil
+	}
+	d.o.Observer.RunFinished(res)
+	log.Info("run finished", zap.String("status", res.Status), zap.Int("attempt", run.Attempt))
+	return res, "", nil
 }
 
 func (d *Dispatcher) create(ctx context.Context, run *store.Run, ttl time.Duration) (store.CreateResult, error) {
@@ -429,6 +455,21 @@ func (d *Dispatcher) execute(ctx context.Context, j *job) *saga.Result {
 
 func (d *Dispatcher) finish(ctx context.Context, j *job, res *saga.Result, log *zap.Logger) {
 	r := j.run
+	d.recordOutcome(r, res)
+	// The outcome must be recorded even when the caller's context has ended.
+	if err := d.update(context.WithoutCancel(ctx), r); errors.Is(err, store.ErrFinal) {
+		log.Info("run was superseded while it ran; its outcome is not recorded", zap.Error(err))
+		return
+	} else if err != nil {
+		log.Error("cannot record the run's outcome; it will run again at the next start", zap.Error(err))
+		return
+	}
+	d.o.Observer.RunFinished(res)
+	log.Info("run finished", zap.String("status", res.Status), zap.Int("attempt", r.Attempt))
+}
+
+// recordOutcome puts a finished saga's result into its run record.
+func (d *Dispatcher) recordOutcome(r *store.Run, res *saga.Result) {
 	now := d.o.Clock.Now()
 	r.Status, r.Error = store.Status(res.Status), res.Error
 	r.FinishedAt, r.UpdatedAt, r.WakeAt = now, now, time.Time{}
@@ -441,16 +482,6 @@ func (d *Dispatcher) finish(ctx context.Context, j *job, res *saga.Result, log *
 			r.Answer = &store.Answer{Status: res.Answer.Status, Body: b}
 		}
 	}
-	// The outcome must be recorded even when the caller's context has ended.
-	if err := d.update(context.WithoutCancel(ctx), r); errors.Is(err, store.ErrFinal) {
-		log.Info("run was superseded while it ran; its outcome is not recorded", zap.Error(err))
-		return
-	} else if err != nil {
-		log.Error("cannot record the run's outcome; it will run again at the next start", zap.Error(err))
-		return
-	}
-	d.o.Observer.RunFinished(res)
-	log.Info("run finished", zap.String("status", res.Status), zap.Int("attempt", r.Attempt))
 }
 
 // Checkpoint stores a run's progress after each step and before each retry wait, so a

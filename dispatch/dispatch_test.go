@@ -109,11 +109,17 @@ type rig struct {
 
 func newRig(t *testing.T, st *store.Memory, clock *fakeClock, engineClock saga.Clock, workers, queue int, sagas ...*saga.Saga) *rig {
 	t.Helper()
+	return newRigOn(t, st, st, clock, engineClock, workers, queue, sagas...)
+}
+
+// newRigOn is newRig with the dispatcher's runs going through runs (a wrapper of st).
+func newRigOn(t *testing.T, runs store.Runs, st *store.Memory, clock *fakeClock, engineClock saga.Clock, workers, queue int, sagas ...*saga.Saga) *rig {
+	t.Helper()
 	r := &rig{t: t, store: st, clock: clock, sagas: map[string]*saga.Saga{}}
 	for _, s := range sagas {
 		r.sagas[s.Name] = s
 	}
-	r.d = New(Options{Store: st, Logger: zaptest.NewLogger(t), Clock: clock, Workers: workers, QueueSize: queue,
+	r.d = New(Options{Store: runs, Logger: zaptest.NewLogger(t), Clock: clock, Workers: workers, QueueSize: queue,
 		Rebuild: func(run *store.Run) (*saga.Invocation, error) {
 			return r.invocation(run.ID, run.Saga, run.Request.Body), nil
 		}})
@@ -451,4 +457,136 @@ func TestStopLeavesQueuedRunsForTheNextStart(t *testing.T) {
 	next := newRig(t, st, clock, clock, 1, 10, held)
 	defer next.stop()
 	next.waitStatus(second.ID, store.StatusSucceeded)
+}
+
+// countingRuns counts the writes that reach the store.
+type countingRuns struct {
+	store.Runs
+	creates, updates atomic.Int32
+}
+
+func (c *countingRuns) Create(ctx context.Context, run *store.Run, o store.CreateOptions) (store.CreateResult, error) {
+	c.creates.Add(1)
+	return c.Runs.Create(ctx, run, o)
+}
+
+func (c *countingRuns) Update(ctx context.Context, run *store.Run) error {
+	c.updates.Add(1)
+	return c.Runs.Update(ctx, run)
+}
+
+// runSync records a sync run of sagaName as the gateway does.
+func (r *rig) runSync(sagaName, body, idemKey string) (*store.Run, *saga.Result, string, error) {
+	r.t.Helper()
+	id := uuid.Must(uuid.NewV7()).String()
+	run := &store.Run{ID: id, Partner: "acme", Endpoint: "e", Saga: sagaName, SagaVersion: r.sagas[sagaName].Version,
+		ReceivedAt: r.clock.Now(), IdempotencyKey: idemKey, Request: store.Request{Body: []byte(body)}}
+	res, dup, err := r.d.RunSync(context.Background(), run, r.invocation(id, sagaName, []byte(body)), time.Hour)
+	return run, res, dup, err
+}
+
+func TestAPureSyncRunIsRecordedOnceInItsFinalStateBeforeItsAnswer(t *testing.T) {
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	runs := &countingRuns{Runs: st}
+	r := newRigOn(t, runs, st, clock, clock, 2, 10, mustSaga(t, pureSaga))
+	run, res, dup, err := r.runSync("pure", "L-1", "")
+	r.stop() // and with it any write still due
+	if err != nil || dup != "" || res == nil || res.Status != saga.StatusSucceeded || res.Answer == nil {
+		t.Fatalf("RunSync: %+v %q %v", res, dup, err)
+	}
+	// Already stored when RunSync returns, which is before the gateway answers.
+	got, err := st.GetRun(context.Background(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != store.StatusSucceeded || got.Mode != "sync" || got.Attempt != 1 || len(got.Result) == 0 ||
+		got.FinishedAt.IsZero() || got.Answer == nil || string(got.Answer.Body) != `{"ok":true}` {
+		t.Errorf("stored run = %+v", got)
+	}
+	if c, u := runs.creates.Load(), runs.updates.Load(); c != 1 || u != 0 {
+		t.Errorf("%d creates and %d updates, want one create and no update", c, u)
+	}
+}
+
+func TestAPureSyncRunThatFailsIsRecordedFailed(t *testing.T) {
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	r := newRig(t, st, clock, clock, 2, 10, mustSaga(t, "name: refuses\nsteps:\n  - {name: no, fail: {message: not today}}\n"))
+	defer r.stop()
+	run, res, _, err := r.runSync("refuses", "L-1", "")
+	if err != nil || res.Status != saga.StatusFailed {
+		t.Fatalf("RunSync: %+v %v", res, err)
+	}
+	if got := r.waitStatus(run.ID, store.StatusFailed); !strings.Contains(got.Error, "not today") {
+		t.Errorf("stored error %q", got.Error)
+	}
+}
+
+func TestASyncRunWithEffectsIsRecordedBeforeItsFirstStep(t *testing.T) {
+	url, release, hits := gate(t)
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	runs := &countingRuns{Runs: st}
+	held := mustSaga(t, "name: held\nsteps:\n  - {name: call, http: {url: \""+url+"\"}}\n")
+	r := newRigOn(t, runs, st, clock, clock, 1, 1, held)
+	defer r.stop()
+	defer release()
+	done := make(chan *store.Run, 1)
+	go func() {
+		run, _, _, err := r.runSync("held", "1", "")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- run
+	}()
+	for hits.Load() == 0 { // the saga is inside its http step
+		time.Sleep(time.Millisecond)
+	}
+	if c := runs.creates.Load(); c != 1 {
+		t.Fatalf("%d creates while the http step runs, want 1", c)
+	}
+	release()
+	run := <-done
+	r.waitStatus(run.ID, store.StatusSucceeded)
+}
+
+func TestConcurrentPureSyncDuplicatesRecordOneRun(t *testing.T) {
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	r := newRig(t, st, clock, clock, 4, 100, mustSaga(t, pureSaga))
+	defer r.stop()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created, dups := map[string]bool{}, map[string]int{}
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run, _, dup, err := r.runSync("pure", "L-1", "acme/e/event-1")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Error(err)
+			case dup != "":
+				dups[dup]++
+			default:
+				created[run.ID] = true
+			}
+		}()
+	}
+	wg.Wait()
+	if len(created) != 1 || len(dups) != 1 {
+		t.Fatalf("created %d runs, duplicates point at %v", len(created), dups)
+	}
+	for id := range created {
+		if dups[id] != 49 {
+			t.Errorf("49 duplicates should name run %s: %v", id, dups)
+		}
+	}
+	listed, _, err := st.List(context.Background(), store.Filter{Limit: 100})
+	if err != nil || len(listed) != 1 {
+		t.Errorf("stored %d runs (%v), want 1", len(listed), err)
+	}
 }

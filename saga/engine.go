@@ -688,6 +688,22 @@ func (t *Template) Render(inv *Invocation) (string, error) {
 	return stringify(v), nil
 }
 
+// Pure says whether a run of s can touch nothing outside itself and never waits: no step,
+// compensation or on_failure action has effects (hasEffects), and no step retries. Such a
+// run can be executed before it is recorded and recorded once, in its final state: until
+// the record is written nothing has happened that a crash would need to resume or undo.
+func (s *Saga) Pure() bool {
+	if s.OnFailure != nil && s.OnFailure.hasEffects() {
+		return false
+	}
+	for _, st := range s.Steps {
+		if st.Action.hasEffects() || (st.Compensate != nil && st.Compensate.hasEffects()) || st.Retry.Attempts > 1 {
+			return false
+		}
+	}
+	return true
+}
+
 // hasEffects says whether running the action again after a crash would repeat something
 // outside the run: a request to another system, or a write to kv state.
 func (a *Action) hasEffects() bool {

@@ -576,3 +576,26 @@ steps:
 	}
 	wg.Wait()
 }
+
+func TestPureSagas(t *testing.T) {
+	for _, tc := range []struct {
+		name, steps string
+		pure        bool
+	}{
+		{"set, log, respond", "  - {name: a, set: {x: 1}}\n  - {name: l, log: {message: hi}}\n  - {name: r, respond: {status: 200}}\n", true},
+		{"fail", "  - {name: f, fail: {message: no}}\n", true},
+		{"http", "  - {name: h, http: {url: \"https://example.com\"}}\n", false},
+		{"kv get", "  - {name: k, kv: {op: get, key: a}}\n", false},
+		{"compensate with http", "  - {name: a, set: {x: 1}, compensate: {http: {url: \"https://example.com\"}}}\n", false},
+		{"retry", "  - {name: f, fail: {message: no}, retry: {attempts: 3, backoff: 1s}}\n", false},
+	} {
+		s := mustParse(t, "p", "name: p\nsteps:\n"+tc.steps)
+		if got := s.Pure(); got != tc.pure {
+			t.Errorf("%s: Pure() = %v, want %v", tc.name, got, tc.pure)
+		}
+	}
+	withOnFailure := mustParse(t, "p", "name: p\nsteps:\n  - {name: a, set: {x: 1}}\non_failure: {http: {url: \"https://example.com\"}}\n")
+	if withOnFailure.Pure() {
+		t.Error("an on_failure http action is an effect")
+	}
+}
