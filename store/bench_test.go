@@ -69,6 +69,43 @@ func BenchmarkCreateParallel(b *testing.B) {
 	}
 }
 
+// BenchmarkAcceptThenFinish is the async path's store load: 64 concurrent senders, each
+// creating a queued run and then recording its outcome (a succeeded status and a saga
+// result), as an accept and its worker do. Both writes wait for their commit.
+func BenchmarkAcceptThenFinish(b *testing.B) {
+	s, err := store.OpenBolt(filepath.Join(b.TempDir(), "runs.db"), store.BoltOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	tmpl := benchRun()
+	tmpl.ID, tmpl.IdempotencyKey, tmpl.DebounceKey, tmpl.Status, tmpl.State = "", "", "", "", nil
+	result := []byte(`{"Status":"succeeded","Started":"2026-11-22T14:05:24.93931069Z","Duration":176212,"Steps":[{"name":"fetch_loan","action":"http","status":"succeeded","attempts":1,"started":"2026-11-22T14:05:24.939363619Z","duration":119738,"output":{"status":200,"body":{"milestone":"Started"}}}],"Vars":{"event":"milestone"}}`)
+	b.SetParallelism(32) // 32 × GOMAXPROCS concurrent senders
+	b.ReportAllocs()
+	before := s.Stats()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r := *tmpl
+			if _, err := s.Create(ctx, &r, store.CreateOptions{}); err != nil {
+				b.Error(err)
+				return
+			}
+			r.Status, r.Result, r.FinishedAt = store.StatusSucceeded, result, r.ReceivedAt.Add(time.Millisecond)
+			r.UpdatedAt = r.FinishedAt
+			if err := s.Update(ctx, &r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	after := s.Stats()
+	b.ReportMetric(float64(after.Commits-before.Commits)/float64(b.N), "commits/op")
+	b.ReportMetric(float64(after.Pages-before.Pages)/float64(after.Commits-before.Commits), "pages/commit")
+}
+
 // BenchmarkCreateSerial is one sender at a time: the latency of a lone durable accept.
 func BenchmarkCreateSerial(b *testing.B) {
 	for _, delay := range []time.Duration{0, 2 * time.Millisecond} {
