@@ -497,4 +497,3 @@ func (b *Bolt) Check() error {
 		return errors.Join(errs...)
 	})
 }
-
