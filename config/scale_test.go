@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pushbackd/pushbackd/yamlconf"
 )
 
 // The scale fixtures copy bench/config.go (scenario 5) rather than import package main:
@@ -127,4 +129,38 @@ func FuzzValidID(f *testing.F) {
 			t.Fatalf("validID(%q) = %v, IDPattern says %v", s, got, want)
 		}
 	})
+}
+
+// Partner files load on several workers; every file's errors must still all be reported,
+// positioned, in file order, however the work was scheduled.
+func TestParallelLoadReportsEveryFilesErrorsInOrder(t *testing.T) {
+	files := map[string]string{}
+	const n = 40
+	for i := range n {
+		files[fmt.Sprintf("partners/p%02d.yaml", i)] = fmt.Sprintf(`id: p%02d
+endpoints:
+  - name: e
+    saga: nope
+    colour: red
+    security: {method: bearer, tokens: [{value: t}]}
+`, i)
+	}
+	_, err := Load(writeConfig(t, files))
+	errs := yamlconf.AsErrors(err)
+	if len(errs) != 2*n {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), 2*n, err)
+	}
+	for i := range n {
+		file := fmt.Sprintf("p%02d.yaml", i)
+		want := []string{
+			file + `:3:5: endpoint "e": saga "nope" not found`,
+			file + `:5:5: unknown key "colour"`,
+		}
+		for j, w := range want {
+			e := errs[2*i+j]
+			if got := fmt.Sprintf("%s:%d:%d: %s", filepath.Base(e.File), e.Line, e.Column, e.Message); !strings.HasPrefix(got, w) {
+				t.Errorf("error %d = %q, want prefix %q", 2*i+j, got, w)
+			}
+		}
+	}
 }

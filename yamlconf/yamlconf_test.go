@@ -99,3 +99,22 @@ func TestANullOrBareTagDocumentIsEmpty(t *testing.T) {
 		}
 	}
 }
+
+// A reused decoder must not carry errors or anchors from one file into the next.
+func TestResetStartsAFreshFile(t *testing.T) {
+	d := NewDecoder("a.yaml")
+	n, _ := Parse("a.yaml", []byte("labels: &l {a: b}\nlisen: x\n"))
+	d.Decode(n, &outer{})
+	first := d.Errors()
+	d.Reset("b.yaml")
+	n, _ = Parse("b.yaml", []byte("extra: *l\non: maybe\n"))
+	var o outer
+	d.Decode(n, &o)
+	second := d.Errors()
+	if len(first) != 1 || first[0].File != "a.yaml" || !strings.Contains(first[0].Message, `unknown key "lisen"`) {
+		t.Errorf("first file's errors changed: %v", first)
+	}
+	if len(second) != 2 || second[0].File != "b.yaml" || !strings.Contains(second[0].Message, "unknown alias *l") || second[1].Line != 2 {
+		t.Errorf("second file's errors: %v", second)
+	}
+}
