@@ -82,7 +82,11 @@ type Dispatcher struct {
 	serial   map[string][]*job      // serialize_by key -> runs parked behind the running one
 	busy     map[string]bool        // serialize_by keys with a run executing
 	active   map[string]*job        // executing runs, for checkpoints
-	stopped  bool
+	// filing holds a slot per async outcome being written after its worker moved on;
+	// a full channel makes workers wait, so a slow disk slows them instead of piling
+	// finished runs up in memory.
+	filing  chan struct{}
+	stopped bool
 	workers  sync.WaitGroup
 	running  sync.WaitGroup
 }
@@ -98,7 +102,8 @@ type job struct {
 	started bool
 	// lateFinish: record the outcome after returning it. A sync sender waits for the
 	// saga's answer, not for the write that files it away; a crash in between finds the
-	// run unfinished and runs it again from its last checkpoint (at least once).
+	// run unfinished and runs it again from its last checkpoint (at least once). (Async
+	// outcomes are written after the worker moves on too, bounded by Dispatcher.filing.)
 	lateFinish bool
 }
 
@@ -121,7 +126,8 @@ func New(o Options) *Dispatcher {
 		o.QueueSize = 10000
 	}
 	d := &Dispatcher{o: o, log: o.Logger, timers: map[string]func() bool{}, dropped: map[string]bool{},
-		serial: map[string][]*job{}, busy: map[string]bool{}, active: map[string]*job{}}
+		serial: map[string][]*job{}, busy: map[string]bool{}, active: map[string]*job{},
+		filing: make(chan struct{}, 4*o.Workers)}
 	d.cond = sync.NewCond(&d.mu)
 	return d
 }
@@ -437,14 +443,26 @@ func (d *Dispatcher) execute(ctx context.Context, j *job) *saga.Result {
 	d.active[r.ID] = j
 	d.mu.Unlock()
 	res := d.engine.Resume(ctx, j.inv, j.state)
+	// An async worker does not wait for its run's outcome to be committed either: the wait
+	// is a commit or two, as long as the saga itself when the downstream is fast, and
+	// nothing the worker does next depends on it. A crash before the commit finds the run
+	// unfinished and runs it again (at least once). Runs with a serialize_by key still
+	// wait: the next run of their key must not start before this outcome is durable.
+	background := j.lateFinish || r.SerializeKey == ""
+	if background && !j.lateFinish {
+		d.filing <- struct{}{}
+	}
 	d.mu.Lock()
 	delete(d.active, r.ID)
-	if j.lateFinish {
+	if background {
 		d.running.Add(1) // Stop waits for the outcome to be written
 		d.mu.Unlock()
 		go func() {
 			defer d.running.Done()
 			d.finish(context.WithoutCancel(ctx), j, res, log)
+			if !j.lateFinish {
+				<-d.filing
+			}
 		}()
 		return res
 	}

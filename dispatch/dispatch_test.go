@@ -590,3 +590,77 @@ func TestConcurrentPureSyncDuplicatesRecordOneRun(t *testing.T) {
 		t.Errorf("stored %d runs (%v), want 1", len(listed), err)
 	}
 }
+
+// heldRuns holds every outcome write (an Update to a final status) until released.
+type heldRuns struct {
+	store.Runs
+	release chan struct{}
+	held    atomic.Int32
+}
+
+func (h *heldRuns) Update(ctx context.Context, run *store.Run) error {
+	if run.Status.Final() {
+		h.held.Add(1)
+		<-h.release
+	}
+	return h.Runs.Update(ctx, run)
+}
+
+// counter is a downstream that counts its requests.
+func counter(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	hits := new(atomic.Int32)
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	return srv.URL, hits
+}
+
+func TestAWorkerDoesNotWaitForItsOutcomeToBeWritten(t *testing.T) {
+	url, hits := counter(t)
+	for _, tc := range []struct {
+		name, serialize string
+		secondRunsFirst bool // before the first outcome is written
+	}{
+		{"no serialize_by", "", true},
+		{"serialize_by", "serialize_by: \"${ body.loan }\"\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			clock := newFakeClock()
+			st := store.NewMemory(clock)
+			runs := &heldRuns{Runs: st, release: make(chan struct{})}
+			call := mustSaga(t, "name: call\n"+tc.serialize+"steps:\n  - {name: c, http: {url: \""+url+"\"}}\n")
+			r := newRigOn(t, runs, st, clock, clock, 1, 10, call)
+			released := false
+			release := func() {
+				if !released {
+					released = true
+					close(runs.release)
+				}
+			}
+			defer r.stop()
+			defer release()
+			first, _, err := r.accept("call", "L-1", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for runs.held.Load() == 0 { // the only worker's first outcome write is held
+				time.Sleep(time.Millisecond)
+			}
+			second, _, err := r.accept("call", "L-1", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(300 * time.Millisecond)
+			for hits.Load() < 2 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if got := hits.Load() == 2; got != tc.secondRunsFirst {
+				t.Fatalf("second run called the downstream while the first outcome was unwritten: %v, want %v", got, tc.secondRunsFirst)
+			}
+			release()
+			r.waitStatus(first.ID, store.StatusSucceeded)
+			r.waitStatus(second.ID, store.StatusSucceeded)
+		})
+	}
+}
