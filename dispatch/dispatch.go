@@ -87,8 +87,8 @@ type Dispatcher struct {
 	// finished runs up in memory.
 	filing  chan struct{}
 	stopped bool
-	workers  sync.WaitGroup
-	running  sync.WaitGroup
+	workers sync.WaitGroup
+	running sync.WaitGroup
 }
 
 // job is one run on its way through the dispatcher. While it executes, only its worker
