@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/pushbackd/pushbackd/security"
@@ -85,4 +86,21 @@ func BenchmarkRunPureSaga(b *testing.B) {
 			b.Fatalf("%s: %s", res.Status, res.Error)
 		}
 	}
+}
+
+// BenchmarkMarshalResult is what filing a finished run costs on top of running it: the
+// dispatcher stores the Result as JSON.
+func BenchmarkMarshalResult(b *testing.B) {
+	s := mustParse(b, "bench", benchSaga)
+	res := NewEngine(EngineOptions{}).Run(context.Background(), benchInvocation(b, s))
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		out, err := json.Marshal(res)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(out)
+	}
+	b.ReportMetric(float64(n), "bytes")
 }

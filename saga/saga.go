@@ -117,22 +117,24 @@ type Action struct {
 	log     *logAction
 }
 
-// Result is the outcome of one run.
+// Result is the outcome of one run. Its JSON is what history keeps beside the run record,
+// so the fields the record already has (id, saga, version, status) are left out of it, and
+// empty ones are omitted: it is written for every run.
 type Result struct {
-	RunID       string
-	Saga        string
-	SagaVersion string
-	Status      string  // succeeded | failed | compensated
-	Answer      *Answer // set by a respond action (in the steps or in on_failure); secrets redacted
-	Error       string  // the failing step's message, free of secrets
-	FailedStep  string
-	Started     time.Time
-	Duration    time.Duration
+	RunID       string        `json:"-"`
+	Saga        string        `json:"-"`
+	SagaVersion string        `json:"-"`
+	Status      string        `json:"-"`                // succeeded | failed | compensated
+	Answer      *Answer       `json:"answer,omitempty"` // set by a respond action (in the steps or in on_failure); secrets redacted
+	Error       string        `json:"error,omitempty"`  // the failing step's message, free of secrets
+	FailedStep  string        `json:"failed_step,omitempty"`
+	Started     time.Time     `json:"started"`
+	Duration    time.Duration `json:"duration"`
 
-	Steps         []StepRecord // in order; steps not reached are absent
-	Compensations []StepRecord // in the order they ran (reverse step order)
-	OnFailure     *StepRecord
-	Vars          map[string]any // the final vars, redacted
+	Steps         []StepRecord   `json:"steps,omitempty"`         // in order; steps not reached are absent
+	Compensations []StepRecord   `json:"compensations,omitempty"` // in the order they ran (reverse step order)
+	OnFailure     *StepRecord    `json:"on_failure,omitempty"`
+	Vars          map[string]any `json:"vars,omitempty"` // the final vars, redacted
 }
 
 // StepRecord is what history keeps about one step, one compensation or on_failure. Input and
