@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -58,6 +59,9 @@ func encodeRun(dst []byte, r *Run, body []byte) []byte {
 		light = appendBytes(light, r.Answer.Body)
 	}
 
+	// One allocation for the record: growing it by appends copied the light part and
+	// then the result (the biggest part) again.
+	dst = slices.Grow(dst, 1+3*binary.MaxVarintLen64+len(light)+len(r.State)+len(r.Result)+len(body))
 	dst = append(dst, codecVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(light)))
 	dst = append(dst, light...)
