@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pushbackd/pushbackd/internal/jsonenc"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
 )
@@ -492,11 +493,11 @@ func (d *Dispatcher) recordOutcome(r *store.Run, res *saga.Result) {
 	r.Status, r.Error = store.Status(res.Status), res.Error
 	r.FinishedAt, r.UpdatedAt, r.WakeAt = now, now, time.Time{}
 	r.State = nil // the result supersedes the checkpoint
-	if b, err := json.Marshal(res); err == nil {
+	if b, err := res.AppendJSON(nil); err == nil {
 		r.Result = b
 	}
 	if r.Mode == "sync" && res.Answer != nil {
-		if b, err := json.Marshal(res.Answer.Body); err == nil {
+		if b, err := jsonenc.AppendValue(nil, res.Answer.Body); err == nil {
 			r.Answer = &store.Answer{Status: res.Answer.Status, Body: b}
 		}
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/dispatch"
+	"github.com/pushbackd/pushbackd/internal/jsonenc"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
@@ -199,7 +200,7 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 }
 
 func writeJSON(c echo.Context, code int, v any) {
-	b, err := json.Marshal(v)
+	b, err := jsonenc.AppendValue(make([]byte, 0, 256), v)
 	if err != nil {
 		code = http.StatusInternalServerError
 		b = []byte(`{"status":"Internal Server Error","code":500,"message":"answer could not be encoded"}`)

@@ -42,7 +42,7 @@ steps:
         tags: [encompass, "${ body.eventType }"]
 `
 
-func benchInvocation(b *testing.B, s *Saga) *Invocation {
+func benchInvocation(b testing.TB, s *Saga) *Invocation {
 	inv := invocation(s, payload(b, "encompass-loan-milestone.json"))
 	inv.Settings = map[string]any{"crm_url": "http://crm.example"}
 	inv.Secrets = map[string]security.Secret{"key": security.NewSecret("k3y")}
