@@ -111,6 +111,8 @@ func New(opts Options) (*App, error) {
 		// egress.allow travels with each run (Invocation.Egress), so a reload applies it;
 		// the engine's own policy is the floor: never link-local.
 		Checkpointer: a.runs,
+		// Every worker may be calling the same downstream.
+		IdleConnsPerHost: lim.Workers,
 	})
 	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
 	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log})

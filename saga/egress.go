@@ -81,15 +81,18 @@ func isLinkLocal(a netip.Addr) bool {
 }
 
 // NewTransport returns the transport http steps use: the policy checked at dial time, and no
-// proxy from the process environment (sagas must not depend on it).
-func (p EgressPolicy) NewTransport() *http.Transport {
+// proxy from the process environment (sagas must not depend on it). idlePerHost is how many
+// connections to one host stay open between steps: as many as runs may call it at once,
+// or every call beyond that pays a new TCP (and TLS) handshake and leaves a connection in
+// TIME_WAIT.
+func (p EgressPolicy) NewTransport(idlePerHost int) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: p.dialControl}
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   10,
+		MaxIdleConns:          max(100, idlePerHost),
+		MaxIdleConnsPerHost:   idlePerHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,

@@ -27,6 +27,10 @@ type EngineOptions struct {
 	// MaxOutputBytes cuts recorded step inputs and outputs whose JSON is longer, so one large
 	// answer cannot bloat run history. The run itself keeps the whole value. Default 64 KiB.
 	MaxOutputBytes int
+	// IdleConnsPerHost is how many connections to one downstream host are kept open
+	// between http steps; set it to the number of runs that may call one host at once (the
+	// server passes limits.workers). Default 10.
+	IdleConnsPerHost int
 	// MaxResponseBytes bounds how much of an http answer is read; a longer answer fails the
 	// step (not retried). Default 1 MiB.
 	MaxResponseBytes int64
@@ -98,13 +102,16 @@ func NewEngine(o EngineOptions) *Engine {
 	if o.CleanupTimeout <= 0 {
 		o.CleanupTimeout = 30 * time.Second
 	}
+	if o.IdleConnsPerHost <= 0 {
+		o.IdleConnsPerHost = 10
+	}
 	if o.Jitter == nil {
 		o.Jitter = equalJitter
 	}
 	e := &Engine{opts: o, log: o.Logger, clock: o.Clock}
 	policy := o.Egress
 	e.client = &http.Client{
-		Transport: policy.NewTransport(),
+		Transport: policy.NewTransport(o.IdleConnsPerHost),
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return errors.New("stopped after 10 redirects")

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -318,4 +320,40 @@ func TestEgressPolicy(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// TestConcurrentCallsToOneHostReuseTheirConnections: with IdleConnsPerHost at the number
+// of runs calling a host at once, later waves of calls open no new connections (Go's
+// default of 2, or our former 10, re-dialled most of them every time).
+func TestConcurrentCallsToOneHostReuseTheirConnections(t *testing.T) {
+	const concurrent = 24
+	var dials atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // so every call of a wave is in flight at once
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s := mustParse(t, "call", "name: call\nsteps:\n  - {name: c, http: {url: \""+srv.URL+"\"}}\n")
+	e := NewEngine(EngineOptions{IdleConnsPerHost: concurrent})
+	for wave := range 3 {
+		var wg sync.WaitGroup
+		for range concurrent {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if res := e.Run(context.Background(), invocation(s, nil)); res.Status != StatusSucceeded {
+					t.Errorf("wave %d: %s %s", wave, res.Status, res.Error)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if n := dials.Load(); n > concurrent {
+		t.Errorf("%d connections for 3 waves of %d concurrent calls, want at most %d", n, concurrent, concurrent)
+	}
 }
