@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
@@ -163,4 +166,57 @@ endpoints:
 			}
 		}
 	}
+}
+
+// TestScaleHeap measures what a loaded scale config costs the garbage collector: live heap
+// bytes and heap objects per endpoint, and the wall time of a forced GC with the config
+// live (every cycle marks all of it) against one without. Heavy, so it runs only with
+// PUSHBACKD_SCALE=<partners>, e.g.
+//
+//	PUSHBACKD_SCALE=10000 go test ./config/ -run TestScaleHeap -v
+func TestScaleHeap(t *testing.T) {
+	s := os.Getenv("PUSHBACKD_SCALE")
+	if s == "" {
+		t.Skip("set PUSHBACKD_SCALE=<partners> to measure")
+	}
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatal(err)
+	}
+	path := writeScale(t, n)
+	endpoints := float64(n * 25)
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	live := gcTimes(5)
+	runtime.KeepAlive(cfg)
+	cfg = nil
+	runtime.GC()
+	idle := gcTimes(5)
+
+	t.Logf("%d partners, %d endpoints: %.0f heap bytes/endpoint, %.2f heap objects/endpoint, live heap %.1f MB",
+		n, n*25, float64(after.HeapAlloc-before.HeapAlloc)/endpoints,
+		float64(after.HeapObjects-before.HeapObjects)/endpoints, float64(after.HeapAlloc)/(1<<20))
+	t.Logf("forced runtime.GC(): %v..%v with the config live, %v..%v without", live[0], live[len(live)-1], idle[0], idle[len(idle)-1])
+}
+
+// gcTimes times k forced collections, sorted.
+func gcTimes(k int) []time.Duration {
+	out := make([]time.Duration, k)
+	for i := range out {
+		start := time.Now()
+		runtime.GC()
+		out[i] = time.Since(start)
+	}
+	slices.Sort(out)
+	return out
 }
