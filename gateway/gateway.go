@@ -205,12 +205,22 @@ func writeJSON(c echo.Context, code int, v any) {
 		code = http.StatusInternalServerError
 		b = []byte(`{"status":"Internal Server Error","code":500,"message":"answer could not be encoded"}`)
 	}
+	writeEncoded(c, code, b)
+}
+
+// writeEncoded sends b, already JSON, as the answer.
+func writeEncoded(c echo.Context, code int, b []byte) {
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
 	c.Response().WriteHeader(code)
-	_, _ = c.Response().Write(append(b, '\n'))
+	// Two writes into the response's buffer, not append(b, '\n'): b may be a run's
+	// recorded answer, which a worker may be encoding meanwhile.
+	_, _ = c.Response().Write(b)
+	_, _ = c.Response().Write(newline)
 }
+
+var newline = []byte{'\n'}
 
 const requestIDKey = "request_id"
 
@@ -437,7 +447,7 @@ func (g *Gateway) accept(c echo.Context, run *store.Run, inv *saga.Invocation, t
 		log.Info("duplicate pushback", zap.String("original_run_id", dup))
 		return duplicateAnswer(c, dup)
 	}
-	writeJSON(c, status, answer)
+	writeEncoded(c, status, b) // the answer just recorded
 	return nil
 }
 
