@@ -621,7 +621,18 @@ func (d *Decoder) decodeSlice(n ast.Node, v reflect.Value) {
 		return
 	}
 	s := reflect.MakeSlice(v.Type(), len(items), len(items))
+	et := v.Type().Elem()
+	structs := et.Kind() == reflect.Pointer && et.Elem().Kind() == reflect.Struct && !d.typeOf(et).unmarshaler
 	for i, item := range items {
+		if structs {
+			// A nil item would reach validation as a nil pointer; an empty `- ` is a slip.
+			if r := d.resolve(item); r == nil {
+				continue // an unknown alias, already reported
+			} else if IsNull(r) {
+				d.Errorf(item, "expected a mapping, got nothing (null)")
+				continue
+			}
+		}
 		d.decode(item, s.Index(i))
 	}
 	v.Set(s)

@@ -118,3 +118,28 @@ func TestResetStartsAFreshFile(t *testing.T) {
 		t.Errorf("second file's errors: %v", second)
 	}
 }
+
+// A null item in a list of structs held by pointer would reach validation as a nil pointer;
+// it is an error where it is written, and the item stays nil.
+func TestNullItemOfAStructListIsAnError(t *testing.T) {
+	var o struct {
+		Items []*inner `yaml:"items"`
+	}
+	errs := DecodeFile("f.yaml", []byte("items:\n  - name: a\n  -\n  - null\n  - *nope\n"), &o)
+	want := []string{
+		`f.yaml:3:4: expected a mapping, got nothing (null)`,
+		`f.yaml:4:5: expected a mapping, got nothing (null)`,
+		`f.yaml:5:5: unknown alias *nope`,
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(want), errs)
+	}
+	for i, w := range want {
+		if got := errs[i].Error(); got != w {
+			t.Errorf("error %d = %q, want %q", i, got, w)
+		}
+	}
+	if len(o.Items) != 4 || o.Items[0] == nil || o.Items[0].Name != "a" || o.Items[1] != nil {
+		t.Errorf("items = %+v", o.Items)
+	}
+}
