@@ -126,6 +126,11 @@ func Defaults() Server {
 }
 
 // Partner is one partners/<id>.yaml.
+//
+// A loaded partner keeps its endpoints and sites in one array each (Endpoints and
+// Sites point into them) rather than one heap object per endpoint: with hundreds of
+// thousands of endpoints, every garbage collection marks the whole configuration, and
+// its cost is in the objects and pointers it has to visit.
 type Partner struct {
 	Pos       yamlconf.Pos
 	ID        string               `yaml:"id,required"`
@@ -139,10 +144,10 @@ type Partner struct {
 	File string `yaml:"-"`
 
 	// Filled by Load.
-	secrets   map[string]security.Secret
-	egress    []saga.EgressPolicy // server's, then the partner's own
-	endpoints map[string]*Endpoint
-	sites     map[string]*Site
+	secrets   map[string]security.Secret // nil when the partner has none
+	egress    []saga.EgressPolicy        // server's, then the partner's own
+	endpoints map[string]*Endpoint       // only past indexMin endpoints; Endpoints is scanned below
+	sites     map[string]*Site           // only past indexMin sites; likewise
 }
 
 // Site is a part of a partner with its own settings and, optionally, its own endpoints.
@@ -154,8 +159,8 @@ type Site struct {
 	Endpoints []*Endpoint    `yaml:"endpoints"`
 
 	// Filled by Load.
-	settings  map[string]any // partner settings overlaid with the site's
-	endpoints map[string]*Endpoint
+	settings  map[string]any       // partner settings overlaid with the site's
+	endpoints map[string]*Endpoint // only past indexMin endpoints
 }
 
 // Mode says whether the sender waits for the saga.
@@ -173,7 +178,7 @@ type Endpoint struct {
 	Name           string    `yaml:"name,required"`
 	Saga           string    `yaml:"saga,required"`
 	Mode           Mode      `yaml:"mode"`
-	Security       *Security `yaml:"security"`
+	Security       *Security `yaml:"security"` // a loaded endpoint's points at its own sec
 	IdempotencyKey string    `yaml:"idempotency_key"`
 	AcceptStatus   int       `yaml:"accept_status"`
 	MaxInFlight    int       `yaml:"max_in_flight"`
@@ -182,6 +187,7 @@ type Endpoint struct {
 	verifier    security.Verifier
 	saga        *saga.Saga
 	idempotency *saga.Template
+	sec         Security // Security's target once loaded: one object with the endpoint
 }
 
 // Verifier checks this endpoint's security method.
@@ -193,43 +199,40 @@ func (e *Endpoint) Idempotency() *saga.Template { return e.idempotency }
 // SagaRef is the compiled saga this endpoint runs.
 func (e *Endpoint) SagaRef() *saga.Saga { return e.saga }
 
-// Security is an endpoint's security block as written; Load turns it into a security.Config.
+// Security is an endpoint's security block. What was written is decoded into a
+// securitySpec that lives only while loading; a loaded block keeps its method, its
+// secrets, and a pointer to the rest of its security.Config, which endpoints whose blocks
+// differ only in their secrets share. (The block as written was ~600 bytes and a dozen
+// pointers per endpoint, all of it marked by every garbage collection.)
 type Security struct {
-	Pos          yamlconf.Pos
-	Method       security.Method `yaml:"method"`
-	Username     string          `yaml:"username"`
-	Password     SecretRef       `yaml:"password"`
-	Token        SecretRef       `yaml:"token"`
-	Secret       SecretRef       `yaml:"secret"`
-	TokenHeader  string          `yaml:"token_header"`
-	SecretHeader string          `yaml:"secret_header"`
-	Header       string          `yaml:"header"`
-	Secrets      []SecretRef     `yaml:"secrets"`
-	Encoding     string          `yaml:"encoding"`
-	Prefix       string          `yaml:"prefix"`
-	Tolerance    time.Duration   `yaml:"tolerance"`
-	Query        string          `yaml:"query"`
-	Keys         []SecretRef     `yaml:"keys"`
-	Tokens       []SecretRef     `yaml:"tokens"`
-	AllowIPs     []string        `yaml:"allow_ips"`
+	Method security.Method
 
-	// Filled by build. Resolved assembles the security.Config from these and the fields
-	// above rather than each endpoint keeping a built copy: that copy was 300 of the ~1,600
-	// bytes an endpoint kept.
-	secrets []security.Secret // the method's list: signature/standard_webhooks secrets, api_key keys, bearer tokens
-	allow   []netip.Prefix
-	built   bool // build succeeded; Resolved is zero otherwise
-	invalid bool
+	shared  *security.Config  // everything but the secrets; nil unless the block built
+	secrets []security.Secret // basic: password; token: token, secret; otherwise the method's list
+	spec    *securitySpec     // as written; loading only
 }
 
 // Resolved is the security.Config built at load, secrets included, or the zero Config when
 // the block did not build. Used by the CLI to sign requests the way a sender would, and by
 // the gateway to redact credentials; it allocates nothing.
 func (s *Security) Resolved() security.Config {
-	if !s.built {
+	if s.shared == nil {
 		return security.Config{}
 	}
-	return s.config()
+	c := *s.shared
+	switch c.Method {
+	case security.Basic:
+		c.Password = s.secrets[0]
+	case security.Token:
+		c.Token, c.TokenSecret = s.secrets[0], s.secrets[1]
+	case security.Signature, security.StandardWebhooks:
+		c.Secrets = s.secrets
+	case security.APIKey:
+		c.Keys = s.secrets
+	case security.Bearer:
+		c.Tokens = s.secrets
+	}
+	return c
 }
 
 // Config is one loaded, validated configuration directory.

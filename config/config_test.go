@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +104,7 @@ sites:
 	}
 	partnerMine, _ := cfg.Lookup("acme", "", "mine")
 	shared, ok := cfg.Lookup("acme", "retail", "shared")
-	if !ok || shared.Site.ID != "retail" || shared.Endpoint != partnerMine.Partner.endpoints["shared"] {
+	if !ok || shared.Site.ID != "retail" || shared.Endpoint != findEndpoint(partnerMine.Partner.Endpoints, partnerMine.Partner.endpoints, "shared") {
 		t.Errorf("the site does not inherit the partner's endpoint: %+v", shared)
 	}
 	siteMine, _ := cfg.Lookup("acme", "retail", "mine")
@@ -241,5 +242,112 @@ func TestDuplicatePartnerIDsAcrossFilesAreRejected(t *testing.T) {
 	path := writeConfig(t, map[string]string{"partners/a.yaml": p, "partners/a.yml": p})
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), `partner "a" is already defined`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A null list item used to reach validation as a nil pointer and crash the loader.
+func TestNullListItemsAreErrorsNotCrashes(t *testing.T) {
+	for _, body := range []string{
+		"id: p\nendpoints: [null, {name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}]\n",
+		"id: p\nsites: [null]\nendpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}]\n",
+		"id: p\nsites: [{id: s, endpoints: [~]}]\nendpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}]\n",
+	} {
+		_, err := Load(writeConfig(t, map[string]string{"partners/p.yaml": body}))
+		if err == nil || !strings.Contains(err.Error(), "p.yaml:") || !strings.Contains(err.Error(), "expected a mapping, got nothing (null)") {
+			t.Errorf("%q: err = %v", body, err)
+		}
+	}
+}
+
+// Lookups scan short lists and use a map past indexMin; both must find the same routes,
+// with a site's own endpoint winning over the partner's.
+func TestLookupShortAndLongLists(t *testing.T) {
+	for _, n := range []int{1, indexMin, indexMin + 1, 3 * indexMin} {
+		var b strings.Builder
+		ep := func(indent, name, token string) {
+			fmt.Fprintf(&b, "%s- {name: %s, saga: echo, security: {method: bearer, tokens: [{value: %s}]}}\n", indent, name, token)
+		}
+		b.WriteString("id: p\nendpoints:\n")
+		for i := range n {
+			ep("  ", fmt.Sprintf("e%d", i), "partner")
+		}
+		b.WriteString("sites:\n")
+		for s := range n {
+			fmt.Fprintf(&b, "  - id: s%d\n    endpoints:\n", s)
+			for i := range n {
+				ep("      ", fmt.Sprintf("x%d", i), fmt.Sprintf("s%d-x%d", s, i))
+			}
+			ep("      ", "e0", fmt.Sprintf("s%d-e0", s))
+		}
+		cfg, err := Load(writeConfig(t, map[string]string{"partners/p.yaml": b.String()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := func(r Route) string { return string(r.Endpoint.Security.Resolved().Tokens[0].Reveal()) }
+		for i := range n {
+			if r, ok := cfg.Lookup("p", "", fmt.Sprintf("e%d", i)); !ok || token(r) != "partner" || r.Site != nil {
+				t.Fatalf("n=%d: partner e%d: %+v %v", n, i, r, ok)
+			}
+		}
+		for s := range n {
+			site := fmt.Sprintf("s%d", s)
+			if r, ok := cfg.Lookup("p", site, "e0"); !ok || token(r) != site+"-e0" || r.Site.ID != site {
+				t.Fatalf("n=%d: %s/e0 = %+v %v, want the site's own", n, site, r, ok)
+			}
+			for i := range n {
+				if r, ok := cfg.Lookup("p", site, fmt.Sprintf("x%d", i)); !ok || token(r) != fmt.Sprintf("%s-x%d", site, i) {
+					t.Fatalf("n=%d: %s/x%d = %+v %v", n, site, i, r, ok)
+				}
+				if r, ok := cfg.Lookup("p", site, fmt.Sprintf("e%d", i)); !ok || (i > 0 && token(r) != "partner") {
+					t.Fatalf("n=%d: %s/e%d = %+v %v, want the partner's", n, site, i, r, ok)
+				}
+			}
+			if cfg.Partner("p").Site(site) == nil {
+				t.Fatalf("n=%d: no site %s", n, site)
+			}
+		}
+		for _, miss := range [][2]string{{"", "x0"}, {"s0", "nope"}, {"nope", "e0"}} {
+			if _, ok := cfg.Lookup("p", miss[0], miss[1]); ok {
+				t.Errorf("n=%d: lookup %v found something", n, miss)
+			}
+		}
+		if cfg.Partner("p").Site("nope") != nil {
+			t.Errorf("n=%d: site nope found", n)
+		}
+	}
+}
+
+// A loaded partner's endpoints live in one array, each pointing at its own security, and
+// a caller appending to one endpoint's secrets must not write into the next one's.
+func TestPackedEndpointsAreIndependent(t *testing.T) {
+	cfg, err := Load(writeScale(t, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Partner("p00001")
+	all := slices.Clone(p.Endpoints)
+	for _, s := range p.Sites {
+		all = append(all, s.Endpoints...)
+	}
+	if len(all) != 25 {
+		t.Fatalf("%d endpoints", len(all))
+	}
+	for _, e := range all {
+		if e.Security != &e.sec || e.sec.spec != nil || e.sec.shared == nil {
+			t.Fatalf("%s: security not packed: %+v", e.Name, e.sec)
+		}
+	}
+	first := all[0].Security.Resolved().Secrets
+	_ = append(first, security.NewSecret("x"))
+	if got := string(all[1].Security.Resolved().Secrets[0].Reveal()); got != "k-p00001-s0-e1" {
+		t.Fatalf("neighbour's secret = %q", got)
+	}
+	_ = append(p.Sites[0].Endpoints, nil)
+	if p.Sites[1].Endpoints[0] == nil {
+		t.Fatal("appending to one site's endpoints overwrote the next site's")
+	}
+	// Blocks that differ only in their secrets share the rest.
+	if all[0].sec.shared != all[24].sec.shared {
+		t.Error("identical security blocks do not share their template")
 	}
 }

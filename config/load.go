@@ -117,8 +117,13 @@ func (l *loader) load(path string) *Config {
 	cfg.Sagas = l.loadSagas(cfg.resolve(cfg.Server.SagasDir))
 	cfg.partners = map[string]*Partner{}
 	server := saga.EgressPolicy{Allow: cfg.Server.Egress.Allow}
+	serverOnly := []saga.EgressPolicy{server} // shared by every partner without egress of its own
 	for _, p := range l.loadPartners(cfg.resolve(cfg.Server.PartnersDir), cfg.Sagas) {
-		p.egress = append([]saga.EgressPolicy{server}, p.egress...)
+		if len(p.egress) == 0 {
+			p.egress = serverOnly
+		} else {
+			p.egress = append([]saga.EgressPolicy{server}, p.egress...)
+		}
 		if prev, dup := cfg.partners[p.ID]; dup {
 			l.errs = append(l.errs, yamlconf.Error{File: p.File, Line: p.Pos.Line, Column: p.Pos.Column,
 				Message: fmt.Sprintf("partner %q is already defined in %s", p.ID, prev.File)})
@@ -358,12 +363,13 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga) []*Partne
 		wg.Go(func() {
 			// One decoder per worker: its type and string caches serve all its files.
 			d := yamlconf.NewDecoder("")
+			share := securityShare{}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(files) {
 					return
 				}
-				results[i].p, results[i].errs = l.loadPartner(d, files[i], sagas)
+				results[i].p, results[i].errs = l.loadPartner(d, share, files[i], sagas)
 			}
 		})
 	}
@@ -380,7 +386,7 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga) []*Partne
 
 // loadPartner reads one partner file with d, returning the partner when it has no errors.
 // It must not touch the loader's state: workers call it concurrently.
-func (l *loader) loadPartner(d *yamlconf.Decoder, f string, sagas map[string]*saga.Saga) (*Partner, yamlconf.Errors) {
+func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string, sagas map[string]*saga.Saga) (*Partner, yamlconf.Errors) {
 	src, err := l.readFile(f)
 	if err != nil {
 		return nil, yamlconf.Errors{{File: f, Line: 1, Column: 1, Message: unwrapPathError(err).Error()}}
@@ -395,7 +401,7 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, f string, sagas map[string]*sa
 		d.ErrorAt(yamlconf.Pos{Line: 1, Column: 1}, "file is empty")
 	} else {
 		d.Decode(node, p)
-		validatePartner(d, p, sagas, filepath.Dir(f))
+		validatePartner(d, p, sagas, filepath.Dir(f), share)
 	}
 	// Drop the anchors, and with them the AST, before the next file is read.
 	errs := d.Errors()
@@ -403,10 +409,11 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, f string, sagas map[string]*sa
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	pack(p)
 	return p, nil
 }
 
-func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string) {
+func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string, share securityShare) {
 	if p.ID != "" {
 		if !validID(p.ID) {
 			d.ErrorAt(p.Pos, "partner id %q must match %s", p.ID, IDPattern)
@@ -414,7 +421,9 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 			d.ErrorAt(p.Pos, "partner id %q must match its file name %q", p.ID, base)
 		}
 	}
-	p.secrets = make(map[string]security.Secret, len(p.Secrets))
+	if len(p.Secrets) > 0 {
+		p.secrets = make(map[string]security.Secret, len(p.Secrets))
+	}
 	for _, name := range slices.Sorted(maps.Keys(p.Secrets)) {
 		ref := p.Secrets[name]
 		ref.resolve(d, dir)
@@ -425,17 +434,27 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 		validateEgress(d, nil, p.Egress.Pos, p.Egress.Allow)
 		p.egress = append(p.egress, saga.EgressPolicy{Allow: p.Egress.Allow})
 	}
-	p.endpoints = validateEndpoints(d, p.Endpoints, sagas, dir, "partner "+p.ID)
-	p.sites = map[string]*Site{}
-	for _, s := range p.Sites {
+	p.Endpoints = slices.DeleteFunc(p.Endpoints, func(e *Endpoint) bool { return e == nil }) // null items, reported by the decoder
+	p.Sites = slices.DeleteFunc(p.Sites, func(s *Site) bool { return s == nil })
+	validateEndpoints(d, p.Endpoints, sagas, dir, "partner "+p.ID, share)
+	var seen map[string]bool // only for long lists: short ones are scanned
+	if len(p.Sites) > indexMin {
+		seen = make(map[string]bool, len(p.Sites))
+	}
+	for i, s := range p.Sites {
 		if s.ID != "" && !validID(s.ID) {
 			d.ErrorAt(s.Pos, "site id %q must match %s", s.ID, IDPattern)
 		}
-		if _, dup := p.sites[s.ID]; dup {
+		dup := seen[s.ID]
+		if seen != nil {
+			seen[s.ID] = true
+		} else {
+			dup = slices.ContainsFunc(p.Sites[:i], func(o *Site) bool { return o.ID == s.ID })
+		}
+		if dup {
 			d.ErrorAt(s.Pos, "site %q appears twice", s.ID)
 			continue
 		}
-		p.sites[s.ID] = s
 		if len(s.Settings) == 0 && p.Settings != nil {
 			// Nothing to overlay: share the partner's map, as partner-scoped routes do,
 			// rather than keep a copy per site.
@@ -445,24 +464,36 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 			maps.Copy(s.settings, p.Settings)
 			maps.Copy(s.settings, s.Settings)
 		}
-		s.endpoints = validateEndpoints(d, s.Endpoints, sagas, dir, "site "+s.ID)
+		s.Endpoints = slices.DeleteFunc(s.Endpoints, func(e *Endpoint) bool { return e == nil })
+		validateEndpoints(d, s.Endpoints, sagas, dir, "site "+s.ID, share)
 	}
 	if len(p.Endpoints) == 0 && !slices.ContainsFunc(p.Sites, func(s *Site) bool { return len(s.Endpoints) > 0 }) {
 		d.ErrorAt(p.Pos, "partner %q has no endpoints", p.ID)
 	}
 }
 
-func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string) map[string]*Endpoint {
-	out := make(map[string]*Endpoint, len(list))
-	for _, e := range list {
+func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string, share securityShare) {
+	var seen map[string]bool // only for long lists: short ones are scanned
+	if len(list) > indexMin {
+		seen = make(map[string]bool, len(list))
+	}
+	for i, e := range list {
 		if e.Name != "" && !validID(e.Name) {
 			d.ErrorAt(e.Pos, "endpoint name %q must match %s", e.Name, IDPattern)
 		}
-		if _, dup := out[e.Name]; dup {
+		dup := seen[e.Name]
+		if seen != nil {
+			seen[e.Name] = true
+		} else {
+			dup = slices.ContainsFunc(list[:i], func(o *Endpoint) bool { return o.Name == e.Name })
+		}
+		if dup {
 			d.ErrorAt(e.Pos, "endpoint %q appears twice in %s", e.Name, scope)
+			if e.Security != nil {
+				e.Security.spec = nil
+			}
 			continue
 		}
-		out[e.Name] = e
 		if e.Saga != "" {
 			if s, ok := sagas[e.Saga]; ok {
 				e.saga = s
@@ -477,7 +508,10 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 		switch e.Mode {
 		case "":
 			e.Mode = ModeAsync
-		case ModeAsync, ModeSync:
+		case ModeAsync:
+			e.Mode = ModeAsync // the constant, not the file's copy of the word
+		case ModeSync:
+			e.Mode = ModeSync
 		default:
 			d.ErrorAt(e.Pos, "endpoint %q: mode must be async or sync, not %q", e.Name, e.Mode)
 		}
@@ -500,9 +534,76 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 			d.ErrorAt(e.Pos, "endpoint %q has no security method: every endpoint needs one (%s)", e.Name, methodList())
 			continue
 		}
-		e.verifier = e.Security.build(d, dir)
+		e.verifier = e.Security.build(d, dir, share)
 	}
-	return out
+}
+
+// indexMin is how many endpoints (or sites) a scope has before lookups go through a map;
+// up to it, scanning the list compares fewer bytes than hashing the name, and saves the
+// collector a map per site.
+const indexMin = 8
+
+// pack moves a validated partner's endpoints, their security and its sites into one array
+// each, so that a loaded partner is a handful of heap objects whatever its size, and builds
+// the lookup indexes of long lists.
+func pack(p *Partner) {
+	n, nsecrets := 0, 0
+	count := func(list []*Endpoint) {
+		n += len(list)
+		for _, e := range list {
+			nsecrets += len(e.Security.secrets)
+		}
+	}
+	count(p.Endpoints)
+	for _, s := range p.Sites {
+		count(s.Endpoints)
+	}
+	eps := make([]Endpoint, n)
+	ptrs := make([]*Endpoint, n)
+	secrets := make([]security.Secret, 0, nsecrets)
+	next := 0
+	move := func(list []*Endpoint) []*Endpoint {
+		start := next
+		for _, e := range list {
+			c := &eps[next]
+			*c = *e
+			c.sec = *e.Security
+			c.Security = &c.sec
+			if len(c.sec.secrets) > 0 {
+				from := len(secrets)
+				secrets = append(secrets, c.sec.secrets...)
+				c.sec.secrets = secrets[from:len(secrets):len(secrets)] // an append by a caller copies
+			}
+			ptrs[next] = c
+			next++
+		}
+		return ptrs[start:next:next]
+	}
+	p.Endpoints = move(p.Endpoints)
+	p.endpoints = index(p.Endpoints, func(e *Endpoint) string { return e.Name })
+	sites := make([]Site, len(p.Sites))
+	sitePtrs := make([]*Site, len(p.Sites))
+	for i, s := range p.Sites {
+		c := &sites[i]
+		*c = *s
+		c.Endpoints = move(s.Endpoints)
+		c.endpoints = index(c.Endpoints, func(e *Endpoint) string { return e.Name })
+		sitePtrs[i] = c
+	}
+	p.Sites = sitePtrs
+	p.sites = index(p.Sites, func(s *Site) string { return s.ID })
+}
+
+// index maps names to list items when the list is longer than indexMin, nil otherwise.
+func index[T any](list []*T, name func(*T) string) map[string]*T {
+	if len(list) <= indexMin {
+		return nil
+	}
+	m := make(map[string]*T, len(list))
+	for _, x := range list {
+		m[name(x)] = x
+	}
+	return m
 }
 
 func methodList() string {

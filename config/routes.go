@@ -38,25 +38,48 @@ func (c *Config) Lookup(partner, site, endpoint string) (Route, bool) {
 		return Route{}, false
 	}
 	if site == "" {
-		e, ok := p.endpoints[endpoint]
-		return Route{Partner: p, Endpoint: e}, ok
+		e := findEndpoint(p.Endpoints, p.endpoints, endpoint)
+		return Route{Partner: p, Endpoint: e}, e != nil
 	}
-	s, ok := p.sites[site]
-	if !ok {
+	s := p.Site(site)
+	if s == nil {
 		return Route{}, false
 	}
-	if e, ok := s.endpoints[endpoint]; ok {
-		return Route{Partner: p, Site: s, Endpoint: e}, true
+	e := findEndpoint(s.Endpoints, s.endpoints, endpoint)
+	if e == nil {
+		e = findEndpoint(p.Endpoints, p.endpoints, endpoint)
 	}
-	e, ok := p.endpoints[endpoint]
-	return Route{Partner: p, Site: s, Endpoint: e}, ok
+	return Route{Partner: p, Site: s, Endpoint: e}, e != nil
+}
+
+// findEndpoint is the endpoint of list named name, through index when the list has one.
+func findEndpoint(list []*Endpoint, index map[string]*Endpoint, name string) *Endpoint {
+	if index != nil {
+		return index[name]
+	}
+	for _, e := range list {
+		if e.Name == name {
+			return e
+		}
+	}
+	return nil
 }
 
 // Partner returns the partner with id, or nil.
 func (c *Config) Partner(id string) *Partner { return c.partners[id] }
 
 // Site returns the partner's site with id, or nil.
-func (p *Partner) Site(id string) *Site { return p.sites[id] }
+func (p *Partner) Site(id string) *Site {
+	if p.sites != nil {
+		return p.sites[id]
+	}
+	for _, s := range p.Sites {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
 
 // SagasDir is sagas_dir resolved against pushbackd.yaml's directory.
 func (c *Config) SagasDir() string { return c.resolve(c.Server.SagasDir) }

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml/ast"
 
@@ -22,9 +24,40 @@ var methodKeys = map[security.Method][]string{
 	security.Bearer:           {"tokens"},
 }
 
-// UnmarshalYAMLNode reads `method` first so that keys can be checked against it.
+// securitySpec is a security block as written. It lives while its file loads: build
+// checks it, resolves its secrets and keeps in Security only what verification needs.
+type securitySpec struct {
+	Pos          yamlconf.Pos
+	Method       security.Method `yaml:"method"`
+	Username     string          `yaml:"username"`
+	Password     SecretRef       `yaml:"password"`
+	Token        SecretRef       `yaml:"token"`
+	Secret       SecretRef       `yaml:"secret"`
+	TokenHeader  string          `yaml:"token_header"`
+	SecretHeader string          `yaml:"secret_header"`
+	Header       string          `yaml:"header"`
+	Secrets      []SecretRef     `yaml:"secrets"`
+	Encoding     string          `yaml:"encoding"`
+	Prefix       string          `yaml:"prefix"`
+	Tolerance    time.Duration   `yaml:"tolerance"`
+	Query        string          `yaml:"query"`
+	Keys         []SecretRef     `yaml:"keys"`
+	Tokens       []SecretRef     `yaml:"tokens"`
+	AllowIPs     []string        `yaml:"allow_ips"`
+
+	invalid bool // did not decode cleanly; build skips it, its errors already told
+}
+
+// UnmarshalYAMLNode decodes the block as written, for build to turn into what is kept.
 func (s *Security) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
-	type plain Security // no UnmarshalYAMLNode: decodes field by field
+	s.spec = &securitySpec{}
+	s.spec.UnmarshalYAMLNode(d, n)
+	s.Method = s.spec.Method
+}
+
+// UnmarshalYAMLNode reads `method` first so that keys can be checked against it.
+func (s *securitySpec) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
+	type plain securitySpec // no UnmarshalYAMLNode: decodes field by field
 	s.Pos = yamlconf.PosOf(n)
 	s.invalid = true // until decoded cleanly; build then skips it, its errors already told
 	before := len(d.Errors())
@@ -83,15 +116,34 @@ func isSecurityKey(key string) bool {
 	return false
 }
 
+// securityKey is everything of a security.Config but its secrets, as written: endpoints
+// whose blocks agree on it share one template.
+type securityKey struct {
+	method                                                        security.Method
+	username, tokenHeader, secretHeader, header, encoding, prefix string
+	query, allowIPs                                               string
+	tolerance                                                     time.Duration
+}
+
+// securityShare holds the templates handed out so far; one per loading worker.
+type securityShare map[securityKey]*security.Config
+
+// methods are the security.Method constants: a loaded block names its method with one of
+// them, not with a copy of the text in the file.
+var methods = security.Methods()
+
 // build checks what each method requires, resolves the secrets and returns the verifier.
-func (s *Security) build(d *yamlconf.Decoder, dir string) security.Verifier {
-	if s.invalid {
+// It leaves s with its method, secrets and shared template, and drops the spec.
+func (s *Security) build(d *yamlconf.Decoder, dir string, share securityShare) security.Verifier {
+	w := s.spec
+	s.spec = nil
+	if w == nil || w.invalid {
 		return nil
 	}
 	before := len(d.Errors())
 	need := func(ok bool, what string) {
 		if !ok {
-			d.ErrorAt(s.Pos, "security method %s needs %s", s.Method, what)
+			d.ErrorAt(w.Pos, "security method %s needs %s", w.Method, what)
 		}
 	}
 	resolveAll := func(refs []SecretRef) []security.Secret {
@@ -102,68 +154,56 @@ func (s *Security) build(d *yamlconf.Decoder, dir string) security.Verifier {
 		}
 		return out
 	}
-	switch s.Method {
+	var secrets []security.Secret
+	switch w.Method {
 	case security.Basic:
-		need(s.Username != "", "a username")
-		need(s.Password.IsSet(), "a password (a secret reference)")
-		s.Password.resolve(d, dir)
+		need(w.Username != "", "a username")
+		need(w.Password.IsSet(), "a password (a secret reference)")
+		w.Password.resolve(d, dir)
+		secrets = []security.Secret{w.Password.Secret}
 	case security.Token:
-		need(s.Token.IsSet(), "a token (a secret reference)")
-		need(s.Secret.IsSet(), "a secret (a secret reference)")
-		s.Token.resolve(d, dir)
-		s.Secret.resolve(d, dir)
+		need(w.Token.IsSet(), "a token (a secret reference)")
+		need(w.Secret.IsSet(), "a secret (a secret reference)")
+		w.Token.resolve(d, dir)
+		w.Secret.resolve(d, dir)
+		secrets = []security.Secret{w.Token.Secret, w.Secret.Secret}
 	case security.Signature, security.StandardWebhooks:
-		need(len(s.Secrets) > 0, "secrets: a list of at least one secret reference")
-		s.secrets = resolveAll(s.Secrets)
+		need(len(w.Secrets) > 0, "secrets: a list of at least one secret reference")
+		secrets = resolveAll(w.Secrets)
 	case security.APIKey:
-		need((s.Header == "") != (s.Query == ""), "exactly one of header or query")
-		need(len(s.Keys) > 0, "keys: a list of at least one secret reference")
-		s.secrets = resolveAll(s.Keys)
+		need((w.Header == "") != (w.Query == ""), "exactly one of header or query")
+		need(len(w.Keys) > 0, "keys: a list of at least one secret reference")
+		secrets = resolveAll(w.Keys)
 	case security.Bearer:
-		need(len(s.Tokens) > 0, "tokens: a list of at least one secret reference")
-		s.secrets = resolveAll(s.Tokens)
+		need(len(w.Tokens) > 0, "tokens: a list of at least one secret reference")
+		secrets = resolveAll(w.Tokens)
 	}
-	if len(s.AllowIPs) > 0 {
-		s.allow = parsePrefixes(d, nil, s.Pos, s.AllowIPs)
+	var allow []netip.Prefix
+	if len(w.AllowIPs) > 0 {
+		allow = parsePrefixes(d, nil, w.Pos, w.AllowIPs)
 	}
 	if len(d.Errors()) > before {
 		return nil
 	}
-	v, err := security.New(s.config())
+	method := w.Method
+	if i := slices.Index(methods, method); i >= 0 {
+		method = methods[i]
+	}
+	key := securityKey{method: method, username: w.Username, tokenHeader: w.TokenHeader, secretHeader: w.SecretHeader,
+		header: w.Header, encoding: w.Encoding, prefix: w.Prefix, query: w.Query,
+		allowIPs: strings.Join(w.AllowIPs, "\x00"), tolerance: w.Tolerance}
+	shared := share[key]
+	if shared == nil {
+		shared = &security.Config{Method: method, Username: w.Username, TokenHeader: w.TokenHeader, SecretHeader: w.SecretHeader,
+			Header: w.Header, Encoding: w.Encoding, Prefix: w.Prefix, Tolerance: w.Tolerance, Query: w.Query, AllowIPs: allow}
+	}
+	s.Method, s.shared, s.secrets = method, shared, secrets
+	v, err := security.New(s.Resolved())
 	if err != nil {
-		d.ErrorAt(s.Pos, "security: %v", err)
+		s.shared, s.secrets = nil, nil
+		d.ErrorAt(w.Pos, "security: %v", err)
 		return nil
 	}
-	s.built = true
+	share[key] = shared
 	return v
-}
-
-// config is the security.Config the block describes, from the fields as decoded and the
-// secrets build resolved.
-func (s *Security) config() security.Config {
-	c := security.Config{
-		Method:       s.Method,
-		Username:     s.Username,
-		TokenHeader:  s.TokenHeader,
-		SecretHeader: s.SecretHeader,
-		Header:       s.Header,
-		Encoding:     s.Encoding,
-		Prefix:       s.Prefix,
-		Tolerance:    s.Tolerance,
-		Query:        s.Query,
-		AllowIPs:     s.allow,
-	}
-	switch s.Method {
-	case security.Basic:
-		c.Password = s.Password.Secret
-	case security.Token:
-		c.Token, c.TokenSecret = s.Token.Secret, s.Secret.Secret
-	case security.Signature, security.StandardWebhooks:
-		c.Secrets = s.secrets
-	case security.APIKey:
-		c.Keys = s.secrets
-	case security.Bearer:
-		c.Tokens = s.secrets
-	}
-	return c
 }
