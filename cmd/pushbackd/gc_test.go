@@ -8,11 +8,12 @@ func TestGCPercentFollowsTheLiveHeap(t *testing.T) {
 		want int
 	}{
 		{0, 400},         // nothing measured yet
-		{10 << 20, 400},  // the demo config: capped
-		{16 << 20, 400},  // 64 MB of headroom is exactly 400%
-		{32 << 20, 200},  // headroom over a mid-sized heap
-		{64 << 20, 100},  // Go's default from here on
-		{330 << 20, 100}, // 250,000 endpoints: never below the default
+		{15 << 20, 400},  // the demo config: capped
+		{128 << 20, 300}, // a goal of 512 MB
+		{111 << 20, 361}, // 250,000 endpoints: a goal just under 512 MB
+		{200 << 20, 156}, // still within the budget
+		{256 << 20, 100}, // Go's default from here on
+		{900 << 20, 100}, // never below it
 	} {
 		if got := gcPercentFor(tc.live); got != tc.want {
 			t.Errorf("gcPercentFor(%d MB) = %d, want %d", tc.live>>20, got, tc.want)
