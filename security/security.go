@@ -151,46 +151,27 @@ type scheme interface {
 	sign(body []byte, msgID string, now time.Time, h http.Header, q url.Values) error
 }
 
+// verifier is what build validates and prepares; Compile keeps its parts in a Check.
 type verifier struct {
 	method Method
 	allow  []netip.Prefix
 	scheme scheme
 }
 
-var _ Verifier = (*verifier)(nil)
-
-func (v *verifier) Method() Method { return v.method }
-
-func (v *verifier) Verify(r *Request) error {
-	if r == nil {
-		r = &Request{}
-	}
-	// The allow list goes first: a request from the wrong network is refused whatever it
-	// carries, and without spending an HMAC on it.
-	if len(v.allow) > 0 {
-		if f := v.checkIP(r.RemoteIP); f != nil {
-			return f
-		}
-	}
-	if f := v.scheme.check(r); f != nil {
-		return f
-	}
-	return nil
-}
-
-func (v *verifier) checkIP(ip netip.Addr) *Failure {
+// checkIP refuses a remote address outside a non-empty allow list.
+func checkIP(m Method, allow []netip.Prefix, ip netip.Addr) *Failure {
 	if !ip.IsValid() {
-		return fail(v.method, ReasonIPDenied, "remote address unknown")
+		return fail(m, ReasonIPDenied, "remote address unknown")
 	}
 	// An IPv4 client on a dual-stack listener shows up as ::ffff:a.b.c.d, and a link-local
 	// address may carry a zone; Prefix.Contains matches neither against a plain prefix.
 	ip = ip.Unmap().WithZone("")
-	for _, p := range v.allow {
+	for _, p := range allow {
 		if p.Contains(ip) {
 			return nil
 		}
 	}
-	return fail(v.method, ReasonIPDenied, "remote address "+ip.String()+" is not in allow_ips")
+	return fail(m, ReasonIPDenied, "remote address "+ip.String()+" is not in allow_ips")
 }
 
 func fail(m Method, r Reason, detail string) *Failure {
@@ -201,11 +182,11 @@ func fail(m Method, r Reason, detail string) *Failure {
 // with errors.Join, each a plain lower-case message naming the config key; none contains a
 // secret value.
 func New(cfg Config) (Verifier, error) {
-	v, err := build(cfg)
+	c, err := Compile(cfg, nil)
 	if err != nil {
-		return nil, err // an untyped nil Verifier, never a nil *verifier
+		return nil, err // an untyped nil Verifier, never a nil *Check
 	}
-	return v, nil
+	return &c, nil
 }
 
 func build(cfg Config) (*verifier, error) {

@@ -12,12 +12,12 @@ import (
 // lists several secrets, keys or tokens it uses the first. For standard_webhooks it uses
 // msgID (a random "msg_<hex>" when empty) and now (time.Now() when zero).
 func Sign(cfg Config, body []byte, msgID string, now time.Time) (http.Header, url.Values, error) {
-	v, err := build(cfg)
+	c, err := Compile(cfg, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("invalid security config: %w", err)
 	}
 	h, q := http.Header{}, url.Values{}
-	if err := v.scheme.sign(body, msgID, now, h, q); err != nil {
+	if err := c.sign(body, msgID, now, h, q); err != nil {
 		return nil, nil, err
 	}
 	return h, q, nil

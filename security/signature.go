@@ -19,7 +19,7 @@ type signatureScheme struct {
 	header   string
 	encoding string // "base64" or "hex"
 	prefix   string
-	keys     [][]byte
+	keys     []Secret // the configured secrets themselves: an endpoint's verifier holds no copy
 }
 
 func newSignature(cfg Config, p *problems) *signatureScheme {
@@ -27,8 +27,9 @@ func newSignature(cfg Config, p *problems) *signatureScheme {
 		header:   orDefault(cfg.Header, DefaultSignatureHeader),
 		encoding: orDefault(cfg.Encoding, "base64"),
 		prefix:   cfg.Prefix,
-		keys:     requireSecrets("secrets", cfg.Secrets, p),
+		keys:     cfg.Secrets,
 	}
+	requireSecrets("secrets", cfg.Secrets, p)
 	checkHeaderName("header", s.header, p)
 	if s.encoding != "base64" && s.encoding != "hex" {
 		p.add("encoding must be base64 or hex, not %q", cfg.Encoding)
@@ -74,7 +75,7 @@ func (s *signatureScheme) check(r *Request) *Failure {
 	}
 	ok := 0
 	for _, k := range s.keys { // every key, no early exit: timing must not reveal which matched
-		ok |= subtle.ConstantTimeCompare(hmacSHA256(k, r.Body), sig)
+		ok |= subtle.ConstantTimeCompare(hmacSHA256(k.b, r.Body), sig)
 	}
 	if ok != 1 {
 		return fail(Signature, ReasonMismatch, "no configured secret matches header "+s.header)
@@ -83,7 +84,7 @@ func (s *signatureScheme) check(r *Request) *Failure {
 }
 
 func (s *signatureScheme) sign(body []byte, _ string, _ time.Time, h http.Header, _ url.Values) error {
-	h.Set(s.header, SignatureValue(s.keys[0], body, s.encoding, s.prefix))
+	h.Set(s.header, SignatureValue(s.keys[0].b, body, s.encoding, s.prefix))
 	return nil
 }
 
