@@ -184,14 +184,19 @@ type Endpoint struct {
 	MaxInFlight    int       `yaml:"max_in_flight"`
 
 	// Filled by Load.
-	verifier    security.Verifier
 	saga        *saga.Saga
 	idempotency *saga.Template
 	sec         Security // Security's target once loaded: one object with the endpoint
 }
 
-// Verifier checks this endpoint's security method.
-func (e *Endpoint) Verifier() security.Verifier { return e.verifier }
+// Verifier checks this endpoint's security method; nil unless the endpoint loaded. It is
+// the endpoint's own security.Check, not an object of its own.
+func (e *Endpoint) Verifier() security.Verifier {
+	if e.Security == nil || !e.Security.check.Valid() {
+		return nil
+	}
+	return &e.Security.check
+}
 
 // Idempotency is the compiled idempotency_key template, nil when the endpoint has none.
 func (e *Endpoint) Idempotency() *saga.Template { return e.idempotency }
@@ -200,40 +205,22 @@ func (e *Endpoint) Idempotency() *saga.Template { return e.idempotency }
 func (e *Endpoint) SagaRef() *saga.Saga { return e.saga }
 
 // Security is an endpoint's security block. What was written is decoded into a
-// securitySpec that lives only while loading; a loaded block keeps its method, its
-// secrets, and a pointer to the rest of its security.Config, which endpoints whose blocks
-// differ only in their secrets share. (The block as written was ~600 bytes and a dozen
-// pointers per endpoint, all of it marked by every garbage collection.)
+// securitySpec that lives only while loading; a loaded block keeps its method and its
+// verifier, a security.Check: its secrets (in the partner's array once packed) and a
+// pointer to a security.Template, which endpoints whose blocks differ only in their secrets
+// share. (The block as written was ~600 bytes and a dozen pointers per endpoint, and a
+// verifier of its own three more objects, all of it marked by every garbage collection.)
 type Security struct {
 	Method security.Method
 
-	shared  *security.Config  // everything but the secrets; nil unless the block built
-	secrets []security.Secret // basic: password; token: token, secret; otherwise the method's list
-	spec    *securitySpec     // as written; loading only
+	check security.Check // zero unless the block built
+	spec  *securitySpec  // as written; loading only
 }
 
 // Resolved is the security.Config built at load, secrets included, or the zero Config when
 // the block did not build. Used by the CLI to sign requests the way a sender would, and by
 // the gateway to redact credentials; it allocates nothing.
-func (s *Security) Resolved() security.Config {
-	if s.shared == nil {
-		return security.Config{}
-	}
-	c := *s.shared
-	switch c.Method {
-	case security.Basic:
-		c.Password = s.secrets[0]
-	case security.Token:
-		c.Token, c.TokenSecret = s.secrets[0], s.secrets[1]
-	case security.Signature, security.StandardWebhooks:
-		c.Secrets = s.secrets
-	case security.APIKey:
-		c.Keys = s.secrets
-	case security.Bearer:
-		c.Tokens = s.secrets
-	}
-	return c
-}
+func (s *Security) Resolved() security.Config { return s.check.Config() }
 
 // Config is one loaded, validated configuration directory.
 type Config struct {

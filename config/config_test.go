@@ -333,7 +333,7 @@ func TestPackedEndpointsAreIndependent(t *testing.T) {
 		t.Fatalf("%d endpoints", len(all))
 	}
 	for _, e := range all {
-		if e.Security != &e.sec || e.sec.spec != nil || e.sec.shared == nil {
+		if e.Security != &e.sec || e.sec.spec != nil || !e.sec.check.Valid() {
 			t.Fatalf("%s: security not packed: %+v", e.Name, e.sec)
 		}
 	}
@@ -347,7 +347,7 @@ func TestPackedEndpointsAreIndependent(t *testing.T) {
 		t.Fatal("appending to one site's endpoints overwrote the next site's")
 	}
 	// Blocks that differ only in their secrets share the rest.
-	if all[0].sec.shared != all[24].sec.shared {
+	if all[0].sec.check.Template() != all[24].sec.check.Template() {
 		t.Error("identical security blocks do not share their template")
 	}
 }

@@ -534,7 +534,7 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 			d.ErrorAt(e.Pos, "endpoint %q has no security method: every endpoint needs one (%s)", e.Name, methodList())
 			continue
 		}
-		e.verifier = e.Security.build(d, dir, share)
+		e.Security.build(d, dir, share)
 	}
 }
 
@@ -551,7 +551,7 @@ func pack(p *Partner) {
 	count := func(list []*Endpoint) {
 		n += len(list)
 		for _, e := range list {
-			nsecrets += len(e.Security.secrets)
+			nsecrets += len(e.Security.check.Secrets())
 		}
 	}
 	count(p.Endpoints)
@@ -569,11 +569,7 @@ func pack(p *Partner) {
 			*c = *e
 			c.sec = *e.Security
 			c.Security = &c.sec
-			if len(c.sec.secrets) > 0 {
-				from := len(secrets)
-				secrets = append(secrets, c.sec.secrets...)
-				c.sec.secrets = secrets[from:len(secrets):len(secrets)] // an append by a caller copies
-			}
+			secrets = append(secrets, c.sec.check.Secrets()...)
 			ptrs[next] = c
 			next++
 		}
@@ -592,6 +588,23 @@ func pack(p *Partner) {
 	}
 	p.Sites = sitePtrs
 	p.sites = index(p.Sites, func(s *Site) string { return s.ID })
+	packSecrets(eps, secrets)
+}
+
+// packSecrets gives the partner's endpoints one array of secrets, holding the bytes of all
+// of them in one allocation, in place of a list and a copy of the bytes per endpoint.
+// secrets are the endpoints' secrets in order.
+func packSecrets(eps []Endpoint, secrets []security.Secret) {
+	security.PackSecrets(secrets)
+	next := 0
+	for i := range eps {
+		c := &eps[i].sec.check
+		n := len(c.Secrets())
+		if !c.MoveSecrets(secrets[next : next+n : next+n]) { // an append by a caller copies
+			panic("config: a packed secret differs from its endpoint's")
+		}
+		next += n
+	}
 }
 
 // index maps names to list items when the list is longer than indexMin, nil otherwise.

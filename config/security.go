@@ -126,19 +126,19 @@ type securityKey struct {
 }
 
 // securityShare holds the templates handed out so far; one per loading worker.
-type securityShare map[securityKey]*security.Config
+type securityShare map[securityKey]*security.Template
 
 // methods are the security.Method constants: a loaded block names its method with one of
 // them, not with a copy of the text in the file.
 var methods = security.Methods()
 
-// build checks what each method requires, resolves the secrets and returns the verifier.
-// It leaves s with its method, secrets and shared template, and drops the spec.
-func (s *Security) build(d *yamlconf.Decoder, dir string, share securityShare) security.Verifier {
+// build checks what each method requires, resolves the secrets and compiles the verifier.
+// It leaves s with its method and verifier, and drops the spec.
+func (s *Security) build(d *yamlconf.Decoder, dir string, share securityShare) {
 	w := s.spec
 	s.spec = nil
 	if w == nil || w.invalid {
-		return nil
+		return
 	}
 	before := len(d.Errors())
 	need := func(ok bool, what string) {
@@ -183,7 +183,7 @@ func (s *Security) build(d *yamlconf.Decoder, dir string, share securityShare) s
 		allow = parsePrefixes(d, nil, w.Pos, w.AllowIPs)
 	}
 	if len(d.Errors()) > before {
-		return nil
+		return
 	}
 	method := w.Method
 	if i := slices.Index(methods, method); i >= 0 {
@@ -192,18 +192,25 @@ func (s *Security) build(d *yamlconf.Decoder, dir string, share securityShare) s
 	key := securityKey{method: method, username: w.Username, tokenHeader: w.TokenHeader, secretHeader: w.SecretHeader,
 		header: w.Header, encoding: w.Encoding, prefix: w.Prefix, query: w.Query,
 		allowIPs: strings.Join(w.AllowIPs, "\x00"), tolerance: w.Tolerance}
-	shared := share[key]
-	if shared == nil {
-		shared = &security.Config{Method: method, Username: w.Username, TokenHeader: w.TokenHeader, SecretHeader: w.SecretHeader,
-			Header: w.Header, Encoding: w.Encoding, Prefix: w.Prefix, Tolerance: w.Tolerance, Query: w.Query, AllowIPs: allow}
+	cfg := security.Config{Method: method, Username: w.Username, TokenHeader: w.TokenHeader, SecretHeader: w.SecretHeader,
+		Header: w.Header, Encoding: w.Encoding, Prefix: w.Prefix, Tolerance: w.Tolerance, Query: w.Query, AllowIPs: allow}
+	switch method {
+	case security.Basic:
+		cfg.Password = secrets[0]
+	case security.Token:
+		cfg.Token, cfg.TokenSecret = secrets[0], secrets[1]
+	case security.Signature, security.StandardWebhooks:
+		cfg.Secrets = secrets
+	case security.APIKey:
+		cfg.Keys = secrets
+	case security.Bearer:
+		cfg.Tokens = secrets
 	}
-	s.Method, s.shared, s.secrets = method, shared, secrets
-	v, err := security.New(s.Resolved())
+	check, err := security.Compile(cfg, share[key])
 	if err != nil {
-		s.shared, s.secrets = nil, nil
 		d.ErrorAt(w.Pos, "security: %v", err)
-		return nil
+		return
 	}
-	share[key] = shared
-	return v
+	s.Method, s.check = method, check
+	share[key] = check.Template()
 }
