@@ -31,6 +31,7 @@ type Check struct {
 // by the Checks of every Config that differs from it only in secrets.
 type Template struct {
 	cfg   Config // as given, secrets left out
+	kind  kind   // cfg.Method, to switch on without comparing strings
 	allow []netip.Prefix
 
 	// The method's scheme with its per-endpoint fields left zero; Verify fills them in a
@@ -43,6 +44,18 @@ type Template struct {
 }
 
 var _ Verifier = (*Check)(nil)
+
+// kind numbers the methods for Verify's dispatch.
+type kind uint8
+
+const (
+	kindBasic kind = iota + 1
+	kindToken
+	kindSignature
+	kindStandardWebhooks
+	kindAPIKey
+	kindBearer
+)
 
 // Compile validates cfg exactly as New does, with the same errors, and returns its verifier
 // as a value. like, when not nil, is a Template to share: it is used when its Config equals
@@ -91,15 +104,17 @@ func newTemplate(cfg Config, v *verifier) *Template {
 	t.cfg.AllowIPs = slices.Clone(cfg.AllowIPs)
 	switch s := v.scheme.(type) {
 	case *basicScheme:
-		t.basic = basicScheme{username: s.username, user: s.user}
+		t.kind, t.basic = kindBasic, basicScheme{username: s.username, user: s.user}
 	case *tokenScheme:
-		t.token = tokenScheme{tokenHeader: s.tokenHeader, secretHeader: s.secretHeader}
+		t.kind, t.token = kindToken, tokenScheme{tokenHeader: s.tokenHeader, secretHeader: s.secretHeader}
 	case *signatureScheme:
-		t.sig = signatureScheme{header: s.header, encoding: s.encoding, prefix: s.prefix}
+		t.kind, t.sig = kindSignature, signatureScheme{header: s.header, encoding: s.encoding, prefix: s.prefix}
 	case *standardWebhooksScheme:
-		t.sw = standardWebhooksScheme{tolerance: s.tolerance}
+		t.kind, t.sw = kindStandardWebhooks, standardWebhooksScheme{tolerance: s.tolerance}
 	case *apiKeyScheme:
-		t.apiKey = apiKeyScheme{header: s.header, query: s.query}
+		t.kind, t.apiKey = kindAPIKey, apiKeyScheme{header: s.header, query: s.query}
+	case *bearerScheme:
+		t.kind = kindBearer
 	}
 	return t
 }
@@ -214,29 +229,27 @@ func (c *Check) Verify(r *Request) error {
 // stack with c's secrets, so no call allocates for it.
 func (c *Check) check(r *Request) *Failure {
 	t := c.t
-	switch t.cfg.Method {
-	case Signature:
-		s := t.sig
-		s.keys = c.secrets
-		return s.check(r)
-	case Basic:
+	switch t.kind {
+	case kindSignature:
+		return t.sig.checkKeys(r, c.secrets)
+	case kindBasic:
 		s := t.basic
 		s.password, s.pass = c.secrets[0].b, c.digests[0]
 		return s.check(r)
-	case Token:
+	case kindToken:
 		s := t.token
 		s.token, s.secret = c.secrets[0].b, c.secrets[1].b
 		s.tokenDigest, s.secretDigest = c.digests[0], c.digests[1]
 		return s.check(r)
-	case StandardWebhooks:
+	case kindStandardWebhooks:
 		s := t.sw
 		s.keys = c.keys
 		return s.check(r)
-	case APIKey:
+	case kindAPIKey:
 		s := t.apiKey
 		s.digests = c.digests
 		return s.check(r)
-	case Bearer:
+	case kindBearer:
 		s := bearerScheme{digests: c.digests}
 		return s.check(r)
 	}

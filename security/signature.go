@@ -42,7 +42,10 @@ func newSignature(cfg Config, p *problems) *signatureScheme {
 	return s
 }
 
-func (s *signatureScheme) check(r *Request) *Failure {
+func (s *signatureScheme) check(r *Request) *Failure { return s.checkKeys(r, s.keys) }
+
+// checkKeys is check with the keys given: a Check keeps them apart from the shared scheme.
+func (s *signatureScheme) checkKeys(r *Request, keys []Secret) *Failure {
 	// single's trimming also drops the "\n" Ruby's Base64.encode64 appends when the sender forgets
 	// the .gsub("\n", "") of the platform's example.
 	v, st := single(headerValues(r.Header, s.header))
@@ -74,7 +77,7 @@ func (s *signatureScheme) check(r *Request) *Failure {
 		return fail(Signature, ReasonMalformed, s.header+" header does not decode to a 32-byte HMAC-SHA256")
 	}
 	ok := 0
-	for _, k := range s.keys { // every key, no early exit: timing must not reveal which matched
+	for _, k := range keys { // every key, no early exit: timing must not reveal which matched
 		ok |= subtle.ConstantTimeCompare(hmacSHA256(k.b, r.Body), sig)
 	}
 	if ok != 1 {
