@@ -13,7 +13,7 @@ import (
 // scenario from ~167 to ~141 µs. A flat 400 would not do for a very large configuration,
 // though: its heap goal is five times the live heap. So GOGC follows the live heap: as
 // high as 400 while the heap goal stays within gcHeapBudget, never below Go's default of
-// 100. With 250,000 endpoints (~110 MB live) that is ~360, a ~510 MB goal: every cycle
+// 100. With 250,000 endpoints (~85 MB live) that is still 400, a ~425 MB goal: every cycle
 // marks the whole configuration, so a low GOGC there costs CPU on every request.
 const (
 	gcHeapBudget   = 512 << 20
