@@ -1,7 +1,6 @@
 package saga
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 // run, and through encoding/json it cost about as much as running a short saga.
 func (r *Result) AppendJSON(dst []byte) ([]byte, error) {
 	if !jsonTime(r.Started) {
-		return fallback(dst, r)
+		return jsonenc.AppendValue(dst, r) // a time AppendFormat may not write as MarshalJSON does
 	}
 	start := len(dst)
 	var err error
@@ -51,7 +50,7 @@ func (r *Result) AppendJSON(dst []byte) ([]byte, error) {
 				dst = append(dst, ',')
 			}
 			if dst, err = list.steps[i].appendJSON(dst); err != nil {
-				return fallback(dst[:start], r)
+				return dst[:start], err
 			}
 		}
 		dst = append(dst, ']')
@@ -59,7 +58,7 @@ func (r *Result) AppendJSON(dst []byte) ([]byte, error) {
 	if r.OnFailure != nil {
 		dst = append(dst, `,"on_failure":`...)
 		if dst, err = r.OnFailure.appendJSON(dst); err != nil {
-			return fallback(dst[:start], r)
+			return dst[:start], err
 		}
 	}
 	if len(r.Vars) > 0 {
@@ -73,7 +72,7 @@ func (r *Result) AppendJSON(dst []byte) ([]byte, error) {
 
 func (s *StepRecord) appendJSON(dst []byte) ([]byte, error) {
 	if !jsonTime(s.Started) {
-		return fallback(dst, s)
+		return jsonenc.AppendValue(dst, s) // times outside what appendTime matches: encoding/json decides
 	}
 	start := len(dst)
 	var err error
@@ -140,12 +139,4 @@ func appendTime(dst []byte, t time.Time) []byte {
 	dst = append(dst, '"')
 	dst = t.AppendFormat(dst, time.RFC3339Nano)
 	return append(dst, '"')
-}
-
-func fallback(dst []byte, v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return dst, err
-	}
-	return append(dst, b...), nil
 }

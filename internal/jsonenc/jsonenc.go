@@ -37,14 +37,9 @@ func AppendValue(dst []byte, v any) ([]byte, error) {
 		if x == nil {
 			return append(dst, "null"...), nil
 		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
 		start := len(dst)
 		dst = append(dst, '{')
-		for i, k := range keys {
+		for i, k := range sortedKeys(x) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -60,13 +55,8 @@ func AppendValue(dst []byte, v any) ([]byte, error) {
 		if x == nil {
 			return append(dst, "null"...), nil
 		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
 		dst = append(dst, '{')
-		for i, k := range keys {
+		for i, k := range sortedKeys(x) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -93,6 +83,16 @@ func AppendValue(dst []byte, v any) ([]byte, error) {
 		return append(dst, ']'), nil
 	}
 	return fallback(dst, v)
+}
+
+// sortedKeys are m's keys in the order encoding/json writes them.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func fallback(dst []byte, v any) ([]byte, error) {
