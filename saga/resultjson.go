@@ -12,7 +12,7 @@ import (
 // run, and through encoding/json it cost about as much as running a short saga.
 func (r *Result) AppendJSON(dst []byte) ([]byte, error) {
 	if !jsonTime(r.Started) {
-		return jsonenc.AppendValue(dst, r) // a time AppendFormat may not write as MarshalJSON does
+		return jsonenc.AppendValue(dst, r) // times outside what appendTime matches: encoding/json decides
 	}
 	start := len(dst)
 	var err error
