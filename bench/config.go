@@ -4,13 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/pushbackd/pushbackd/internal/scalefixture"
 )
 
 // The bench partner's signing key and the signature endpoints' header (Encompass style).
 const (
 	benchSecret = "bench-encompass-signing-key"
-	sigHeader   = "Elli-Signature"
+	sigHeader   = scalefixture.SignatureHeader
 )
 
 // cfg is one generated pushbackd configuration directory.
@@ -25,20 +26,6 @@ type cfg struct {
 	ScalePartners          int    // scenario 5: extra partners × 5 sites × 5 endpoints
 	AuthFailuresOff        bool   // limits.auth_failures per_client and per_endpoint 0
 }
-
-const sagaSync = `name: bench-sync
-description: bench — pure 3-step saga (set, set, respond)
-timeout: 5s
-steps:
-  - name: event
-    set: {event: "${ body.eventType }"}
-  - name: loan
-    set: {loan: "${ body.meta.resourceId }"}
-  - name: answer
-    respond:
-      status: 200
-      body: {status: OK, code: 200, message: received, run_id: "${ run.id }", event: "${ vars.event }", loan: "${ vars.loan }"}
-`
 
 const sagaAccept = `name: bench-accept
 description: bench — one set step; scenario 3 measures the durable accept
@@ -77,22 +64,6 @@ endpoints:
     saga: bench-e2e
     security: %s
 `, mockURL, sec, sec, sec)
-}
-
-// scalePartner is one of scenario 5's generated partners: 5 sites × 5 sync signature
-// endpoints, each with its own key.
-func scalePartner(i int) string {
-	var b strings.Builder
-	id := fmt.Sprintf("p%05d", i)
-	fmt.Fprintf(&b, "id: %s\nname: Partner %d\nsettings: {region: r%d}\nsites:\n", id, i, i%7)
-	for s := range 5 {
-		fmt.Fprintf(&b, "  - id: s%d\n    name: Site %d\n    endpoints:\n", s, s)
-		for e := range 5 {
-			fmt.Fprintf(&b, "      - name: e%d\n        saga: bench-sync\n        mode: sync\n        security: {method: signature, header: %s, secrets: [{value: k-%s-s%d-e%d}]}\n",
-				e, sigHeader, id, s, e)
-		}
-	}
-	return b.String()
 }
 
 // write creates the directory: pushbackd.yaml, partners/, sagas/.
@@ -142,7 +113,7 @@ log: {level: error}
 	files := map[string]string{
 		"pushbackd.yaml":          top,
 		"partners/bench.yaml":     benchPartner(c.MockURL),
-		"sagas/bench-sync.yaml":   sagaSync,
+		"sagas/bench-sync.yaml":   scalefixture.SyncSaga,
 		"sagas/bench-accept.yaml": sagaAccept,
 		"sagas/bench-e2e.yaml":    sagaE2E,
 	}
@@ -152,7 +123,7 @@ log: {level: error}
 		}
 	}
 	for i := range c.ScalePartners {
-		if err := os.WriteFile(filepath.Join(dir, "partners", fmt.Sprintf("p%05d.yaml", i)), []byte(scalePartner(i)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "partners", scalefixture.FileName(i)), []byte(scalefixture.Partner(i)), 0o644); err != nil {
 			return err
 		}
 	}

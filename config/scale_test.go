@@ -10,39 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackd/pushbackd/internal/scalefixture"
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
-
-// The scale fixtures copy bench/config.go (scenario 5) rather than import package main:
-// loading many partner files is the case start-up time and resident memory depend on.
-const scaleSaga = `name: bench-sync
-description: bench — pure 3-step saga (set, set, respond)
-timeout: 5s
-steps:
-  - name: event
-    set: {event: "${ body.eventType }"}
-  - name: loan
-    set: {loan: "${ body.meta.resourceId }"}
-  - name: answer
-    respond:
-      status: 200
-      body: {status: OK, code: 200, message: received, run_id: "${ run.id }", event: "${ vars.event }", loan: "${ vars.loan }"}
-`
-
-// scalePartner is bench/config.go's scalePartner: 5 sites × 5 sync signature endpoints.
-func scalePartner(i int) string {
-	var b strings.Builder
-	id := fmt.Sprintf("p%05d", i)
-	fmt.Fprintf(&b, "id: %s\nname: Partner %d\nsettings: {region: r%d}\nsites:\n", id, i, i%7)
-	for s := range 5 {
-		fmt.Fprintf(&b, "  - id: s%d\n    name: Site %d\n    endpoints:\n", s, s)
-		for e := range 5 {
-			fmt.Fprintf(&b, "      - name: e%d\n        saga: bench-sync\n        mode: sync\n        security: {method: signature, header: %s, secrets: [{value: k-%s-s%d-e%d}]}\n",
-				e, "Elli-Signature", id, s, e)
-		}
-	}
-	return b.String()
-}
 
 // writeScale lays out a config directory with n scale partners and returns pushbackd.yaml.
 func writeScale(tb testing.TB, n int) string {
@@ -55,10 +25,10 @@ func writeScale(tb testing.TB, n int) string {
 	}
 	files := map[string]string{
 		"pushbackd.yaml":        "listen: 127.0.0.1:0\nlog: {level: error}\n",
-		"sagas/bench-sync.yaml": scaleSaga,
+		"sagas/bench-sync.yaml": scalefixture.SyncSaga,
 	}
 	for i := range n {
-		files[filepath.Join("partners", fmt.Sprintf("p%05d.yaml", i))] = scalePartner(i)
+		files[filepath.Join("partners", scalefixture.FileName(i))] = scalefixture.Partner(i)
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
