@@ -136,14 +136,63 @@ func (r *rig) invocation(id, sagaName string, body []byte) *saga.Invocation {
 		Settings: map[string]any{}, Request: saga.Request{Method: "POST", Raw: body, Body: map[string]any{"loan": string(body)}, ReceivedAt: r.clock.Now()}}
 }
 
-// accept records a run for sagaName whose body (and loan key) is body.
-func (r *rig) accept(sagaName, body, idemKey string) (*store.Run, string, error) {
-	r.t.Helper()
+// newRun is a run of sagaName whose body (and loan key) is body, and its invocation, as the
+// gateway makes them.
+func (r *rig) newRun(sagaName, body, idemKey string) (*store.Run, *saga.Invocation) {
 	id := uuid.Must(uuid.NewV7()).String()
 	run := &store.Run{ID: id, Partner: "acme", Endpoint: "e", Saga: sagaName, SagaVersion: r.sagas[sagaName].Version,
 		ReceivedAt: r.clock.Now(), IdempotencyKey: idemKey, Request: store.Request{Body: []byte(body)}}
-	dup, err := r.d.Accept(context.Background(), run, r.invocation(id, sagaName, []byte(body)), time.Hour)
+	return run, r.invocation(id, sagaName, []byte(body))
+}
+
+// accept records an async run for sagaName whose body (and loan key) is body.
+func (r *rig) accept(sagaName, body, idemKey string) (*store.Run, string, error) {
+	run, inv := r.newRun(sagaName, body, idemKey)
+	dup, err := r.d.Accept(context.Background(), run, inv, time.Hour)
 	return run, dup, err
+}
+
+// runSync runs a sync run of sagaName as the gateway does.
+func (r *rig) runSync(sagaName, body, idemKey string) (*store.Run, *saga.Result, string, error) {
+	run, inv := r.newRun(sagaName, body, idemKey)
+	res, dup, err := r.d.RunSync(context.Background(), run, inv, time.Hour)
+	return run, res, dup, err
+}
+
+// oneRunPerKey sends 50 concurrent requests with one idempotency key through send, which
+// returns the created run's id or the id a duplicate names, and checks that one run was
+// created and the other 49 name it.
+func oneRunPerKey(t *testing.T, send func() (created, duplicateOf string, err error)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created, dups := map[string]bool{}, map[string]int{}
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, dup, err := send()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Error(err)
+			case dup != "":
+				dups[dup]++
+			default:
+				created[id] = true
+			}
+		}()
+	}
+	wg.Wait()
+	if len(created) != 1 || len(dups) != 1 {
+		t.Fatalf("created %d runs, duplicates point at %v", len(created), dups)
+	}
+	for id := range created {
+		if dups[id] != 49 {
+			t.Errorf("49 duplicates should name run %s: %v", id, dups)
+		}
+	}
 }
 
 func (r *rig) waitStatus(id string, want store.Status) *store.Run {
@@ -240,35 +289,10 @@ func TestDuplicatesRunNothing(t *testing.T) {
 	clock := newFakeClock()
 	r := newRig(t, store.NewMemory(clock), clock, clock, 4, 100, mustSaga(t, pureSaga))
 	defer r.stop()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	created, dups := map[string]bool{}, map[string]int{}
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run, dup, err := r.accept("pure", "L-1", "acme/e/event-1")
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				t.Error(err)
-			case dup != "":
-				dups[dup]++
-			default:
-				created[run.ID] = true
-			}
-		}()
-	}
-	wg.Wait()
-	if len(created) != 1 || len(dups) != 1 {
-		t.Fatalf("created %d runs, duplicates point at %v", len(created), dups)
-	}
-	for id := range created {
-		if dups[id] != 49 {
-			t.Errorf("49 duplicates should name run %s: %v", id, dups)
-		}
-	}
+	oneRunPerKey(t, func() (string, string, error) {
+		run, dup, err := r.accept("pure", "L-1", "acme/e/event-1")
+		return run.ID, dup, err
+	})
 }
 
 const debouncedSaga = `name: debounced
@@ -475,16 +499,6 @@ func (c *countingRuns) Update(ctx context.Context, run *store.Run) error {
 	return c.Runs.Update(ctx, run)
 }
 
-// runSync records a sync run of sagaName as the gateway does.
-func (r *rig) runSync(sagaName, body, idemKey string) (*store.Run, *saga.Result, string, error) {
-	r.t.Helper()
-	id := uuid.Must(uuid.NewV7()).String()
-	run := &store.Run{ID: id, Partner: "acme", Endpoint: "e", Saga: sagaName, SagaVersion: r.sagas[sagaName].Version,
-		ReceivedAt: r.clock.Now(), IdempotencyKey: idemKey, Request: store.Request{Body: []byte(body)}}
-	res, dup, err := r.d.RunSync(context.Background(), run, r.invocation(id, sagaName, []byte(body)), time.Hour)
-	return run, res, dup, err
-}
-
 func TestAPureSyncRunIsRecordedOnceInItsFinalStateBeforeItsAnswer(t *testing.T) {
 	clock := newFakeClock()
 	st := store.NewMemory(clock)
@@ -556,35 +570,10 @@ func TestConcurrentPureSyncDuplicatesRecordOneRun(t *testing.T) {
 	st := store.NewMemory(clock)
 	r := newRig(t, st, clock, clock, 4, 100, mustSaga(t, pureSaga))
 	defer r.stop()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	created, dups := map[string]bool{}, map[string]int{}
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run, _, dup, err := r.runSync("pure", "L-1", "acme/e/event-1")
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				t.Error(err)
-			case dup != "":
-				dups[dup]++
-			default:
-				created[run.ID] = true
-			}
-		}()
-	}
-	wg.Wait()
-	if len(created) != 1 || len(dups) != 1 {
-		t.Fatalf("created %d runs, duplicates point at %v", len(created), dups)
-	}
-	for id := range created {
-		if dups[id] != 49 {
-			t.Errorf("49 duplicates should name run %s: %v", id, dups)
-		}
-	}
+	oneRunPerKey(t, func() (string, string, error) {
+		run, _, dup, err := r.runSync("pure", "L-1", "acme/e/event-1")
+		return run.ID, dup, err
+	})
 	listed, _, err := st.List(context.Background(), store.Filter{Limit: 100})
 	if err != nil || len(listed) != 1 {
 		t.Errorf("stored %d runs (%v), want 1", len(listed), err)
