@@ -444,32 +444,35 @@ func (d *Dispatcher) execute(ctx context.Context, j *job) *saga.Result {
 	d.active[r.ID] = j
 	d.mu.Unlock()
 	res := d.engine.Resume(ctx, j.inv, j.state)
-	// An async worker does not wait for its run's outcome to be committed either: the wait
-	// is a commit or two, as long as the saga itself when the downstream is fast, and
-	// nothing the worker does next depends on it. A crash before the commit finds the run
-	// unfinished and runs it again (at least once). Runs with a serialize_by key still
-	// wait: the next run of their key must not start before this outcome is durable.
-	background := j.lateFinish || r.SerializeKey == ""
-	if background && !j.lateFinish {
-		d.filing <- struct{}{}
-	}
 	d.mu.Lock()
 	delete(d.active, r.ID)
-	if background {
-		d.running.Add(1) // Stop waits for the outcome to be written
-		d.mu.Unlock()
-		go func() {
-			defer d.running.Done()
-			d.finish(context.WithoutCancel(ctx), j, res, log)
-			if !j.lateFinish {
-				<-d.filing
-			}
-		}()
-		return res
-	}
 	d.mu.Unlock()
-	d.finish(ctx, j, res, log)
+	switch {
+	case j.lateFinish:
+		d.finishLater(ctx, j, res, log, func() {})
+	case r.SerializeKey == "":
+		// An async worker does not wait for its run's outcome to be committed either: the
+		// wait is a commit or two, as long as the saga itself when the downstream is fast,
+		// and nothing the worker does next depends on it. A crash before the commit finds
+		// the run unfinished and runs it again (at least once).
+		d.filing <- struct{}{}
+		d.finishLater(ctx, j, res, log, func() { <-d.filing })
+	default:
+		// The next run of a serialize_by key must not start before this outcome is durable.
+		d.finish(ctx, j, res, log)
+	}
 	return res
+}
+
+// finishLater records the outcome on its own goroutine, then calls done. The caller is
+// counted in d.running (a worker or RunSync), so adding to it here cannot race Stop's Wait.
+func (d *Dispatcher) finishLater(ctx context.Context, j *job, res *saga.Result, log *zap.Logger, done func()) {
+	d.running.Add(1) // Stop waits for the outcome to be written
+	go func() {
+		defer d.running.Done()
+		defer done()
+		d.finish(context.WithoutCancel(ctx), j, res, log)
+	}()
 }
 
 func (d *Dispatcher) finish(ctx context.Context, j *job, res *saga.Result, log *zap.Logger) {
