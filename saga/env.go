@@ -119,6 +119,9 @@ type program struct {
 	src  string
 	prog *vm.Program
 	refs []string // step names it reads through steps.<name>
+	// callsSecret: the expression calls secret(), so its value is a credential wherever it
+	// goes (a header sent on, a recorded input) whatever encoding wraps it.
+	callsSecret bool
 }
 
 // exprScope is what an expression may refer to at its place in the file.
@@ -180,7 +183,7 @@ func compileExpr(src string, sc exprScope, asBool bool) (*program, []exprIssue) 
 	if len(issues) > 0 {
 		return nil, issues
 	}
-	return &program{src: src, prog: p, refs: w.refs}, nil
+	return &program{src: src, prog: p, refs: w.refs, callsSecret: w.callsSecret}, nil
 }
 
 func issueFrom(err error, src string) exprIssue {
@@ -195,10 +198,11 @@ func issueFrom(err error, src string) exprIssue {
 
 // refWalker finds steps.<name>, error and ctx in an expression's syntax tree.
 type refWalker struct {
-	src    string
-	scope  exprScope
-	refs   []string
-	issues []exprIssue
+	src         string
+	scope       exprScope
+	refs        []string
+	issues      []exprIssue
+	callsSecret bool
 }
 
 func (w *refWalker) issue(n ast.Node, format string, args ...any) {
@@ -229,6 +233,10 @@ func (w *refWalker) Visit(node *ast.Node) {
 		}
 		if !slices.Contains(w.refs, prop.Value) {
 			w.refs = append(w.refs, prop.Value)
+		}
+	case *ast.CallNode:
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "secret" {
+			w.callsSecret = true
 		}
 	case *ast.IdentifierNode:
 		switch n.Value {

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,51 @@ type httpAction struct {
 	body     *value
 	timeout  time.Duration
 	expect   []int // empty: any 2xx
+	// credentials says which headers carry credentials, for redaction and redirects.
+	credentials credentialHeaders
+}
+
+// credentialHeaders names the headers of one http action whose values are credentials: the
+// standard credential headers, and any whose template calls secret() (whatever encoding
+// wraps the secret: base64 for Basic, a signature, a concatenation). Decided at load from
+// the templates, not by searching values, so no encoding of a secret can slip past.
+type credentialHeaders struct {
+	names map[string]bool // lower-case header names
+	// all: the headers come from one expression that calls secret(), so every one of them
+	// is treated as a credential.
+	all bool
+}
+
+// standardCredentialHeaders carry credentials whatever produced their value.
+var standardCredentialHeaders = []string{"authorization", "proxy-authorization", "cookie"}
+
+// isCredential reports whether header name (any case) carries a credential.
+func (c credentialHeaders) isCredential(name string) bool {
+	if c.all {
+		return true
+	}
+	name = strings.ToLower(name)
+	return c.names[name] || slices.Contains(standardCredentialHeaders, name)
+}
+
+func newCredentialHeaders(headers *value) credentialHeaders {
+	var c credentialHeaders
+	if headers == nil {
+		return c
+	}
+	if headers.kind != vMap {
+		c.all = headers.callsSecret
+		return c
+	}
+	for i, k := range headers.keys {
+		if headers.vals[i].callsSecret {
+			if c.names == nil {
+				c.names = map[string]bool{}
+			}
+			c.names[strings.ToLower(k)] = true
+		}
+	}
+	return c
 }
 
 type rawHTTP struct {
@@ -63,6 +109,7 @@ func (c *compiler) httpAction(ra *rawAction, sc exprScope, label string) *httpAc
 	}
 	if raw.Headers.n != nil {
 		a.headers = c.mappingValue(raw.Headers.n, sc, label+".headers")
+		a.credentials = newCredentialHeaders(a.headers)
 	}
 	if raw.Query.n != nil {
 		a.query = c.mappingValue(raw.Query.n, sc, label+".query")
@@ -113,6 +160,8 @@ type httpInput struct {
 	bodyKind string
 	body     any
 	timeout  time.Duration
+	// credentials: which of headers carry credentials (the action's, decided at load).
+	credentials credentialHeaders
 }
 
 func (in *httpInput) record() any {
@@ -133,7 +182,7 @@ func (in *httpInput) record() any {
 }
 
 func (a *httpAction) render(ev *evaluator) (*httpInput, error) {
-	in := &httpInput{method: a.method, bodyKind: a.bodyKind, timeout: a.timeout}
+	in := &httpInput{method: a.method, bodyKind: a.bodyKind, timeout: a.timeout, credentials: a.credentials}
 	u, err := a.url.render(ev)
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)

@@ -372,6 +372,7 @@ func (c *compiler) value(n ast.Node, sc exprScope, label string) *value {
 			v.keys = append(v.keys, k)
 			v.vals = append(v.vals, child)
 			v.refs = appendRefs(v.refs, child.refs)
+			v.callsSecret = v.callsSecret || child.callsSecret
 			constant = constant && child.kind == vConst
 		}
 		if constant {
@@ -389,6 +390,7 @@ func (c *compiler) value(n ast.Node, sc exprScope, label string) *value {
 			child := c.value(item, sc, fmt.Sprintf("%s[%d]", label, i))
 			v.vals = append(v.vals, child)
 			v.refs = appendRefs(v.refs, child.refs)
+			v.callsSecret = v.callsSecret || child.callsSecret
 			constant = constant && child.kind == vConst
 		}
 		if constant {
@@ -416,7 +418,7 @@ func (c *compiler) value(n ast.Node, sc exprScope, label string) *value {
 		if tm.single {
 			shape = "template"
 		}
-		return &value{kind: vTemplate, t: tm, refs: tm.refs, shape: shape}
+		return &value{kind: vTemplate, t: tm, refs: tm.refs, shape: shape, callsSecret: tm.callsSecret}
 	}
 	return &value{kind: vConst, c: c.d.Value(n), shape: nodeShape(n)}
 }
@@ -463,6 +465,7 @@ func (c *compiler) template(s string, pos yamlconf.Pos, sc exprScope, label stri
 		if p != nil {
 			t.parts = append(t.parts, tmplPart{prog: p})
 			t.refs = appendRefs(t.refs, p.refs)
+			t.callsSecret = t.callsSecret || p.callsSecret
 		}
 	}
 	if !ok {

@@ -103,6 +103,8 @@ type template struct {
 	// value with its type (map, list, number, bool), not to text.
 	single bool
 	refs   []string // step names referenced, for Plan
+	// callsSecret: some part calls secret().
+	callsSecret bool
 }
 
 type tmplPart struct {
@@ -180,6 +182,8 @@ type value struct {
 	vals  []*value // map values, parallel to keys; list items
 	refs  []string
 	shape string // "mapping", "list", "string", ... of the YAML node, for validation
+	// callsSecret: a template somewhere in this value calls secret().
+	callsSecret bool
 }
 
 type valueKind uint8
