@@ -6,6 +6,7 @@
 package config
 
 import (
+	"net/http"
 	"net/netip"
 	"time"
 
@@ -42,7 +43,16 @@ type Admin struct {
 	Listen string    `yaml:"listen"`
 	Token  SecretRef `yaml:"token"`
 	TLS    *TLS      `yaml:"tls"`
+	// Hosts are the names, besides IP literals and localhost, the listener answers to in
+	// the Host header. A browser tricked by DNS rebinding sends the attacker's name, so
+	// every other name is refused. Stored lower-case, without a trailing dot.
+	Hosts []string `yaml:"hosts"`
 }
+
+// MinAdminTokenLen is the shortest admin token accepted: the admin token opens everything,
+// so it must be out of reach of guessing even across many addresses. The generated token
+// (32 random bytes in hex) has 64.
+const MinAdminTokenLen = 32
 
 // Limits bound what one request may cost.
 type Limits struct {
@@ -100,6 +110,12 @@ type Proxy struct {
 	Trusted []string `yaml:"trusted"`
 
 	TrustedPrefixes []netip.Prefix `yaml:"-"`
+}
+
+// ClientAddr is who sent r, by the one rule both listeners use: the peer, or the client
+// a trusted proxy names in the header.
+func (p *Proxy) ClientAddr(r *http.Request) netip.Addr {
+	return security.ClientAddr(r, p.Header, p.TrustedPrefixes)
 }
 
 // Defaults returns pushbackd.yaml's documented defaults (DESIGN §3).

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/ast"
 
@@ -253,7 +254,28 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 		} else {
 			s.Admin.Token.resolve(d, cfg.Dir)
 		}
+		if t := s.Admin.Token.Secret; !t.IsZero() {
+			if n := utf8.RuneCount(t.Reveal()); n < MinAdminTokenLen {
+				d.ErrorAt(s.Admin.Token.Pos, "admin.token must be at least %d characters (this one has %d); make one with `openssl rand -hex 32`", MinAdminTokenLen, n)
+			}
+		}
 	}
+	s.Admin.Hosts = adminHosts(d, at("admin", "hosts"), s.Admin.Hosts)
+}
+
+// adminHosts checks that each admin.hosts entry is a bare host name and returns them in
+// the form the Host check compares: lower case, no trailing dot.
+func adminHosts(d *yamlconf.Decoder, n ast.Node, hosts []string) []string {
+	out := make([]string, 0, len(hosts))
+	for i, h := range hosts {
+		name := strings.TrimSuffix(strings.ToLower(h), ".")
+		if name == "" || strings.ContainsAny(name, ":/[]@ \t") {
+			d.ErrorAt(itemPos(d, n, i, yamlconf.PosOf(n)), "admin.hosts: %q must be a host name without port or scheme, like admin.example.com (IP addresses and localhost need no entry)", h)
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 // validateEgress checks allow patterns with the saga engine's own rules, so what loads is

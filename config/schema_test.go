@@ -313,6 +313,8 @@ func TestStructurallyBadFilesAreRefusedByBothLoaderAndSchema(t *testing.T) {
 		{"a proxy header without trusted proxies is refused", "proxy-without-trusted.pushbackd.yaml", "proxy.trusted must list", "/proxy"},
 		{"a listen address without a port is refused", "listen-without-port.pushbackd.yaml", `"localhost" is not host:port`, "/listen"},
 		{"a bare admin token is refused", "bare-admin-token.pushbackd.yaml", "not a bare string", "/admin/token"},
+		{"an admin token shorter than 32 characters is refused", "short-admin-token.pushbackd.yaml", "admin.token must be at least 32 characters", "/admin/token/value"},
+		{"an admin host with a port is refused", "admin-host-with-port.pushbackd.yaml", `admin.hosts: "admin.example.com:8081" must be a host name`, "/admin/hosts/0"},
 
 		// partners/<id>.yaml
 		{"an unknown endpoint key is refused", "unknown-key.partner.yaml", `unknown key "retries"`, "/endpoints/0"},

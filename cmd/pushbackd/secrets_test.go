@@ -64,7 +64,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		"api":     "api-key-Z9q",
 		"bearer":  "bearer-token-Z9q",
 		"crm":     "crm-token-Z9q",
-		"admin":   "admin-token-Z9q-0123456789",
+		"admin":   "admin-token-Z9q-0123456789abcdefghij",
 	}
 	dir := t.TempDir()
 	t.Setenv("PUSHBACKD_TEST_ADMIN", secrets["admin"])
