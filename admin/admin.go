@@ -1,7 +1,7 @@
 // Package admin is the operator API on its own listener: endpoints and sagas as configured,
 // saga editing with versions, plans, run history and replay, reloads, health and metrics.
 // Everything under /admin/v1 needs the admin bearer token; every answer is JSON except the
-// saga YAML itself.
+// saga YAML itself. Every route answers only to the listener's own host names.
 package admin
 
 import (
@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,7 +51,7 @@ type Options struct {
 	Store   store.Store
 	Token   security.Secret
 	// Limiter counts failed token checks per client address; nil limits nothing.
-	Limiter *security.FailureLimiter
+	Limiter *security.ClientLimiter
 	Metrics http.Handler
 	Logger  *zap.Logger
 }
@@ -82,6 +84,7 @@ func New(o Options) (*API, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
+	e.Pre(a.checkHost)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", a.readyz)
 	e.GET("/metrics", echo.WrapHandler(o.Metrics))
@@ -138,24 +141,74 @@ func (a *API) handleError(err error, c echo.Context) {
 	_ = c.JSON(ae.code, body)
 }
 
+// checkHost answers 421 to a request for any name the listener was not configured with.
+// A web page can have a visitor's browser send requests to this listener by making its own
+// name resolve to the listener's address (DNS rebinding); the browser then still sends the
+// page's name as Host, and that is what is refused. IP literals need no entry (rebinding
+// needs a name) nor does localhost (no outside DNS answers for it).
+func (a *API) checkHost(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if host := c.Request().Host; !hostAllowed(host, a.o.Control.Current().Server.Admin.Hosts) {
+			a.o.Logger.Warn("admin request for a host name not in admin.hosts; refused", zap.String("host", host),
+				zap.String("path", c.Request().URL.Path), zap.String("remote", c.Request().RemoteAddr))
+			return &apiError{code: http.StatusMisdirectedRequest,
+				message: "this listener answers only to IP addresses, localhost and the names in admin.hosts"}
+		}
+		return next(c)
+	}
+}
+
+// hostAllowed applies checkHost's rule to a Host header: names are lower case, without
+// port or trailing dot, as config stores admin.hosts.
+func hostAllowed(hostport string, names []string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")), ".")
+	if host == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil || host == "localhost" {
+		return true
+	}
+	return slices.Contains(names, host)
+}
+
 // authenticate checks the admin bearer token in constant time; every failure is the same
-// 401.
+// 401. Failures are charged to the client address the proxy rule gives, the same one the
+// pushback listener charges.
 func (a *API) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		client := c.RealIP()
+		client := a.o.Control.Current().Server.Proxy.ClientAddr(r)
 		if blocked, wait := a.o.Limiter.Blocked(client); blocked {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 			return &apiError{code: http.StatusTooManyRequests, message: "too many failed authentications; retry later"}
 		}
 		if err := a.bearer.Verify(&security.Request{Header: r.Header}); err != nil {
-			a.o.Limiter.Fail(client)
-			a.o.Logger.Warn("admin authentication failed", zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr), zap.String("detail", err.Error()))
+			// A request that shows no token at all (a browser's CORS preflight, a forgotten
+			// -H) guesses nothing, so it costs nothing; anything else is a guess.
+			if presentsToken(r.Header) {
+				a.o.Limiter.Fail(client)
+			}
+			a.o.Logger.Warn("admin authentication failed", zap.String("path", r.URL.Path), zap.Stringer("client", client),
+				zap.String("remote", r.RemoteAddr), zap.String("detail", err.Error()))
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="pushbackd-admin"`)
 			return &apiError{code: http.StatusUnauthorized, message: "a valid admin token is required (Authorization: Bearer <token>)"}
 		}
 		return next(c)
 	}
+}
+
+// presentsToken reports whether h carries any Authorization value at all.
+func presentsToken(h http.Header) bool {
+	for _, v := range h.Values(echo.HeaderAuthorization) {
+		if strings.TrimSpace(v) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *API) readyz(c echo.Context) error {

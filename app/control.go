@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/google/uuid"
@@ -219,6 +220,9 @@ func (a *App) adminToken(cfg *config.Config) (security.Secret, error) {
 	path := AdminTokenPath(a.dataDir)
 	if b, err := os.ReadFile(path); err == nil {
 		if tok := strings.TrimSpace(string(b)); tok != "" {
+			if n := utf8.RuneCountInString(tok); n < config.MinAdminTokenLen {
+				return security.Secret{}, fmt.Errorf("admin token in %s has %d characters, at least %d are required: delete it to have a new one generated at start, or write a longer one (openssl rand -hex 32)", path, n, config.MinAdminTokenLen)
+			}
 			a.log.Info("admin token read from file", zap.String("path", path))
 			return security.NewSecret(tok), nil
 		}

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -62,7 +61,7 @@ type Options struct {
 	Runs     Runs
 	Observer Observer // nil: nobody listens
 	// ClientLimiter is shared with the admin API, so guesses there and here count together.
-	ClientLimiter *security.FailureLimiter
+	ClientLimiter *security.ClientLimiter
 	Logger        *zap.Logger
 	Now           func() time.Time // defaults to time.Now
 }
@@ -75,7 +74,7 @@ type Gateway struct {
 	inFlight sync.Map       // "partner/endpoint" -> *atomic.Int64, for max_in_flight
 	// Failed-authentication budgets. They live here, not in the config, so a reload does
 	// not hand an attacker fresh tries.
-	clients   *security.FailureLimiter
+	clients   *security.ClientLimiter
 	endpoints *security.FailureLimiter
 }
 
@@ -84,9 +83,9 @@ const maxLimiterKeys = 100_000
 
 // NewFailureLimiters builds the per-client and per-endpoint limiters the config asks for
 // (nil where a budget is 0, which limits nothing).
-func NewFailureLimiters(af config.AuthFailures) (perClient, perEndpoint *security.FailureLimiter) {
+func NewFailureLimiters(af config.AuthFailures) (perClient *security.ClientLimiter, perEndpoint *security.FailureLimiter) {
 	if af.PerClient > 0 {
-		perClient = security.NewFailureLimiter(af.PerClient, af.Window, maxLimiterKeys, nil)
+		perClient = security.NewClientLimiter(af.PerClient, af.Window, maxLimiterKeys, nil)
 	}
 	if af.PerEndpoint > 0 {
 		perEndpoint = security.NewFailureLimiter(af.PerEndpoint, af.Window, maxLimiterKeys, nil)
@@ -287,12 +286,12 @@ func (g *Gateway) handle(c echo.Context) error {
 	log := newReqLog(g.opts.Logger, zap.String("request_id", reqID), zap.String("partner", partner),
 		zap.String("site", site), zap.String("endpoint", endpoint))
 
-	remote := g.remoteIP(r, cfg)
+	remote := cfg.Server.Proxy.ClientAddr(r)
 	client := remote.String()
 	verifier := route.Endpoint.Verifier()
 	// A client out of tries is refused before its body is read: guessing must not cost us
 	// a megabyte per guess.
-	if blocked, wait := g.clients.Blocked(client); blocked {
+	if blocked, wait := g.clients.Blocked(remote); blocked {
 		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), security.ReasonRateLimited)
 		log.Warn("client out of authentication tries; refusing", zap.String("remote_ip", client))
 		return tooManyFailures(wait)
@@ -303,7 +302,7 @@ func (g *Gateway) handle(c echo.Context) error {
 	}
 	query := r.URL.Query()
 	if err := verifier.Verify(&security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}); err != nil {
-		return g.refuse(err, route, site, client, log)
+		return g.refuse(err, route, site, remote, log)
 	}
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)
@@ -355,7 +354,7 @@ func (g *Gateway) handle(c echo.Context) error {
 
 // refuse answers a failed authentication: the same 401 whatever the reason, or 429 once
 // the endpoint's failure budget is spent. The reason goes to the log and the metric.
-func (g *Gateway) refuse(err error, route config.Route, site, client string, log *reqLog) error {
+func (g *Gateway) refuse(err error, route config.Route, site string, client netip.Addr, log *reqLog) error {
 	method := route.Endpoint.Verifier().Method()
 	reason := security.Reason("unknown")
 	var f *security.Failure
@@ -364,7 +363,7 @@ func (g *Gateway) refuse(err error, route config.Route, site, client string, log
 	}
 	g.opts.Observer.AuthFailure(route.Partner.ID, site, route.Endpoint.Name, method, reason)
 	log.Warn("authentication failed", zap.String("method", string(method)),
-		zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.String("remote_ip", client))
+		zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.Stringer("remote_ip", client))
 	g.clients.Fail(client)
 	if key := route.Partner.ID + "/" + route.Endpoint.Name; g.endpoints.Fail(key) {
 		_, wait := g.endpoints.Blocked(key)
@@ -547,52 +546,4 @@ func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, erro
 			buf = append(buf, 0)[:len(buf)]
 		}
 	}
-}
-
-// remoteIP is the peer address, or the address a trusted proxy put in its header.
-func (g *Gateway) remoteIP(r *http.Request, cfg *config.Config) netip.Addr {
-	peer := addrOf(r.RemoteAddr)
-	px := cfg.Server.Proxy
-	if px.Header == "" || !inAny(peer, px.TrustedPrefixes) {
-		return peer
-	}
-	// Walk X-Forwarded-For from the right: the nearest address not one of our proxies is the
-	// client. Addresses further left were written by the client and prove nothing.
-	values := r.Header.Values(px.Header)
-	client := peer
-	for i := len(values) - 1; i >= 0; i-- {
-		items := strings.Split(values[i], ",")
-		for j := len(items) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(items[j]))
-			if err != nil {
-				return client
-			}
-			client = a.Unmap()
-			if !inAny(client, px.TrustedPrefixes) {
-				return client
-			}
-		}
-	}
-	return client
-}
-
-func addrOf(hostport string) netip.Addr {
-	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		return ap.Addr().Unmap()
-	}
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		host = hostport
-	}
-	a, _ := netip.ParseAddr(host)
-	return a.Unmap()
-}
-
-func inAny(a netip.Addr, prefixes []netip.Prefix) bool {
-	for _, p := range prefixes {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
