@@ -169,6 +169,10 @@ func TestAdminFailureBudgetChargesTheRealClient(t *testing.T) {
 				map[string]string{"Authorization": bearer(c.token), "X-Forwarded-For": tc.client}); code != tc.want {
 				t.Errorf("right token from %s: %d, want %d", tc.client, code, tc.want)
 			}
+			if code := send(t, local, "POST", "http://"+a.Addr()+"/pushback/acme/e",
+				map[string]string{"Authorization": bearer("t"), "X-Forwarded-For": tc.client}); code != tc.want {
+				t.Errorf("pushback from %s: %d, want %d", tc.client, code, tc.want)
+			}
 		}
 	})
 }
