@@ -29,8 +29,10 @@ var httpMethods = map[string]bool{
 
 // httpAction calls another system.
 type httpAction struct {
-	method   string
-	url      *value
+	method string
+	url    *value
+	// urlT is url compiled with the url rules (url.go) when it holds templates.
+	urlT     *urlTemplate
 	headers  *value
 	query    *value
 	bodyKind string // "json", "body", "form" or ""
@@ -105,6 +107,10 @@ func (c *compiler) httpAction(ra *rawAction, sc exprScope, label string) *httpAc
 		a.url = c.value(raw.URL.n, sc, label+".url")
 		if a.url.shape != "string" && a.url.shape != "template" {
 			c.d.Errorf(raw.URL.n, "%s: url: expected text, got a %s", label, a.url.shape)
+		}
+		if a.url.kind == vTemplate {
+			src, _ := c.d.Scalar(c.d.Resolve(raw.URL.n))
+			a.urlT = c.urlTemplate(src, a.url.t, yamlconf.PosOf(raw.URL.n), label+".url")
 		}
 	}
 	if raw.Headers.n != nil {
@@ -183,11 +189,17 @@ func (in *httpInput) record() any {
 
 func (a *httpAction) render(ev *evaluator) (*httpInput, error) {
 	in := &httpInput{method: a.method, bodyKind: a.bodyKind, timeout: a.timeout, credentials: a.credentials}
-	u, err := a.url.render(ev)
+	var err error
+	if a.urlT != nil {
+		in.url, err = a.urlT.render(ev)
+	} else {
+		var u any
+		u, err = a.url.render(ev)
+		in.url = stringify(u)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
 	}
-	in.url = stringify(u)
 	if a.headers != nil {
 		if in.headers, err = renderStringMap(a.headers, ev); err != nil {
 			return nil, fmt.Errorf("headers: %w", err)
