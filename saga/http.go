@@ -306,7 +306,7 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narr
 	if timeout <= 0 {
 		timeout = defaultHTTPTimeout
 	}
-	errTimeout := fmt.Errorf("timed out after %s", timeout)
+	errTimeout := timedOut("", timeout)
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 	defer cancel()
 

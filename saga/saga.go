@@ -121,13 +121,17 @@ type Action struct {
 // so the fields the record already has (id, saga, version, status) are left out of it, and
 // empty ones are omitted: it is written for every run.
 type Result struct {
-	RunID       string        `json:"-"`
-	Saga        string        `json:"-"`
-	SagaVersion string        `json:"-"`
-	Status      string        `json:"-"`                // succeeded | failed | compensated
-	Answer      *Answer       `json:"answer,omitempty"` // set by a respond action (in the steps or in on_failure); secrets redacted
-	Error       string        `json:"error,omitempty"`  // the failing step's message, free of secrets
-	FailedStep  string        `json:"failed_step,omitempty"`
+	RunID       string  `json:"-"`
+	Saga        string  `json:"-"`
+	SagaVersion string  `json:"-"`
+	Status      string  `json:"-"`                // succeeded | failed | compensated
+	Answer      *Answer `json:"answer,omitempty"` // set by a respond action (in the steps or in on_failure); secrets redacted
+	Error       string  `json:"error,omitempty"`  // the failing step's message, free of secrets
+	FailedStep  string  `json:"failed_step,omitempty"`
+	// SenderError is what the sender of a sync request is told when the run failed: the
+	// failing step and a generic reason ("step fetch_loan failed: timed out"), or a fail
+	// action's message as written. Not stored: Error has the details.
+	SenderError string        `json:"-"`
 	Started     time.Time     `json:"started"`
 	Duration    time.Duration `json:"duration"`
 
