@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
 
@@ -170,10 +171,21 @@ type httpInput struct {
 	credentials credentialHeaders
 }
 
+// record is the input as history, plans and logs show it. Credential headers read
+// security.Redacted whatever their value: decided by name and by template at load, so no
+// encoding or combination of secrets can slip through, as it could past a search for the
+// secrets' texts.
 func (in *httpInput) record() any {
 	m := map[string]any{"method": in.method, "url": in.url}
 	if len(in.headers) > 0 {
-		m["headers"] = in.headers
+		h := make(map[string]string, len(in.headers))
+		for k, v := range in.headers {
+			if in.credentials.isCredential(k) {
+				v = security.Redacted
+			}
+			h[k] = v
+		}
+		m["headers"] = h
 	}
 	if len(in.query) > 0 {
 		m["query"] = in.query
@@ -203,6 +215,13 @@ func (a *httpAction) render(ev *evaluator) (*httpInput, error) {
 	if a.headers != nil {
 		if in.headers, err = renderStringMap(a.headers, ev); err != nil {
 			return nil, fmt.Errorf("headers: %w", err)
+		}
+		if rs := runStateOf(ev); rs != nil {
+			for k, v := range in.headers {
+				if a.credentials.isCredential(k) {
+					rs.conceal(v)
+				}
+			}
 		}
 	}
 	if a.query != nil {

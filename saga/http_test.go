@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pushbackd/pushbackd/security"
 )
 
 // downstream is a test server standing in for a CRM or LOS.
@@ -97,7 +99,9 @@ func TestHTTPSteps(t *testing.T) {
 		body := out["body"].(map[string]any)
 		want := map[string]any{
 			"method": "PUT", "query": "fixed=1&loan=L-1&tag=a&tag=b", "body": `{"loan":"L-1","n":3}`,
-			"content_type": "application/json", "auth": "Bearer abc", "custom": "loan L-1", "id": float64(42),
+			// The server echoed the Authorization header it got; the record scrubs the echo
+			// of a credential header's value (runState.conceal).
+			"content_type": "application/json", "auth": redacted, "custom": "loan L-1", "id": float64(42),
 		}
 		if !reflect.DeepEqual(body, want) {
 			t.Errorf("server saw %v\nwant        %v", body, want)
@@ -106,7 +110,7 @@ func TestHTTPSteps(t *testing.T) {
 			t.Errorf("output status %v headers %v", out["status"], out["headers"])
 		}
 		in := res.Steps[0].Input.(map[string]any)
-		if in["method"] != "PUT" || in["url"] != srv.URL+"/echo?fixed=1" {
+		if in["method"] != "PUT" || in["url"] != srv.URL+"/echo?fixed=1" || in["headers"].(map[string]string)["Authorization"] != security.Redacted {
 			t.Errorf("recorded input %v", in)
 		}
 	})
