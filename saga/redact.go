@@ -87,7 +87,16 @@ func (rs *runState) add(plain string) {
 	}
 	// Longest first, so a secret that contains another is replaced whole.
 	slices.SortFunc(all, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
-	rs.replacer = &redactor{secrets: all}
+	// Finding needs only the texts that contain no other: a padded base64 form holds its
+	// unpadded one, so a string with the first has the second. Most recorded values hold
+	// no secret, and every needle is one more scan of each of them.
+	var needles []string
+	for i, f := range all {
+		if !slices.ContainsFunc(all[i+1:], func(g string) bool { return strings.Contains(f, g) }) {
+			needles = append(needles, f)
+		}
+	}
+	rs.replacer = &redactor{secrets: all, needles: needles}
 }
 
 // secretForms are the texts a plain secret may appear as: itself, base64 in both alphabets
@@ -116,7 +125,10 @@ func runStateOf(ev *evaluator) *runState {
 
 // redactor replaces a run's few revealed secrets. A run reveals one or two, so scanning for
 // each beats building a strings.Replacer, whose tables cost more than the scans they save.
-type redactor struct{ secrets []string }
+type redactor struct {
+	secrets []string // every form of every revealed text, longest first
+	needles []string // the secrets that contain no other: enough to tell whether any is there
+}
 
 func (r *redactor) Replace(s string) string {
 	for _, sec := range r.secrets {
@@ -128,7 +140,7 @@ func (r *redactor) Replace(s string) string {
 }
 
 func (r *redactor) found(s string) bool {
-	for _, sec := range r.secrets {
+	for _, sec := range r.needles {
 		if strings.Contains(s, sec) {
 			return true
 		}
