@@ -229,6 +229,11 @@ func (u *urlTemplate) render(ev *evaluator) (string, error) {
 		}
 		s := stringify(v)
 		if p.origin {
+			if !strings.Contains(s, "://") {
+				// Most likely a setting the partner lacks: say so, rather than let the text
+				// after it be taken for a host.
+				return "", fmt.Errorf("${ %s } gave no base URL (nothing of the form scheme://host): check that the setting exists for this partner or site", strings.TrimSpace(p.prog.src))
+			}
 			b.WriteString(s)
 			place = urlPlaceAfter(b.String())
 			continue

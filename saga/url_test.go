@@ -137,6 +137,12 @@ func TestASenderCannotChooseTheHost(t *testing.T) {
 			t.Errorf("the sender's host received %q", got)
 		}
 	})
+	t.Run("a missing base setting is named, not taken for a host", func(t *testing.T) {
+		res := runURL(t, "${ settings.nope }/x/${ body.path }", trusted.srv.URL, body)
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "${ settings.nope } gave no base URL") {
+			t.Errorf("%s: %s", res.Status, res.Error)
+		}
+	})
 	t.Run("urlpath cannot climb either", func(t *testing.T) {
 		res := runURL(t, "${ settings.base }/files/${ urlpath(body.p) }", trusted.srv.URL, map[string]any{"p": "a/../../admin"})
 		if res.Status != StatusFailed || !strings.Contains(res.Error, "urlpath") {
