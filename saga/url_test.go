@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -272,6 +273,54 @@ func FuzzURLTemplateKeepsTheOrigin(f *testing.F) {
 			if err != nil || len(q) != 2 || len(q["q"]) != 1 || q.Get("q") != v || q.Get("k") != "1" {
 				t.Fatalf("base %s, s %q: query %q parses as %v (%v)", base, v, u.RawQuery, q, err)
 			}
+		}
+	})
+}
+
+// FuzzURLTemplateHostIgnoresTheBody: for any url template that loads, and any text a
+// sender puts in the body, the rendered URL has the same scheme, user info and host as
+// with a harmless body: sender data can change only the path and the query.
+func FuzzURLTemplateHostIgnoresTheBody(f *testing.F) {
+	for _, seed := range []struct{ tmpl, v string }{
+		{"${ settings.base }/loans/${ body.id }", "../../admin"},
+		{"${ settings.base }${ body.path }", "@127.0.0.1:8081/metrics"},
+		{"${ settings.base }?q=${ body.q }#${ body.f }", "x#y"},
+		{"https://api.example.com/${ body.id }?a=${ body.a }", "a/b?c=d#e"},
+		{"http://api.example.com:80/${ urlpath(body.path) }", "x/../y"},
+		{"${ settings.base }/${ urlquery(body.q) }", ".."},
+		{"https://${ body.host }/x", "evil.example"},
+		{"${ body.url }", "http://evil.example/"},
+		{"${ settings.base }/a/${ body.id }${ body.path }/c", "@x:1"},
+	} {
+		f.Add(seed.tmpl, seed.v)
+	}
+	f.Fuzz(func(t *testing.T, tmpl, v string) {
+		src := "name: u\nsteps:\n  - name: call\n    http:\n      url: " + strconv.Quote(tmpl) + "\n"
+		s, errs := Parse("sagas/u.yaml", []byte(src))
+		if len(errs) > 0 {
+			return
+		}
+		render := func(value string) (*url.URL, bool) {
+			inv := invocation(s, nil)
+			inv.Request.Body = map[string]any{"id": value, "path": value, "q": value, "f": value, "a": value, "host": value, "url": value}
+			inv.Settings = map[string]any{"base": "http://127.0.0.1:9000/base"}
+			in, err := s.Steps[0].Action.http.render(newEvaluator(newEnv(inv, newRunState(nil)), 1e6))
+			if err != nil {
+				return nil, false
+			}
+			u, err := url.Parse(in.url)
+			return u, err == nil
+		}
+		benign, ok := render("v")
+		if !ok {
+			return
+		}
+		got, ok := render(v)
+		if !ok {
+			return
+		}
+		if got.Scheme != benign.Scheme || got.Host != benign.Host || got.User.String() != benign.User.String() {
+			t.Fatalf("template %q with %q: %s, with a harmless body: %s", tmpl, v, got.Redacted(), benign.Redacted())
 		}
 	})
 }
