@@ -494,7 +494,13 @@ func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, 
 		writeJSON(c, http.StatusOK, Answer{Status: "OK", Code: http.StatusOK, Message: "saga " + inv.Saga.Name + " succeeded", RunID: inv.RunID})
 		return nil
 	}
-	writeJSON(c, http.StatusBadGateway, Answer{Status: http.StatusText(http.StatusBadGateway), Code: http.StatusBadGateway, Message: res.Error, RunID: inv.RunID})
+	// The step and a generic reason only: res.Error names downstream URLs, answers and dial
+	// errors, which are the operator's to read in the run record, not the sender's.
+	msg := res.SenderError
+	if msg == "" {
+		msg = "saga " + inv.Saga.Name + " failed"
+	}
+	writeJSON(c, http.StatusBadGateway, Answer{Status: http.StatusText(http.StatusBadGateway), Code: http.StatusBadGateway, Message: msg, RunID: inv.RunID})
 	return nil
 }
 

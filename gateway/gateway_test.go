@@ -529,11 +529,20 @@ func TestSyncAnswers(t *testing.T) {
 			t.Fatalf("got %d %s", a.code, a.raw)
 		}
 	})
-	t.Run("a failed saga answers 502 with the step's message", func(t *testing.T) {
+	t.Run("a failed saga answers 502 with the sender's message, not the run's error", func(t *testing.T) {
 		h := newHarness(t, nil)
-		h.runner.result = saga.Result{Status: "failed", Error: "fetch_loan: GET returned 500"}
+		h.runner.result = saga.Result{Status: "failed", Error: "fetch_loan: GET http://10.1.2.3:8080/loans: unexpected status 500: db down",
+			SenderError: "step fetch_loan failed: the downstream call failed"}
 		a := h.post(t, "/pushback/acme/bearer", bearer, []byte(`{}`))
-		if a.code != 502 || a.body["message"] != "fetch_loan: GET returned 500" || a.body["run_id"] == "" {
+		if a.code != 502 || a.body["message"] != "step fetch_loan failed: the downstream call failed" || a.body["run_id"] == "" {
+			t.Fatalf("got %d %s", a.code, a.raw)
+		}
+	})
+	t.Run("a run that failed outside any step answers 502 naming only the saga", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.runner.result = saga.Result{Status: "failed", Error: "saga echo changed since the run was checkpointed"}
+		a := h.post(t, "/pushback/acme/bearer", bearer, []byte(`{}`))
+		if msg, _ := a.body["message"].(string); a.code != 502 || !strings.HasPrefix(msg, "saga ") || !strings.HasSuffix(msg, " failed") || strings.Contains(msg, "checkpoint") {
 			t.Fatalf("got %d %s", a.code, a.raw)
 		}
 	})

@@ -183,6 +183,51 @@ func isPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// timeoutError is a deadline that ran out: one request's, a step's or the saga's. A type,
+// so the sender can be told "timed out" without being shown what was waited for.
+type timeoutError struct {
+	what  string // "step", "saga", or "" for one request
+	after time.Duration
+}
+
+func timedOut(what string, after time.Duration) error { return &timeoutError{what: what, after: after} }
+
+func (e *timeoutError) Error() string {
+	return strings.TrimSpace(e.what + " timed out after " + e.after.String())
+}
+
+// inputError is a step's condition or an action's arguments failing to evaluate.
+type inputError struct{ err error }
+
+func (e *inputError) Error() string { return e.err.Error() }
+func (e *inputError) Unwrap() error { return e.err }
+
+// senderMessage is what the sender of a sync request is told about the step that failed
+// the run: its name and a generic reason. The details — the downstream URL and port, its
+// answer, a dial error — would let a sender map what pushbackd can reach and read what it
+// should not; they go to the run record and the log. A fail action's message is the
+// saga author's own words for the sender, so it is sent as written.
+func senderMessage(step string, a *Action, err error) string {
+	var fe *failError
+	if errors.As(err, &fe) {
+		return fe.msg
+	}
+	var te *timeoutError
+	var ie *inputError
+	reason := "it did not complete"
+	switch {
+	case errors.As(err, &te) || errors.Is(err, context.DeadlineExceeded):
+		reason = "timed out"
+	case errors.As(err, &ie):
+		reason = "an expression could not be evaluated"
+	case a.Kind == KindHTTP:
+		reason = "the downstream call failed"
+	case a.Kind == KindKV:
+		reason = "the kv operation failed"
+	}
+	return "step " + step + " failed: " + reason
+}
+
 // Run runs the saga of inv from its first step.
 func (e *Engine) Run(ctx context.Context, inv *Invocation) *Result {
 	return e.Resume(ctx, inv, nil)
@@ -273,15 +318,16 @@ func (r *run) restore(st *State) {
 
 // failure is why the forward pass stopped.
 type failure struct {
-	step string
-	msg  string // redacted, as shown to the sender
+	step   string
+	msg    string // redacted: the run's error, for the record, the log and error.message
+	sender string // what the sender of a sync request is told (senderMessage)
 }
 
 func (r *run) execute(ctx context.Context) *Result {
 	res := r.res
 	if r.s.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, r.s.Timeout, fmt.Errorf("saga timed out after %s", r.s.Timeout))
+		ctx, cancel = context.WithTimeoutCause(ctx, r.s.Timeout, timedOut("saga", r.s.Timeout))
 		defer cancel()
 	}
 
@@ -306,7 +352,7 @@ func (r *run) execute(ctx context.Context) *Result {
 			res.Status = StatusSucceeded
 			return r.finish()
 		case err != nil && !st.ContinueOnError:
-			fail = &failure{step: st.Name, msg: rec.Error}
+			fail = &failure{step: st.Name, msg: rec.Error, sender: senderMessage(st.Name, st.Action, err)}
 			var fe *failError
 			if !errors.As(err, &fe) {
 				fail.msg = st.Name + ": " + rec.Error
@@ -324,7 +370,7 @@ func (r *run) execute(ctx context.Context) *Result {
 		res.Status = StatusSucceeded
 		return r.finish()
 	}
-	res.Status, res.Error, res.FailedStep = StatusFailed, fail.msg, fail.step
+	res.Status, res.Error, res.FailedStep, res.SenderError = StatusFailed, fail.msg, fail.step, fail.sender
 	r.cleanup(ctx, fail)
 	return r.finish()
 }
@@ -393,7 +439,7 @@ func (r *run) step(ctx context.Context, i int, st *Step, done int) (StepRecord, 
 			rec := StepRecord{Name: st.Name, Action: st.Action.Kind, Status: StatusFailed, Started: r.e.clock.Now()}
 			rec.Error = r.rs.redactString("when: " + err.Error())
 			r.env.Steps[st.Name] = StepState{Status: StatusFailed, Error: rec.Error}
-			return rec, nil, err
+			return rec, nil, &inputError{err}
 		}
 		if !ok {
 			r.env.Steps[st.Name] = StepState{Status: StatusSkipped}
@@ -411,7 +457,7 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 	parentDeadline, parentHasDeadline := ctx.Deadline()
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("step timed out after %s", timeout))
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, timedOut("step", timeout))
 		defer cancel()
 	}
 	if retry.Attempts < 1 {
@@ -510,40 +556,40 @@ func (r *run) exec(ctx context.Context, a *Action) (input, output any, ans *Answ
 	case KindHTTP:
 		in, err := a.http.render(r.ev)
 		if err != nil {
-			return nil, nil, nil, permanent(err)
+			return nil, nil, nil, permanent(&inputError{err})
 		}
 		out, err := r.e.execHTTP(ctx, in, a.http.expect, r.inv.Egress)
 		return in.record(), out, nil, err
 	case KindSet:
 		m, err := a.set.render(r.ev)
 		if err != nil {
-			return nil, nil, nil, permanent(err)
+			return nil, nil, nil, permanent(&inputError{err})
 		}
 		maps.Copy(r.env.Vars, m)
 		return m, nil, nil, nil
 	case KindKV:
 		in, err := a.kv.render(r.ev)
 		if err != nil {
-			return nil, nil, nil, permanent(err)
+			return nil, nil, nil, permanent(&inputError{err})
 		}
 		out, err := r.e.execKV(ctx, r.inv.Partner.ID, in)
 		return in.record(), out, nil, err
 	case KindRespond:
 		ans, err := a.respond.render(r.ev)
 		if err != nil {
-			return nil, nil, nil, permanent(err)
+			return nil, nil, nil, permanent(&inputError{err})
 		}
 		return answerRecord(ans), nil, ans, nil
 	case KindFail:
 		msg, err := a.fail.render(r.ev)
 		if err != nil {
-			return nil, nil, nil, permanent(err)
+			return nil, nil, nil, permanent(&inputError{err})
 		}
 		return map[string]any{"message": msg}, nil, nil, permanent(&failError{msg: r.rs.redactString(msg)})
 	case KindLog:
 		in, err := a.log.render(r.ev)
 		if err != nil {
-			return nil, nil, nil, permanent(err)
+			return nil, nil, nil, permanent(&inputError{err})
 		}
 		safe := &logInput{level: in.level, message: r.rs.redactString(in.message)}
 		if in.fields != nil {

@@ -147,6 +147,8 @@ func exprOptions(asBool bool) []expr.Option {
 		expr.Function("secret", fnSecret, new(func(context.Context, string) string)),
 		expr.Function("uuid", fnUUID, new(func() string)),
 		expr.Function("hmac_sha256", fnHMAC, new(func(string, string) string)),
+		expr.Function(fnURLPath, urlPathFunc, new(func(any) string)),
+		expr.Function(fnURLQuery, urlQueryFunc, new(func(any) string)),
 		expr.WithContext("ctx"),
 		expr.MaxNodes(maxExprNodes),
 	}

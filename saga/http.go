@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
 
@@ -29,8 +30,10 @@ var httpMethods = map[string]bool{
 
 // httpAction calls another system.
 type httpAction struct {
-	method   string
-	url      *value
+	method string
+	url    *value
+	// urlT is url compiled with the url rules (url.go) when it holds templates.
+	urlT     *urlTemplate
 	headers  *value
 	query    *value
 	bodyKind string // "json", "body", "form" or ""
@@ -106,6 +109,10 @@ func (c *compiler) httpAction(ra *rawAction, sc exprScope, label string) *httpAc
 		if a.url.shape != "string" && a.url.shape != "template" {
 			c.d.Errorf(raw.URL.n, "%s: url: expected text, got a %s", label, a.url.shape)
 		}
+		if a.url.kind == vTemplate {
+			src, _ := c.d.Scalar(c.d.Resolve(raw.URL.n))
+			a.urlT = c.urlTemplate(src, a.url.t, yamlconf.PosOf(raw.URL.n), label+".url")
+		}
 	}
 	if raw.Headers.n != nil {
 		a.headers = c.mappingValue(raw.Headers.n, sc, label+".headers")
@@ -164,10 +171,21 @@ type httpInput struct {
 	credentials credentialHeaders
 }
 
+// record is the input as history, plans and logs show it. Credential headers read
+// security.Redacted whatever their value: decided by name and by template at load, so no
+// encoding or combination of secrets can slip through, as it could past a search for the
+// secrets' texts.
 func (in *httpInput) record() any {
 	m := map[string]any{"method": in.method, "url": in.url}
 	if len(in.headers) > 0 {
-		m["headers"] = in.headers
+		h := make(map[string]string, len(in.headers))
+		for k, v := range in.headers {
+			if in.credentials.isCredential(k) {
+				v = security.Redacted
+			}
+			h[k] = v
+		}
+		m["headers"] = h
 	}
 	if len(in.query) > 0 {
 		m["query"] = in.query
@@ -183,14 +201,27 @@ func (in *httpInput) record() any {
 
 func (a *httpAction) render(ev *evaluator) (*httpInput, error) {
 	in := &httpInput{method: a.method, bodyKind: a.bodyKind, timeout: a.timeout, credentials: a.credentials}
-	u, err := a.url.render(ev)
+	var err error
+	if a.urlT != nil {
+		in.url, err = a.urlT.render(ev)
+	} else {
+		var u any
+		u, err = a.url.render(ev)
+		in.url = stringify(u)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
 	}
-	in.url = stringify(u)
 	if a.headers != nil {
 		if in.headers, err = renderStringMap(a.headers, ev); err != nil {
 			return nil, fmt.Errorf("headers: %w", err)
+		}
+		if rs := runStateOf(ev); rs != nil {
+			for k, v := range in.headers {
+				if a.credentials.isCredential(k) {
+					rs.conceal(v)
+				}
+			}
 		}
 	}
 	if a.query != nil {
@@ -294,7 +325,7 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narr
 	if timeout <= 0 {
 		timeout = defaultHTTPTimeout
 	}
-	errTimeout := fmt.Errorf("timed out after %s", timeout)
+	errTimeout := timedOut("", timeout)
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 	defer cancel()
 

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pushbackd/pushbackd/security"
 )
 
 // downstream is a test server standing in for a CRM or LOS.
@@ -97,7 +99,9 @@ func TestHTTPSteps(t *testing.T) {
 		body := out["body"].(map[string]any)
 		want := map[string]any{
 			"method": "PUT", "query": "fixed=1&loan=L-1&tag=a&tag=b", "body": `{"loan":"L-1","n":3}`,
-			"content_type": "application/json", "auth": "Bearer abc", "custom": "loan L-1", "id": float64(42),
+			// The server echoed the Authorization header it got; the record scrubs the echo
+			// of a credential header's value (runState.conceal).
+			"content_type": "application/json", "auth": redacted, "custom": "loan L-1", "id": float64(42),
 		}
 		if !reflect.DeepEqual(body, want) {
 			t.Errorf("server saw %v\nwant        %v", body, want)
@@ -106,7 +110,7 @@ func TestHTTPSteps(t *testing.T) {
 			t.Errorf("output status %v headers %v", out["status"], out["headers"])
 		}
 		in := res.Steps[0].Input.(map[string]any)
-		if in["method"] != "PUT" || in["url"] != srv.URL+"/echo?fixed=1" {
+		if in["method"] != "PUT" || in["url"] != srv.URL+"/echo?fixed=1" || in["headers"].(map[string]string)["Authorization"] != security.Redacted {
 			t.Errorf("recorded input %v", in)
 		}
 	})
@@ -358,5 +362,52 @@ func TestConcurrentCallsToOneHostReuseTheirConnections(t *testing.T) {
 	}
 	if n := dials.Load(); n > concurrent {
 		t.Errorf("%d connections for 3 waves of %d concurrent calls, want at most %d", n, concurrent, concurrent)
+	}
+}
+
+func TestTheSenderIsToldTheFailingStepAndAGenericReason(t *testing.T) {
+	srv, _ := downstream(t)
+	cases := []struct {
+		name  string
+		steps string
+		noKV  bool
+		want  string
+	}{
+		{"a downstream error answer", "  - name: fetch\n    http: {url: '${ settings.base }/status/500'}\n",
+			false, "step fetch failed: the downstream call failed"},
+		{"a request timeout", "  - name: fetch\n    http: {url: '${ settings.base }/slow', timeout: 20ms}\n",
+			false, "step fetch failed: timed out"},
+		{"a step timeout", "  - name: fetch\n    http: {url: '${ settings.base }/slow'}\n    timeout: 20ms\n",
+			false, "step fetch failed: timed out"},
+		{"a refused egress", "  - name: fetch\n    http: {url: 'http://169.254.169.254/latest/meta-data'}\n",
+			false, "step fetch failed: the downstream call failed"},
+		{"an argument that does not evaluate", "  - name: fetch\n    http: {url: '${ settings.base }/echo', json: {n: '${ body.n / 0 + body.x.y.z }'}}\n",
+			false, "step fetch failed: an expression could not be evaluated"},
+		{"a condition that does not evaluate", "  - name: check\n    when: body.x.y.z == 1\n    set: {a: 1}\n",
+			false, "step check failed: an expression could not be evaluated"},
+		{"a kv step without a store", "  - name: remember\n    kv: {op: put, key: k, value: v}\n",
+			true, "step remember failed: the kv operation failed"},
+		{"a fail action, in its author's words", "  - name: check\n    fail: {message: 'loan ${ body.id } is not ours'}\n",
+			false, "loan L-1 is not ours"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+" is told as "+tc.want, func(t *testing.T) {
+			s := mustParse(t, "h", "name: h\nsteps:\n"+tc.steps)
+			e, _, _ := testEngine(t, func(o *EngineOptions) {
+				o.Clock = SystemClock() // real deadlines
+				if tc.noKV {
+					o.KV = nil
+				}
+			})
+			inv := invocation(s, map[string]any{"id": "L-1", "n": 3})
+			inv.Settings = map[string]any{"base": srv.URL}
+			res := e.Run(context.Background(), inv)
+			if res.Status != StatusFailed || res.SenderError != tc.want {
+				t.Errorf("%s: sender told %q, want %q (error %q)", res.Status, res.SenderError, tc.want, res.Error)
+			}
+			if res.Error == res.SenderError && !strings.HasPrefix(tc.name, "a fail action") {
+				t.Errorf("the record's error %q is as vague as the sender's", res.Error)
+			}
+		})
 	}
 }

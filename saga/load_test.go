@@ -38,6 +38,7 @@ var badSagas = []struct {
 	{"bad-kv-op.yaml", `kv: unknown op "upsert": use get, put or delete`, 4, 14},
 	{"ctx-reserved.yaml", "when: unknown name ctx (expression column 1)", 4, 11},
 	{"when-template.yaml", "when is a bare expression: write it without ${ }", 4, 11},
+	{"url-from-body.yaml", `step "forward": http.url: the scheme and host come from ${ body.url }, which reads body: sender data may not choose where pushbackd connects; put the base URL in settings`, 5, 12},
 }
 
 func TestBadSagaFilesReportTheProblemWithItsPosition(t *testing.T) {

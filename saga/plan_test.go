@@ -57,8 +57,8 @@ on_failure:
 			t.Errorf("fetch url %v", in["url"])
 		}
 	})
-	t.Run("secrets show as <secret>", func(t *testing.T) {
-		if got := toJSON(pr); strings.Contains(got, "los-SECRET") || !strings.Contains(got, "Bearer \\u003csecret\\u003e") {
+	t.Run("a credential header shows as <redacted>", func(t *testing.T) {
+		if got := toJSON(pr); strings.Contains(got, "los-SECRET") || !strings.Contains(got, `"Authorization":"\u003credacted\u003e"`) {
 			t.Errorf("plan %s", got)
 		}
 	})

@@ -2,7 +2,10 @@ package saga
 
 import (
 	"cmp"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -12,15 +15,19 @@ import (
 
 const redacted = "<secret>"
 
-// runState is what secret() needs during one run: the partner's secrets and the plain texts
+// runState is what secret() needs during one run: the partner's secrets and the texts
 // revealed so far, so that every recorded input, output and error can be scrubbed of them.
 // Scrubbing by substring catches a secret wherever a template put it: inside a header value
-// ("Bearer <token>"), a URL, a JSON body, an echoing server's answer.
+// ("Bearer <token>"), a URL, a JSON body, an echoing server's answer. Each revealed text is
+// scrubbed in the encodings a template or a downstream is likely to wrap it in (base64,
+// hex, URL escaping: secretForms); a value built from several secrets ("Basic " +
+// base64(user:pw)) matches none of them, which is why credential headers are also
+// redacted by name (httpInput.record) and their rendered values concealed (conceal).
 type runState struct {
 	secrets map[string]security.Secret
 
 	mu       sync.Mutex // secret() runs on the run's goroutine; the mutex guards Plan and tests
-	revealed []string
+	revealed []string   // plain texts, as secret() returned them or conceal was given them
 	replacer *redactor
 }
 
@@ -34,23 +41,94 @@ func (rs *runState) reveal(name string) (string, error) {
 		return "", fmt.Errorf("secret(%q): no such secret for this partner", name)
 	}
 	plain := string(s.Reveal())
+	rs.add(plain)
+	return plain, nil
+}
+
+// minConcealed is the shortest credential header value (or credential part of one) that
+// conceal scrubs: shorter ones are mostly a scheme word ("Bearer" with an empty token), and
+// scrubbing those would blank ordinary text all over the record.
+const minConcealed = 8
+
+// conceal scrubs a credential header's rendered value from the record, as if secret() had
+// returned it: a careless downstream that echoes its request headers would otherwise put
+// "Basic <base64 of user:pw>", which no single secret matches, in the step's output. The
+// credentials after an auth scheme ("Basic x" → "x") are scrubbed too, since an echo may
+// quote them alone.
+func (rs *runState) conceal(v string) {
+	v = strings.TrimSpace(v)
+	if len(v) >= minConcealed {
+		rs.add(v)
+	}
+	if _, cred, ok := strings.Cut(v, " "); ok {
+		if cred = strings.TrimSpace(cred); len(cred) >= minConcealed {
+			rs.add(cred)
+		}
+	}
+}
+
+func (rs *runState) add(plain string) {
 	if plain == "" {
-		return "", nil
+		return
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if !slices.Contains(rs.revealed, plain) {
-		rs.revealed = append(rs.revealed, plain)
-		// Longest first, so a secret that contains another is replaced whole.
-		slices.SortFunc(rs.revealed, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
-		rs.replacer = &redactor{secrets: slices.Clone(rs.revealed)}
+	if slices.Contains(rs.revealed, plain) {
+		return
 	}
-	return plain, nil
+	rs.revealed = append(rs.revealed, plain)
+	var all []string
+	for _, p := range rs.revealed {
+		for _, f := range secretForms(p) {
+			if f != "" && !slices.Contains(all, f) {
+				all = append(all, f)
+			}
+		}
+	}
+	// Longest first, so a secret that contains another is replaced whole.
+	slices.SortFunc(all, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	// Finding needs only the texts that contain no other: a padded base64 form holds its
+	// unpadded one, so a string with the first has the second. Most recorded values hold
+	// no secret, and every needle is one more scan of each of them.
+	var needles []string
+	for i, f := range all {
+		if !slices.ContainsFunc(all[i+1:], func(g string) bool { return strings.Contains(f, g) }) {
+			needles = append(needles, f)
+		}
+	}
+	rs.replacer = &redactor{secrets: all, needles: needles}
+}
+
+// secretForms are the texts a plain secret may appear as: itself, base64 in both alphabets
+// with and without padding, hex in both cases, and URL-escaped as a query value, a path
+// (url.PathEscape) and a url template's path segment (escapeSegment).
+func secretForms(plain string) []string {
+	b := []byte(plain)
+	h := hex.EncodeToString(b)
+	return []string{
+		plain,
+		base64.StdEncoding.EncodeToString(b), base64.URLEncoding.EncodeToString(b),
+		base64.RawStdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b),
+		h, strings.ToUpper(h),
+		url.QueryEscape(plain), url.PathEscape(plain), escapeSegment(plain),
+	}
+}
+
+// runStateOf finds the run's state behind an evaluator (nil for one built without it).
+func runStateOf(ev *evaluator) *runState {
+	if ev == nil || ev.env == nil || ev.env.Ctx == nil {
+		return nil
+	}
+	rs, _ := ev.env.Ctx.Value(runStateKey{}).(*runState)
+	return rs
 }
 
 // redactor replaces a run's few revealed secrets. A run reveals one or two, so scanning for
 // each beats building a strings.Replacer, whose tables cost more than the scans they save.
-type redactor struct{ secrets []string }
+type redactor struct {
+	secrets []string // every form of every revealed text, longest first
+	needles []string // the secrets that contain no other: enough to tell whether any is there
+}
 
 func (r *redactor) Replace(s string) string {
 	for _, sec := range r.secrets {
@@ -62,7 +140,7 @@ func (r *redactor) Replace(s string) string {
 }
 
 func (r *redactor) found(s string) bool {
-	for _, sec := range r.secrets {
+	for _, sec := range r.needles {
 		if strings.Contains(s, sec) {
 			return true
 		}

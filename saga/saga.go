@@ -24,8 +24,16 @@
 //     being cut: half a JSON document is worse than none.
 //   - Compensation and on_failure run on a context of their own (CleanupTimeout), so a saga
 //     that timed out is still undone. A compensation retries with its step's retry policy.
-//   - Every plain text secret() returned is replaced by "<secret>" in recorded inputs,
-//     outputs, errors, log lines, the answer, and checkpoints.
+//   - Every text secret() returned, and its base64, hex and URL-escaped forms, is replaced
+//     by "<secret>" in recorded inputs, outputs, errors, log lines, the answer, and
+//     checkpoints. Credential headers (Authorization, Proxy-Authorization, Cookie, and any
+//     whose template calls secret()) are recorded as "<redacted>" whatever their value,
+//     and their rendered values are scrubbed from outputs and errors too.
+//   - An http url's origin (scheme, user info, host, port) is written out or comes from
+//     one leading `${ }` that reads only settings; any other `${ }` in a url is escaped as
+//     one path segment or one query key or value (url.go). Checked at load.
+//   - A failed run tells a sync sender only the failing step and a generic reason
+//     (Result.SenderError), or a fail action's own message; Result.Error keeps the details.
 package saga
 
 import (
@@ -121,13 +129,17 @@ type Action struct {
 // so the fields the record already has (id, saga, version, status) are left out of it, and
 // empty ones are omitted: it is written for every run.
 type Result struct {
-	RunID       string        `json:"-"`
-	Saga        string        `json:"-"`
-	SagaVersion string        `json:"-"`
-	Status      string        `json:"-"`                // succeeded | failed | compensated
-	Answer      *Answer       `json:"answer,omitempty"` // set by a respond action (in the steps or in on_failure); secrets redacted
-	Error       string        `json:"error,omitempty"`  // the failing step's message, free of secrets
-	FailedStep  string        `json:"failed_step,omitempty"`
+	RunID       string  `json:"-"`
+	Saga        string  `json:"-"`
+	SagaVersion string  `json:"-"`
+	Status      string  `json:"-"`                // succeeded | failed | compensated
+	Answer      *Answer `json:"answer,omitempty"` // set by a respond action (in the steps or in on_failure); secrets redacted
+	Error       string  `json:"error,omitempty"`  // the failing step's message, free of secrets
+	FailedStep  string  `json:"failed_step,omitempty"`
+	// SenderError is what the sender of a sync request is told when the run failed: the
+	// failing step and a generic reason ("step fetch_loan failed: timed out"), or a fail
+	// action's message as written. Not stored: Error has the details.
+	SenderError string        `json:"-"`
 	Started     time.Time     `json:"started"`
 	Duration    time.Duration `json:"duration"`
 

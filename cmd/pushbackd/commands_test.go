@@ -197,7 +197,7 @@ steps:
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{`"decision": "skip"`, `"decision": "run"`, `"url": "http://127.0.0.1:1/tasks"`, `"loan": "L-1"`, "Bearer <secret>"} {
+	for _, want := range []string{`"decision": "skip"`, `"decision": "run"`, `"url": "http://127.0.0.1:1/tasks"`, `"loan": "L-1"`, `"Authorization": "<redacted>"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan lacks %s:\n%s", want, out)
 		}
