@@ -78,6 +78,9 @@ func restartOnly(old, cur config.Server) []string {
 	if old.Limits.ReadHeaderTimeout != cur.Limits.ReadHeaderTimeout || old.Limits.ReadTimeout != cur.Limits.ReadTimeout || old.Limits.MaxHeaderBytes != cur.Limits.MaxHeaderBytes {
 		out = append(out, "limits (listener timeouts)")
 	}
+	if old.Limits.KVLimits() != cur.Limits.KVLimits() {
+		out = append(out, "limits.kv_*")
+	}
 	return out
 }
 
@@ -204,7 +207,7 @@ func (a *App) Ready(ctx context.Context) error {
 	if a.Current() == nil {
 		return errors.New("no configuration loaded")
 	}
-	if err := a.store.Put(ctx, "pushbackd", "readyz", []byte(`true`), time.Minute); err != nil {
+	if err := a.store.Put(ctx, "pushbackd", "readyz", []byte(`true`), store.PutOptions{TTL: time.Minute}); err != nil {
 		return fmt.Errorf("store not writable: %w", err)
 	}
 	return nil
