@@ -195,7 +195,7 @@ func (a *App) Replay(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	run.Saga, run.SagaVersion = inv.Saga.Name, inv.Saga.Version
-	if _, err := a.runs.Accept(ctx, run, inv, 0); err != nil {
+	if _, err := a.runs.Accept(ctx, run, inv, store.CreateOptions{}); err != nil {
 		return "", err
 	}
 	a.log.Info("run replayed", zap.String("run_id", run.ID), zap.String("replay_of", orig.ID))
