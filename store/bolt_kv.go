@@ -89,12 +89,13 @@ func (b *Bolt) Put(ctx context.Context, namespace, key string, value []byte, opt
 // kvSweepOnFull bounds the expired entries a Put into a full namespace sweeps first.
 const kvSweepOnFull = 1000
 
-// kvRoom returns how many entries namespace holds. When that is at max, expired entries
+// kvRoom returns how many entries namespace holds. When that is at limit, expired entries
 // (of any namespace, oldest first, at most kvSweepOnFull) are swept first, so entries
-// that expired since the last Prune do not keep a namespace full.
-func kvRoom(tx *bbolt.Tx, namespace string, max int, now time.Time) (uint64, error) {
+// that expired since the last Prune do not keep a namespace full. The sweep commits even
+// when the put is then refused: it is work Prune would do, and doing it twice is harmless.
+func kvRoom(tx *bbolt.Tx, namespace string, limit int, now time.Time) (uint64, error) {
 	n := kvCount(tx, namespace)
-	if max <= 0 || n < uint64(max) {
+	if limit <= 0 || n < uint64(limit) {
 		return n, nil
 	}
 	if _, err := sweepExpired(tx, bucketKVExp, bucketKV, now, kvSweepOnFull, false); err != nil {

@@ -20,8 +20,8 @@ type Memory struct {
 	mu     sync.Mutex
 	closed bool
 	runs   map[runID][]byte
-	order  []runID // sorted ascending
-	idem   map[string]memIdem
+	order  []runID                     // sorted ascending
+	idem   map[string]memIdem          // idempotency and message keys
 	sagas  map[string][]memSagaVersion // versions in number order; Prune leaves them
 }
 
