@@ -113,6 +113,7 @@ func New(opts Options) (*App, error) {
 		Checkpointer: a.runs,
 		// Every worker may be calling the same downstream.
 		IdleConnsPerHost: lim.Workers,
+		KVLimits:         lim.KVLimits(),
 	})
 	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
 	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log})

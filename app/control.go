@@ -79,6 +79,9 @@ func restartOnly(old, cur config.Server) []string {
 	if old.Limits.ReadHeaderTimeout != cur.Limits.ReadHeaderTimeout || old.Limits.ReadTimeout != cur.Limits.ReadTimeout || old.Limits.MaxHeaderBytes != cur.Limits.MaxHeaderBytes {
 		out = append(out, "limits (listener timeouts)")
 	}
+	if old.Limits.KVLimits() != cur.Limits.KVLimits() {
+		out = append(out, "limits.kv_*")
+	}
 	return out
 }
 
@@ -193,7 +196,7 @@ func (a *App) Replay(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	run.Saga, run.SagaVersion = inv.Saga.Name, inv.Saga.Version
-	if _, err := a.runs.Accept(ctx, run, inv, 0); err != nil {
+	if _, err := a.runs.Accept(ctx, run, inv, store.CreateOptions{}); err != nil {
 		return "", err
 	}
 	a.log.Info("run replayed", zap.String("run_id", run.ID), zap.String("replay_of", orig.ID))
@@ -205,7 +208,7 @@ func (a *App) Ready(ctx context.Context) error {
 	if a.Current() == nil {
 		return errors.New("no configuration loaded")
 	}
-	if err := a.store.Put(ctx, "pushbackd", "readyz", []byte(`true`), time.Minute); err != nil {
+	if err := a.store.Put(ctx, "pushbackd", "readyz", []byte(`true`), store.PutOptions{TTL: time.Minute}); err != nil {
 		return fmt.Errorf("store not writable: %w", err)
 	}
 	return nil

@@ -68,6 +68,18 @@ type Limits struct {
 	// AuthFailures throttles guessing: past the limit, a client's requests (and an
 	// endpoint's failing ones) get 429 instead of another try.
 	AuthFailures AuthFailures `yaml:"auth_failures"`
+
+	// KV bounds what sagas' kv steps keep, since senders' data flows into their keys and
+	// values: a longer key or value, or a new key for a partner holding the maximum number
+	// of entries, fails the step.
+	KVMaxKeyBytes          int `yaml:"kv_max_key_bytes"`
+	KVMaxValueBytes        int `yaml:"kv_max_value_bytes"`
+	KVMaxEntriesPerPartner int `yaml:"kv_max_entries_per_partner"`
+}
+
+// KVLimits are the limits for the saga engine's kv steps.
+func (l Limits) KVLimits() saga.KVLimits {
+	return saga.KVLimits{MaxKeyBytes: l.KVMaxKeyBytes, MaxValueBytes: l.KVMaxValueBytes, MaxEntries: l.KVMaxEntriesPerPartner}
 }
 
 // AuthFailures are failed-authentication budgets, each refilled evenly over Window. Zero
@@ -135,6 +147,10 @@ func Defaults() Server {
 			Workers:           64,
 			Queue:             10000,
 			AuthFailures:      AuthFailures{PerClient: 20, PerEndpoint: 200, Window: time.Minute},
+
+			KVMaxKeyBytes:          saga.DefaultKVMaxKeyBytes,
+			KVMaxValueBytes:        saga.DefaultKVMaxValueBytes,
+			KVMaxEntriesPerPartner: saga.DefaultKVMaxEntries,
 		},
 		History: History{Retention: 720 * time.Hour, MaxRuns: 1_000_000, IdempotencyTTL: 48 * time.Hour, PruneInterval: 10 * time.Minute},
 		Log:     Log{Level: "info", Format: "json"},

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
@@ -83,6 +84,26 @@ func TestDefaultsApplyWhenKeysAreAbsent(t *testing.T) {
 	route, ok := cfg.Lookup("a", "", "e")
 	if !ok || route.Endpoint.Mode != ModeAsync || route.Endpoint.AcceptStatus != 200 {
 		t.Errorf("endpoint defaults not applied: %+v", route.Endpoint)
+	}
+}
+
+func TestKVLimitsDefaultAndMayBeSet(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       saga.KVLimits
+	}{
+		{"absent keys take the defaults", "# defaults\n", saga.KVLimits{MaxKeyBytes: 512, MaxValueBytes: 64 << 10, MaxEntries: 100_000}},
+		{"set keys apply", "limits: {kv_max_key_bytes: 128, kv_max_value_bytes: 4096, kv_max_entries_per_partner: 50}\n", saga.KVLimits{MaxKeyBytes: 128, MaxValueBytes: 4096, MaxEntries: 50}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": tc.yaml}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Server.Limits.KVLimits(); got != tc.want {
+				t.Fatalf("KVLimits() = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -170,6 +191,9 @@ func TestBadConfigsReportFileLineColumnAndMessage(t *testing.T) {
 		{"a bad duration", map[string]string{"pushbackd.yaml": "limits:\n  sync_timeout: 5 seconds\n"}, "pushbackd.yaml", 2, 17, `invalid duration "5 seconds"`},
 		{"a listen address without a port", map[string]string{"pushbackd.yaml": "listen: localhost\n"}, "pushbackd.yaml", 1, 9, "is not host:port"},
 		{"an unknown log format", map[string]string{"pushbackd.yaml": "log: {format: xml}\n"}, "pushbackd.yaml", 1, 15, "log.format must be json or console"},
+		{"a kv key limit of zero", map[string]string{"pushbackd.yaml": "limits:\n  kv_max_key_bytes: 0\n"}, "pushbackd.yaml", 2, 21, "limits.kv_max_key_bytes must be between 1 and 16384, not 0"},
+		{"a kv value limit past what a step should write", map[string]string{"pushbackd.yaml": "limits:\n  kv_max_value_bytes: 1000000000\n"}, "pushbackd.yaml", 2, 23, "limits.kv_max_value_bytes must be between 1 and 16777216, not 1000000000"},
+		{"a negative kv entry cap", map[string]string{"pushbackd.yaml": "limits: {kv_max_entries_per_partner: -1}\n"}, "pushbackd.yaml", 1, 38, "limits.kv_max_entries_per_partner must be between 1 and"},
 		{"a partner id that is not its file name", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "id: acme", "id: other", 1)}, "partners/acme.yaml", 1, 1, `must match its file name "acme"`},
 		{"an upper-case endpoint name", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "name: e", "name: Encompass", 1)}, "partners/acme.yaml", 3, 5, `endpoint name "Encompass" must match`},
 		{"an endpoint without security", map[string]string{"partners/acme.yaml": "id: acme\nendpoints:\n  - name: e\n    saga: echo\n"}, "partners/acme.yaml", 3, 5, "has no security method"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -23,6 +24,13 @@ import (
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/yamlconf"
+)
+
+// The largest kv limits a config may set: keys stay well within bbolt's 32 KiB, and values
+// within what one step should write.
+const (
+	MaxKVKeyBytes   = 16 << 10
+	MaxKVValueBytes = 16 << 20
 )
 
 // IDPattern is the shape of partner ids, site ids and endpoint names: they are URL path
@@ -202,6 +210,18 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 	}
 	if af := s.Limits.AuthFailures; af.PerClient < 0 || af.PerEndpoint < 0 || af.Window <= 0 {
 		d.Errorf(at("limits", "auth_failures"), "limits.auth_failures: per_client and per_endpoint must not be negative (0 turns one off) and window must be positive")
+	}
+	for _, k := range []struct {
+		name   string
+		v, max int
+	}{
+		{"kv_max_key_bytes", s.Limits.KVMaxKeyBytes, MaxKVKeyBytes},
+		{"kv_max_value_bytes", s.Limits.KVMaxValueBytes, MaxKVValueBytes},
+		{"kv_max_entries_per_partner", s.Limits.KVMaxEntriesPerPartner, math.MaxInt32},
+	} {
+		if k.v <= 0 || k.v > k.max {
+			d.Errorf(at("limits", k.name), "limits.%s must be between 1 and %d, not %d", k.name, k.max, k.v)
+		}
 	}
 	if s.History.IdempotencyTTL <= 0 {
 		d.Errorf(at("history", "idempotency_ttl"), "history.idempotency_ttl must be positive")

@@ -198,10 +198,11 @@ func (d *Dispatcher) QueueDepth() int {
 }
 
 // Accept records an async run durably and queues it; it returns once the run is on disk,
-// so the caller may answer 2xx. With an idempotency key already taken it stores nothing
-// and returns the original run's id. A saga with debounce makes the run wait (superseding
-// an older waiting run with the same key); one with serialize_by gets its key.
-func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, idempotencyTTL time.Duration) (duplicateOf string, err error) {
+// so the caller may answer 2xx. With an idempotency or message key already taken it
+// stores nothing and returns the original run's id. A saga with debounce makes the run
+// wait (superseding an older waiting run with the same key); one with serialize_by gets
+// its key.
+func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (duplicateOf string, err error) {
 	run.Mode, run.Status = "async", store.StatusQueued
 	if err := d.keys(run, inv); err != nil {
 		return "", err
@@ -218,7 +219,7 @@ func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 	d.reserved++
 	d.mu.Unlock()
 
-	res, err := d.create(ctx, run, idempotencyTTL)
+	res, err := d.create(ctx, run, opts)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -246,8 +247,11 @@ func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 	return "", nil
 }
 
-// keys renders the saga's debounce and serialize_by keys, scoped to partner and saga so
-// two partners' loan ids never collide.
+// keys renders the saga's debounce and serialize_by keys. A debounce key is scoped to the
+// endpoint the run arrived at, or as wide as the saga's debounce.scope says, so a sender
+// holding one endpoint's credentials cannot supersede another endpoint's runs. serialize_by
+// keys are scoped to partner and saga: they only order runs, and a partner may want its
+// sites' events about one loan in one line.
 func (d *Dispatcher) keys(run *store.Run, inv *saga.Invocation) error {
 	s := inv.Saga
 	scope := inv.Partner.ID + "/" + s.Name + "/"
@@ -256,7 +260,7 @@ func (d *Dispatcher) keys(run *store.Run, inv *saga.Invocation) error {
 		if err != nil {
 			return fmt.Errorf("debounce key: %w", err)
 		}
-		run.DebounceKey = scope + k
+		run.DebounceKey = store.DebounceKey(debounceScope(run, s.Debounce.Scope), s.Name, k)
 		run.Status = store.StatusWaiting
 		run.WakeAt = run.ReceivedAt.Add(s.Debounce.Wait)
 	}
@@ -270,9 +274,21 @@ func (d *Dispatcher) keys(run *store.Run, inv *saga.Invocation) error {
 	return nil
 }
 
+// debounceScope is the KeyScope of a run's debounce key under the saga's debounce.scope.
+func debounceScope(run *store.Run, sc saga.Scope) store.KeyScope {
+	k := store.KeyScope{Partner: run.Partner, Site: run.Site, Endpoint: run.Endpoint}
+	switch sc {
+	case saga.ScopeSite:
+		k.Endpoint = store.AnyEndpoint
+	case saga.ScopePartner:
+		k.Site, k.Endpoint = store.AnySite, store.AnyEndpoint
+	}
+	return k
+}
+
 // RunSync records a run and executes it while the caller waits. debounce and serialize_by
 // do not apply: the sender is waiting for this run's answer.
-func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invocation, idempotencyTTL time.Duration) (res *saga.Result, duplicateOf string, err error) {
+func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (res *saga.Result, duplicateOf string, err error) {
 	// Recorded as already running, attempt 1: the run starts right after the commit, so a
 	// second write to say so would only cost an fsync.
 	run.Mode, run.Status, run.Attempt = "sync", store.StatusRunning, 1
@@ -285,9 +301,9 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 	d.mu.Unlock()
 	defer d.running.Done()
 	if inv.Saga.Pure() {
-		return d.runPure(ctx, run, inv, idempotencyTTL)
+		return d.runPure(ctx, run, inv, opts)
 	}
-	cr, err := d.create(ctx, run, idempotencyTTL)
+	cr, err := d.create(ctx, run, opts)
 	if err != nil {
 		return nil, "", err
 	}
@@ -304,11 +320,11 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 // answer, sends again. An idempotency key is claimed by that same write, so of concurrent
 // duplicates exactly one is recorded and the others answer as duplicates of it; their
 // pure runs leave nothing behind.
-func (d *Dispatcher) runPure(ctx context.Context, run *store.Run, inv *saga.Invocation, ttl time.Duration) (*saga.Result, string, error) {
+func (d *Dispatcher) runPure(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (*saga.Result, string, error) {
 	log := d.log.With(zap.String("run_id", run.ID), zap.String("partner", run.Partner), zap.String("saga", run.Saga))
 	res := d.engine.Resume(ctx, inv, nil)
 	d.recordOutcome(run, res)
-	cr, err := d.create(context.WithoutCancel(ctx), run, ttl)
+	cr, err := d.create(context.WithoutCancel(ctx), run, opts)
 	if err != nil {
 		return nil, "", err
 	}
@@ -320,9 +336,9 @@ func (d *Dispatcher) runPure(ctx context.Context, run *store.Run, inv *saga.Invo
 	return res, "", nil
 }
 
-func (d *Dispatcher) create(ctx context.Context, run *store.Run, ttl time.Duration) (store.CreateResult, error) {
+func (d *Dispatcher) create(ctx context.Context, run *store.Run, opts store.CreateOptions) (store.CreateResult, error) {
 	start := time.Now()
-	res, err := d.o.Store.Create(ctx, run, store.CreateOptions{IdempotencyTTL: ttl})
+	res, err := d.o.Store.Create(ctx, run, opts)
 	d.o.Observer.StoreCommit("create", time.Since(start))
 	return res, err
 }

@@ -148,14 +148,14 @@ func (r *rig) newRun(sagaName, body, idemKey string) (*store.Run, *saga.Invocati
 // accept records an async run for sagaName whose body (and loan key) is body.
 func (r *rig) accept(sagaName, body, idemKey string) (*store.Run, string, error) {
 	run, inv := r.newRun(sagaName, body, idemKey)
-	dup, err := r.d.Accept(context.Background(), run, inv, time.Hour)
+	dup, err := r.d.Accept(context.Background(), run, inv, store.CreateOptions{IdempotencyTTL: time.Hour})
 	return run, dup, err
 }
 
 // runSync runs a sync run of sagaName as the gateway does.
 func (r *rig) runSync(sagaName, body, idemKey string) (*store.Run, *saga.Result, string, error) {
 	run, inv := r.newRun(sagaName, body, idemKey)
-	res, dup, err := r.d.RunSync(context.Background(), run, inv, time.Hour)
+	res, dup, err := r.d.RunSync(context.Background(), run, inv, store.CreateOptions{IdempotencyTTL: time.Hour})
 	return run, res, dup, err
 }
 

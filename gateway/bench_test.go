@@ -20,11 +20,11 @@ import (
 
 type instantRuns struct{}
 
-func (instantRuns) Accept(context.Context, *store.Run, *saga.Invocation, time.Duration) (string, error) {
+func (instantRuns) Accept(context.Context, *store.Run, *saga.Invocation, store.CreateOptions) (string, error) {
 	return "", nil
 }
 
-func (instantRuns) RunSync(context.Context, *store.Run, *saga.Invocation, time.Duration) (*saga.Result, string, error) {
+func (instantRuns) RunSync(context.Context, *store.Run, *saga.Invocation, store.CreateOptions) (*saga.Result, string, error) {
 	return &saga.Result{Status: "succeeded"}, "", nil
 }
 

@@ -38,10 +38,10 @@ type ConfigSource interface {
 // Runs records and runs verified requests; *dispatch.Dispatcher is the real one.
 type Runs interface {
 	// Accept durably records an async run; it returns after the commit, or the id of the
-	// run that already holds the idempotency key.
-	Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, idempotencyTTL time.Duration) (duplicateOf string, err error)
+	// run that already holds the idempotency or message key.
+	Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (duplicateOf string, err error)
 	// RunSync records a run and runs it to the end.
-	RunSync(ctx context.Context, run *store.Run, inv *saga.Invocation, idempotencyTTL time.Duration) (*saga.Result, string, error)
+	RunSync(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (*saga.Result, string, error)
 }
 
 // Observer hears what the gateway answers, for metrics.
@@ -327,14 +327,23 @@ func (g *Gateway) handle(c echo.Context) error {
 	if route.Site != nil {
 		run.Site = route.Site.ID
 	}
+	// Keys are scoped to the URL the request came to: a site's endpoint, even one it
+	// inherits, never shares keys with the partner's own or another site's.
+	scope := store.KeyScope{Partner: run.Partner, Site: run.Site, Endpoint: run.Endpoint}
+	opts := store.CreateOptions{IdempotencyTTL: cfg.Server.History.IdempotencyTTL}
 	if t := route.Endpoint.Idempotency(); t != nil {
 		// A body without the key's field is still accepted: refusing it would make senders
 		// like Encompass, which treat 4xx as delivered, drop the event for good.
 		if key, err := t.Render(inv); err != nil || key == "" {
 			log.Warn("idempotency_key could not be computed; accepting without duplicate protection", zap.Error(err))
 		} else {
-			run.IdempotencyKey = route.Partner.ID + "/" + route.Endpoint.Name + "/" + key
+			run.IdempotencyKey = store.IdempotencyKey(scope, key)
 		}
+	}
+	// A signed message id (Standard Webhooks' webhook-id) is remembered for as long as a
+	// replay of the message could pass verification, so a replay runs nothing.
+	if id, remember := verifier.MessageID(r.Header); id != "" {
+		run.MessageKey, opts.MessageTTL = store.MessageKey(scope, id), remember
 	}
 	if limit := route.Endpoint.MaxInFlight; limit > 0 {
 		n := g.counter(route.Partner.ID + "/" + route.Endpoint.Name)
@@ -345,11 +354,10 @@ func (g *Gateway) handle(c echo.Context) error {
 				header: http.Header{"Retry-After": {"1"}}}
 		}
 	}
-	ttl := cfg.Server.History.IdempotencyTTL
 	if route.Endpoint.Mode == config.ModeSync {
-		return g.runSync(c, run, inv, ttl, cfg.Server.Limits.SyncTimeout, log)
+		return g.runSync(c, run, inv, opts, cfg.Server.Limits.SyncTimeout, log)
 	}
-	return g.accept(c, run, inv, ttl, route.Endpoint.AcceptStatus, log)
+	return g.accept(c, run, inv, opts, route.Endpoint.AcceptStatus, log)
 }
 
 // refuse answers a failed authentication: the same 401 whatever the reason, or 429 once
@@ -431,14 +439,14 @@ func duplicateAnswer(c echo.Context, original string) error {
 }
 
 // accept records an async run and answers only once it is on disk.
-func (g *Gateway) accept(c echo.Context, run *store.Run, inv *saga.Invocation, ttl time.Duration, status int, log *reqLog) error {
+func (g *Gateway) accept(c echo.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions, status int, log *reqLog) error {
 	answer := Answer{Status: http.StatusText(status), Code: status, Message: "accepted", RunID: run.ID}
 	b, err := json.Marshal(answer)
 	if err != nil {
 		return err
 	}
 	run.Answer = &store.Answer{Status: status, Body: b}
-	dup, err := g.opts.Runs.Accept(c.Request().Context(), run, inv, ttl)
+	dup, err := g.opts.Runs.Accept(c.Request().Context(), run, inv, opts)
 	if err != nil {
 		return storeFailure(err, log)
 	}
@@ -459,13 +467,13 @@ type syncOutcome struct {
 // runSync runs the saga while the sender waits, up to timeout. A saga that takes longer is
 // not cancelled — half-done work is worse than late work — the sender gets 504 with the
 // run id and the run finishes on its own.
-func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, ttl, timeout time.Duration, log *reqLog) error {
+func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions, timeout time.Duration, log *reqLog) error {
 	done := make(chan syncOutcome, 1)
 	ctx := context.WithoutCancel(c.Request().Context())
 	g.running.Add(1)
 	go func() {
 		defer g.running.Done()
-		res, dup, err := g.opts.Runs.RunSync(ctx, run, inv, ttl)
+		res, dup, err := g.opts.Runs.RunSync(ctx, run, inv, opts)
 		done <- syncOutcome{res, dup, err}
 	}()
 	timer := time.NewTimer(timeout)
@@ -483,6 +491,7 @@ func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, 
 	case out.err != nil:
 		return storeFailure(out.err, log)
 	case out.dup != "":
+		log.Info("duplicate pushback", zap.String("original_run_id", out.dup))
 		return duplicateAnswer(c, out.dup)
 	}
 	res := out.res

@@ -51,12 +51,12 @@ func (f *fakeRuns) record(run *store.Run, inv *saga.Invocation) {
 	f.runs = append(f.runs, run)
 }
 
-func (f *fakeRuns) Accept(_ context.Context, run *store.Run, inv *saga.Invocation, _ time.Duration) (string, error) {
+func (f *fakeRuns) Accept(_ context.Context, run *store.Run, inv *saga.Invocation, _ store.CreateOptions) (string, error) {
 	f.record(run, inv)
 	return f.dupOf, f.err
 }
 
-func (f *fakeRuns) RunSync(_ context.Context, run *store.Run, inv *saga.Invocation, _ time.Duration) (*saga.Result, string, error) {
+func (f *fakeRuns) RunSync(_ context.Context, run *store.Run, inv *saga.Invocation, _ store.CreateOptions) (*saga.Result, string, error) {
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}
@@ -664,11 +664,16 @@ func TestAsyncAccepts(t *testing.T) {
 			t.Fatalf("got %d %s", a.code, a.raw)
 		}
 	})
-	t.Run("the idempotency key is rendered and scoped to partner and endpoint", func(t *testing.T) {
+	t.Run("the idempotency key is rendered and scoped to partner, site and endpoint", func(t *testing.T) {
 		h := newHarness(t, nil)
-		h.post(t, "/pushback/acme/retail/queued", bearer, []byte(`{"eventId":"e-9"}`))
-		if got := h.runner.lastRun(t).IdempotencyKey; got != "acme/queued/e-9" {
-			t.Errorf("idempotency key = %q", got)
+		for path, want := range map[string]string{
+			"/pushback/acme/retail/queued": "acme/retail/queued/e-9", // inherited by the site
+			"/pushback/acme/queued":        "acme//queued/e-9",
+		} {
+			h.post(t, path, bearer, []byte(`{"eventId":"e-9"}`))
+			if got := h.runner.lastRun(t).IdempotencyKey; got != want {
+				t.Errorf("%s: idempotency key = %q, want %q", path, got, want)
+			}
 		}
 		h.post(t, "/pushback/acme/queued", bearer, []byte(`{"other":1}`))
 		if got := h.runner.lastRun(t).IdempotencyKey; got != "" {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/pushbackd/pushbackd/store"
 	"github.com/pushbackd/pushbackd/yamlconf"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -150,9 +151,43 @@ func (a *kvAction) render(ev *evaluator) (*kvInput, error) {
 	return in, nil
 }
 
+// KVLimits bound what kv steps keep for a partner, so a sender cannot grow the data file
+// without bound through templated keys and values. Zero fields take the defaults.
+type KVLimits struct {
+	MaxKeyBytes   int // a key's length; default DefaultKVMaxKeyBytes
+	MaxValueBytes int // a value's length as JSON; default DefaultKVMaxValueBytes
+	MaxEntries    int // entries per partner; default DefaultKVMaxEntries
+}
+
+// Defaults of KVLimits, and of pushbackd.yaml's limits.kv_*.
+const (
+	DefaultKVMaxKeyBytes   = 512
+	DefaultKVMaxValueBytes = 64 << 10
+	DefaultKVMaxEntries    = 100_000
+)
+
+func (l KVLimits) withDefaults() KVLimits {
+	if l.MaxKeyBytes <= 0 {
+		l.MaxKeyBytes = DefaultKVMaxKeyBytes
+	}
+	if l.MaxValueBytes <= 0 {
+		l.MaxValueBytes = DefaultKVMaxValueBytes
+	}
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = DefaultKVMaxEntries
+	}
+	return l
+}
+
+// execKV runs a kv step. Going over a limit fails the step for good: the same input would
+// go over it again on every retry. The errors name the setting that sets the limit.
 func (e *Engine) execKV(ctx context.Context, namespace string, in *kvInput) (any, error) {
 	if e.opts.KV == nil {
 		return nil, permanent(errors.New("kv: no store configured"))
+	}
+	lim := e.opts.KVLimits.withDefaults()
+	if len(in.key) > lim.MaxKeyBytes {
+		return nil, permanent(fmt.Errorf("kv %s: the key is %d bytes, over the limit of %d (limits.kv_max_key_bytes)", in.op, len(in.key), lim.MaxKeyBytes))
 	}
 	switch in.op {
 	case kvGet:
@@ -173,7 +208,15 @@ func (e *Engine) execKV(ctx context.Context, namespace string, in *kvInput) (any
 		if err != nil {
 			return nil, permanent(fmt.Errorf("kv put: value cannot be stored as JSON: %w", err))
 		}
-		if err := e.opts.KV.Put(ctx, namespace, in.key, b, in.ttl); err != nil {
+		if len(b) > lim.MaxValueBytes {
+			return nil, permanent(fmt.Errorf("kv put: the value is %d bytes as JSON, over the limit of %d (limits.kv_max_value_bytes)", len(b), lim.MaxValueBytes))
+		}
+		err = e.opts.KV.Put(ctx, namespace, in.key, b, store.PutOptions{TTL: in.ttl, MaxEntries: lim.MaxEntries})
+		if errors.Is(err, store.ErrKVFull) {
+			return nil, permanent(fmt.Errorf("kv put: partner %s already holds %d entries, the limit set by limits.kv_max_entries_per_partner: "+
+				"delete keys it no longer needs, give them a ttl, or raise the limit: %w", namespace, lim.MaxEntries, store.ErrKVFull))
+		}
+		if err != nil {
 			return nil, fmt.Errorf("kv put: %w", err)
 		}
 		return nil, nil

@@ -34,6 +34,8 @@ type EngineOptions struct {
 	// MaxResponseBytes bounds how much of an http answer is read; a longer answer fails the
 	// step (not retried). Default 1 MiB.
 	MaxResponseBytes int64
+	// KVLimits bound kv keys, values and entries per partner; zero fields take the defaults.
+	KVLimits KVLimits
 	// MemoryBudget bounds the memory one expression evaluation may allocate, in expr's
 	// units. Default 1e6, expr's own default.
 	MemoryBudget uint

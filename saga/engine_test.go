@@ -352,7 +352,7 @@ steps:
 		t.Fatalf("status %q %s, body %v", res.Status, res.Error, toJSON(res.Answer))
 	}
 	t.Run("keys live in the partner's namespace", func(t *testing.T) {
-		_ = kv.Put(context.Background(), "other", "seen:L1", []byte(`"other"`), 0)
+		_ = kv.Put(context.Background(), "other", "seen:L1", []byte(`"other"`), store.PutOptions{})
 		s := mustParse(t, "kv", "name: kv\nsteps:\n  - {name: g, kv: {op: get, key: 'seen:L1'}}\n")
 		res := e.Run(context.Background(), invocation(s, nil))
 		if res.Steps[0].Output != nil {

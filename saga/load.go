@@ -64,9 +64,10 @@ type rawSaga struct {
 }
 
 type rawDebounce struct {
-	Key  rawNode       `yaml:"key,required"`
-	Wait time.Duration `yaml:"wait,required"`
-	Pos  yamlconf.Pos
+	Key   rawNode       `yaml:"key,required"`
+	Wait  time.Duration `yaml:"wait,required"`
+	Scope posString     `yaml:"scope"`
+	Pos   yamlconf.Pos
 }
 
 // rawNode keeps a YAML node for the compile pass, which needs to know the steps before it.
@@ -246,6 +247,14 @@ func (c *compiler) saga(file string, raw *rawSaga) *Saga {
 		}
 		if raw.Debounce.Wait <= 0 {
 			c.errorf(raw.Debounce.Pos, "debounce.wait must be a positive duration, like 10s")
+		}
+		switch sc := Scope(raw.Debounce.Scope.s); {
+		case !raw.Debounce.Scope.set:
+			s.Debounce.Scope = ScopeEndpoint
+		case sc == ScopeEndpoint || sc == ScopeSite || sc == ScopePartner:
+			s.Debounce.Scope = sc
+		default:
+			c.errorf(raw.Debounce.Scope.pos, "debounce.scope must be endpoint (the default), site or partner, not %q", raw.Debounce.Scope.s)
 		}
 	}
 	if raw.SerializeBy.n != nil {

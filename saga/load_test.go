@@ -29,6 +29,7 @@ var badSagas = []struct {
 	{"step-not-earlier.yaml", `when: steps.fetch: step "fetch" does not run before this point: an expression can read only earlier steps (expression column 7)`, 4, 11},
 	{"step-unknown.yaml", `respond.body.id: steps.fetch_loan: there is no step "fetch_loan" (steps before this point: fetch) (template column 10)`, 7, 18},
 	{"bad-duration.yaml", `invalid duration "5 seconds"`, 5, 14},
+	{"bad-debounce-scope.yaml", `debounce.scope must be endpoint (the default), site or partner, not "global"`, 2, 53},
 	{"negative-attempts.yaml", `step "fetch": retry.attempts must be at least 1`, 5, 23},
 	{"name-mismatch.yaml", `name "something-else" does not match the file name "name-mismatch.yaml"`, 1, 7},
 	{"unterminated-template.yaml", `http.url: template: ${ without a closing } (template column 26)`, 5, 12},
@@ -159,6 +160,18 @@ steps: [{name: a, respond: {}}]
 		}
 		if k, err := s.SerializeBy.Render(inv); err != nil || k != "loan-L1" {
 			t.Errorf("serialize_by = %q, %v", k, err)
+		}
+		if s.Debounce.Scope != ScopeEndpoint {
+			t.Errorf("debounce scope %q, want endpoint by default", s.Debounce.Scope)
+		}
+	})
+
+	t.Run("debounce may widen its scope to the site or the partner", func(t *testing.T) {
+		for _, sc := range []Scope{ScopeEndpoint, ScopeSite, ScopePartner} {
+			s := mustParse(t, "d", "name: d\ndebounce: {key: k, wait: 1s, scope: "+string(sc)+"}\nsteps: [{name: a, respond: {}}]\n")
+			if s.Debounce.Scope != sc {
+				t.Errorf("scope %q parsed as %q", sc, s.Debounce.Scope)
+			}
 		}
 	})
 

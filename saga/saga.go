@@ -89,7 +89,24 @@ type Saga struct {
 type Debounce struct {
 	Key  *Template
 	Wait time.Duration
+	// Scope is where events must arrive to share a key: ScopeEndpoint (the default) or,
+	// when the saga says so, ScopeSite or ScopePartner.
+	Scope Scope
 }
+
+// Scope is how far a debounce key reaches. Keys are scoped so that a sender holding one
+// endpoint's credentials cannot supersede runs that another endpoint's sender started.
+type Scope string
+
+const (
+	// ScopeEndpoint: only events posted to the same URL share a key.
+	ScopeEndpoint Scope = "endpoint"
+	// ScopeSite: events posted to any endpoint of the same site share a key (the partner's
+	// own endpoints count as one site).
+	ScopeSite Scope = "site"
+	// ScopePartner: events posted to any endpoint of the partner or its sites share a key.
+	ScopePartner Scope = "partner"
+)
 
 // Step is one entry of a saga's steps list.
 type Step struct {

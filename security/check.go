@@ -225,6 +225,14 @@ func (c *Check) Verify(r *Request) error {
 	return nil
 }
 
+// MessageID: see Verifier.
+func (c *Check) MessageID(h http.Header) (string, time.Duration) {
+	if c.t == nil || c.t.kind != kindStandardWebhooks {
+		return "", 0
+	}
+	return c.t.sw.messageID(h)
+}
+
 // check runs the method's scheme: the shared half from the Template, completed on the
 // stack with c's secrets, so no call allocates for it.
 func (c *Check) check(r *Request) *Failure {

@@ -129,6 +129,10 @@ type Verifier interface {
 	// Verify returns nil or a *Failure.
 	Verify(r *Request) error
 	Method() Method
+	// MessageID is the id a verified request gives its message, and how long the gateway
+	// must remember it to refuse every replay the method's timestamp check lets through;
+	// "" for methods whose messages carry no id.
+	MessageID(h http.Header) (id string, remember time.Duration)
 }
 
 // Challenge is the WWW-Authenticate value a 401 should carry for m, "" if the method has

@@ -124,6 +124,17 @@ func (s *standardWebhooksScheme) check(r *Request) *Failure {
 	return nil
 }
 
+// messageID is the webhook-id a message was signed with, and how long to remember it: a
+// message accepted at t carries a timestamp of at most t+tolerance, so it can pass the
+// timestamp check again until t+2×tolerance, and not after.
+func (s *standardWebhooksScheme) messageID(h http.Header) (string, time.Duration) {
+	id, st := single(headerValues(h, HeaderWebhookID))
+	if st != present {
+		return "", 0
+	}
+	return id, 2 * s.tolerance
+}
+
 // standardWebhooksMAC signs "id.timestamp.body" without building the concatenation, which
 // for a large body would be a second copy of it.
 func standardWebhooksMAC(key []byte, id, ts string, body []byte) []byte {

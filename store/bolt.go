@@ -6,7 +6,7 @@ package store
 // contain NUL, which separates them.
 //
 //	meta/
-//	  "schema"  -> uint64 BE: layout version (1)
+//	  "schema"  -> uint64 BE: layout version (2)
 //	  "runs"    -> uint64 BE: number of runs stored (max_runs pruning without a count walk)
 //
 //	runs/
@@ -24,15 +24,17 @@ package store
 //	idx_debounce/                      unfinished runs with a debounce key
 //	  <uvarint len(key)> <key> <id> -> ""
 //
-//	idem/                              idempotency keys
+//	idem/                              idempotency keys and message keys (keys.go scopes both)
 //	  <key> -> <id> <expires: int64 BE unix ns>
-//	idem_exp/                          idempotency keys by expiry, for the sweep
+//	idem_exp/                          idempotency and message keys by expiry, for the sweep
 //	  <expires: int64 BE unix ns> <key> -> ""
 //
 //	kv/                                saga kv state
 //	  <uvarint len(namespace)> <namespace> <key> -> <expires: int64 BE unix ns, 0 = never> <value>
 //	kv_exp/
 //	  <expires: int64 BE unix ns> <kv key> -> ""
+//	kv_count/                          entries per namespace, kept by every write, for the cap
+//	  <namespace> -> uint64 BE (absent = 0)
 //
 //	saga_versions/                     saga version history; Prune never touches it
 //	  <uvarint len(name)> <name> <number: uint64 BE> -> version record (bolt_sagas.go)
@@ -40,6 +42,12 @@ package store
 // saga_versions came after layout version 1 shipped without a version bump: it is purely
 // additive, so open creates it in an older file, and a file that cannot be written then
 // still opens, reading as having no saga versions.
+//
+// Layout version 2 scoped idempotency and debounce keys by site and endpoint (they were
+// "<partner>/<endpoint>/<key>" and "<partner>/<saga>/<key>") and added kv_count. Open
+// upgrades a version 1 file in place (bolt_upgrade.go): the keys still live are recomputed
+// from the runs they point to, so a duplicate sent before the upgrade is still refused
+// after it, and a waiting run is still superseded.
 //
 // A filter with wildcards among partner/site/endpoint (e.g. partner only) is served by
 // finding the distinct scopes under the fixed prefix (one Seek per distinct value) and
@@ -77,24 +85,27 @@ var (
 	bucketKV             = []byte("kv")
 	bucketKVExp          = []byte("kv_exp")
 	bucketSagaVersions   = []byte("saga_versions")
+	bucketKVCount        = []byte("kv_count")
+	bucketUpgrade        = []byte("upgrade") // while an upgrade is under way: the old key buckets
 
 	metaSchema = []byte("schema")
 	metaRuns   = []byte("runs")
 )
 
-// v1Buckets are the buckets layout version 1 first shipped with: a file lacking one is not
-// initialised.
-func v1Buckets() [][]byte {
+// requiredBuckets are the buckets every file of this layout version has: a file lacking one
+// is not initialised.
+func requiredBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketRuns, bucketBodies, bucketIdxStatus, bucketIdxScope,
-		bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdemExp, bucketKV, bucketKVExp}
+		bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdemExp, bucketKV, bucketKVExp,
+		bucketKVCount}
 }
 
-// allBuckets adds the buckets added since, which open creates when missing.
+// allBuckets adds the buckets added without a version bump, which open creates when missing.
 func allBuckets() [][]byte {
-	return append(v1Buckets(), bucketSagaVersions)
+	return append(requiredBuckets(), bucketSagaVersions)
 }
 
-const schemaVersion = 1
+const schemaVersion = 2
 
 // BoltOptions tune OpenBolt. The zero value is ready to use.
 type BoltOptions struct {
@@ -181,16 +192,7 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, wrapIOError(err))
 	}
-	// Only write when something is missing, so a file that has become read-only still
-	// opens for reading: the admin API can show history while accepts answer 503.
-	if ready := db.View(checkBuckets); ready != nil {
-		if err := db.Update(initBuckets); err != nil && db.View(checkV1Buckets) != nil {
-			// (An initialised file that only lacks later buckets opens without them.)
-			_ = db.Close()
-			return nil, fmt.Errorf("open %s: %w", path, wrapIOError(err))
-		}
-	}
-	if err := db.View(checkV1Buckets); err != nil {
+	if err := prepareFile(db, o.Clock.Now()); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, wrapIOError(err))
 	}
@@ -209,14 +211,42 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 
 var errNotInitialised = errors.New("data file not initialised")
 
-// checkBuckets reports whether the file has every bucket and a layout version it knows.
-func checkBuckets(tx *bbolt.Tx) error { return checkLayout(tx, allBuckets()) }
+// prepareFile makes the file ready for this layout version: it initialises a new file,
+// upgrades an older layout, and creates buckets added without a version bump. It writes
+// only when something is missing or old, so a file that has become read-only still opens
+// for reading: the admin API can show history while accepts answer 503.
+func prepareFile(db *bbolt.DB, now time.Time) error {
+	var version uint64
+	var missing, upgrading bool
+	_ = db.View(func(tx *bbolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			version = u64(meta.Get(metaSchema))
+		}
+		for _, name := range allBuckets() {
+			missing = missing || tx.Bucket(name) == nil
+		}
+		upgrading = tx.Bucket(bucketUpgrade) != nil
+		return nil
+	})
+	switch {
+	case version > schemaVersion:
+		return fmt.Errorf("data file has layout version %d, this pushbackd knows %d: use a newer pushbackd", version, schemaVersion)
+	case version == 1 || upgrading:
+		if err := upgradeV1(db, now); err != nil {
+			return fmt.Errorf("upgrade the data file from layout version 1 to %d: %w", schemaVersion, err)
+		}
+	case missing:
+		if err := db.Update(initBuckets); err != nil && db.View(checkRequired) != nil {
+			// (An initialised file that only lacks later buckets opens without them.)
+			return err
+		}
+	}
+	return db.View(checkRequired)
+}
 
-// checkV1Buckets is checkBuckets for the buckets every initialised file has.
-func checkV1Buckets(tx *bbolt.Tx) error { return checkLayout(tx, v1Buckets()) }
-
-func checkLayout(tx *bbolt.Tx, buckets [][]byte) error {
-	for _, name := range buckets {
+// checkRequired reports whether the file has every required bucket and this layout version.
+func checkRequired(tx *bbolt.Tx) error {
+	for _, name := range requiredBuckets() {
 		if tx.Bucket(name) == nil {
 			return errNotInitialised
 		}

@@ -42,21 +42,37 @@ func (b *Bolt) Get(ctx context.Context, namespace, key string) ([]byte, bool, er
 	return out, found, nil
 }
 
-func (b *Bolt) Put(ctx context.Context, namespace, key string, value []byte, ttl time.Duration) error {
+func (b *Bolt) Put(ctx context.Context, namespace, key string, value []byte, opts PutOptions) error {
 	if err := validKey(namespace, key); err != nil {
 		return err
 	}
 	k := kvKey(namespace, key)
+	now := b.clock.Now()
 	var exp uint64
-	if ttl > 0 {
-		exp = uint64(b.clock.Now().Add(ttl).UnixNano())
+	if opts.TTL > 0 {
+		exp = uint64(now.Add(opts.TTL).UnixNano())
 	}
 	v := append(be64(exp), value...)
+	var full error
 	err := b.write(ctx, func(tx *bbolt.Tx) error {
-		if err := dropKVExpiry(tx, k); err != nil {
+		full = nil
+		kv := tx.Bucket(bucketKV)
+		if kv.Get(k) == nil {
+			n, err := kvRoom(tx, namespace, opts.MaxEntries, now)
+			if err != nil {
+				return err
+			}
+			if opts.MaxEntries > 0 && n >= uint64(opts.MaxEntries) {
+				full = fmt.Errorf("kv put: %w: namespace %s holds %d entries, the limit is %d", ErrKVFull, namespace, n, opts.MaxEntries)
+				return nil
+			}
+			if err := addKVCount(tx, namespace, 1); err != nil {
+				return err
+			}
+		} else if err := dropKVExpiry(tx, k); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketKV).Put(k, v); err != nil {
+		if err := kv.Put(k, v); err != nil {
 			return err
 		}
 		if exp != 0 {
@@ -67,7 +83,25 @@ func (b *Bolt) Put(ctx context.Context, namespace, key string, value []byte, ttl
 	if err != nil {
 		return fmt.Errorf("kv put: %w", err)
 	}
-	return nil
+	return full
+}
+
+// kvSweepOnFull bounds the expired entries a Put into a full namespace sweeps first.
+const kvSweepOnFull = 1000
+
+// kvRoom returns how many entries namespace holds. When that is at limit, expired entries
+// (of any namespace, oldest first, at most kvSweepOnFull) are swept first, so entries
+// that expired since the last Prune do not keep a namespace full. The sweep commits even
+// when the put is then refused: it is work Prune would do, and doing it twice is harmless.
+func kvRoom(tx *bbolt.Tx, namespace string, limit int, now time.Time) (uint64, error) {
+	n := kvCount(tx, namespace)
+	if limit <= 0 || n < uint64(limit) {
+		return n, nil
+	}
+	if _, err := sweepExpired(tx, bucketKVExp, bucketKV, now, kvSweepOnFull, false); err != nil {
+		return 0, err
+	}
+	return kvCount(tx, namespace), nil
 }
 
 func (b *Bolt) Delete(ctx context.Context, namespace, key string) error {
@@ -76,7 +110,13 @@ func (b *Bolt) Delete(ctx context.Context, namespace, key string) error {
 	}
 	k := kvKey(namespace, key)
 	err := b.write(ctx, func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketKV).Get(k) == nil {
+			return nil
+		}
 		if err := dropKVExpiry(tx, k); err != nil {
+			return err
+		}
+		if err := addKVCount(tx, namespace, -1); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketKV).Delete(k)
@@ -94,4 +134,28 @@ func dropKVExpiry(tx *bbolt.Tx, k []byte) error {
 		return nil
 	}
 	return tx.Bucket(bucketKVExp).Delete(append(append([]byte(nil), old[:8]...), k...))
+}
+
+// kvCount is how many entries namespace holds, expired ones not yet swept included.
+func kvCount(tx *bbolt.Tx, namespace string) uint64 {
+	return u64(tx.Bucket(bucketKVCount).Get([]byte(namespace)))
+}
+
+// addKVCount moves namespace's entry count by delta; an empty namespace has no count entry.
+func addKVCount(tx *bbolt.Tx, namespace string, delta int64) error {
+	counts := tx.Bucket(bucketKVCount)
+	n := int64(u64(counts.Get([]byte(namespace)))) + delta
+	if n <= 0 {
+		return counts.Delete([]byte(namespace))
+	}
+	return counts.Put([]byte(namespace), be64(uint64(n)))
+}
+
+// kvNamespace is the namespace of a kv bucket key (kvKey).
+func kvNamespace(k []byte) (string, bool) {
+	n, w := binary.Uvarint(k)
+	if w <= 0 || uint64(len(k)-w) < n {
+		return "", false
+	}
+	return string(k[w : w+int(n)]), true
 }

@@ -15,10 +15,7 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 	if err != nil {
 		return CreateResult{}, err
 	}
-	ttl := opts.IdempotencyTTL
-	if ttl <= 0 {
-		ttl = DefaultIdempotencyTTL
-	}
+	claims := runClaims(&r, opts, now)
 	// Encoded before queueing, so the shared transaction holds the lock only for bbolt work.
 	rec := encodeRun(nil, &r, nil)
 	var res CreateResult
@@ -30,10 +27,16 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 			exists = true
 			return nil
 		}
-		if r.IdempotencyKey != "" {
-			dup, err := claimIdempotencyKey(tx, r.IdempotencyKey, id, now, now.Add(ttl))
-			if err != nil || dup != "" {
-				res.DuplicateOf = dup
+		// Every key is checked before any is claimed: a duplicate by one key must not
+		// leave the other claimed for a run that was never stored.
+		for _, c := range claims {
+			if holder := claimHolder(tx, c.key, now); holder != "" {
+				res.DuplicateOf = holder
+				return nil
+			}
+		}
+		for _, c := range claims {
+			if err := claimKey(tx, c.key, id, c.expires); err != nil {
 				return err
 			}
 		}
@@ -69,25 +72,55 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 	return res, nil
 }
 
-// claimIdempotencyKey returns the id holding key when it has not expired; otherwise it
-// makes id the holder until expires.
-func claimIdempotencyKey(tx *bbolt.Tx, key string, id runID, now, expires time.Time) (string, error) {
+// claim is a key a new run takes, idempotency or message key, and when it lets go.
+type claim struct {
+	key     string
+	expires time.Time
+}
+
+// runClaims lists the keys r claims when it is created at now.
+func runClaims(r *Run, opts CreateOptions, now time.Time) []claim {
+	var out []claim
+	if r.IdempotencyKey != "" {
+		ttl := opts.IdempotencyTTL
+		if ttl <= 0 {
+			ttl = DefaultIdempotencyTTL
+		}
+		out = append(out, claim{r.IdempotencyKey, now.Add(ttl)})
+	}
+	if r.MessageKey != "" {
+		ttl := opts.MessageTTL
+		if ttl <= 0 {
+			ttl = DefaultMessageTTL
+		}
+		out = append(out, claim{r.MessageKey, now.Add(ttl)})
+	}
+	return out
+}
+
+// claimHolder returns the id of the run holding key, or "" when nobody holds it or the
+// claim has expired.
+func claimHolder(tx *bbolt.Tx, key string, now time.Time) string {
+	if v := tx.Bucket(bucketIdem).Get(boundedKey(key)); len(v) == 24 && now.UnixNano() < int64(u64(v[16:])) {
+		return runID(v[:16]).String()
+	}
+	return ""
+}
+
+// claimKey makes id the holder of key until expires, replacing an expired claim.
+func claimKey(tx *bbolt.Tx, key string, id runID, expires time.Time) error {
 	idem, idemExp := tx.Bucket(bucketIdem), tx.Bucket(bucketIdemExp)
 	k := boundedKey(key)
 	if v := idem.Get(k); len(v) == 24 {
-		exp := int64(u64(v[16:]))
-		if now.UnixNano() < exp {
-			return runID(v[:16]).String(), nil
-		}
-		if err := idemExp.Delete(append(be64(uint64(exp)), k...)); err != nil {
-			return "", err
+		if err := idemExp.Delete(append(append([]byte(nil), v[16:]...), k...)); err != nil {
+			return err
 		}
 	}
-	ns := uint64(expires.UnixNano())
-	if err := idem.Put(k, append(append([]byte(nil), id[:]...), be64(ns)...)); err != nil {
-		return "", err
+	ns := be64(uint64(expires.UnixNano()))
+	if err := idem.Put(k, append(append([]byte(nil), id[:]...), ns...)); err != nil {
+		return err
 	}
-	return "", idemExp.Put(append(be64(ns), k...), empty)
+	return idemExp.Put(append(ns, k...), empty)
 }
 
 // supersedePending marks every queued or waiting run with the debounce key superseded.
@@ -434,21 +467,31 @@ func deleteRun(tx *bbolt.Tx, id runID) error {
 			return err
 		}
 	}
-	if r.IdempotencyKey != "" {
-		// The key goes with its run, so it never points at a run that is gone; a later
-		// run may have taken the key over after it expired, so check the owner.
-		k := boundedKey(r.IdempotencyKey)
-		idem := tx.Bucket(bucketIdem)
-		if v := idem.Get(k); len(v) == 24 && runID(v[:16]) == id {
-			if err := tx.Bucket(bucketIdemExp).Delete(append(append([]byte(nil), v[16:]...), k...)); err != nil {
-				return err
-			}
-			if err := idem.Delete(k); err != nil {
-				return err
-			}
+	for _, key := range [...]string{r.IdempotencyKey, r.MessageKey} {
+		if err := releaseClaim(tx, key, id); err != nil {
+			return err
 		}
 	}
 	return addRunCount(tx, -1)
+}
+
+// releaseClaim drops key when run id holds it. The key goes with its run, so it never
+// points at a run that is gone; a later run may have taken the key over after it expired,
+// hence the owner check.
+func releaseClaim(tx *bbolt.Tx, key string, id runID) error {
+	if key == "" {
+		return nil
+	}
+	k := boundedKey(key)
+	idem := tx.Bucket(bucketIdem)
+	v := idem.Get(k)
+	if len(v) != 24 || runID(v[:16]) != id {
+		return nil
+	}
+	if err := tx.Bucket(bucketIdemExp).Delete(append(append([]byte(nil), v[16:]...), k...)); err != nil {
+		return err
+	}
+	return idem.Delete(k)
 }
 
 // sweepExpired deletes up to limit entries whose expiry (the first 8 bytes of the key in
@@ -481,6 +524,12 @@ func sweepExpired(tx *bbolt.Tx, exp, data []byte, now time.Time, limit int, chec
 		}
 		if err := db.Delete(dk); err != nil {
 			return 0, err
+		}
+		if !checkOwner { // a kv entry: its namespace holds one fewer
+			ns, _ := kvNamespace(dk)
+			if err := addKVCount(tx, ns, -1); err != nil {
+				return 0, err
+			}
 		}
 	}
 	return len(keys), nil
@@ -559,5 +608,24 @@ func checkIndexes(tx *bbolt.Tx) []error {
 		}
 		return nil
 	})
+	counts := map[string]uint64{}
+	_ = tx.Bucket(bucketKV).ForEach(func(k, _ []byte) error {
+		ns, ok := kvNamespace(k)
+		if !ok {
+			bad("kv: malformed key %q", k)
+		}
+		counts[ns]++
+		return nil
+	})
+	_ = tx.Bucket(bucketKVCount).ForEach(func(k, v []byte) error {
+		if u64(v) != counts[string(k)] {
+			bad("kv_count: namespace %q counted %d entries, kv holds %d", k, u64(v), counts[string(k)])
+		}
+		delete(counts, string(k))
+		return nil
+	})
+	for ns, n := range counts {
+		bad("kv_count: namespace %q has no count, kv holds %d entries", ns, n)
+	}
 	return errs
 }

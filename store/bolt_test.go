@@ -60,7 +60,7 @@ func TestBoltKeepsEverythingAcrossReopen(t *testing.T) {
 	if err := s.Update(ctx, created[1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(ctx, "acme", "cursor", []byte(`42`), 0); err != nil {
+	if err := s.Put(ctx, "acme", "cursor", []byte(`42`), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

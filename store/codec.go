@@ -21,6 +21,8 @@ import (
 //	         Method Path Query RemoteIP ContentType                       (strings)
 //	         header count, then per header: name, value count, values     (uvarints, strings)
 //	         answer present (byte); if 1: status (uvarint), body (bytes)
+//	         MessageKey                                                   (string; absent in
+//	                                                                      records written before it)
 //	heavy:   State Result Body                                            (bytes)
 //
 // strings and bytes are a uvarint length and the bytes. The id is the key, not part of the
@@ -58,6 +60,7 @@ func encodeRun(dst []byte, r *Run, body []byte) []byte {
 		light = binary.AppendUvarint(light, uint64(max(r.Answer.Status, 0)))
 		light = appendBytes(light, r.Answer.Body)
 	}
+	light = appendString(light, r.MessageKey)
 
 	// One allocation for the record: growing it by appends copied the light part and
 	// then the result (the biggest part) again.
@@ -157,6 +160,10 @@ func decodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
 		if len(r.Answer.Body) == 0 {
 			r.Answer.Body = nil
 		}
+	}
+	r.MessageKey = ""
+	if len(d.s) > 0 && d.err == nil {
+		r.MessageKey = d.str()
 	}
 	r.State, r.Result = nil, nil
 	if full {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -13,7 +14,8 @@ func codecRun() *Run {
 		Partner: "acme", Site: "retail", Endpoint: "encompass",
 		Saga: "encompass-milestone", SagaVersion: "7", Mode: "async", Status: StatusRunning,
 		ReceivedAt: now, UpdatedAt: now.Add(time.Second), WakeAt: now.Add(time.Minute), Attempt: 1,
-		IdempotencyKey: "acme/encompass/evt-8f14e45f", DebounceKey: "acme/loan/12345",
+		IdempotencyKey: "acme/retail/encompass/evt-8f14e45f", DebounceKey: "acme/retail/encompass/encompass-milestone/12345",
+		MessageKey: "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
 		Request: Request{
 			Method: "POST", Path: "/pushback/acme/retail/encompass",
 			Headers: map[string][]string{
@@ -54,6 +56,31 @@ func TestCodecRoundTrip(t *testing.T) {
 		if _, err := decodeRun(rec[:cut], &r, true); err == nil {
 			t.Fatalf("a record cut at %d of %d decoded without error", cut, len(rec))
 		}
+	}
+}
+
+// Records written before MessageKey existed end their light part at the answer; they
+// still decode, with no message key.
+func TestCodecReadsRecordsWithoutAMessageKey(t *testing.T) {
+	in := codecRun()
+	in.MessageKey = ""
+	rec := encodeRun(nil, in, in.Request.Body)
+	n, k := binary.Uvarint(rec[1:])
+	light := rec[1+k : 1+k+int(n)]
+	if light[len(light)-1] != 0 {
+		t.Fatal("the light part does not end in an empty message key")
+	}
+	old := append([]byte{codecVersion}, binary.AppendUvarint(nil, n-1)...)
+	old = append(old, light[:len(light)-1]...)
+	old = append(old, rec[1+k+int(n):]...)
+	var out Run
+	body, err := decodeRun(old, &out, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Request.Body = body
+	if !reflect.DeepEqual(&out, in) {
+		t.Fatalf("old record:\n got %+v\nwant %+v", out, *in)
 	}
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -56,7 +57,7 @@ func (m *MemoryKV) Get(ctx context.Context, namespace, key string) ([]byte, bool
 	return append([]byte(nil), e.value...), true, nil
 }
 
-func (m *MemoryKV) Put(ctx context.Context, namespace, key string, value []byte, ttl time.Duration) error {
+func (m *MemoryKV) Put(ctx context.Context, namespace, key string, value []byte, opts PutOptions) error {
 	if err := validKey(namespace, key); err != nil {
 		return err
 	}
@@ -65,8 +66,8 @@ func (m *MemoryKV) Put(ctx context.Context, namespace, key string, value []byte,
 	}
 	now := m.clock.Now()
 	e := memEntry{value: append([]byte(nil), value...)}
-	if ttl > 0 {
-		e.expires = now.Add(ttl)
+	if opts.TTL > 0 {
+		e.expires = now.Add(opts.TTL)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -74,6 +75,13 @@ func (m *MemoryKV) Put(ctx context.Context, namespace, key string, value []byte,
 	if ns == nil {
 		ns = map[string]memEntry{}
 		m.data[namespace] = ns
+	}
+	if _, ok := ns[key]; !ok && opts.MaxEntries > 0 && len(ns) >= opts.MaxEntries {
+		m.sweep(now) // expired entries must not keep a namespace full
+		if len(ns) >= opts.MaxEntries {
+			return fmt.Errorf("kv put: %w: namespace %s holds %d entries, the limit is %d", ErrKVFull, namespace, len(ns), opts.MaxEntries)
+		}
+		m.data[namespace] = ns // sweep drops namespaces it empties
 	}
 	ns[key] = e
 	m.puts++

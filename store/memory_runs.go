@@ -20,8 +20,8 @@ type Memory struct {
 	mu     sync.Mutex
 	closed bool
 	runs   map[runID][]byte
-	order  []runID // sorted ascending
-	idem   map[string]memIdem
+	order  []runID                     // sorted ascending
+	idem   map[string]memIdem          // idempotency and message keys
 	sagas  map[string][]memSagaVersion // versions in number order; Prune leaves them
 }
 
@@ -103,16 +103,15 @@ func (m *Memory) Create(ctx context.Context, run *Run, opts CreateOptions) (Crea
 	if _, ok := m.runs[id]; ok {
 		return res, fmt.Errorf("%w: run %s already exists", ErrInvalid, r.ID)
 	}
-	if r.IdempotencyKey != "" {
-		if e, ok := m.idem[r.IdempotencyKey]; ok && now.Before(e.expires) {
+	claims := runClaims(&r, opts, now)
+	for _, c := range claims {
+		if e, ok := m.idem[c.key]; ok && now.Before(e.expires) {
 			res.DuplicateOf = e.id.String()
 			return res, nil
 		}
-		ttl := opts.IdempotencyTTL
-		if ttl <= 0 {
-			ttl = DefaultIdempotencyTTL
-		}
-		m.idem[r.IdempotencyKey] = memIdem{id: id, expires: now.Add(ttl)}
+	}
+	for _, c := range claims {
+		m.idem[c.key] = memIdem{id: id, expires: c.expires}
 	}
 	if r.DebounceKey != "" && !r.Status.Final() {
 		for _, oid := range m.order {
@@ -258,8 +257,10 @@ func (m *Memory) Prune(ctx context.Context, before time.Time, maxRuns int) (int,
 			continue
 		}
 		delete(m.runs, id)
-		if e, ok := m.idem[r.IdempotencyKey]; ok && e.id == id {
-			delete(m.idem, r.IdempotencyKey)
+		for _, k := range [...]string{r.IdempotencyKey, r.MessageKey} {
+			if e, ok := m.idem[k]; ok && k != "" && e.id == id {
+				delete(m.idem, k)
+			}
 		}
 		deleted++
 	}

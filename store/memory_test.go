@@ -20,7 +20,7 @@ func TestMemoryKVDropsExpiredKeysNobodyReads(t *testing.T) {
 	kv := store.NewMemoryKV(clock)
 	ctx := context.Background()
 	for i := 0; i < 2048; i++ {
-		if err := kv.Put(ctx, "acme", "k"+string(rune('a'+i%26))+time.Duration(i).String(), []byte(`1`), time.Second); err != nil {
+		if err := kv.Put(ctx, "acme", "k"+string(rune('a'+i%26))+time.Duration(i).String(), []byte(`1`), store.PutOptions{TTL: time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		clock.Advance(time.Second)

@@ -15,16 +15,33 @@ import (
 // ErrEmptyKey is returned for an empty namespace or key: no backend can store one.
 var ErrEmptyKey = errors.New("store: empty namespace or key")
 
+// ErrKVFull is returned by a Put of a new key into a namespace that holds
+// PutOptions.MaxEntries entries already; nothing was written.
+var ErrKVFull = errors.New("store: kv namespace is full")
+
 // KV is durable key-value state for sagas' kv steps. The namespace is the partner id, so
 // partners never see each other's keys. Values are JSON documents; implementations store the
 // bytes as given and return a copy.
 type KV interface {
 	// Get returns the value and true, or nil and false when the key is absent or expired.
 	Get(ctx context.Context, namespace, key string) ([]byte, bool, error)
-	// Put stores value under key; ttl > 0 makes it expire that long after now, 0 keeps it.
-	Put(ctx context.Context, namespace, key string, value []byte, ttl time.Duration) error
+	// Put stores value under key, within the limits of opts.
+	Put(ctx context.Context, namespace, key string, value []byte, opts PutOptions) error
 	// Delete removes key; deleting an absent key is not an error.
 	Delete(ctx context.Context, namespace, key string) error
+}
+
+// PutOptions tune one Put.
+type PutOptions struct {
+	// TTL > 0 makes the entry expire that long after now; 0 keeps it.
+	TTL time.Duration
+	// MaxEntries > 0 caps the namespace: a Put of a key the namespace does not hold fails
+	// with ErrKVFull, writing nothing, when the namespace holds MaxEntries entries; replacing
+	// a key it holds always works. The check and the write are one atomic step, and the
+	// count is kept as entries come and go, never counted by a scan. Expired entries count
+	// until they are swept: by Prune, or by a Put that finds the namespace full, which
+	// sweeps expired entries first. 0 is no cap.
+	MaxEntries int
 }
 
 // Clock is the time source for expiry; saga.Clock satisfies it.
@@ -127,9 +144,14 @@ type Run struct {
 	Attempt  int
 	ReplayOf string // id of the run this one replays
 
-	IdempotencyKey string // already scoped by the caller (e.g. "acme/encompass/<eventId>"); "" = none
-	DebounceKey    string // already scoped by the caller; "" = none
+	// IdempotencyKey and DebounceKey come scoped by the caller (IdempotencyKey, DebounceKey
+	// build them); "" = none.
+	IdempotencyKey string
+	DebounceKey    string
 	SerializeKey   string
+	// MessageKey is the sender's message id (Standard Webhooks' webhook-id), scoped by the
+	// caller (MessageKey); "" = none. Like IdempotencyKey, it admits one run while it lives.
+	MessageKey string
 
 	Request Request
 	Answer  *Answer // what the sender was told; nil until answered
@@ -160,15 +182,22 @@ type CreateOptions struct {
 	// IdempotencyTTL is how long run.IdempotencyKey keeps refusing duplicates; 0 means
 	// DefaultIdempotencyTTL.
 	IdempotencyTTL time.Duration
+	// MessageTTL is how long run.MessageKey keeps refusing duplicates; 0 means
+	// DefaultMessageTTL.
+	MessageTTL time.Duration
 }
 
 // DefaultIdempotencyTTL covers senders that retry for a day or two.
 const DefaultIdempotencyTTL = 48 * time.Hour
 
+// DefaultMessageTTL is twice Standard Webhooks' default tolerance of five minutes: a
+// message whose timestamp is up to five minutes ahead stays acceptable for ten.
+const DefaultMessageTTL = 10 * time.Minute
+
 // CreateResult says what else Create found or did.
 type CreateResult struct {
 	// DuplicateOf, when not empty, is the id of an unexpired run with the same
-	// IdempotencyKey; nothing was written.
+	// IdempotencyKey or MessageKey; nothing was written.
 	DuplicateOf string
 	// Superseded lists runs with the same DebounceKey that were queued or waiting and are
 	// now StatusSuperseded, in the same transaction as the new run.
@@ -197,8 +226,9 @@ const (
 type Runs interface {
 	// Create durably records a new run and returns only once it is on disk, so the caller
 	// may answer 2xx. Create fills in run.ID, ReceivedAt, UpdatedAt and Status (queued)
-	// when empty. The idempotency check and the debounce supersede happen in the same
-	// transaction as the insert. On DuplicateOf nothing is written and run is unchanged.
+	// when empty. The idempotency and message key checks and the debounce supersede happen
+	// in the same transaction as the insert: of concurrent creates with one key, exactly one
+	// is stored. On DuplicateOf nothing is written and run is unchanged.
 	Create(ctx context.Context, run *Run, opts CreateOptions) (CreateResult, error)
 	// Update durably replaces the mutable fields of a stored run: Status, UpdatedAt (now when
 	// zero), FinishedAt (now when zero and the status is final), WakeAt, Attempt, Answer,
@@ -217,7 +247,7 @@ type Runs interface {
 	Unfinished(ctx context.Context) ([]*Run, error)
 	// Prune deletes final runs received before `before` (zero: no age limit), then the
 	// oldest final runs while more than maxRuns (0: no limit) runs are stored, and sweeps
-	// expired idempotency keys and kv entries. It works in bounded chunks so accepts are
+	// expired idempotency keys, message keys and kv entries. It works in bounded chunks so accepts are
 	// not held up, and returns how many runs it deleted.
 	Prune(ctx context.Context, before time.Time, maxRuns int) (int, error)
 }

@@ -332,6 +332,110 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 		}
 	})
 
+	t.Run("a message key admits one run until it expires", func(t *testing.T) {
+		clock := NewManualClock()
+		s := newStore(t, clock)
+		opts := store.CreateOptions{MessageTTL: 10 * time.Minute}
+		first := sampleRun("acme", "", "e")
+		first.MessageKey = "message-id:acme//e/msg_1"
+		if res, err := s.Create(ctx, first, opts); err != nil || res.DuplicateOf != "" {
+			t.Fatalf("Create = %+v, %v", res, err)
+		}
+		clock.Advance(10*time.Minute - time.Second)
+		dup := sampleRun("acme", "", "e")
+		dup.MessageKey = first.MessageKey
+		if res, err := s.Create(ctx, dup, opts); err != nil || res.DuplicateOf != first.ID {
+			t.Fatalf("Create within the ttl = %+v, %v; want DuplicateOf %s", res, err, first.ID)
+		}
+		clock.Advance(time.Second)
+		late := sampleRun("acme", "", "e")
+		late.MessageKey = first.MessageKey
+		if res, err := s.Create(ctx, late, opts); err != nil || res.DuplicateOf != "" {
+			t.Fatalf("Create after the ttl = %+v, %v; want a new run", res, err)
+		}
+		got, err := s.GetRun(ctx, late.ID)
+		if err != nil || got.MessageKey != first.MessageKey {
+			t.Fatalf("stored message key %q, %v", got.MessageKey, err)
+		}
+	})
+
+	t.Run("a run with both keys is a duplicate by either and a duplicate claims neither", func(t *testing.T) {
+		s := newStore(t, NewManualClock())
+		mk := func(idem, msg string) (*store.Run, store.CreateResult) {
+			r := sampleRun("acme", "", "e")
+			r.IdempotencyKey, r.MessageKey = idem, msg
+			res, err := s.Create(ctx, r, store.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r, res
+		}
+		a, _ := mk("acme//e/evt-1", "message-id:acme//e/msg_1")
+		if _, res := mk("acme//e/evt-2", "message-id:acme//e/msg_1"); res.DuplicateOf != a.ID {
+			t.Fatalf("same message, new event: %+v, want a duplicate of %s", res, a.ID)
+		}
+		if _, res := mk("acme//e/evt-1", "message-id:acme//e/msg_2"); res.DuplicateOf != a.ID {
+			t.Fatalf("same event, new message: %+v, want a duplicate of %s", res, a.ID)
+		}
+		// Neither duplicate above claimed its other key.
+		if _, res := mk("acme//e/evt-2", "message-id:acme//e/msg_2"); res.DuplicateOf != "" {
+			t.Fatalf("keys only duplicates carried: %+v, want a new run", res)
+		}
+	})
+
+	t.Run("fifty concurrent creates with one message key make one run", func(t *testing.T) {
+		s := newStore(t, NewManualClock())
+		var mu sync.Mutex
+		var created []string
+		dups := map[string]int{}
+		var wg sync.WaitGroup
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := sampleRun("acme", "", "e")
+				r.IdempotencyKey = fmt.Sprint("acme//e/evt-", i) // distinct: only the message key is shared
+				r.MessageKey = "message-id:acme//e/msg_1"
+				res, err := s.Create(ctx, r, store.CreateOptions{})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					t.Error(err)
+				case res.DuplicateOf != "":
+					dups[res.DuplicateOf]++
+				default:
+					created = append(created, r.ID)
+				}
+			}()
+		}
+		wg.Wait()
+		if len(created) != 1 || len(dups) != 1 || dups[created[0]] != 49 {
+			t.Fatalf("created %v, duplicates %v; want one run and 49 duplicates of it", created, dups)
+		}
+	})
+
+	t.Run("a pruned run's message key goes with it", func(t *testing.T) {
+		clock := NewManualClock()
+		s := newStore(t, clock)
+		r := sampleRun("acme", "", "e")
+		r.MessageKey = "message-id:acme//e/msg_1"
+		mustCreate(t, s, r)
+		r.Status = store.StatusSucceeded
+		if err := s.Update(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second)
+		if n, err := s.Prune(ctx, clock.Now(), 0); err != nil || n != 1 {
+			t.Fatalf("Prune = %d, %v; want 1", n, err)
+		}
+		again := sampleRun("acme", "", "e")
+		again.MessageKey = r.MessageKey
+		if res, err := s.Create(ctx, again, store.CreateOptions{}); err != nil || res.DuplicateOf != "" {
+			t.Fatalf("Create with a pruned run's message key = %+v, %v; want a new run", res, err)
+		}
+	})
+
 	t.Run("a debounced run supersedes the queued and waiting runs with its key", func(t *testing.T) {
 		clock := NewManualClock()
 		s := newStore(t, clock)
@@ -435,7 +539,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 	t.Run("prune sweeps expired kv entries and idempotency keys", func(t *testing.T) {
 		clock := NewManualClock()
 		s := newStore(t, clock)
-		if err := s.Put(ctx, "acme", "short", []byte(`1`), time.Minute); err != nil {
+		if err := s.Put(ctx, "acme", "short", []byte(`1`), store.PutOptions{TTL: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 		r := sampleRunWithKey("acme/e/x")

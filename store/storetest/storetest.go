@@ -145,7 +145,7 @@ func TestKV(t *testing.T, newKV func(t *testing.T, clock store.Clock) store.KV) 
 	t.Run("an empty namespace or key is refused", func(t *testing.T) {
 		kv := newKV(t, NewManualClock())
 		for _, c := range []struct{ ns, key string }{{"", "k"}, {ns, ""}} {
-			if err := kv.Put(ctx, c.ns, c.key, []byte(`1`), 0); !errors.Is(err, store.ErrEmptyKey) {
+			if err := kv.Put(ctx, c.ns, c.key, []byte(`1`), store.PutOptions{}); !errors.Is(err, store.ErrEmptyKey) {
 				t.Errorf("Put(%q, %q) = %v, want ErrEmptyKey", c.ns, c.key, err)
 			}
 			if _, _, err := kv.Get(ctx, c.ns, c.key); !errors.Is(err, store.ErrEmptyKey) {
@@ -158,8 +158,100 @@ func TestKV(t *testing.T, newKV func(t *testing.T, clock store.Clock) store.KV) 
 		kv := newKV(t, NewManualClock())
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if err := kv.Put(cctx, ns, "k", []byte(`1`), 0); err == nil {
+		if err := kv.Put(cctx, ns, "k", []byte(`1`), store.PutOptions{}); err == nil {
 			t.Fatal("Put with a cancelled context succeeded")
+		}
+	})
+
+	t.Run("a full namespace refuses a new key but replaces and deletes as before", func(t *testing.T) {
+		kv := newKV(t, NewManualClock())
+		capped := store.PutOptions{MaxEntries: 3}
+		for _, k := range []string{"k1", "k2", "k3"} {
+			if err := kv.Put(ctx, ns, k, []byte(`1`), capped); err != nil {
+				t.Fatalf("Put(%s) under the cap: %v", k, err)
+			}
+		}
+		err := kv.Put(ctx, ns, "k4", []byte(`1`), capped)
+		if !errors.Is(err, store.ErrKVFull) {
+			t.Fatalf("Put of a 4th key with a cap of 3 = %v, want ErrKVFull", err)
+		}
+		if _, found, _ := kv.Get(ctx, ns, "k4"); found {
+			t.Fatal("the refused key was stored")
+		}
+		if err := kv.Put(ctx, ns, "k1", []byte(`2`), capped); err != nil {
+			t.Fatalf("replacing a key in a full namespace: %v", err)
+		}
+		if got, _, _ := kv.Get(ctx, ns, "k1"); string(got) != "2" {
+			t.Fatalf("k1 = %q after its replacement, want 2", got)
+		}
+		if err := kv.Put(ctx, "globex", "k4", []byte(`1`), capped); err != nil {
+			t.Fatalf("another namespace has its own cap: %v", err)
+		}
+		if err := kv.Delete(ctx, ns, "k2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Delete(ctx, ns, "k2"); err != nil { // absent: must not count twice
+			t.Fatal(err)
+		}
+		if err := kv.Put(ctx, ns, "k4", []byte(`1`), capped); err != nil {
+			t.Fatalf("Put after a delete made room: %v", err)
+		}
+		if err := kv.Put(ctx, ns, "k5", []byte(`1`), capped); !errors.Is(err, store.ErrKVFull) {
+			t.Fatalf("Put of a 4th key again = %v, want ErrKVFull: one delete made room for one key", err)
+		}
+		if err := kv.Put(ctx, ns, "k5", []byte(`1`), store.PutOptions{}); err != nil {
+			t.Fatalf("a put without a cap is not refused: %v", err)
+		}
+	})
+
+	t.Run("expired entries do not keep a namespace full", func(t *testing.T) {
+		clock := NewManualClock()
+		kv := newKV(t, clock)
+		for _, k := range []string{"k1", "k2"} {
+			if err := kv.Put(ctx, ns, k, []byte(`1`), store.PutOptions{TTL: time.Minute, MaxEntries: 2}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := kv.Put(ctx, ns, "k3", []byte(`1`), store.PutOptions{MaxEntries: 2}); !errors.Is(err, store.ErrKVFull) {
+			t.Fatalf("Put into a full namespace = %v, want ErrKVFull", err)
+		}
+		clock.Advance(time.Minute)
+		if err := kv.Put(ctx, ns, "k3", []byte(`1`), store.PutOptions{MaxEntries: 2}); err != nil {
+			t.Fatalf("Put once the entries expired: %v", err)
+		}
+		if err := kv.Put(ctx, ns, "k4", []byte(`1`), store.PutOptions{MaxEntries: 2}); err != nil {
+			t.Fatalf("Put of a second key once the entries expired: %v", err)
+		}
+		if err := kv.Put(ctx, ns, "k5", []byte(`1`), store.PutOptions{MaxEntries: 2}); !errors.Is(err, store.ErrKVFull) {
+			t.Fatalf("Put of a third live key = %v, want ErrKVFull", err)
+		}
+	})
+
+	t.Run("concurrent puts of new keys never pass the cap", func(t *testing.T) {
+		kv := newKV(t, NewManualClock())
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		stored, full := 0, 0
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := kv.Put(ctx, ns, fmt.Sprint("k", i), []byte(`1`), store.PutOptions{MaxEntries: 10})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					stored++
+				case errors.Is(err, store.ErrKVFull):
+					full++
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if stored != 10 || full != 40 {
+			t.Fatalf("%d puts stored and %d refused; want 10 and 40", stored, full)
 		}
 	})
 
@@ -172,7 +264,7 @@ func TestKV(t *testing.T, newKV func(t *testing.T, clock store.Clock) store.KV) 
 				defer wg.Done()
 				for i := 0; i < 50; i++ {
 					key := fmt.Sprintf("k%d", i%5)
-					_ = kv.Put(ctx, ns, key, []byte(fmt.Sprint(w)), 0)
+					_ = kv.Put(ctx, ns, key, []byte(fmt.Sprint(w)), store.PutOptions{})
 					_, _, _ = kv.Get(ctx, ns, key)
 					if i%7 == 0 {
 						_ = kv.Delete(ctx, ns, key)
@@ -186,7 +278,7 @@ func TestKV(t *testing.T, newKV func(t *testing.T, clock store.Clock) store.KV) 
 
 func mustPut(t *testing.T, kv store.KV, ns, key string, v []byte, ttl time.Duration) {
 	t.Helper()
-	if err := kv.Put(context.Background(), ns, key, v, ttl); err != nil {
+	if err := kv.Put(context.Background(), ns, key, v, store.PutOptions{TTL: ttl}); err != nil {
 		t.Fatalf("Put(%q, %q): %v", ns, key, err)
 	}
 }
