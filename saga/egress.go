@@ -532,21 +532,30 @@ func newTransport(g *egressGuard, idlePerHost int) *http.Transport {
 	}
 }
 
-// glob matches s against a pattern where * is any run of characters.
+// glob matches s against a pattern where * is any run of characters. It backtracks only to
+// the last star, so it takes O(len(pattern)·len(s)) whatever the stars: s may be a host a
+// sender chose.
 func glob(pattern, s string) bool {
-	star := strings.IndexByte(pattern, '*')
-	if star < 0 {
-		return pattern == s
-	}
-	if !strings.HasPrefix(s, pattern[:star]) {
+	px, sx := 0, 0
+	starPx, starSx := -1, 0 // the last star seen, and where in s its run would end next
+	for px < len(pattern) || sx < len(s) {
+		if px < len(pattern) {
+			if c := pattern[px]; c == '*' {
+				starPx, starSx = px, sx+1
+				px++
+				continue
+			} else if sx < len(s) && s[sx] == c {
+				px++
+				sx++
+				continue
+			}
+		}
+		if starPx >= 0 && starSx <= len(s) { // let the last star take one more character
+			px, sx = starPx+1, starSx
+			starSx++
+			continue
+		}
 		return false
 	}
-	rest := pattern[star+1:]
-	// Let the star take 0, 1, ... characters and match the rest of the pattern after them.
-	for i := star; i <= len(s); i++ {
-		if glob(rest, s[i:]) {
-			return true
-		}
-	}
-	return false
+	return true
 }

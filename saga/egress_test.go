@@ -472,3 +472,62 @@ func TestEgressRefusalsAreTyped(t *testing.T) {
 		t.Errorf("%v does not wrap ErrEgressRefused", err)
 	}
 }
+
+func TestAConnectionOneRunsListsAllowedIsNotReusedUnderAnothers(t *testing.T) {
+	srv := newRecorder(t, "127.0.0.1:0", nil)
+	s := mustParse(t, "h", "name: h\nsteps:\n  - name: call\n    http: {url: '${ settings.url }'}\n")
+	e, _, _ := testEngine(t)
+	run := func(lists []EgressPolicy) *Result {
+		inv := invocation(s, nil)
+		inv.Settings = map[string]any{"url": "http://localhost:" + srv.port + "/"}
+		inv.Egress = lists
+		return e.Run(context.Background(), inv)
+	}
+	// The first run's partner names localhost, so its connection to 127.0.0.1 is allowed
+	// and kept alive for reuse.
+	if res := run(allow("localhost")); res.Status != StatusSucceeded {
+		t.Fatalf("%s: %s", res.Status, res.Error)
+	}
+	// Another partner's list does not; the same URL must be refused, not sent down the
+	// idle connection the first run left.
+	res := run([]EgressPolicy{{Allow: []string{"*"}, Source: "partner other"}})
+	if res.Status != StatusFailed || !strings.Contains(res.Error, "localhost (127.0.0.1) is a loopback address: add it to egress.allow of partner other") {
+		t.Errorf("%s: %s", res.Status, res.Error)
+	}
+	if n := srv.hits.Load(); n != 1 {
+		t.Errorf("server reached %d times, want once", n)
+	}
+}
+
+func TestGlob(t *testing.T) {
+	long := strings.Repeat("a", 5000)
+	cases := []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"crm.example", "crm.example", true},
+		{"crm.example", "crm.example.evil", false},
+		{"*.crm.example", "eu.crm.example", true},
+		{"*.crm.example", "crm.example", false},
+		{"*", "", true},
+		{"*", "anything", true},
+		{"a*b*c", "aXbYc", true},
+		{"a*b*c", "aXbY", false},
+		{"*a*a*a*a*a*a*a*a*b", long, false},
+		{"*a*a*a*a*a*a*a*a*a", long, true},
+		{"10.0.*", "10.0.0.5", true},
+		{"", "", true},
+		{"", "x", false},
+	}
+	for _, tc := range cases {
+		name := tc.pattern + " against " + tc.s
+		if len(name) > 60 {
+			name = name[:60]
+		}
+		t.Run(name, func(t *testing.T) {
+			if got := glob(tc.pattern, tc.s); got != tc.want {
+				t.Errorf("got %v", got)
+			}
+		})
+	}
+}
