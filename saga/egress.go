@@ -20,14 +20,44 @@ import (
 var ErrEgressRefused = errors.New("egress refused")
 
 // egressError is one refusal. Its message names the rule and, where the operator can lift
-// it, how.
-type egressError struct{ msg string }
+// it, which list to change.
+type egressError struct {
+	msg string
+	// list is the index of the refusing list among those checked, -1 for a rule no list
+	// lifts; where names that list, and ends the message.
+	list  int
+	where string
+}
 
-func (e *egressError) Error() string        { return ErrEgressRefused.Error() + ": " + e.msg }
+func (e *egressError) Error() string        { return ErrEgressRefused.Error() + ": " + e.msg + e.where }
 func (e *egressError) Is(target error) bool { return target == ErrEgressRefused }
 
 func refused(format string, args ...any) error {
-	return &egressError{msg: fmt.Sprintf(format, args...)}
+	return &egressError{msg: fmt.Sprintf(format, args...), list: -1}
+}
+
+// refusedBy is a refusal by lists[i], whose name ends the message.
+func refusedBy(lists []egressList, i int, format string, args ...any) error {
+	return &egressError{msg: fmt.Sprintf(format, args...), list: i, where: lists[i].where}
+}
+
+// naming names the refusing list as one of lists: connections are pooled per list
+// contents, so the guard that refused may have been built from another partner's
+// identical list.
+func (e *egressError) naming(lists []EgressPolicy) *egressError {
+	if e.list < 0 || e.list >= len(lists) {
+		return e
+	}
+	c := *e
+	c.where = listName(lists[e.list])
+	return &c
+}
+
+func listName(p EgressPolicy) string {
+	if p.Source == "" {
+		return "egress.allow"
+	}
+	return "egress.allow of " + p.Source
 }
 
 // EgressPolicy is one egress.allow list: the server's, or a partner's that narrows it. An
@@ -327,10 +357,7 @@ type egressGuard struct {
 func newEgressGuard(policies []EgressPolicy, own func() []Listener) *egressGuard {
 	g := &egressGuard{own: own, lists: make([]egressList, 0, len(policies))}
 	for _, p := range policies {
-		l := egressList{where: "egress.allow"}
-		if p.Source != "" {
-			l.where = "egress.allow of " + p.Source
-		}
+		l := egressList{where: listName(p)}
 		for _, pat := range p.Allow {
 			if e, err := parseEgressEntry(pat); err == nil { // the config loader reported bad ones
 				l.entries = append(l.entries, e)
@@ -354,9 +381,9 @@ func (g *egressGuard) checkURL(u *url.URL) error {
 		return g.check(host, netip.AddrPortFrom(a, uint16(n)))
 	}
 	port = strconv.FormatUint(n, 10)
-	for _, l := range g.lists {
+	for i, l := range g.lists {
 		if len(l.entries) > 0 && !slices.ContainsFunc(l.entries, func(e egressEntry) bool { return e.mayMatchName(host, port) }) {
-			return refused("%s is not in %s", net.JoinHostPort(host, port), l.where)
+			return refusedBy(g.lists, i, "%s is not in ", net.JoinHostPort(host, port))
 		}
 	}
 	return nil
@@ -391,7 +418,7 @@ func (g *egressGuard) check(host string, ap netip.AddrPort) error {
 			return refused("%s is pushbackd's own %s listener: always refused", netip.AddrPortFrom(ap.Addr().WithZone(""), ap.Port()), l.Name)
 		}
 	}
-	for _, l := range g.lists {
+	for i, l := range g.lists {
 		if l.allows(t) {
 			continue
 		}
@@ -400,10 +427,10 @@ func (g *egressGuard) check(host string, ap netip.AddrPort) error {
 			// such as * would match a public address here.
 			public.class = classPublic
 			if l.allows(public) {
-				return refused("%s is %s: add it to %s", shown, classNames[t.class], l.where)
+				return refusedBy(g.lists, i, "%s is %s: add it to ", shown, classNames[t.class])
 			}
 		}
-		return refused("%s is not in %s", net.JoinHostPort(host, t.port), l.where)
+		return refusedBy(g.lists, i, "%s is not in ", net.JoinHostPort(host, t.port))
 	}
 	return nil
 }
@@ -483,9 +510,10 @@ type guardedTransport struct {
 const maxTransports = 1024
 
 func (ts *transports) get(lists []EgressPolicy) *guardedTransport {
+	// Keyed by the entries alone: partners whose lists say the same share a pool (refusals
+	// are renamed for the run by egressError.naming).
 	var key strings.Builder
 	for _, p := range lists {
-		key.WriteString(p.Source)
 		for _, a := range p.Allow {
 			key.WriteByte(0)
 			key.WriteString(a)
@@ -507,7 +535,11 @@ func (ts *transports) get(lists []EgressPolicy) *guardedTransport {
 	if ts.byLists == nil {
 		ts.byLists = map[string]*guardedTransport{}
 	}
-	g := newEgressGuard(lists, ts.own)
+	anonymous := make([]EgressPolicy, len(lists))
+	for i, p := range lists {
+		anonymous[i] = EgressPolicy{Allow: p.Allow}
+	}
+	g := newEgressGuard(anonymous, ts.own)
 	t := &guardedTransport{guard: g, rt: newTransport(g, ts.idlePerHost)}
 	ts.byLists[k] = t
 	return t

@@ -267,7 +267,7 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, list
 	}
 	t := e.transports.get(lists)
 	if err := t.guard.checkURL(u); err != nil {
-		return nil, permanent(err)
+		return nil, permanent(renameRefusal(err, lists))
 	}
 	where := in.method + " " + safeURL(u)
 
@@ -340,7 +340,7 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, list
 			err = cause
 		} else if errors.As(err, &ee) {
 			// The refusal says what and why; "dial tcp 10.0.0.1:80:" before it adds nothing.
-			err = ee
+			err = ee.naming(lists)
 		}
 		if errors.Is(err, ErrEgressRefused) {
 			err = permanent(err)
@@ -419,6 +419,15 @@ func checkRedirect(g *egressGuard, in *httpInput, next *http.Request, via []*htt
 // hostPort is u's host and port, the port made explicit.
 func hostPort(u *url.URL) string {
 	return net.JoinHostPort(strings.ToLower(u.Hostname()), urlPort(u))
+}
+
+// renameRefusal names the refusing list as the run knows it.
+func renameRefusal(err error, lists []EgressPolicy) error {
+	var ee *egressError
+	if errors.As(err, &ee) {
+		return ee.naming(lists)
+	}
+	return err
 }
 
 // maxRetryAfter caps a Retry-After wait when the step sets no max_backoff (a step with a
