@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
@@ -435,5 +437,37 @@ func TestEgressAllowTakesCIDRsWithPorts(t *testing.T) {
 	errs := yamlconf.AsErrors(err)
 	if len(errs) != 1 || errs[0].Line != 4 || errs[0].Column != 7 || !strings.Contains(errs[0].Message, `egress pattern "10.0.0.0/33:443"`) {
 		t.Errorf("want one error at 4:7, got %v", err)
+	}
+}
+
+func TestTheDemoConfigLetsSagasCallThisMachineButNotTheInsideOrItself(t *testing.T) {
+	cfg, err := Load("../configs/pushbackd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("the demo config warns: %v", cfg.Warnings)
+	}
+	lists := cfg.Partner("acme").egress
+	own := newEgressCheck(cfg.Server).own
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:9000/tasks", true},
+		{"http://localhost:9000/tasks", true},
+		{"http://[::1]:9000/tasks", true},
+		{"https://crm.example.com/tasks", true},
+		{"http://10.0.0.5/", false},
+		{"http://169.254.169.254/", false},
+		{"http://127.0.0.1:8081/metrics", false}, // the demo's admin listener
+		{"http://127.0.0.1:8080/pushback/acme/bearer", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			u, _ := url.Parse(tc.url)
+			if err := saga.CheckEgress(u, lists, own); (err == nil) != tc.ok {
+				t.Errorf("allowed %v, want %v: %v", err == nil, tc.ok, err)
+			}
+		})
 	}
 }
