@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -55,8 +56,11 @@ type App struct {
 
 	pushback listener // the senders' listener
 	adminL   listener // the operators' listener
-	bg       sync.WaitGroup
-	cancel   context.CancelFunc
+	// own is where both listeners are, for the egress rule that sagas never call them: the
+	// configured addresses until they are bound, then the bound ones (port 0 resolved).
+	own    atomic.Pointer[[]saga.Listener]
+	bg     sync.WaitGroup
+	cancel context.CancelFunc
 
 	reloadMu   sync.Mutex // one reload or saga edit at a time
 	lastReload reloadOutcome
@@ -82,6 +86,8 @@ func New(opts Options) (*App, error) {
 	}
 	a := &App{opts: opts, log: log, dataDir: cfg.Server.DataDir}
 	a.current.Store(cfg)
+	a.setOwn(cmp.Or(opts.Listen, cfg.Server.Listen), cmp.Or(opts.AdminListen, cfg.Server.Admin.Listen))
+	logEgressWarnings(log, cfg)
 	if opts.DataDir != "" {
 		a.dataDir = opts.DataDir
 	}
@@ -108,8 +114,9 @@ func New(opts Options) (*App, error) {
 	a.engine = saga.NewEngine(saga.EngineOptions{
 		Logger: log.Named("saga"),
 		KV:     a.store,
-		// egress.allow travels with each run (Invocation.Egress), so a reload applies it;
-		// the engine's own policy is the floor: never link-local.
+		// egress.allow travels with each run (Invocation.Egress), so a reload applies it.
+		// Whatever it allows, runs never reach these two listeners.
+		Listeners:    a.ownListeners,
 		Checkpointer: a.runs,
 		// Every worker may be calling the same downstream.
 		IdleConnsPerHost: lim.Workers,
@@ -168,6 +175,7 @@ func (a *App) Start(ctx context.Context) error {
 	}, adminTLS); err != nil {
 		return errors.Join(err, a.pushback.stop(ctx), a.runs.Stop(ctx))
 	}
+	a.setOwn(a.Addr(), a.AdminAddr())
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	wt := a.newWatcher()
@@ -177,6 +185,32 @@ func (a *App) Start(ctx context.Context) error {
 	a.log.Info("pushbackd listening", zap.String("addr", a.Addr()), zap.String("admin", a.AdminAddr()),
 		zap.String("config", cfg.File), zap.Int("partners", len(cfg.Partners)), zap.Int("sagas", len(cfg.Sagas)))
 	return nil
+}
+
+// setOwn records the listeners' addresses; one that is not an IP:port (a host name, before
+// it is bound) is left out.
+func (a *App) setOwn(pushback, admin string) {
+	var own []saga.Listener
+	for _, l := range []struct{ name, addr string }{{"pushback", pushback}, {"admin", admin}} {
+		if ap, err := netip.ParseAddrPort(l.addr); err == nil && ap.Port() != 0 {
+			own = append(own, saga.Listener{Name: l.name, Addr: ap})
+		}
+	}
+	a.own.Store(&own)
+}
+
+func (a *App) ownListeners() []saga.Listener {
+	if p := a.own.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// logEgressWarnings logs each setting whose URL the egress policy refuses.
+func logEgressWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("a setting's URL is refused by the egress policy", zap.String("at", w.Error()))
+	}
 }
 
 // Addr is the address the pushback listener is bound to.

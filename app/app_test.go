@@ -80,7 +80,8 @@ func startApp(t *testing.T, syncTimeout string) *App {
 	down := downstream(t)
 	dir := t.TempDir()
 	files := map[string]string{
-		"pushbackd.yaml":     "limits: {sync_timeout: " + syncTimeout + ", auth_failures: {per_client: 1000}}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
+		// The downstream is on loopback, which sagas reach only when egress.allow names it.
+		"pushbackd.yaml":     "limits: {sync_timeout: " + syncTimeout + ", auth_failures: {per_client: 1000}}\ndata_dir: " + filepath.Join(dir, "data") + "\negress: {allow: [127.0.0.1]}\n",
 		"partners/acme.yaml": strings.Replace(partnerYAML, "DOWNSTREAM", down.URL, 1),
 	}
 	for name, src := range sagaYAML {

@@ -52,6 +52,7 @@ func (a *App) swap(ctx context.Context, cfg *config.Config, origin string) {
 		}
 	}
 	a.log.Info("configuration loaded", zap.String("origin", origin), zap.Int("partners", len(cfg.Partners)), zap.Int("sagas", len(cfg.Sagas)))
+	logEgressWarnings(a.log, cfg)
 }
 
 // restartOnly names the settings a reload does not apply: listeners, the data file and the

@@ -56,7 +56,7 @@ func TestOverloadIsRefusedWithRetryAfterAndRecovers(t *testing.T) {
 	defer down.Close()
 	defer release()
 	a := startWith(t, map[string]string{
-		"pushbackd.yaml":     "limits: {workers: 2, queue: 50}\n",
+		"pushbackd.yaml":     "limits: {workers: 2, queue: 50}\negress: {allow: [127.0.0.1]}\n",
 		"partners/acme.yaml": "id: acme\nsettings: {down: \"" + down.URL + "\"}\nendpoints: [{name: e, saga: held, security: {method: bearer, tokens: [{value: t}]}}]\n",
 		"sagas/held.yaml":    "name: held\nsteps:\n  - {name: call, http: {url: \"${ settings.down }\", timeout: 60s}}\n",
 	})

@@ -109,6 +109,7 @@ sagas_dir: sagas
 limits: {queue: %d%s}
 history: {max_runs: %d, prune_interval: %s}
 log: {level: error}
+egress: {allow: ["127.0.0.1"]}   # the e2e saga calls the bench's mock on loopback
 `, c.Listen, c.Admin, c.DataDir, c.Queue, afOff, c.MaxRuns, c.PruneInterval)
 	files := map[string]string{
 		"pushbackd.yaml":          top,

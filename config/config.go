@@ -261,6 +261,9 @@ type Config struct {
 	Server   Server
 	Partners []*Partner // sorted by id
 	Sagas    map[string]*saga.Saga
+	// Warnings are problems that do not stop the config from loading: settings whose URL
+	// the egress policy refuses. validate prints them and serve logs them.
+	Warnings yamlconf.Errors
 
 	partners map[string]*Partner
 }

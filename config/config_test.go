@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -373,5 +374,123 @@ func TestPackedEndpointsAreIndependent(t *testing.T) {
 	// Blocks that differ only in their secrets share the rest.
 	if all[0].sec.check.Template() != all[24].sec.check.Template() {
 		t.Error("identical security blocks do not share their template")
+	}
+}
+
+func TestSettingsURLsTheEgressPolicyRefusesAreWarnedAboutWithPositions(t *testing.T) {
+	partner := `id: acme
+settings:
+  crm_url: http://10.0.0.5:9000/api
+  public_url: https://crm.example.com/x
+  nested: {los: "http://127.0.0.1:8081/metrics", list: ["https://[fd00::5]/", "http://localhost:3000"]}
+  meta: http://169.254.169.254/latest
+  not_a_url: 10.0.0.5
+endpoints:
+  - {name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}
+sites:
+  - id: retail
+    settings: {crm_url: "http://192.168.1.10"}
+`
+	cases := []struct {
+		name   string
+		server string
+		egress string // the partner's own egress block, if any
+		want   []string
+	}{
+		{"every refused URL is named with its line and column under the default policy", "", "", []string{
+			"3:12: settings.crm_url: http steps calling http://10.0.0.5:9000 will fail: egress refused: 10.0.0.5 is a private address: add it to egress.allow",
+			"5:17: settings.nested.los: http steps calling http://127.0.0.1:8081 will fail: egress refused: 127.0.0.1:8081 is pushbackd's own admin listener: always refused",
+			`5:57: settings.nested.list[0]: http steps calling https://[fd00::5] will fail: egress refused: fd00::5 is a unique-local address`,
+			"5:79: settings.nested.list[1]: http steps calling http://localhost:3000 will fail: egress refused: localhost (127.0.0.1) is a loopback address",
+			"6:9: settings.meta: http steps calling http://169.254.169.254 will fail: egress refused: 169.254.169.254 is a cloud metadata address: always refused",
+			"12:25: sites[0].settings.crm_url: http steps calling http://192.168.1.10 will fail: egress refused: 192.168.1.10 is a private address",
+		}},
+		{"what the server's egress.allow names is not warned about", `egress: {allow: [10.0.0.0/8, 127.0.0.1, "fd00::/8", localhost, 192.168.1.10]}` + "\n", "", []string{
+			"5:17: settings.nested.los: http steps calling http://127.0.0.1:8081 will fail: egress refused: 127.0.0.1:8081 is pushbackd's own admin listener",
+			"6:9: settings.meta:",
+		}},
+		{"a partner's list that does not name the address is warned about", `egress: {allow: [10.0.0.0/8, 127.0.0.1, "fd00::/8", localhost, 192.168.1.10]}` + "\n", "egress: {allow: [crm.example.com]}\n", []string{
+			"3:12: settings.crm_url: http steps calling http://10.0.0.5:9000 will fail: egress refused: 10.0.0.5:9000 is not in egress.allow of partner acme",
+			"5:17: settings.nested.los:",
+			"5:57: settings.nested.list[0]:",
+			"5:79: settings.nested.list[1]:",
+			"6:9: settings.meta:",
+			"13:25: sites[0].settings.crm_url:", // a line lower: the egress block is above it
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := partner
+			if tc.egress != "" {
+				src = strings.Replace(src, "endpoints:", tc.egress+"endpoints:", 1)
+			}
+			path := writeConfig(t, map[string]string{
+				"pushbackd.yaml":     "admin: {listen: 127.0.0.1:8081}\n" + tc.server,
+				"partners/acme.yaml": src,
+			})
+			cfg, err := Load(path)
+			if err != nil {
+				t.Fatalf("a config with refused settings must still load: %v", err)
+			}
+			file := filepath.Join(filepath.Dir(path), "partners/acme.yaml")
+			if len(cfg.Warnings) != len(tc.want) {
+				t.Errorf("%d warnings, want %d:\n%v", len(cfg.Warnings), len(tc.want), cfg.Warnings)
+			}
+			for i, want := range tc.want {
+				if i >= len(cfg.Warnings) {
+					break
+				}
+				if got := cfg.Warnings[i].Error(); !strings.HasPrefix(got, file+":"+want) {
+					t.Errorf("warning %d:\n got %s\nwant %s:%s...", i, got, file, want)
+				}
+			}
+		})
+	}
+}
+
+func TestEgressAllowTakesCIDRsWithPorts(t *testing.T) {
+	path := writeConfig(t, map[string]string{
+		"pushbackd.yaml": `egress: {allow: [crm.example.com, "10.0.0.0/8", "10.0.0.0/8:443", "[fd00::/8]:8443", "fd00::/8", "[::1]"]}` + "\n",
+	})
+	if _, err := Load(path); err != nil {
+		t.Fatal(err)
+	}
+	path = writeConfig(t, map[string]string{"pushbackd.yaml": "egress:\n  allow:\n    - 10.0.0.0/8\n    - 10.0.0.0/33:443\n"})
+	_, err := Load(path)
+	errs := yamlconf.AsErrors(err)
+	if len(errs) != 1 || errs[0].Line != 4 || errs[0].Column != 7 || !strings.Contains(errs[0].Message, `egress pattern "10.0.0.0/33:443"`) {
+		t.Errorf("want one error at 4:7, got %v", err)
+	}
+}
+
+func TestTheDemoConfigLetsSagasCallThisMachineButNotTheInsideOrItself(t *testing.T) {
+	cfg, err := Load("../configs/pushbackd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("the demo config warns: %v", cfg.Warnings)
+	}
+	lists := cfg.Partner("acme").egress
+	own := newEgressCheck(cfg.Server).own
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:9000/tasks", true},
+		{"http://localhost:9000/tasks", true},
+		{"http://[::1]:9000/tasks", true},
+		{"https://crm.example.com/tasks", true},
+		{"http://10.0.0.5/", false},
+		{"http://169.254.169.254/", false},
+		{"http://127.0.0.1:8081/metrics", false}, // the demo's admin listener
+		{"http://127.0.0.1:8080/pushback/acme/bearer", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			u, _ := url.Parse(tc.url)
+			if err := saga.CheckEgress(u, lists, own); (err == nil) != tc.ok {
+				t.Errorf("allowed %v, want %v: %v", err == nil, tc.ok, err)
+			}
+		})
 	}
 }

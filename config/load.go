@@ -127,7 +127,9 @@ func (l *loader) load(path string) *Config {
 	cfg.partners = map[string]*Partner{}
 	server := saga.EgressPolicy{Allow: cfg.Server.Egress.Allow}
 	serverOnly := []saga.EgressPolicy{server} // shared by every partner without egress of its own
-	for _, p := range l.loadPartners(cfg.resolve(cfg.Server.PartnersDir), cfg.Sagas) {
+	partners, warnings := l.loadPartners(cfg.resolve(cfg.Server.PartnersDir), cfg.Sagas, newEgressCheck(cfg.Server))
+	cfg.Warnings = warnings
+	for _, p := range partners {
 		if len(p.egress) == 0 {
 			p.egress = serverOnly
 		} else {
@@ -388,15 +390,16 @@ func (l *loader) loadSagas(dir string) map[string]*saga.Saga {
 // so they are spread over GOMAXPROCS workers: parsing dominates start-up with thousands of
 // partners. Results are gathered by file index, so errors and partners come out in file
 // order whatever the scheduling.
-func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga) []*Partner {
+func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga, ec egressCheck) ([]*Partner, yamlconf.Errors) {
 	files, err := l.yamlFiles(dir)
 	if err != nil {
 		l.fileError(dir, fmt.Errorf("cannot read partners_dir: %w", unwrapPathError(err)))
-		return nil
+		return nil, nil
 	}
 	type result struct {
-		p    *Partner
-		errs yamlconf.Errors
+		p     *Partner
+		errs  yamlconf.Errors
+		warns yamlconf.Errors
 	}
 	results := make([]result, len(files))
 	var next atomic.Int64
@@ -411,31 +414,34 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga) []*Partne
 				if i >= len(files) {
 					return
 				}
-				results[i].p, results[i].errs = l.loadPartner(d, share, files[i], sagas)
+				results[i].p, results[i].errs, results[i].warns = l.loadPartner(d, share, files[i], sagas, ec)
 			}
 		})
 	}
 	wg.Wait()
 	var partners []*Partner
+	var warnings yamlconf.Errors
 	for _, r := range results {
 		l.errs = append(l.errs, r.errs...)
+		warnings = append(warnings, r.warns...)
 		if r.p != nil {
 			partners = append(partners, r.p)
 		}
 	}
-	return partners
+	return partners, warnings
 }
 
-// loadPartner reads one partner file with d, returning the partner when it has no errors.
-// It must not touch the loader's state: workers call it concurrently.
-func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string, sagas map[string]*saga.Saga) (*Partner, yamlconf.Errors) {
+// loadPartner reads one partner file with d, returning the partner when it has no errors,
+// and the file's warnings. It must not touch the loader's state: workers call it
+// concurrently.
+func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string, sagas map[string]*saga.Saga, ec egressCheck) (*Partner, yamlconf.Errors, yamlconf.Errors) {
 	src, err := l.readFile(f)
 	if err != nil {
-		return nil, yamlconf.Errors{{File: f, Line: 1, Column: 1, Message: unwrapPathError(err).Error()}}
+		return nil, yamlconf.Errors{{File: f, Line: 1, Column: 1, Message: unwrapPathError(err).Error()}}, nil
 	}
 	node, perrs := yamlconf.Parse(f, src)
 	if perrs != nil {
-		return nil, perrs
+		return nil, perrs, nil
 	}
 	d.Reset(f)
 	p := &Partner{File: f}
@@ -445,14 +451,18 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string,
 		d.Decode(node, p)
 		validatePartner(d, p, sagas, filepath.Dir(f), share)
 	}
-	// Drop the anchors, and with them the AST, before the next file is read.
 	errs := d.Errors()
+	var warns yamlconf.Errors
+	if len(errs) == 0 {
+		warns = settingsWarnings(d, node, p, ec)
+	}
+	// Drop the anchors, and with them the AST, before the next file is read.
 	d.Reset("")
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, errs, nil
 	}
 	pack(p)
-	return p, nil
+	return p, nil, warns
 }
 
 func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string, share securityShare) {
@@ -474,7 +484,7 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 	}
 	if p.Egress != nil {
 		validateEgress(d, nil, p.Egress.Pos, p.Egress.Allow)
-		p.egress = append(p.egress, saga.EgressPolicy{Allow: p.Egress.Allow})
+		p.egress = append(p.egress, saga.EgressPolicy{Allow: p.Egress.Allow, Source: "partner " + p.ID})
 	}
 	p.Endpoints = slices.DeleteFunc(p.Endpoints, func(e *Endpoint) bool { return e == nil }) // null items, reported by the decoder
 	p.Sites = slices.DeleteFunc(p.Sites, func(s *Site) bool { return s == nil })

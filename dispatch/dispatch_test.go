@@ -124,7 +124,7 @@ func newRigOn(t *testing.T, runs store.Runs, st *store.Memory, clock *fakeClock,
 			return r.invocation(run.ID, run.Saga, run.Request.Body), nil
 		}})
 	eng := saga.NewEngine(saga.EngineOptions{Logger: zaptest.NewLogger(t), KV: st, Clock: engineClock, Checkpointer: r.d,
-		Egress: saga.EgressPolicy{}, Jitter: func(d time.Duration) time.Duration { return d }})
+		Egress: saga.EgressPolicy{Allow: []string{"127.0.0.1"}}, Jitter: func(d time.Duration) time.Duration { return d }})
 	if err := r.d.Start(context.Background(), eng); err != nil {
 		t.Fatal(err)
 	}

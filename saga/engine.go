@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -21,8 +20,14 @@ import (
 type EngineOptions struct {
 	Logger *zap.Logger // log steps and run outcomes; default: discard
 	KV     store.KV    // state for kv steps, namespaced by partner id; nil fails kv steps
+	// Egress is the egress list of runs whose Invocation carries none (the gateway's always
+	// carry the server's and the partner's). The zero value allows public addresses only.
 	Egress EgressPolicy
-	Clock  Clock // default SystemClock()
+	// Listeners reports pushbackd's own listening addresses, which http steps never reach
+	// whatever the lists allow. Called at dial time, so addresses bound after the engine
+	// was built count. nil: none.
+	Listeners func() []Listener
+	Clock     Clock // default SystemClock()
 
 	// MaxOutputBytes cuts recorded step inputs and outputs whose JSON is longer, so one large
 	// answer cannot bloat run history. The run itself keeps the whole value. Default 64 KiB.
@@ -77,14 +82,13 @@ type State struct {
 
 // Engine runs compiled sagas. It is safe for concurrent use; each Run is independent.
 type Engine struct {
-	opts   EngineOptions
-	log    *zap.Logger
-	clock  Clock
-	client *http.Client
+	opts       EngineOptions
+	log        *zap.Logger
+	clock      Clock
+	transports *transports // http steps' connections, pooled per set of egress lists
 }
 
-// NewEngine applies defaults and builds the HTTP client whose transport enforces the egress
-// policy at dial time.
+// NewEngine applies defaults.
 func NewEngine(o EngineOptions) *Engine {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -110,18 +114,8 @@ func NewEngine(o EngineOptions) *Engine {
 	if o.Jitter == nil {
 		o.Jitter = equalJitter
 	}
-	e := &Engine{opts: o, log: o.Logger, clock: o.Clock}
-	policy := o.Egress
-	e.client = &http.Client{
-		Transport: policy.NewTransport(o.IdleConnsPerHost),
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return errors.New("stopped after 10 redirects")
-			}
-			return policy.CheckURL(req.URL)
-		},
-	}
-	return e
+	return &Engine{opts: o, log: o.Logger, clock: o.Clock,
+		transports: &transports{idlePerHost: o.IdleConnsPerHost, own: o.Listeners}}
 }
 
 func equalJitter(d time.Duration) time.Duration {

@@ -2,6 +2,9 @@ package saga
 
 import (
 	"bytes"
+	"errors"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -71,6 +74,57 @@ func FuzzParseTemplate(f *testing.F) {
 		}
 		if b.String() != s {
 			t.Fatalf("segments of %q put back together give %q", s, b.String())
+		}
+	})
+}
+
+// FuzzEgress feeds arbitrary allow entries, addresses and host names to the egress policy.
+// Whatever they are: parsing does not panic and gives one kind of entry; an IPv4 address and
+// its IPv4-mapped form are the same class; an address refused whatever the list says is
+// refused with this list too; an empty list allows exactly the public addresses; and every
+// refusal is an ErrEgressRefused.
+func FuzzEgress(f *testing.F) {
+	for _, seed := range []string{"crm.example.com", "*.crm.example:443", "10.0.0.0/8:443", "[fd00::/8]:8443", "fd00::/8",
+		"::1", "[::1]:80", "a:b:c", "[", "*", "127.0.0.1:*", "*a*a*a*b"} {
+		f.Add(seed, []byte{127, 0, 0, 1}, uint16(80), "localhost")
+		f.Add(seed, []byte{169, 254, 169, 254}, uint16(443), "metadata")
+		f.Add(seed, netip.MustParseAddr("fd00:ec2::254").AsSlice(), uint16(80), "x")
+	}
+	f.Fuzz(func(t *testing.T, pat string, ip []byte, port uint16, host string) {
+		e, err := parseEgressEntry(pat)
+		if err == nil {
+			if (e.name != "") == e.prefix.IsValid() {
+				t.Fatalf("%q parsed to neither or both of a name and an address: %+v", pat, e)
+			}
+			if strings.ContainsAny(e.name, "[]:/ ") {
+				t.Fatalf("%q parsed to the name %q", pat, e.name)
+			}
+			if e.port != "" && e.port != "*" {
+				if n, err := strconv.Atoi(e.port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != e.port {
+					t.Fatalf("%q parsed to the port %q", pat, e.port)
+				}
+			}
+		}
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok || port == 0 {
+			return
+		}
+		c := classify(a)
+		if a.Is4() && classify(netip.AddrFrom16(a.As16())) != c {
+			t.Fatalf("%s is %s but its mapped form is %s", a, classNames[c], classNames[classify(netip.AddrFrom16(a.As16()))])
+		}
+		ap := netip.AddrPortFrom(a, port)
+		host = strings.ToLower(host)
+		err = newEgressGuard([]EgressPolicy{{Allow: []string{pat}}}, nil).check(host, ap)
+		if c.always() && err == nil {
+			t.Fatalf("%s (%s) allowed by [%s]", a, classNames[c], pat)
+		}
+		if err != nil && !errors.Is(err, ErrEgressRefused) {
+			t.Fatalf("refusal %v is not an ErrEgressRefused", err)
+		}
+		err = newEgressGuard([]EgressPolicy{{}}, nil).check(host, ap)
+		if (err == nil) != (c == classPublic) {
+			t.Fatalf("the empty list on %s (%s): %v", a, classNames[c], err)
 		}
 	})
 }

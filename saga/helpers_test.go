@@ -59,7 +59,12 @@ func mustParse(t testing.TB, name, src string) *Saga {
 	return s
 }
 
-// testEngine is an engine on a fake clock, an in-memory KV and identity jitter.
+// loopbackOnly is the egress list of test engines: their downstreams are httptest servers
+// on loopback, which the default policy refuses.
+var loopbackOnly = EgressPolicy{Allow: []string{"127.0.0.1", "::1"}}
+
+// testEngine is an engine on a fake clock, an in-memory KV and identity jitter, allowed to
+// reach loopback (a mod may set another Egress).
 func testEngine(t testing.TB, mod ...func(*EngineOptions)) (*Engine, *fakeClock, *store.MemoryKV) {
 	clock := newFakeClock()
 	kv := store.NewMemoryKV(clock)
@@ -67,6 +72,7 @@ func testEngine(t testing.TB, mod ...func(*EngineOptions)) (*Engine, *fakeClock,
 		Clock:  clock,
 		KV:     kv,
 		Jitter: func(d time.Duration) time.Duration { return d },
+		Egress: loopbackOnly,
 	}
 	if tt, ok := t.(*testing.T); ok {
 		o.Logger = zaptest.NewLogger(tt)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -40,6 +41,8 @@ type httpAction struct {
 	body     *value
 	timeout  time.Duration
 	expect   []int // empty: any 2xx
+	// noRedirects: follow_redirects: false, a 3xx answer is the step's output.
+	noRedirects bool
 	// credentials says which headers carry credentials, for redaction and redirects.
 	credentials credentialHeaders
 }
@@ -97,13 +100,15 @@ type rawHTTP struct {
 	Form    rawNode       `yaml:"form"`
 	Timeout time.Duration `yaml:"timeout"`
 	Expect  []posInt      `yaml:"expect"`
-	Pos     yamlconf.Pos
+	// FollowRedirects defaults to true.
+	FollowRedirects *bool `yaml:"follow_redirects"`
+	Pos             yamlconf.Pos
 }
 
 func (c *compiler) httpAction(ra *rawAction, sc exprScope, label string) *httpAction {
 	var raw rawHTTP
 	c.d.Decode(ra.node, &raw)
-	a := &httpAction{timeout: raw.Timeout}
+	a := &httpAction{timeout: raw.Timeout, noRedirects: raw.FollowRedirects != nil && !*raw.FollowRedirects}
 	if raw.URL.n != nil {
 		a.url = c.value(raw.URL.n, sc, label+".url")
 		if a.url.shape != "string" && a.url.shape != "template" {
@@ -167,6 +172,8 @@ type httpInput struct {
 	bodyKind string
 	body     any
 	timeout  time.Duration
+	// noRedirects: answer with a 3xx rather than follow it.
+	noRedirects bool
 	// credentials: which of headers carry credentials (the action's, decided at load).
 	credentials credentialHeaders
 }
@@ -200,7 +207,7 @@ func (in *httpInput) record() any {
 }
 
 func (a *httpAction) render(ev *evaluator) (*httpInput, error) {
-	in := &httpInput{method: a.method, bodyKind: a.bodyKind, timeout: a.timeout, credentials: a.credentials}
+	in := &httpInput{method: a.method, bodyKind: a.bodyKind, timeout: a.timeout, noRedirects: a.noRedirects, credentials: a.credentials}
 	var err error
 	if a.urlT != nil {
 		in.url, err = a.urlT.render(ev)
@@ -254,10 +261,16 @@ func httpOutput(status int, h http.Header, body any) map[string]any {
 	return map[string]any{"status": status, "headers": headers, "body": body}
 }
 
+// maxRedirects is how many redirects one http step follows, as Go's client does by default.
+const maxRedirects = 10
+
 // execHTTP sends the request and reads at most MaxResponseBytes of the answer. A longer
 // answer fails the step rather than being cut: a truncated JSON document would parse as
 // nothing or, worse, as something else.
-func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narrowed []EgressPolicy) (any, error) {
+//
+// lists are the run's egress lists (the engine's when the run carries none). They are
+// checked before the request, on every address dialled and on every redirect.
+func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, lists []EgressPolicy) (any, error) {
 	u, err := url.Parse(in.url)
 	if err != nil {
 		return nil, permanent(fmt.Errorf("url: %w", err))
@@ -280,13 +293,12 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narr
 		}
 		u.RawQuery = q.Encode()
 	}
-	if err := e.opts.Egress.CheckURL(u); err != nil {
-		return nil, permanent(err)
+	if len(lists) == 0 {
+		lists = []EgressPolicy{e.opts.Egress}
 	}
-	for _, p := range narrowed { // the run's own lists (server, partner): every one must allow the host
-		if err := p.CheckURL(u); err != nil {
-			return nil, permanent(err)
-		}
+	t := e.transports.get(lists)
+	if err := t.guard.checkURL(u); err != nil {
+		return nil, permanent(renameRefusal(err, lists))
 	}
 	where := in.method + " " + safeURL(u)
 
@@ -343,16 +355,23 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narr
 		}
 		req.Header.Set(k, v)
 	}
-	resp, err := e.client.Do(req)
+	client := &http.Client{Transport: t.rt, CheckRedirect: func(next *http.Request, via []*http.Request) error {
+		return checkRedirect(t.guard, in, next, via)
+	}}
+	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the full URL, query and all
 		}
+		var ee *egressError
 		if cause := context.Cause(ctx); cause == errTimeout {
 			err = errTimeout
 		} else if cause != nil && ctx.Err() != nil {
 			err = cause
+		} else if errors.As(err, &ee) {
+			// The refusal says what and why; "dial tcp 10.0.0.1:80:" before it adds nothing.
+			err = ee.naming(lists)
 		}
 		if errors.Is(err, ErrEgressRefused) {
 			err = permanent(err)
@@ -376,8 +395,9 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narr
 
 	if !statusExpected(resp.StatusCode, expect) {
 		err := fmt.Errorf("%s: unexpected status %d%s", where, resp.StatusCode, snippet(raw))
-		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != 408 && resp.StatusCode != 425 && resp.StatusCode != 429 {
-			// The same request will be refused the same way; retrying only delays the failure.
+		if resp.StatusCode >= 300 && resp.StatusCode < 500 && resp.StatusCode != 408 && resp.StatusCode != 425 && resp.StatusCode != 429 {
+			// The same request will be refused (or redirected: follow_redirects is false)
+			// the same way; retrying only delays the failure.
 			err = permanent(err)
 		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
@@ -390,6 +410,55 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, narr
 		return out, err
 	}
 	return out, nil
+}
+
+// checkRedirect vets one redirect hop: the run's egress lists apply to it as to the first
+// request (its dialled address is checked again when it connects), and once the request has
+// left its first host:port, credential headers stay behind. Go's client re-sends every
+// header it was given except a few standard ones, and those it keeps for subdomains; a
+// secret() in a custom header would otherwise follow a redirect anywhere.
+func checkRedirect(g *egressGuard, in *httpInput, next *http.Request, via []*http.Request) error {
+	if in.noRedirects {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= maxRedirects {
+		return permanent(fmt.Errorf("stopped after %d redirects", maxRedirects))
+	}
+	if err := g.checkURL(next.URL); err != nil {
+		return err
+	}
+	// The Referer would tell the next host our URL, query and all.
+	next.Header.Del("Referer")
+	origin := hostPort(via[0].URL)
+	left := hostPort(next.URL) != origin
+	for _, r := range via[1:] {
+		left = left || hostPort(r.URL) != origin
+	}
+	if left {
+		for _, name := range standardCredentialHeaders {
+			next.Header.Del(name)
+		}
+		for name := range in.headers {
+			if in.credentials.isCredential(name) {
+				next.Header.Del(name)
+			}
+		}
+	}
+	return nil
+}
+
+// hostPort is u's host and port, the port made explicit.
+func hostPort(u *url.URL) string {
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), urlPort(u))
+}
+
+// renameRefusal names the refusing list as the run knows it.
+func renameRefusal(err error, lists []EgressPolicy) error {
+	var ee *egressError
+	if errors.As(err, &ee) {
+		return ee.naming(lists)
+	}
+	return err
 }
 
 // maxRetryAfter caps a Retry-After wait when the step sets no max_backoff (a step with a

@@ -100,7 +100,16 @@ func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 			endpoints += len(s.Endpoints)
 		}
 	}
-	fmt.Fprintf(stdout, "%s: valid (%d partners, %d endpoints, %d sagas)\n", *cfgPath, len(cfg.Partners), endpoints, len(cfg.Sagas))
+	// Warnings do not fail validation: the config loads, but a saga using the setting will
+	// fail when it runs.
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "%s:%d:%d: warning: %s\n", w.File, w.Line, w.Column, w.Message)
+	}
+	warned := ""
+	if n := len(cfg.Warnings); n > 0 {
+		warned = fmt.Sprintf(", %d warning(s)", n)
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d partners, %d endpoints, %d sagas)%s\n", *cfgPath, len(cfg.Partners), endpoints, len(cfg.Sagas), warned)
 	return 0
 }
 

@@ -43,6 +43,20 @@ func TestValidate(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a setting the egress policy refuses is a warning with file:line:col, not a failure", func(t *testing.T) {
+		dir := t.TempDir()
+		mustWrite(t, filepath.Join(dir, "pushbackd.yaml"), "listen: 127.0.0.1:0\n")
+		mustWrite(t, filepath.Join(dir, "sagas/echo.yaml"), "name: echo\nsteps:\n  - {name: a, respond: {status: 200}}\n")
+		mustWrite(t, filepath.Join(dir, "partners/a.yaml"), "id: a\nsettings:\n  crm_url: http://192.168.10.4:9000\nendpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}]\n")
+		code, out, errOut := runCLI(t, "", "validate", "-config", filepath.Join(dir, "pushbackd.yaml"))
+		if code != 0 || !strings.Contains(out, "valid (1 partners, 1 endpoints, 1 sagas), 1 warning(s)") {
+			t.Fatalf("exit %d, out %q, err %q", code, out, errOut)
+		}
+		want := filepath.Join(dir, "partners/a.yaml") + ":3:12: warning: settings.crm_url: http steps calling http://192.168.10.4:9000 will fail: egress refused: 192.168.10.4 is a private address: add it to egress.allow\n"
+		if errOut != want {
+			t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
+		}
+	})
 	t.Run("flags may follow the command's arguments", func(t *testing.T) {
 		if code, _, errOut := runCLI(t, "", "validate", "-config=../../configs/pushbackd.yaml"); code != 0 {
 			t.Fatal(errOut)

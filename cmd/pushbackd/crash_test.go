@@ -48,7 +48,7 @@ func newCrashRig(t *testing.T) *crashRig {
 	}))
 	t.Cleanup(mock.Close)
 	r.addr = freeAddr(t)
-	mustWrite(t, filepath.Join(r.dir, "pushbackd.yaml"), fmt.Sprintf("listen: %s\nadmin: {listen: %s}\ndata_dir: %s\nlimits: {queue: 100000, workers: 16}\nlog: {level: warn}\n", r.addr, freeAddr(t), filepath.Join(r.dir, "data")))
+	mustWrite(t, filepath.Join(r.dir, "pushbackd.yaml"), fmt.Sprintf("listen: %s\nadmin: {listen: %s}\ndata_dir: %s\nlimits: {queue: 100000, workers: 16}\nlog: {level: warn}\negress: {allow: [127.0.0.1]}\n", r.addr, freeAddr(t), filepath.Join(r.dir, "data")))
 	mustWrite(t, filepath.Join(r.dir, "partners/acme.yaml"), fmt.Sprintf(`id: acme
 settings: {mock: %q}
 endpoints:

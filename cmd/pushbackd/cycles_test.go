@@ -54,7 +54,7 @@ func newMixedRig(t *testing.T) *mixedRig {
 	}))
 	t.Cleanup(mock.Close)
 	r.addr, r.adminAddr = freeAddr(t), freeAddr(t)
-	mustWrite(t, filepath.Join(r.dir, "pushbackd.yaml"), fmt.Sprintf("listen: %s\nadmin: {listen: %s}\ndata_dir: %s\nlimits: {queue: 100000, workers: 16, auth_failures: {per_client: 100000}}\nlog: {level: warn}\n",
+	mustWrite(t, filepath.Join(r.dir, "pushbackd.yaml"), fmt.Sprintf("listen: %s\nadmin: {listen: %s}\ndata_dir: %s\nlimits: {queue: 100000, workers: 16, auth_failures: {per_client: 100000}}\nlog: {level: warn}\negress: {allow: [127.0.0.1]}\n",
 		r.addr, r.adminAddr, filepath.Join(r.dir, "data")))
 	auth := "security: {method: bearer, tokens: [{value: t}]}"
 	mustWrite(t, filepath.Join(r.dir, "partners/acme.yaml"), fmt.Sprintf(`id: acme

@@ -69,7 +69,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("PUSHBACKD_TEST_ADMIN", secrets["admin"])
 	t.Setenv("PUSHBACKD_TEST_BEARER", secrets["bearer"])
-	mustWrite(t, filepath.Join(dir, "pushbackd.yaml"), "admin: {token: {env: PUSHBACKD_TEST_ADMIN}}\nlimits: {auth_failures: {per_client: 1000}}\nlog: {level: debug}\n")
+	mustWrite(t, filepath.Join(dir, "pushbackd.yaml"), "admin: {token: {env: PUSHBACKD_TEST_ADMIN}}\nlimits: {auth_failures: {per_client: 1000}}\nlog: {level: debug}\negress: {allow: [127.0.0.1]}\n")
 	mustWrite(t, filepath.Join(dir, "keyfile"), secrets["api"]+"\n")
 	mustWrite(t, filepath.Join(dir, "partners/acme.yaml"), `id: acme
 settings: {crm: "`+echoHeaders.URL+`"}
