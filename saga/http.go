@@ -45,6 +45,10 @@ type httpAction struct {
 	noRedirects bool
 	// credentials says which headers carry credentials, for redaction and redirects.
 	credentials credentialHeaders
+	// hostHeaderKnown: the headers are a mapping whose keys are known at load, so a Host
+	// among them was checked not to come from sender data. Headers built whole by one
+	// expression may not set Host.
+	hostHeaderKnown bool
 }
 
 // credentialHeaders names the headers of one http action whose values are credentials: the
@@ -122,6 +126,7 @@ func (c *compiler) httpAction(ra *rawAction, sc exprScope, label string) *httpAc
 	if raw.Headers.n != nil {
 		a.headers = c.mappingValue(raw.Headers.n, sc, label+".headers")
 		a.credentials = newCredentialHeaders(a.headers)
+		a.hostHeaderKnown = c.checkHostHeader(a.headers, raw.Headers.n, label+".headers")
 	}
 	if raw.Query.n != nil {
 		a.query = c.mappingValue(raw.Query.n, sc, label+".query")
@@ -222,6 +227,13 @@ func (a *httpAction) render(ev *evaluator) (*httpInput, error) {
 	if a.headers != nil {
 		if in.headers, err = renderStringMap(a.headers, ev); err != nil {
 			return nil, fmt.Errorf("headers: %w", err)
+		}
+		if !a.hostHeaderKnown {
+			for k := range in.headers {
+				if strings.EqualFold(k, "host") {
+					return nil, errors.New("headers: Host may not come from an expression that builds the whole headers mapping, since sender data could choose it; write Host as its own key")
+				}
+			}
 		}
 		if rs := runStateOf(ev); rs != nil {
 			for k, v := range in.headers {

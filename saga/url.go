@@ -10,6 +10,7 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
+	goyaml "github.com/goccy/go-yaml/ast"
 
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
@@ -329,4 +330,34 @@ func urlPathFunc(params ...any) (any, error) {
 
 func urlQueryFunc(params ...any) (any, error) {
 	return url.QueryEscape(stringify(params[0])), nil
+}
+
+// checkHostHeader applies the url rule to a Host header: it decides which virtual host the
+// request reaches, so sender data may not choose it either. It reports whether the
+// headers' names are known at load; headers built whole by one expression are not, and
+// may not set Host at all (render refuses it).
+func (c *compiler) checkHostHeader(headers *value, n goyaml.Node, label string) bool {
+	if headers == nil || headers.kind != vMap {
+		return headers == nil || headers.kind != vTemplate
+	}
+	for i, k := range headers.keys {
+		v := headers.vals[i]
+		if !strings.EqualFold(k, "host") || v.kind != vTemplate {
+			continue
+		}
+		for _, p := range v.t.parts {
+			if p.prog == nil {
+				continue
+			}
+			tree, err := parser.Parse(p.prog.src)
+			if err != nil {
+				continue
+			}
+			if reads := untrustedReads(tree.Node); len(reads) > 0 {
+				c.d.Errorf(n, "%s.%s: the Host header comes from ${ %s }, which reads %s: sender data may not choose the host pushbackd calls; put it in settings",
+					label, k, strings.TrimSpace(p.prog.src), strings.Join(reads, " and "))
+			}
+		}
+	}
+	return true
 }

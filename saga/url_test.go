@@ -324,3 +324,50 @@ func FuzzURLTemplateHostIgnoresTheBody(f *testing.F) {
 		}
 	})
 }
+
+func TestASenderCannotChooseTheHostHeader(t *testing.T) {
+	t.Run("a Host header templated from the body does not load", func(t *testing.T) {
+		_, errs := Parse("sagas/h.yaml", []byte("name: h\nsteps:\n  - name: call\n    http:\n      url: http://api.example.com/x\n      headers: {Host: \"${ body.vhost }\"}\n"))
+		if len(errs) != 1 || !strings.Contains(errs[0].Message, "the Host header comes from ${ body.vhost }, which reads body") || errs[0].Line != 6 {
+			t.Fatalf("errors %v", errs)
+		}
+	})
+	t.Run("a Host header from settings or a constant is sent", func(t *testing.T) {
+		var hosts []string
+		var mu sync.Mutex
+		srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hosts = append(hosts, r.Host)
+			mu.Unlock()
+		}))
+		t.Cleanup(srv.Close)
+		for _, h := range []string{`"${ settings.vhost }"`, `crm.internal`} {
+			s := mustParse(t, "h", "name: h\nsteps:\n  - name: call\n    http:\n      url: \"${ settings.base }/x\"\n      headers: {Host: "+h+"}\n")
+			e, _, _ := testEngine(t)
+			inv := invocation(s, map[string]any{"vhost": "evil.example"})
+			inv.Settings = map[string]any{"base": srv.URL, "vhost": "crm.internal"}
+			if res := e.Run(context.Background(), inv); res.Status != StatusSucceeded {
+				t.Fatalf("%s: %s %s", h, res.Status, res.Error)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(hosts) != 2 || hosts[0] != "crm.internal" || hosts[1] != "crm.internal" {
+			t.Errorf("hosts received %v", hosts)
+		}
+	})
+	t.Run("headers built whole by one expression may not set Host", func(t *testing.T) {
+		rl := newRequestLines(t)
+		s := mustParse(t, "h", "name: h\nsteps:\n  - name: call\n    http:\n      url: \"${ settings.base }/x\"\n      headers: \"${ body.headers }\"\n")
+		e, _, _ := testEngine(t)
+		inv := invocation(s, map[string]any{"headers": map[string]any{"Host": "evil.example"}})
+		inv.Settings = map[string]any{"base": rl.srv.URL}
+		res := e.Run(context.Background(), inv)
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "Host may not come from an expression") {
+			t.Fatalf("%s %s", res.Status, res.Error)
+		}
+		if got := rl.take(); len(got) != 0 {
+			t.Errorf("requests sent: %v", got)
+		}
+	})
+}
