@@ -73,7 +73,7 @@ func (l *loader) readFile(path string) ([]byte, error) {
 	if src, ok := l.overlay[filepath.Clean(path)]; ok {
 		return src, nil
 	}
-	return os.ReadFile(path)
+	return yamlconf.ReadFile(path)
 }
 
 // yamlFiles lists dir's *.yaml and *.yml files, sorted, overlay files included.
@@ -403,7 +403,7 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string,
 		d.Decode(node, p)
 		validatePartner(d, p, sagas, filepath.Dir(f), share)
 	}
-	// Drop the anchors, and with them the AST, before the next file is read.
+	// Let go of this file's errors before the next file is read.
 	errs := d.Errors()
 	d.Reset("")
 	if len(errs) > 0 {
