@@ -82,7 +82,7 @@ func (l *loader) readFile(path string) ([]byte, error) {
 	if src, ok := l.overlay[filepath.Clean(path)]; ok {
 		return src, nil
 	}
-	return os.ReadFile(path)
+	return yamlconf.ReadFile(path)
 }
 
 // yamlFiles lists dir's *.yaml and *.yml files, sorted, overlay files included.

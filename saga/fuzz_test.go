@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/pushbackd/pushbackd/internal/hostileyaml"
 )
 
 // FuzzParse feeds arbitrary bytes to the saga loader. The loader reads files an admin (or
@@ -15,8 +17,14 @@ import (
 // or errors (a half-compiled saga must never run), and every error must point somewhere an
 // editor can jump to. The committed corpus under testdata/fuzz/FuzzParse holds the shipped
 // sagas and the bad fixtures, renamed to "fuzz" so they get past the file-name check.
+//
+// The hostile YAML seeds (alias cycles, billion laughs, deep nesting, wide mappings) keep the
+// parsing limits in the fuzzer's corpus.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("name: fuzz\nsteps:\n  - name: a\n    respond: {status: 200}\n"))
+	for _, s := range hostileyaml.Seeds() {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		s, errs := Parse("fuzz.yaml", src)
 		if (s == nil) == (len(errs) == 0) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 )
 
@@ -99,9 +100,8 @@ type Unmarshaler interface {
 // Decoder collects errors for one file. Reset lets one decoder serve many files in turn,
 // keeping what it learnt about Go types and the short strings it has met.
 type Decoder struct {
-	File   string
-	errs   Errors
-	anchor map[string]ast.Node
+	File string
+	errs Errors
 
 	// types memoises reflection per Go type: a partner file decodes hundreds of structs
 	// of a handful of types, and walking their tags each time cost more than decoding.
@@ -116,12 +116,11 @@ func NewDecoder(file string) *Decoder {
 	return &Decoder{File: file}
 }
 
-// Reset readies d for another file: errors and anchors start afresh, the type and string
-// caches carry over. Errors returned before stay valid; d no longer touches them.
+// Reset readies d for another file: errors start afresh, the type and string caches carry
+// over. Errors returned before stay valid; d no longer touches them.
 func (d *Decoder) Reset(file string) {
 	d.File = file
 	d.errs = nil
-	clear(d.anchor) // drops references into the previous file's AST
 }
 
 // Errors returns what has been collected so far.
@@ -155,14 +154,26 @@ func PosOf(n ast.Node) Pos {
 }
 
 // Parse reads one YAML document. An empty file gives a nil node and no error; a syntax error
-// is returned positioned.
+// or a document over one of the limits (MaxBytes, MaxTokens, MaxDepth, MaxMappingKeys,
+// MaxKeyPath, MaxNodes, or an alias cycle) is returned positioned. Aliases in the returned
+// tree are bound to their anchors in document order; decoding follows those bindings.
 func Parse(file string, src []byte) (ast.Node, Errors) {
-	f, err := parser.ParseBytes(src, 0)
+	refuse := func(e *limitError) (ast.Node, Errors) {
+		return nil, Errors{{File: file, Line: e.pos.Line, Column: e.pos.Column, Message: e.msg}}
+	}
+	if e := checkSize(src); e != nil {
+		return refuse(e)
+	}
+	tokens := lexer.Tokenize(string(src))
+	if e := scanTokens(tokens); e != nil {
+		return refuse(e)
+	}
+	f, err := parser.Parse(tokens, 0)
 	if err != nil {
 		var ye yaml.Error
 		if errors.As(err, &ye) && ye.GetToken() != nil && ye.GetToken().Position != nil {
 			p := ye.GetToken().Position
-			return nil, Errors{{File: file, Line: p.Line, Column: p.Column, Message: ye.GetMessage()}}
+			return nil, Errors{{File: file, Line: max(p.Line, 1), Column: max(p.Column, 1), Message: ye.GetMessage()}}
 		}
 		return nil, Errors{{File: file, Line: 1, Column: 1, Message: err.Error()}}
 	}
@@ -172,9 +183,13 @@ func Parse(file string, src []byte) (ast.Node, Errors) {
 	if len(f.Docs) > 1 {
 		return nil, Errors{{File: file, Line: PosOf(f.Docs[1].Body).Line, Column: 1, Message: "only one YAML document per file"}}
 	}
+	root, e := bindAliases(f.Docs[0].Body)
+	if e != nil {
+		return refuse(e)
+	}
 	// A document that is only null, or a tag or anchor on nothing, holds no configuration:
 	// report it as empty rather than decode it into zero values without a word.
-	body := f.Docs[0].Body
+	body := root
 	for {
 		switch t := body.(type) {
 		case *ast.TagNode:
@@ -189,7 +204,7 @@ func Parse(file string, src []byte) (ast.Node, Errors) {
 	if IsNull(body) || (reflect.ValueOf(body).Kind() == reflect.Pointer && reflect.ValueOf(body).IsNil()) {
 		return nil, nil
 	}
-	return f.Docs[0].Body, nil
+	return root, nil
 }
 
 // DecodeFile parses src and decodes it into out, returning every problem.
@@ -222,28 +237,36 @@ var (
 	posType         = reflect.TypeFor[Pos]()
 )
 
-// resolve strips anchors, tags and aliases so callers see the value node.
+// resolve strips anchors, tags and aliases so callers see the value node. Parse bound each
+// alias it could to its anchor; one left unbound names no anchor before it.
 func (d *Decoder) resolve(n ast.Node) ast.Node {
 	for {
 		switch t := n.(type) {
 		case *ast.AnchorNode:
-			if t.Name != nil {
-				if d.anchor == nil {
-					d.anchor = map[string]ast.Node{}
-				}
-				d.anchor[t.Name.GetToken().Value] = t.Value
-			}
 			n = t.Value
 		case *ast.TagNode:
 			n = t.Value
+		case *boundAlias:
+			n = t.target
 		case *ast.AliasNode:
-			name := t.Value.GetToken().Value
-			target, ok := d.anchor[name]
-			if !ok {
-				d.Errorf(n, "unknown alias *%s", name)
-				return nil
-			}
-			n = target
+			d.Errorf(n, "unknown alias *%s", t.Value.GetToken().Value)
+			return nil
+		default:
+			return n
+		}
+	}
+}
+
+// unwrap is resolve without the error for an unknown alias, for describing a node.
+func unwrap(n ast.Node) ast.Node {
+	for {
+		switch t := n.(type) {
+		case *ast.AnchorNode:
+			n = t.Value
+		case *ast.TagNode:
+			n = t.Value
+		case *boundAlias:
+			n = t.target
 		default:
 			return n
 		}
@@ -688,6 +711,7 @@ func (d *Decoder) Value(n ast.Node) any {
 }
 
 func kindName(n ast.Node) string {
+	n = unwrap(n)
 	switch n.(type) {
 	case nil, *ast.NullNode:
 		return "nothing (null)"
