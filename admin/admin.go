@@ -63,8 +63,9 @@ type API struct {
 	bearer security.Verifier
 }
 
-// maxSagaBytes bounds a PUT body: a saga file is a page of YAML, not a megabyte.
-const maxSagaBytes = 1 << 20
+// maxSagaBytes bounds a PUT body: what the YAML parser accepts from a file, so an edit
+// through the API and the same file on disk meet one limit.
+const maxSagaBytes = yamlconf.MaxBytes
 
 // SagaName is what a saga file may be called: it becomes a path in sagas_dir, so nothing
 // that could climb out of it. It is the version history's own rule, so whatever the API

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -490,6 +492,34 @@ func TestTheDemoConfigLetsSagasCallThisMachineButNotTheInsideOrItself(t *testing
 			u, _ := url.Parse(tc.url)
 			if err := saga.CheckEgress(u, lists, own); (err == nil) != tc.ok {
 				t.Errorf("allowed %v, want %v: %v", err == nil, tc.ok, err)
+			}
+		})
+	}
+}
+
+func TestASecretFileThatNeverEndsIsRefusedAfterItsLimit(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.pem")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("k"), 64<<10+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"/dev/zero", big} {
+		t.Run(file+" is refused with its position", func(t *testing.T) {
+			path := writeConfig(t, map[string]string{"partners/a.yaml": fmt.Sprintf(`id: a
+secrets:
+  key: {file: %s}
+endpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}]
+`, file)})
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := Load(path)
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), "a.yaml:3:8: secret file "+file+" is over the limit of 65536 bytes") {
+				t.Fatalf("err = %v", err)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+				t.Errorf("loading allocated %d bytes", grew)
 			}
 		})
 	}

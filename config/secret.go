@@ -1,6 +1,7 @@
 package config
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,9 +114,13 @@ func (r *SecretRef) resolve(d *yamlconf.Decoder, baseDir string) {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(baseDir, path)
 		}
-		b, err := os.ReadFile(path)
+		b, err := readSecretFile(path)
 		if err != nil {
 			d.ErrorAt(r.Pos, "cannot read secret file %s: %v", r.File, unwrapPathError(err))
+			return
+		}
+		if len(b) > maxSecretFileBytes {
+			d.ErrorAt(r.Pos, "secret file %s is over the limit of %d bytes (64 KiB): point at the secret itself, not a bundle", r.File, maxSecretFileBytes)
 			return
 		}
 		// Editors and `echo x > file` add a trailing newline nobody means as part of a key.
@@ -126,6 +131,21 @@ func (r *SecretRef) resolve(d *yamlconf.Decoder, baseDir string) {
 		}
 		r.Secret = security.NewSecret(v)
 	}
+}
+
+// maxSecretFileBytes bounds a {file:} secret: keys, tokens and PEM certificates are a few
+// KiB; a path at a device that never ends (/dev/zero) must not be read whole.
+const maxSecretFileBytes = 64 << 10
+
+// readSecretFile reads at most one byte past maxSecretFileBytes, so the caller can tell a
+// file over the limit without reading it whole.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxSecretFileBytes+1))
 }
 
 func unwrapPathError(err error) error {
