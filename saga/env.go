@@ -23,9 +23,10 @@ import (
 // Env is what saga expressions see; the expr tags are the names. Its shape is the contract of
 // DESIGN §6.
 type Env struct {
-	// Ctx carries the run's secrets to secret() through expr.WithContext. It is the only way
-	// expr passes per-run state to functions compiled once at load. It holds no deadline and
-	// no I/O; saga authors cannot name it (Parse rejects `ctx`).
+	// Ctx is the evaluation in progress (an *evalCtx): the run's secrets for secret(), and
+	// the budgets and deadline the rewritten expressions check (budget.go). It is the only
+	// way expr passes per-run state to functions compiled once at load; saga authors cannot
+	// name it (Parse rejects `ctx`).
 	Ctx      context.Context      `expr:"ctx"`
 	Request  RequestEnv           `expr:"request"`
 	Body     any                  `expr:"body"`
@@ -98,7 +99,7 @@ func newEnv(inv *Invocation, rs *runState) *Env {
 		settings = map[string]any{}
 	}
 	return &Env{
-		Ctx: context.WithValue(context.Background(), runStateKey{}, rs),
+		Ctx: newEvalCtx(rs),
 		Request: RequestEnv{
 			Method: req.Method, Path: req.Path, Headers: headers, Query: query, RemoteIP: req.RemoteIP,
 		},
@@ -140,13 +141,18 @@ type exprIssue struct {
 const maxExprNodes = 10000
 
 // exprOptions are the compile options shared by every expression. Built per call: expr
-// options mutate a config, and sharing the slice is fine, but no package-level state.
+// options mutate a config, and the budget patch numbers the variables of one expression.
 func exprOptions(asBool bool) []expr.Option {
 	opts := []expr.Option{
 		expr.Env(Env{}),
 		expr.Function("secret", fnSecret, new(func(context.Context, string) string)),
 		expr.Function("uuid", fnUUID, new(func() string)),
 		expr.Function("hmac_sha256", fnHMAC, new(func(string, string) string)),
+		// Untyped, so the checker takes any operands; they are given ctx explicitly.
+		expr.Function(tickFn, fnTick),
+		expr.Function(guardFn, fnGuard),
+		// Before WithContext, which then adds ctx to the secret() calls the patch moved.
+		expr.Patch(&budgetPatch{}),
 		expr.WithContext("ctx"),
 		expr.MaxNodes(maxExprNodes),
 	}
@@ -238,13 +244,18 @@ func (w *refWalker) Visit(node *ast.Node) {
 		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "secret" {
 			w.callsSecret = true
 		}
+	case *ast.VariableDeclaratorNode:
+		if strings.HasPrefix(n.Name, "$") {
+			w.issue(n, "%s: names starting with $ are reserved", n.Name)
+		}
 	case *ast.IdentifierNode:
-		switch n.Value {
-		case "ctx", "$env":
-			// ctx carries the run's secrets to secret(); $env is expr's handle on the whole
-			// environment, ctx included. Neither is for saga authors.
+		switch {
+		case n.Value == "ctx", strings.HasPrefix(n.Value, "$"):
+			// ctx carries the run's secrets and budgets; $env is expr's handle on the whole
+			// environment, ctx included; the budget patch's functions and variables start
+			// with $. None is for saga authors.
 			w.issue(n, "unknown name %s", n.Value)
-		case "error":
+		case n.Value == "error":
 			if !w.scope.allowError {
 				w.issue(n, "error is only set in compensate and on_failure")
 			}
@@ -260,20 +271,13 @@ func (w *refWalker) known() string {
 	return " (steps before this point: " + strings.Join(names, ", ") + ")"
 }
 
-// runStateKey finds the run's state in Env.Ctx.
-type runStateKey struct{}
-
 func fnSecret(params ...any) (any, error) {
-	ctx, _ := params[0].(context.Context)
+	c, _ := params[0].(*evalCtx)
 	name, _ := params[1].(string)
-	var rs *runState
-	if ctx != nil {
-		rs, _ = ctx.Value(runStateKey{}).(*runState)
-	}
-	if rs == nil {
+	if c == nil || c.rs == nil {
 		return nil, errors.New("secret() is not available here")
 	}
-	return rs.reveal(name)
+	return c.rs.reveal(name)
 }
 
 func fnUUID(...any) (any, error) {
@@ -292,25 +296,64 @@ func fnHMAC(params ...any) (any, error) {
 // a run evaluates on one goroutine.
 type evaluator struct {
 	env *Env
+	ec  *evalCtx // env.Ctx
 	vm  vm.VM
 }
 
-func newEvaluator(env *Env, memoryBudget uint) *evaluator {
-	ev := &evaluator{env: env}
-	ev.vm.MemoryBudget = memoryBudget
+func newEvaluator(env *Env, lim exprLimits) *evaluator {
+	ec, ok := env.Ctx.(*evalCtx)
+	if !ok {
+		ec = newEvalCtx(nil)
+		env.Ctx = ec
+	}
+	ec.lim = lim
+	ev := &evaluator{env: env, ec: ec}
+	ev.vm.MemoryBudget = lim.items
 	return ev
 }
 
+// bind makes evaluations stop once ctx ends, until restore is called. expr's VM takes no
+// context, so the one the rewritten expressions check is held in Env.Ctx for the span of one
+// try of one step.
+func (ev *evaluator) bind(ctx context.Context) (restore func()) {
+	prev := ev.ec.Context
+	ev.ec.Context, ev.ec.done = ctx, ctx.Done()
+	return func() { ev.ec.Context, ev.ec.done = prev, prev.Done() }
+}
+
+// evalError is a failed evaluation. Its text names the expression and the place in it; it
+// wraps what stopped it, so that a deadline is still recognised as one.
+type evalError struct {
+	msg string
+	err error
+}
+
+func (e *evalError) Error() string { return e.msg }
+func (e *evalError) Unwrap() error { return e.err }
+
+// exprMemoryBudget is the message of expr's own MemoryBudget check.
+const exprMemoryBudget = "memory budget exceeded"
+
 func (ev *evaluator) eval(p *program) (any, error) {
+	ec := ev.ec
+	ec.steps, ec.bytes = ec.lim.steps, ec.lim.bytes
+	src := strings.TrimSpace(p.src)
 	out, err := ev.vm.Run(p.prog, ev.env)
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
+			msg := fe.Message
+			if msg == exprMemoryBudget {
+				msg = fmt.Sprintf("%s: an evaluation may make %d list items and map entries (ranges, map, filter, repeat's characters, ...)", msg, ec.lim.items)
+			}
 			// The snippet repeats the source over several lines; one line reads better in a
 			// step record.
-			return nil, fmt.Errorf("%s: %s (expression column %d)", strings.TrimSpace(p.src), fe.Message, fe.Column+1)
+			return nil, &evalError{msg: fmt.Sprintf("%s: %s (expression column %d)", src, msg, fe.Column+1), err: fe.Unwrap()}
 		}
-		return nil, fmt.Errorf("%s: %w", strings.TrimSpace(p.src), err)
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	if err := ec.checkResult(out); err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	return out, nil
 }
