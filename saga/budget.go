@@ -24,29 +24,31 @@ import (
 // So every expression is rewritten when it is compiled (budgetPatch, an expr.Patch visitor)
 // to pay before it works:
 //
-//   - The body of every predicate (all, map, filter, reduce, ...) starts with a call of $tick
-//     weighted by the body's size. Predicates are the only loops the language has, so their
-//     iterations bound what the VM does; the tick is also where the step's or saga's deadline
-//     is seen.
+//   - The body of every predicate (all, map, filter, reduce, ...) starts with a call of
+//     $tick weighted by the body's size. Predicates are the only loops the language has, so
+//     their iterations bound what the VM does; the tick is also where the step's or saga's
+//     deadline is seen.
 //   - Every builtin, function and operator whose work or result grows with its operands
 //     (repeat, join, toJSON, string +, ==, in, contains, matches, ...) first has its operands
-//     bound to variables and passed to $guard, which prices the operation — bytes it will
-//     build, items or text it will go through — and refuses before it runs. Operations with a
-//     literal operand that bounds their cost (x == "a") are left alone, so ordinary conditions
-//     run as before.
+//     bound to variables and handed to $guard (through $hold, for all but the last), which
+//     prices the operation — bytes it will build, items or text it will go through — and
+//     refuses before it runs. Operations with a literal operand that bounds their cost
+//     (x == "a") are left alone, so ordinary conditions run as before.
 //
 // The alternatives were worse: expr.Operator applies only where both operand types are known
 // at compile time, and body fields are not; replacing the builtins means re-implementing 40 of
 // them; a timer cannot stop a goroutine, so a VM without checks would run on after the run's
 // deadline and after the sender's 504.
 //
-// The rewritten program reaches the evaluation in progress through Env.Ctx, the one per-run
-// value expr hands to functions compiled once at load.
+// The rewritten program reaches the evaluation in progress through funcs in Env bound to it
+// (Env.Tick, Env.Hold, Env.Guard), the way per-run state reaches code compiled once at load.
 
-// Names the rewritten programs call and bind. expr reads $ as the start of a name, so
-// compileExpr refuses every name starting with $ in what authors write.
+// Names the rewritten programs call (Env.Tick, Env.Hold, Env.Guard) and bind ($1, $2, ...).
+// expr reads $ as the start of a name, so compileExpr refuses every name starting with $ in
+// what authors write.
 const (
 	tickFn  = "$tick"
+	holdFn  = "$hold"
 	guardFn = "$guard"
 )
 
@@ -84,6 +86,7 @@ type evalCtx struct {
 
 	lim          exprLimits
 	steps, bytes int64 // left in the current evaluation
+	held         []any // operands $hold keeps for the next $guard
 }
 
 func newEvalCtx(rs *runState) *evalCtx {
@@ -127,25 +130,36 @@ func (c *evalCtx) spend(what string, steps, bytes int64) error {
 	return nil
 }
 
-// fnTick is $tick(ctx, weight), called at the start of every predicate body.
-func fnTick(params ...any) (any, error) {
-	c, _ := params[0].(*evalCtx)
-	w, _ := params[1].(int)
-	if c == nil {
-		return nil, nil
+// tick is Env.Tick, $tick(weight), called at the start of every predicate body. It is a
+// typed func field rather than an expr.Function so that the VM calls it directly
+// (OpCallTyped), without the argument slice it allocates for functions once a loop has used
+// up its estimate. It stops the evaluation by panicking, which the VM turns into its error.
+func (c *evalCtx) tick(weight int) bool {
+	if err := c.spend("a loop", int64(weight), 0); err != nil {
+		panic(err)
 	}
-	return nil, c.spend("a loop", int64(w), 0)
+	return true
 }
 
-// fnGuard is $guard(ctx, name, operands...), called before each priced operation.
-func fnGuard(params ...any) (any, error) {
-	c, _ := params[0].(*evalCtx)
-	name, _ := params[1].(string)
-	if c == nil {
-		return nil, nil
+// hold is Env.Hold, $hold(operand): it keeps an operand for the $guard that follows. With
+// $guard taking the last operand it prices operations of any arity through calls of typed
+// funcs, which the VM makes without allocating (see tick).
+func (c *evalCtx) hold(operand any) bool {
+	c.held = append(c.held, operand)
+	return true
+}
+
+// guard is Env.Guard, $guard(name, last operand), called before each priced operation.
+func (c *evalCtx) guard(name, last any) bool {
+	args := append(c.held, last)
+	what, _ := name.(string)
+	steps, bytes := c.price(what, args)
+	clear(args) // keep nothing alive past the operation
+	c.held = args[:0]
+	if err := c.spend(what, steps, bytes); err != nil {
+		panic(err)
 	}
-	steps, bytes := c.price(name, params[2:])
-	return nil, c.spend(name, steps, bytes)
+	return true
 }
 
 // price is what running the operation name on args will cost. It never fails: operands of
@@ -265,9 +279,14 @@ func (c *evalCtx) price(name string, args []any) (steps, bytes int64) {
 		}
 		z := out(arg(0), false)
 		return addSat(z.items, scan(z.bytes)), z.bytes
-	case "date", "timezone":
+	case "timezone":
 		// A time zone name is looked up on disk, every call.
-		return 1000 + scan(text(0)), 0
+		return 1000, 0
+	case "date":
+		if len(args) == 3 { // date(text, layout, time zone name)
+			return 1000 + scan(text(0)), 0
+		}
+		return scan(text(0) + text(1)), 0
 	case "keys", "values", "toPairs", "fromPairs", "reverse", "concat":
 		var n int64
 		for _, a := range args {
@@ -284,7 +303,9 @@ func (c *evalCtx) price(name string, args []any) (steps, bytes int64) {
 		n := shallowLen(arg(0))
 		z := deep(arg(0))
 		return mulSat(n, addSat(z.items, scan(z.bytes))), 16 * n
-	case "max", "min", "mean", "median", "flatten":
+	case "max", "min", "mean":
+		return deep(args).items, 0
+	case "median", "flatten": // a list of every number, or of every item
 		z := deep(args)
 		return z.items, mulSat(16, z.items)
 	case "hmac_sha256":
@@ -527,7 +548,7 @@ func constantCost(name string) bool {
 	switch name {
 	case "len", "type", "abs", "ceil", "floor", "round", "first", "last", "get", "take", "now",
 		"bitand", "bitor", "bitxor", "bitnand", "bitshl", "bitshr", "bitushr", "bitnot",
-		"secret", "uuid", tickFn, guardFn:
+		"secret", "uuid", tickFn, holdFn, guardFn:
 		return true
 	}
 	return false
@@ -538,12 +559,9 @@ func (p *budgetPatch) Visit(node *ast.Node) {
 	case *ast.PredicateNode:
 		var w nodeCounter
 		ast.Walk(&n.Node, &w)
-		tick := &ast.CallNode{
-			Callee:    &ast.IdentifierNode{Value: tickFn},
-			Arguments: []ast.Node{&ast.IdentifierNode{Value: "ctx"}, &ast.IntegerNode{Value: max(w.n, 1)}},
-		}
-		seq := &ast.SequenceNode{Nodes: []ast.Node{tick, n.Node}}
-		at(n.Location(), seq, tick, tick.Callee, tick.Arguments[0], tick.Arguments[1])
+		weight := &ast.IntegerNode{Value: max(w.n, 1)}
+		seq := &ast.SequenceNode{Nodes: []ast.Node{call(n.Location(), tickFn, weight), n.Node}}
+		at(n.Location(), seq, weight)
 		n.Node = seq
 	case *ast.BuiltinNode:
 		if constantCost(n.Name) {
@@ -601,14 +619,15 @@ func (p *budgetPatch) Visit(node *ast.Node) {
 
 // guard rewrites *node, an operation on operands, as
 //
-//	let $1 = operand1; ...; ($guard(ctx, "name", $1, ...); operation($1, ...))
+//	let $1 = operand1; let $2 = operand2; ($hold($1); $guard("name", $2); operation($1, $2))
 //
 // so the operands are evaluated once, priced, then used. Literal operands stay in place.
 func (p *budgetPatch) guard(node *ast.Node, name string, operands ...*ast.Node) {
 	loc := (*node).Location()
-	args := []ast.Node{&ast.IdentifierNode{Value: "ctx"}, &ast.StringNode{Value: name}}
-	at(loc, args...)
-	var lets []*ast.VariableDeclaratorNode
+	var (
+		lets []*ast.VariableDeclaratorNode
+		args []ast.Node // what the guard is given for each operand
+	)
 	for _, op := range operands {
 		if lit := copyLiteral(*op); lit != nil {
 			at(loc, lit)
@@ -623,14 +642,31 @@ func (p *budgetPatch) guard(node *ast.Node, name string, operands ...*ast.Node) 
 		*op = use
 		args = append(args, arg)
 	}
-	call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: guardFn}, Arguments: args}
-	var out ast.Node = &ast.SequenceNode{Nodes: []ast.Node{call, *node}}
-	at(loc, call, call.Callee, out)
+	var last ast.Node = &ast.NilNode{}
+	if len(args) > 0 {
+		last, args = args[len(args)-1], args[:len(args)-1]
+	}
+	var seq []ast.Node
+	for _, a := range args {
+		seq = append(seq, call(loc, holdFn, a))
+	}
+	what := &ast.StringNode{Value: name}
+	at(loc, what, last)
+	seq = append(seq, call(loc, guardFn, what, last), *node)
+	var out ast.Node = &ast.SequenceNode{Nodes: seq}
+	at(loc, out)
 	for i := len(lets) - 1; i >= 0; i-- {
 		lets[i].Expr = out
 		out = lets[i]
 	}
 	*node = out
+}
+
+// call is a call of one of the budget's functions.
+func call(loc file.Location, fn string, args ...ast.Node) ast.Node {
+	c := &ast.CallNode{Callee: &ast.IdentifierNode{Value: fn}, Arguments: args}
+	at(loc, c, c.Callee)
+	return c
 }
 
 // at gives the nodes the location of the operation they were made for, so that an error

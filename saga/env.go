@@ -39,6 +39,11 @@ type Env struct {
 	Steps    map[string]StepState `expr:"steps"`
 	Run      RunEnv               `expr:"run"`
 	Error    *ErrorEnv            `expr:"error"` // set in compensate and on_failure only
+	// Tick, Hold and Guard are what the budget patch calls to charge loops and price
+	// operations (budget.go), bound to Ctx; authors cannot name them.
+	Tick  func(int) bool      `expr:"$tick"`
+	Hold  func(any) bool      `expr:"$hold"`
+	Guard func(any, any) bool `expr:"$guard"`
 }
 
 // RequestEnv is `request` in expressions.
@@ -98,8 +103,10 @@ func newEnv(inv *Invocation, rs *runState) *Env {
 	if settings == nil {
 		settings = map[string]any{}
 	}
+	ec := newEvalCtx(rs)
 	return &Env{
-		Ctx: newEvalCtx(rs),
+		Ctx:  ec,
+		Tick: ec.tick, Hold: ec.hold, Guard: ec.guard,
 		Request: RequestEnv{
 			Method: req.Method, Path: req.Path, Headers: headers, Query: query, RemoteIP: req.RemoteIP,
 		},
@@ -148,10 +155,7 @@ func exprOptions(asBool bool) []expr.Option {
 		expr.Function("secret", fnSecret, new(func(context.Context, string) string)),
 		expr.Function("uuid", fnUUID, new(func() string)),
 		expr.Function("hmac_sha256", fnHMAC, new(func(string, string) string)),
-		// Untyped, so the checker takes any operands; they are given ctx explicitly.
-		expr.Function(tickFn, fnTick),
-		expr.Function(guardFn, fnGuard),
-		// Before WithContext, which then adds ctx to the secret() calls the patch moved.
+		// Prices loops and operations before they run (budget.go).
 		expr.Patch(&budgetPatch{}),
 		expr.WithContext("ctx"),
 		expr.MaxNodes(maxExprNodes),
@@ -302,9 +306,9 @@ type evaluator struct {
 
 func newEvaluator(env *Env, lim exprLimits) *evaluator {
 	ec, ok := env.Ctx.(*evalCtx)
-	if !ok {
+	if !ok { // an Env not made by newEnv
 		ec = newEvalCtx(nil)
-		env.Ctx = ec
+		env.Ctx, env.Tick, env.Hold, env.Guard = ec, ec.tick, ec.hold, ec.guard
 	}
 	ec.lim = lim
 	ev := &evaluator{env: env, ec: ec}
@@ -337,6 +341,8 @@ const exprMemoryBudget = "memory budget exceeded"
 func (ev *evaluator) eval(p *program) (any, error) {
 	ec := ev.ec
 	ec.steps, ec.bytes = ec.lim.steps, ec.lim.bytes
+	clear(ec.held) // an evaluation that failed between a $hold and its $guard
+	ec.held = ec.held[:0]
 	src := strings.TrimSpace(p.src)
 	out, err := ev.vm.Run(p.prog, ev.env)
 	if err != nil {
