@@ -402,9 +402,9 @@ func (r *run) cleanup(ctx context.Context, fail *failure) {
 // step runs one step: its condition, then its action with retries.
 func (r *run) step(ctx context.Context, i int, st *Step, done int) (StepRecord, *Answer, error) {
 	if st.when != nil {
-		restore := r.ev.bind(ctx)
+		prev := r.ev.bind(ctx)
 		ok, err := r.ev.evalBool(st.when)
-		restore()
+		r.ev.bind(prev)
 		if err != nil {
 			rec := StepRecord{Name: st.Name, Action: st.Action.Kind, Status: StatusFailed, Started: r.e.clock.Now()}
 			rec.Error = r.rs.redactString("when: " + err.Error())
@@ -522,7 +522,8 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 
 // exec renders and performs one try of an action. input is what gets recorded.
 func (r *run) exec(ctx context.Context, a *Action) (input, output any, ans *Answer, err error) {
-	defer r.ev.bind(ctx)()
+	prev := r.ev.bind(ctx)
+	defer r.ev.bind(prev)
 	switch a.Kind {
 	case KindHTTP:
 		in, err := a.http.render(r.ev)

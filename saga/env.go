@@ -316,13 +316,13 @@ func newEvaluator(env *Env, lim exprLimits) *evaluator {
 	return ev
 }
 
-// bind makes evaluations stop once ctx ends, until restore is called. expr's VM takes no
-// context, so the one the rewritten expressions check is held in Env.Ctx for the span of one
-// try of one step.
-func (ev *evaluator) bind(ctx context.Context) (restore func()) {
-	prev := ev.ec.Context
+// bind makes evaluations stop once ctx ends, and returns the context bound before, for the
+// caller to bind again when it is done. expr's VM takes no context, so the one the rewritten
+// expressions check is held in Env.Ctx for the span of one try of one step.
+func (ev *evaluator) bind(ctx context.Context) (prev context.Context) {
+	prev = ev.ec.Context
 	ev.ec.Context, ev.ec.done = ctx, ctx.Done()
-	return func() { ev.ec.Context, ev.ec.done = prev, prev.Done() }
+	return prev
 }
 
 // evalError is a failed evaluation. Its text names the expression and the place in it; it

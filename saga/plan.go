@@ -67,7 +67,7 @@ func Plan(s *Saga, inv *Invocation) (*PlanResult, error) {
 	}
 	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, fmt.Errorf("plan timed out after %s", timeout))
 	defer cancel()
-	defer ev.bind(ctx)()
+	ev.bind(ctx) // the evaluator is the plan's own: nothing to bind back
 	pr := &PlanResult{Saga: s.Name, Version: s.Version, Ends: "after the last step"}
 
 	unknown := map[string]bool{} // steps whose outputs plan cannot know
