@@ -24,9 +24,9 @@ import (
 // DESIGN §6.
 type Env struct {
 	// Ctx is the evaluation in progress (an *evalCtx): the run's secrets for secret(), and
-	// the budgets and deadline the rewritten expressions check (budget.go). It is the only
-	// way expr passes per-run state to functions compiled once at load; saga authors cannot
-	// name it (Parse rejects `ctx`).
+	// the budgets and deadline the rewritten expressions spend through Tick, Hold and Guard
+	// (budget.go). expr passes per-run state to functions compiled once at load only through
+	// the environment; saga authors cannot name it (Parse rejects `ctx`).
 	Ctx      context.Context      `expr:"ctx"`
 	Request  RequestEnv           `expr:"request"`
 	Body     any                  `expr:"body"`
