@@ -52,7 +52,7 @@ func benchInvocation(b testing.TB, s *Saga) *Invocation {
 func BenchmarkEvalWhen(b *testing.B) {
 	s := mustParse(b, "bench", benchSaga)
 	inv := benchInvocation(b, s)
-	ev := newEvaluator(newEnv(inv, newRunState(inv.Secrets)), 1e6)
+	ev := newEvaluator(newEnv(inv, newRunState(inv.Secrets)), defaultExprLimits())
 	p := s.Steps[0].when
 	b.ReportAllocs()
 	for b.Loop() {
@@ -65,7 +65,7 @@ func BenchmarkEvalWhen(b *testing.B) {
 func BenchmarkRenderHTTPRequest(b *testing.B) {
 	s := mustParse(b, "benchhttp", benchHTTP)
 	inv := benchInvocation(b, s)
-	ev := newEvaluator(newEnv(inv, newRunState(inv.Secrets)), 1e6)
+	ev := newEvaluator(newEnv(inv, newRunState(inv.Secrets)), defaultExprLimits())
 	a := s.Steps[0].Action.http
 	b.ReportAllocs()
 	for b.Loop() {

@@ -41,9 +41,17 @@ type EngineOptions struct {
 	MaxResponseBytes int64
 	// KVLimits bound kv keys, values and entries per partner; zero fields take the defaults.
 	KVLimits KVLimits
-	// MemoryBudget bounds the memory one expression evaluation may allocate, in expr's
-	// units. Default 1e6, expr's own default.
+	// MemoryBudget bounds the list items and map entries one expression evaluation may make
+	// (expr's own count, of ranges, lists, maps and repeat). Default 1e6, expr's default.
 	MemoryBudget uint
+	// ExprSteps is the operation budget of one expression evaluation: each loop iteration
+	// costs the size of the loop's body, and each operation one step per item or 64 bytes it
+	// goes through. Past it the evaluation fails its step. Default 1e6, well under a second.
+	ExprSteps int64
+	// ExprBytes bounds the bytes of text and lists one evaluation builds (string +, repeat,
+	// join, toJSON, ...), checked before each allocation, and the size of its value written
+	// out. Default 16 MiB.
+	ExprBytes int64
 	// CleanupTimeout bounds compensation and on_failure, which run even after the saga's
 	// timeout or the caller's context has ended. Default 30s.
 	CleanupTimeout time.Duration
@@ -103,7 +111,13 @@ func NewEngine(o EngineOptions) *Engine {
 		o.MaxResponseBytes = 1 << 20
 	}
 	if o.MemoryBudget == 0 {
-		o.MemoryBudget = 1e6
+		o.MemoryBudget = defaultExprItems
+	}
+	if o.ExprSteps <= 0 {
+		o.ExprSteps = defaultExprSteps
+	}
+	if o.ExprBytes <= 0 {
+		o.ExprBytes = defaultExprBytes
 	}
 	if o.CleanupTimeout <= 0 {
 		o.CleanupTimeout = 30 * time.Second
@@ -277,7 +291,7 @@ func (e *Engine) newRun(inv *Invocation) *run {
 	env := newEnv(inv, rs)
 	r := &run{
 		e: e, inv: inv, s: inv.Saga, rs: rs, env: env,
-		ev: newEvaluator(env, e.opts.MemoryBudget),
+		ev: newEvaluator(env, exprLimits{steps: e.opts.ExprSteps, bytes: e.opts.ExprBytes, items: e.opts.MemoryBudget}),
 		res: &Result{
 			RunID: inv.RunID, Saga: inv.Saga.Name, SagaVersion: inv.Saga.Version,
 			Started: e.clock.Now(),
@@ -430,7 +444,9 @@ func (r *run) cleanup(ctx context.Context, fail *failure) {
 // step runs one step: its condition, then its action with retries.
 func (r *run) step(ctx context.Context, i int, st *Step, done int) (StepRecord, *Answer, error) {
 	if st.when != nil {
+		prev := r.ev.bind(ctx)
 		ok, err := r.ev.evalBool(st.when)
+		r.ev.bind(prev)
 		if err != nil {
 			rec := StepRecord{Name: st.Name, Action: st.Action.Kind, Status: StatusFailed, Started: r.e.clock.Now()}
 			rec.Error = r.rs.redactString("when: " + err.Error())
@@ -548,6 +564,8 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 
 // exec renders and performs one try of an action. input is what gets recorded.
 func (r *run) exec(ctx context.Context, a *Action) (input, output any, ans *Answer, err error) {
+	prev := r.ev.bind(ctx)
+	defer r.ev.bind(prev)
 	switch a.Kind {
 	case KindHTTP:
 		in, err := a.http.render(r.ev)
@@ -730,7 +748,7 @@ func (t *Template) Render(inv *Invocation) (string, error) {
 		return "", errors.New("no template")
 	}
 	rs := newRunState(inv.Secrets)
-	v, err := t.t.render(newEvaluator(newEnv(inv, rs), 1e6))
+	v, err := t.t.render(newEvaluator(newEnv(inv, rs), defaultExprLimits()))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", strings.TrimSpace(t.Source), err)
 	}

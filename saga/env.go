@@ -23,9 +23,10 @@ import (
 // Env is what saga expressions see; the expr tags are the names. Its shape is the contract of
 // DESIGN §6.
 type Env struct {
-	// Ctx carries the run's secrets to secret() through expr.WithContext. It is the only way
-	// expr passes per-run state to functions compiled once at load. It holds no deadline and
-	// no I/O; saga authors cannot name it (Parse rejects `ctx`).
+	// Ctx is the evaluation in progress (an *evalCtx): the run's secrets for secret(), and
+	// the budgets and deadline the rewritten expressions spend through Tick, Hold and Guard
+	// (budget.go). expr passes per-run state to functions compiled once at load only through
+	// the environment; saga authors cannot name it (Parse rejects `ctx`).
 	Ctx      context.Context      `expr:"ctx"`
 	Request  RequestEnv           `expr:"request"`
 	Body     any                  `expr:"body"`
@@ -38,6 +39,11 @@ type Env struct {
 	Steps    map[string]StepState `expr:"steps"`
 	Run      RunEnv               `expr:"run"`
 	Error    *ErrorEnv            `expr:"error"` // set in compensate and on_failure only
+	// Tick, Hold and Guard are what the budget patch calls to charge loops and price
+	// operations (budget.go), bound to Ctx; authors cannot name them.
+	Tick  func(int) bool      `expr:"$tick"`
+	Hold  func(any) bool      `expr:"$hold"`
+	Guard func(any, any) bool `expr:"$guard"`
 }
 
 // RequestEnv is `request` in expressions.
@@ -97,8 +103,10 @@ func newEnv(inv *Invocation, rs *runState) *Env {
 	if settings == nil {
 		settings = map[string]any{}
 	}
+	ec := newEvalCtx(rs)
 	return &Env{
-		Ctx: context.WithValue(context.Background(), runStateKey{}, rs),
+		Ctx:  ec,
+		Tick: ec.tick, Hold: ec.hold, Guard: ec.guard,
 		Request: RequestEnv{
 			Method: req.Method, Path: req.Path, Headers: headers, Query: query, RemoteIP: req.RemoteIP,
 		},
@@ -140,7 +148,7 @@ type exprIssue struct {
 const maxExprNodes = 10000
 
 // exprOptions are the compile options shared by every expression. Built per call: expr
-// options mutate a config, and sharing the slice is fine, but no package-level state.
+// options mutate a config, and the budget patch numbers the variables of one expression.
 func exprOptions(asBool bool) []expr.Option {
 	opts := []expr.Option{
 		expr.Env(Env{}),
@@ -149,6 +157,8 @@ func exprOptions(asBool bool) []expr.Option {
 		expr.Function("hmac_sha256", fnHMAC, new(func(string, string) string)),
 		expr.Function(fnURLPath, urlPathFunc, new(func(any) string)),
 		expr.Function(fnURLQuery, urlQueryFunc, new(func(any) string)),
+		// Prices loops and operations before they run (budget.go).
+		expr.Patch(&budgetPatch{}),
 		expr.WithContext("ctx"),
 		expr.MaxNodes(maxExprNodes),
 	}
@@ -240,13 +250,18 @@ func (w *refWalker) Visit(node *ast.Node) {
 		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "secret" {
 			w.callsSecret = true
 		}
+	case *ast.VariableDeclaratorNode:
+		if strings.HasPrefix(n.Name, "$") {
+			w.issue(n, "%s: names starting with $ are reserved", n.Name)
+		}
 	case *ast.IdentifierNode:
-		switch n.Value {
-		case "ctx", "$env":
-			// ctx carries the run's secrets to secret(); $env is expr's handle on the whole
-			// environment, ctx included. Neither is for saga authors.
+		switch {
+		case n.Value == "ctx", strings.HasPrefix(n.Value, "$"):
+			// ctx carries the run's secrets and budgets; $env is expr's handle on the whole
+			// environment, ctx included; the budget patch's functions and variables start
+			// with $. None is for saga authors.
 			w.issue(n, "unknown name %s", n.Value)
-		case "error":
+		case n.Value == "error":
 			if !w.scope.allowError {
 				w.issue(n, "error is only set in compensate and on_failure")
 			}
@@ -262,20 +277,13 @@ func (w *refWalker) known() string {
 	return " (steps before this point: " + strings.Join(names, ", ") + ")"
 }
 
-// runStateKey finds the run's state in Env.Ctx.
-type runStateKey struct{}
-
 func fnSecret(params ...any) (any, error) {
-	ctx, _ := params[0].(context.Context)
+	c, _ := params[0].(*evalCtx)
 	name, _ := params[1].(string)
-	var rs *runState
-	if ctx != nil {
-		rs, _ = ctx.Value(runStateKey{}).(*runState)
-	}
-	if rs == nil {
+	if c == nil || c.rs == nil {
 		return nil, errors.New("secret() is not available here")
 	}
-	return rs.reveal(name)
+	return c.rs.reveal(name)
 }
 
 func fnUUID(...any) (any, error) {
@@ -294,25 +302,66 @@ func fnHMAC(params ...any) (any, error) {
 // a run evaluates on one goroutine.
 type evaluator struct {
 	env *Env
+	ec  *evalCtx // env.Ctx
 	vm  vm.VM
 }
 
-func newEvaluator(env *Env, memoryBudget uint) *evaluator {
-	ev := &evaluator{env: env}
-	ev.vm.MemoryBudget = memoryBudget
+func newEvaluator(env *Env, lim exprLimits) *evaluator {
+	ec, ok := env.Ctx.(*evalCtx)
+	if !ok { // an Env not made by newEnv
+		ec = newEvalCtx(nil)
+		env.Ctx, env.Tick, env.Hold, env.Guard = ec, ec.tick, ec.hold, ec.guard
+	}
+	ec.lim = lim
+	ev := &evaluator{env: env, ec: ec}
+	ev.vm.MemoryBudget = lim.items
 	return ev
 }
 
+// bind makes evaluations stop once ctx ends, and returns the context bound before, for the
+// caller to bind again when it is done. expr's VM takes no context, so the one the rewritten
+// expressions check is held in Env.Ctx for the span of one try of one step.
+func (ev *evaluator) bind(ctx context.Context) (prev context.Context) {
+	prev = ev.ec.Context
+	ev.ec.Context, ev.ec.done = ctx, ctx.Done()
+	return prev
+}
+
+// evalError is a failed evaluation. Its text names the expression and the place in it; it
+// wraps what stopped it, so that a deadline is still recognised as one.
+type evalError struct {
+	msg string
+	err error
+}
+
+func (e *evalError) Error() string { return e.msg }
+func (e *evalError) Unwrap() error { return e.err }
+
+// exprMemoryBudget is the message of expr's own MemoryBudget check.
+const exprMemoryBudget = "memory budget exceeded"
+
 func (ev *evaluator) eval(p *program) (any, error) {
+	ec := ev.ec
+	ec.steps, ec.bytes = ec.lim.steps, ec.lim.bytes
+	clear(ec.held) // an evaluation that failed between a $hold and its $guard
+	ec.held = ec.held[:0]
+	src := strings.TrimSpace(p.src)
 	out, err := ev.vm.Run(p.prog, ev.env)
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
+			msg := fe.Message
+			if msg == exprMemoryBudget {
+				msg = fmt.Sprintf("%s: an evaluation may make %d list items and map entries (ranges, map, filter, repeat's characters, ...)", msg, ec.lim.items)
+			}
 			// The snippet repeats the source over several lines; one line reads better in a
 			// step record.
-			return nil, fmt.Errorf("%s: %s (expression column %d)", strings.TrimSpace(p.src), fe.Message, fe.Column+1)
+			return nil, &evalError{msg: fmt.Sprintf("%s: %s (expression column %d)", src, msg, fe.Column+1), err: fe.Unwrap()}
 		}
-		return nil, fmt.Errorf("%s: %w", strings.TrimSpace(p.src), err)
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	if err := ec.checkResult(out); err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	return out, nil
 }

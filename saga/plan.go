@@ -1,12 +1,17 @@
 package saga
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
+
+// planTimeout bounds a whole plan.
+const planTimeout = 10 * time.Second
 
 // Plan decisions for one step.
 const (
@@ -53,7 +58,16 @@ func Plan(s *Saga, inv *Invocation) (*PlanResult, error) {
 	}
 	rs := newRunState(inv.Secrets)
 	env := newEnv(inv, rs)
-	ev := newEvaluator(env, 1e6)
+	ev := newEvaluator(env, defaultExprLimits())
+	// Each evaluation has the engine's default budgets; the whole plan, the saga's deadline
+	// (or planTimeout, if shorter or unset), so no saga holds an admin request for long.
+	timeout := planTimeout
+	if s.Timeout > 0 && s.Timeout < timeout {
+		timeout = s.Timeout
+	}
+	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, fmt.Errorf("plan timed out after %s", timeout))
+	defer cancel()
+	ev.bind(ctx) // the evaluator is the plan's own: nothing to bind back
 	pr := &PlanResult{Saga: s.Name, Version: s.Version, Ends: "after the last step"}
 
 	unknown := map[string]bool{} // steps whose outputs plan cannot know

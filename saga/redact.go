@@ -116,11 +116,14 @@ func secretForms(plain string) []string {
 
 // runStateOf finds the run's state behind an evaluator (nil for one built without it).
 func runStateOf(ev *evaluator) *runState {
-	if ev == nil || ev.env == nil || ev.env.Ctx == nil {
+	if ev == nil || ev.env == nil {
 		return nil
 	}
-	rs, _ := ev.env.Ctx.Value(runStateKey{}).(*runState)
-	return rs
+	c, _ := ev.env.Ctx.(*evalCtx)
+	if c == nil {
+		return nil
+	}
+	return c.rs
 }
 
 // redactor replaces a run's few revealed secrets. A run reveals one or two, so scanning for

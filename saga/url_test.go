@@ -246,7 +246,7 @@ func FuzzURLTemplateKeepsTheOrigin(f *testing.F) {
 			inv := invocation(s, nil)
 			inv.Request.Body = map[string]any{"s": v} // not through JSON, which would mend bad UTF-8
 			inv.Settings = map[string]any{"base": base}
-			in, err := s.Steps[0].Action.http.render(newEvaluator(newEnv(inv, newRunState(nil)), 1e6))
+			in, err := s.Steps[0].Action.http.render(newEvaluator(newEnv(inv, newRunState(nil)), defaultExprLimits()))
 			if err != nil {
 				t.Fatalf("base %s, s %q: %v", base, v, err)
 			}
@@ -304,7 +304,7 @@ func FuzzURLTemplateHostIgnoresTheBody(f *testing.F) {
 			inv := invocation(s, nil)
 			inv.Request.Body = map[string]any{"id": value, "path": value, "q": value, "f": value, "a": value, "host": value, "url": value}
 			inv.Settings = map[string]any{"base": "http://127.0.0.1:9000/base"}
-			in, err := s.Steps[0].Action.http.render(newEvaluator(newEnv(inv, newRunState(nil)), 1e6))
+			in, err := s.Steps[0].Action.http.render(newEvaluator(newEnv(inv, newRunState(nil)), defaultExprLimits()))
 			if err != nil {
 				return nil, false
 			}
