@@ -84,8 +84,8 @@ on_failure:
 	e, _, kv := testEngine(t)
 	res := e.Run(context.Background(), invocation(s, map[string]any{"why": "bad input"}))
 
-	t.Run("the run ends compensated with the failing step's message", func(t *testing.T) {
-		if res.Status != StatusCompensated || res.Error != "boom: bad input" || res.FailedStep != "boom" {
+	t.Run("a compensation that failed ends the run compensation_failed, with the failing step's message", func(t *testing.T) {
+		if res.Status != StatusCompensationFailed || res.Error != "boom: bad input" || res.FailedStep != "boom" {
 			t.Errorf("status %q, error %q, failed step %q", res.Status, res.Error, res.FailedStep)
 		}
 	})
