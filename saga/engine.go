@@ -400,7 +400,6 @@ func (r *run) execute(ctx context.Context) *Result {
 	var fail *failure
 	for i := r.next; i < len(r.s.Steps) && fail == nil; i++ {
 		st := r.s.Steps[i]
-		r.next = i
 		done := 0
 		if i == r.next && r.stepAttempts > 0 {
 			done = r.stepAttempts
@@ -416,6 +415,7 @@ func (r *run) execute(ctx context.Context) *Result {
 			res.Status = StatusSucceeded
 			return r.finish()
 		case err != nil && !st.ContinueOnError:
+			r.next = i
 			fail = &failure{step: st.Name, msg: rec.Error, sender: senderMessage(st.Name, st.Action, err)}
 			var fe *failError
 			if !errors.As(err, &fe) {

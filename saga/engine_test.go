@@ -506,6 +506,9 @@ steps:
 		if res.Steps[2].Attempts != 2 || res.Vars["b"] != 2 {
 			t.Errorf("attempts %d, vars %v", res.Steps[2].Attempts, res.Vars)
 		}
+		if res.Steps[3].Attempts != 1 {
+			t.Errorf("the step after the resumed one counts %d tries, want 1: earlier tries belong to the resumed step only", res.Steps[3].Attempts)
+		}
 	})
 
 	t.Run("a checkpoint of another saga version is refused", func(t *testing.T) {
