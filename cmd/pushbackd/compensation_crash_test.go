@@ -194,6 +194,10 @@ func TestACompensationCutByKillNineFinishesAfterTheRestart(t *testing.T) {
 			if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, string(tc.status)) {
 				t.Errorf("runs list -status %s: %d\n%s%s", tc.status, code, out, errOut)
 			}
+			code, out, errOut = r.cli("runs", "show", id)
+			if warned := strings.Contains(out, "undo      incomplete"); code != 0 || warned != tc.undoFails || !strings.Contains(out, "undo reserve") {
+				t.Errorf("runs show: %d, warns of an incomplete undo: %v\n%s%s", code, warned, out, errOut)
+			}
 		})
 	}
 }

@@ -257,6 +257,9 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 	if run.Error != "" {
 		fmt.Fprintf(w, "error     %s\n", run.Error)
 	}
+	if store.Status(run.Status) == store.StatusCompensationFailed {
+		fmt.Fprintf(w, "undo      incomplete: a compensation failed, so what its step did may still be in place (the undo lines below)\n")
+	}
 	if run.Result != nil {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nSTEP\tACTION\tSTATUS\tATTEMPTS\tDURATION\tERROR")
