@@ -529,7 +529,7 @@ func (a *API) listRuns(c echo.Context) error {
 	f := store.Filter{Partner: q.Get("partner"), Site: q.Get("site"), Endpoint: q.Get("endpoint"),
 		Status: store.Status(q.Get("status")), Cursor: q.Get("cursor"), Oldest: q.Get("order") == "oldest"}
 	if f.Status != "" && !f.Status.Valid() {
-		return &apiError{code: http.StatusBadRequest, message: "unknown status " + q.Get("status")}
+		return &apiError{code: http.StatusBadRequest, message: "unknown status " + strconv.Quote(q.Get("status")) + "; a status is one of " + statusList()}
 	}
 	for _, t := range []struct {
 		key string
@@ -584,6 +584,18 @@ func (a *API) replay(c echo.Context) error {
 		return &apiError{code: http.StatusConflict, message: "cannot replay: " + err.Error()}
 	}
 	return c.JSON(http.StatusAccepted, map[string]string{"run_id": id, "replay_of": c.Param("id")})
+}
+
+// statusList names every run status, for messages that refuse another.
+func statusList() string {
+	var b strings.Builder
+	for i, st := range store.Statuses() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(st))
+	}
+	return b.String()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -49,6 +49,7 @@ type App struct {
 	gateway *gateway.Gateway
 	store   *store.Bolt
 	runs    *dispatch.Dispatcher
+	pinned  *gateway.Pinned // the saga versions resumed runs started on
 	engine  *saga.Engine
 	metrics *metrics.Metrics
 	admin   *admin.API
@@ -100,12 +101,13 @@ func New(opts Options) (*App, error) {
 		return nil, errors.Join(err, a.store.Close())
 	}
 	lim := cfg.Server.Limits
+	a.pinned = gateway.NewPinned(a.store, 0)
 	var runs *dispatch.Dispatcher
 	a.metrics = metrics.New(func() int { return runs.QueueDepth() })
 	runs = dispatch.New(dispatch.Options{
 		Observer:  a.metrics,
 		Store:     a.store,
-		Rebuild:   func(run *store.Run) (*saga.Invocation, error) { return gateway.InvocationForRun(a.Current(), run) },
+		Rebuild:   a.rebuild,
 		Logger:    log.Named("runs"),
 		Workers:   lim.Workers,
 		QueueSize: lim.Queue,

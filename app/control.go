@@ -19,6 +19,7 @@ import (
 	"github.com/pushbackd/pushbackd/admin"
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/gateway"
+	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
 	"github.com/pushbackd/pushbackd/yamlconf"
@@ -202,6 +203,13 @@ func (a *App) Replay(ctx context.Context, id string) (string, error) {
 	}
 	a.log.Info("run replayed", zap.String("run_id", run.ID), zap.String("replay_of", orig.ID))
 	return run.ID, nil
+}
+
+// rebuild makes a stored run's invocation when it resumes: on the saga version it started
+// with, whatever was applied since, under the current endpoints, settings and secrets.
+// (The dispatcher gives no context; reading the history is a short local read.)
+func (a *App) rebuild(run *store.Run) (*saga.Invocation, error) {
+	return a.pinned.Invocation(context.Background(), a.Current(), run)
 }
 
 // Ready reports whether a configuration is loaded and the store takes writes.

@@ -10,18 +10,25 @@ import (
 	"github.com/pushbackd/pushbackd/store"
 )
 
-// InvocationForRun rebuilds a stored run's invocation under cfg, for a run resumed after a
-// restart. The body is parsed again from the stored bytes; credential headers were redacted
-// when the run was recorded, so a resumed saga sees "<redacted>" where the sender's
-// credentials were — sagas should not depend on them.
+// InvocationForRun makes a stored run's request into a new invocation of the saga as cfg
+// has it now, for a replay. A resumed run finishes on the version it started with instead
+// (Pinned.Invocation).
 func InvocationForRun(cfg *config.Config, run *store.Run) (*saga.Invocation, error) {
-	route, ok := cfg.Lookup(run.Partner, run.Site, run.Endpoint)
-	if !ok {
-		return nil, fmt.Errorf("endpoint %s/%s/%s is no longer configured", run.Partner, run.Site, run.Endpoint)
-	}
 	s, ok := cfg.Sagas[run.Saga]
 	if !ok {
 		return nil, fmt.Errorf("saga %q is no longer configured", run.Saga)
+	}
+	return invocationFor(cfg, run, s)
+}
+
+// invocationFor rebuilds a stored run's invocation of s under cfg's endpoint, settings,
+// secrets and egress lists. The body is parsed again from the stored bytes; credential
+// headers were redacted when the run was recorded, so a resumed saga sees "<redacted>"
+// where the sender's credentials were — sagas should not depend on them.
+func invocationFor(cfg *config.Config, run *store.Run, s *saga.Saga) (*saga.Invocation, error) {
+	route, ok := cfg.Lookup(run.Partner, run.Site, run.Endpoint)
+	if !ok {
+		return nil, fmt.Errorf("endpoint %s/%s/%s is no longer configured", run.Partner, run.Site, run.Endpoint)
 	}
 	body, err := parseBody(run.Request.ContentType, run.Request.Body)
 	if err != nil {

@@ -43,7 +43,7 @@ func New(queueDepth func() int) *Metrics {
 		}, []string{"partner", "site", "endpoint", "method", "reason"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushbackd_runs_total",
-			Help: "Saga runs that reached a final status, by saga and status.",
+			Help: "Saga runs that reached a final status, by saga and status (succeeded, failed, compensated, compensation_failed, ...). compensation_failed: a compensation did not succeed, so the run may have left something half-undone.",
 		}, []string{"saga", "status"}),
 		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pushbackd_step_duration_seconds",

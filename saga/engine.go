@@ -70,15 +70,19 @@ type Checkpointer interface {
 	Checkpoint(ctx context.Context, st *State) error
 }
 
-// State is a run's progress between steps: enough to resume it from the first unfinished
-// step. Values are redacted (a secret revealed before the checkpoint reads as "<secret>"
-// after a resume) but not truncated.
+// State is a run's progress between steps: enough to resume it where it stopped. Values
+// are redacted (a secret revealed before the checkpoint reads as "<secret>" after a
+// resume) but not truncated.
 type State struct {
 	RunID       string    `json:"run_id"`
 	SagaVersion string    `json:"saga_version"`
 	RunAttempt  int       `json:"run_attempt"` // run.attempt of the run that wrote it
 	Started     time.Time `json:"started"`
-	Next        int       `json:"next"` // index in Saga.Steps of the first unfinished step
+	// Phase is the part of the run it was in. A run that left the forward pass never
+	// returns to it: its failed step could succeed on a second try, and the run would end
+	// succeeded with its earlier steps already undone.
+	Phase Phase `json:"phase"`
+	Next  int   `json:"next"` // forward: index in Saga.Steps of the first unfinished step
 	// StepAttempts is the tries already made of Steps[Next], and WaitUntil when the next try
 	// is due: a retry wait is stored, so it survives a restart.
 	StepAttempts int                  `json:"step_attempts,omitempty"`
@@ -86,6 +90,36 @@ type State struct {
 	Vars         map[string]any       `json:"vars"`
 	Steps        map[string]StepState `json:"steps"`
 	Records      []StepRecord         `json:"records"`
+
+	// Failure is why the forward pass stopped; set past the forward pass.
+	Failure *Failure `json:"failure,omitempty"`
+	// Undo is, while compensating, the index in Records of the next step to compensate
+	// (the newest whose compensation has not finished); the rest follow down to
+	// Records[0]. A compensation in flight at a crash runs again (at least once).
+	Undo int `json:"undo,omitempty"`
+	// Compensations are the records of the compensations that finished, in the order they
+	// ran.
+	Compensations []StepRecord `json:"compensations,omitempty"`
+}
+
+// Phase is the part of a run a checkpoint was written in.
+type Phase string
+
+const (
+	// PhaseForward: running the steps. Checkpoints written before phases existed have
+	// none and mean this.
+	PhaseForward Phase = "forward"
+	// PhaseCompensating: a step failed; undoing the steps that succeeded, newest first.
+	PhaseCompensating Phase = "compensating"
+	// PhaseOnFailure: every compensation has finished; on_failure is left.
+	PhaseOnFailure Phase = "on_failure"
+)
+
+// Failure is the failed step of a run and its redacted message (error.step and
+// error.message in compensations and on_failure).
+type Failure struct {
+	Step    string `json:"step"`
+	Message string `json:"message"`
 }
 
 // Engine runs compiled sagas. It is safe for concurrent use; each Run is independent.
@@ -244,8 +278,10 @@ func (e *Engine) Run(ctx context.Context, inv *Invocation) *Result {
 }
 
 // Resume runs the saga of inv from st, a checkpoint of an earlier attempt of the same run;
-// nil st starts from the first step. A checkpoint of another version of the saga is refused:
-// its step indexes and outputs may not fit the new steps.
+// nil st starts from the first step. A run checkpointed while compensating or in
+// on_failure continues there and never runs a forward step again. A checkpoint of another
+// version of the saga is refused: its step indexes and outputs may not fit the new steps
+// (resume a run on the version it started with).
 func (e *Engine) Resume(ctx context.Context, inv *Invocation, st *State) (res *Result) {
 	if inv == nil || inv.Saga == nil {
 		return &Result{Status: StatusFailed, Error: "no saga to run"}
@@ -284,6 +320,10 @@ type run struct {
 	next         int
 	stepAttempts int
 	waitUntil    time.Time
+
+	phase Phase
+	fail  *failure // set once the forward pass stopped
+	undo  int      // while compensating: State.Undo
 }
 
 func (e *Engine) newRun(inv *Invocation) *run {
@@ -324,6 +364,14 @@ func (r *run) restore(st *State) {
 		r.res.Started = st.Started
 	}
 	r.next, r.stepAttempts, r.waitUntil = st.Next, st.StepAttempts, st.WaitUntil
+	if st.Phase == PhaseCompensating || st.Phase == PhaseOnFailure {
+		r.phase, r.undo = st.Phase, st.Undo
+		r.fail = &failure{}
+		if st.Failure != nil {
+			r.fail.step, r.fail.msg = st.Failure.Step, st.Failure.Message
+		}
+		r.res.Compensations = slices.Clone(st.Compensations)
+	}
 }
 
 // failure is why the forward pass stopped.
@@ -341,6 +389,11 @@ func (r *run) execute(ctx context.Context) *Result {
 		defer cancel()
 	}
 
+	if r.fail != nil {
+		// Resumed past the forward pass: finish the cleanup it was in.
+		r.cleanup(ctx)
+		return r.finish()
+	}
 	if res.Steps == nil {
 		res.Steps = make([]StepRecord, 0, len(r.s.Steps))
 	}
@@ -362,6 +415,7 @@ func (r *run) execute(ctx context.Context) *Result {
 			res.Status = StatusSucceeded
 			return r.finish()
 		case err != nil && !st.ContinueOnError:
+			r.next = i
 			fail = &failure{step: st.Name, msg: rec.Error, sender: senderMessage(st.Name, st.Action, err)}
 			var fe *failError
 			if !errors.As(err, &fe) {
@@ -380,8 +434,17 @@ func (r *run) execute(ctx context.Context) *Result {
 		res.Status = StatusSucceeded
 		return r.finish()
 	}
-	res.Status, res.Error, res.FailedStep, res.SenderError = StatusFailed, fail.msg, fail.step, fail.sender
-	r.cleanup(ctx, fail)
+	res.SenderError = fail.sender
+	r.fail, r.phase, r.undo = fail, PhaseCompensating, r.nextUndo(len(res.Steps)-1)
+	if r.undo < 0 {
+		r.phase = PhaseOnFailure
+	}
+	if r.cleanupHasEffects(r.undo) {
+		// Leaving the forward pass is written down before anything is undone, so that a
+		// restart continues the cleanup instead of trying the failed step again.
+		r.checkpoint(ctx, r.next, 0, time.Time{})
+	}
+	r.cleanup(ctx)
 	return r.finish()
 }
 
@@ -405,33 +468,42 @@ func (r *run) finish() *Result {
 	return res
 }
 
-// cleanup compensates the steps that succeeded, newest first, then runs on_failure. It runs
-// on a context detached from the caller's: a saga that timed out still needs undoing.
-func (r *run) cleanup(ctx context.Context, fail *failure) {
+// cleanup compensates the steps that succeeded, newest first, then runs on_failure. It
+// continues from r.phase and r.undo, so a resumed run does only what was left. It runs on
+// a context detached from the caller's: a saga that timed out still needs undoing.
+func (r *run) cleanup(ctx context.Context) {
 	res := r.res
-	r.env.Error = &ErrorEnv{Step: fail.step, Message: fail.msg}
+	res.Status, res.Error, res.FailedStep = StatusFailed, r.fail.msg, r.fail.step
+	r.env.Error = &ErrorEnv{Step: r.fail.step, Message: r.fail.msg}
 	cctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), r.e.opts.CleanupTimeout,
 		fmt.Errorf("compensation timed out after %s", r.e.opts.CleanupTimeout))
 	defer cancel()
 
-	for j := len(res.Steps) - 1; j >= 0; j-- {
-		rec := &res.Steps[j]
-		st := r.s.step(rec.Name)
-		if rec.Status != StatusSucceeded || st == nil || st.Compensate == nil {
-			continue
+	if r.phase == PhaseCompensating {
+		for j := r.nextUndo(r.undo); j >= 0; j = r.nextUndo(j - 1) {
+			rec := &res.Steps[j]
+			st := r.s.step(rec.Name)
+			crec, _, _ := r.action(cctx, st.Name, st.Compensate, st.Retry, st.Timeout, -1, 0)
+			res.Compensations = append(res.Compensations, crec)
+			if crec.Status == StatusSucceeded {
+				rec.Status = StatusCompensated
+				s := r.env.Steps[st.Name]
+				s.Status = StatusCompensated
+				r.env.Steps[st.Name] = s
+			}
+			if r.undo = r.nextUndo(j - 1); r.undo < 0 {
+				r.phase = PhaseOnFailure
+			}
+			// Done is written down so a restart does not undo this step again; not needed
+			// when the compensation touched nothing, nor when nothing is left but the
+			// outcome, which the caller records.
+			if st.Compensate.hasEffects() && (r.phase == PhaseCompensating || r.s.OnFailure != nil) {
+				r.checkpoint(cctx, r.next, 0, time.Time{})
+			}
 		}
-		crec, _, _ := r.action(cctx, st.Name, st.Compensate, st.Retry, st.Timeout, -1, 0)
-		res.Compensations = append(res.Compensations, crec)
-		if crec.Status == StatusSucceeded {
-			rec.Status = StatusCompensated
-			s := r.env.Steps[st.Name]
-			s.Status = StatusCompensated
-			r.env.Steps[st.Name] = s
-		}
+		r.phase = PhaseOnFailure
 	}
-	if len(res.Compensations) > 0 {
-		res.Status = StatusCompensated
-	}
+	res.Status = cleanupStatus(res.Compensations)
 	if r.s.OnFailure != nil {
 		rec, ans, _ := r.action(cctx, "on_failure", r.s.OnFailure, Retry{Attempts: 1}, 0, -1, 0)
 		res.OnFailure = &rec
@@ -439,6 +511,47 @@ func (r *run) cleanup(ctx context.Context, fail *failure) {
 			res.Answer = redactAnswer(r.rs, ans)
 		}
 	}
+}
+
+// cleanupStatus is a failed run's final status: compensated only when every compensation
+// succeeded, so the runs that left something half-undone can be found.
+func cleanupStatus(comps []StepRecord) string {
+	if len(comps) == 0 {
+		return StatusFailed
+	}
+	for _, c := range comps {
+		if c.Status != StatusSucceeded {
+			return StatusCompensationFailed
+		}
+	}
+	return StatusCompensated
+}
+
+// nextUndo is the index in res.Steps, at from or below, of the newest step whose
+// compensation is due (it succeeded and has one), or -1.
+func (r *run) nextUndo(from int) int {
+	for j := min(from, len(r.res.Steps)-1); j >= 0; j-- {
+		rec := r.res.Steps[j]
+		if st := r.s.step(rec.Name); rec.Status == StatusSucceeded && st != nil && st.Compensate != nil {
+			return j
+		}
+	}
+	return -1
+}
+
+// cleanupHasEffects says whether a compensation at from or below, or on_failure, would
+// touch anything outside the run. A cleanup without effects can be repeated from the
+// forward pass's last checkpoint for free, so entering it needs no write of its own.
+func (r *run) cleanupHasEffects(from int) bool {
+	if r.s.OnFailure != nil && r.s.OnFailure.hasEffects() {
+		return true
+	}
+	for j := r.nextUndo(from); j >= 0; j = r.nextUndo(j - 1) {
+		if r.s.step(r.res.Steps[j].Name).Compensate.hasEffects() {
+			return true
+		}
+	}
+	return false
 }
 
 // step runs one step: its condition, then its action with retries.
@@ -714,10 +827,14 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 	}
 	st := &State{
 		RunID: r.inv.RunID, SagaVersion: r.s.Version, RunAttempt: r.env.Run.Attempt, Started: r.res.Started,
-		Next: next, StepAttempts: stepAttempts, WaitUntil: waitUntil,
+		Phase: PhaseForward, Next: next, StepAttempts: stepAttempts, WaitUntil: waitUntil,
 		Vars:    map[string]any{},
 		Steps:   make(map[string]StepState, len(r.env.Steps)),
 		Records: slices.Clone(r.res.Steps),
+	}
+	if r.fail != nil {
+		st.Phase, st.Undo, st.Compensations = r.phase, r.undo, slices.Clone(r.res.Compensations)
+		st.Failure = &Failure{Step: r.fail.step, Message: r.fail.msg}
 	}
 	if v, ok := r.rs.redact(r.env.Vars).(map[string]any); ok {
 		st.Vars = maps.Clone(v)

@@ -84,8 +84,8 @@ on_failure:
 	e, _, kv := testEngine(t)
 	res := e.Run(context.Background(), invocation(s, map[string]any{"why": "bad input"}))
 
-	t.Run("the run ends compensated with the failing step's message", func(t *testing.T) {
-		if res.Status != StatusCompensated || res.Error != "boom: bad input" || res.FailedStep != "boom" {
+	t.Run("a compensation that failed ends the run compensation_failed, with the failing step's message", func(t *testing.T) {
+		if res.Status != StatusCompensationFailed || res.Error != "boom: bad input" || res.FailedStep != "boom" {
 			t.Errorf("status %q, error %q, failed step %q", res.Status, res.Error, res.FailedStep)
 		}
 	})
@@ -505,6 +505,9 @@ steps:
 		}
 		if res.Steps[2].Attempts != 2 || res.Vars["b"] != 2 {
 			t.Errorf("attempts %d, vars %v", res.Steps[2].Attempts, res.Vars)
+		}
+		if res.Steps[3].Attempts != 1 {
+			t.Errorf("the step after the resumed one counts %d tries, want 1: earlier tries belong to the resumed step only", res.Steps[3].Attempts)
 		}
 	})
 

@@ -48,6 +48,9 @@ const (
 	StatusFailed      = "failed"
 	StatusSkipped     = "skipped"
 	StatusCompensated = "compensated"
+	// StatusCompensationFailed ends a failed run when at least one compensation did not
+	// succeed after its retries: something it did may still be in place.
+	StatusCompensationFailed = "compensation_failed"
 )
 
 // Action kinds ("saga methods").
@@ -149,7 +152,7 @@ type Result struct {
 	RunID       string  `json:"-"`
 	Saga        string  `json:"-"`
 	SagaVersion string  `json:"-"`
-	Status      string  `json:"-"`                // succeeded | failed | compensated
+	Status      string  `json:"-"`                // succeeded | failed | compensated | compensation_failed
 	Answer      *Answer `json:"answer,omitempty"` // set by a respond action (in the steps or in on_failure); secrets redacted
 	Error       string  `json:"error,omitempty"`  // the failing step's message, free of secrets
 	FailedStep  string  `json:"failed_step,omitempty"`

@@ -348,7 +348,9 @@ func statusMerger(tx *bbolt.Tx, sts []Status, hi *runID) *merger {
 	return newMerger(streams, false)
 }
 
-var finalStatuses = []Status{StatusSucceeded, StatusFailed, StatusCompensated, StatusSuperseded, StatusDuplicate}
+// finalStatuses are the statuses Prune may delete: derived, so a new final status is
+// pruned without a second list to update.
+var finalStatuses = FinalStatuses()
 
 // pruneChunk bounds the deletes per transaction: a chunk shares its commit with the
 // accepts queued behind it, so it must stay small. The bench measured accept p99 at 3.2×

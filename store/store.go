@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -90,19 +91,31 @@ const (
 	StatusWaiting     Status = "waiting"
 	StatusSucceeded   Status = "succeeded"
 	StatusFailed      Status = "failed"
-	StatusCompensated Status = "compensated"
-	StatusSuperseded  Status = "superseded"
-	StatusDuplicate   Status = "duplicate"
+	StatusCompensated Status = "compensated" // failed; every compensation succeeded
+	// StatusCompensationFailed: failed, and at least one compensation did not succeed
+	// after its retries, so something the run did may still be in place.
+	StatusCompensationFailed Status = "compensation_failed"
+	StatusSuperseded         Status = "superseded"
+	StatusDuplicate          Status = "duplicate"
 )
 
-// Statuses lists every status, unfinished ones first.
+// statuses lists every status, unfinished ones first.
 var statuses = [...]Status{StatusQueued, StatusRunning, StatusWaiting, StatusSucceeded,
-	StatusFailed, StatusCompensated, StatusSuperseded, StatusDuplicate}
+	StatusFailed, StatusCompensated, StatusCompensationFailed, StatusSuperseded, StatusDuplicate}
+
+// Statuses returns every status, unfinished ones first: for messages that list them and
+// for backends that walk an index per status.
+func Statuses() []Status { return slices.Clone(statuses[:]) }
+
+// FinalStatuses returns the statuses Final reports, in the order of Statuses.
+func FinalStatuses() []Status {
+	return slices.DeleteFunc(Statuses(), func(s Status) bool { return !s.Final() })
+}
 
 // Final reports whether the run is over: nothing will run for it again.
 func (s Status) Final() bool {
 	switch s {
-	case StatusSucceeded, StatusFailed, StatusCompensated, StatusSuperseded, StatusDuplicate:
+	case StatusSucceeded, StatusFailed, StatusCompensated, StatusCompensationFailed, StatusSuperseded, StatusDuplicate:
 		return true
 	}
 	return false

@@ -15,13 +15,16 @@ import (
 
 	"github.com/pushbackd/pushbackd/app"
 	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/store"
 )
 
 const runsUsage = `usage: pushbackd runs list [-partner P] [-site S] [-endpoint E] [-status S] [-since T] [-until T] [-limit N] [-cursor C] [-json]
        pushbackd runs show ID [-json]
        pushbackd runs replay ID [-json]
 common flags: -config configs/pushbackd.yaml  -admin http://host:port  -token-file PATH
-The token is read from PUSHBACKD_ADMIN_TOKEN, else -token-file, else <data_dir>/admin.token.`
+The token is read from PUSHBACKD_ADMIN_TOKEN, else -token-file, else <data_dir>/admin.token.
+-status compensation_failed finds the runs whose compensations did not all succeed: something
+they did may still be in place ("runs show ID" lists each undo step and its error).`
 
 // runsCmd talks to the admin API of a running server.
 type runsCmd struct {
@@ -40,7 +43,11 @@ func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	asJSON := fs.Bool("json", false, "print the API's JSON instead of a table")
 	filters := map[string]*string{}
 	for _, f := range []string{"partner", "site", "endpoint", "status", "since", "until", "limit", "cursor"} {
-		filters[f] = fs.String(f, "", "filter: "+f)
+		usage := "filter: " + f
+		if f == "status" {
+			usage += " (" + statusNames() + ")"
+		}
+		filters[f] = fs.String(f, "", usage)
 	}
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -183,6 +190,15 @@ func (rc *runsCmd) list(ctx context.Context, q url.Values) error {
 	return nil
 }
 
+// statusNames lists the statuses a run can have, as the store defines them.
+func statusNames() string {
+	var names []string
+	for _, st := range store.Statuses() {
+		names = append(names, string(st))
+	}
+	return strings.Join(names, ", ")
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -240,6 +256,9 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 	}
 	if run.Error != "" {
 		fmt.Fprintf(w, "error     %s\n", run.Error)
+	}
+	if store.Status(run.Status) == store.StatusCompensationFailed {
+		fmt.Fprintf(w, "undo      incomplete: a compensation failed, so what its step did may still be in place (the undo lines below)\n")
 	}
 	if run.Result != nil {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

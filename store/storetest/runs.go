@@ -165,6 +165,45 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 		}
 	})
 
+	t.Run("every final status is listed by its filter, stays final and is pruned", func(t *testing.T) {
+		final := []store.Status{store.StatusSucceeded, store.StatusFailed, store.StatusCompensated,
+			store.StatusCompensationFailed, store.StatusSuperseded, store.StatusDuplicate}
+		for _, st := range store.Statuses() {
+			if st.Final() != slices.Contains(final, st) {
+				t.Errorf("%s: Final() = %v", st, st.Final())
+			}
+		}
+		clock := NewManualClock()
+		s := newStore(t, clock)
+		byStatus := map[store.Status]string{}
+		for _, st := range final {
+			r := sampleRun("acme", "", "e")
+			mustCreate(t, s, r)
+			r.Status = st
+			if err := s.Update(ctx, r); err != nil {
+				t.Fatalf("Update to %s: %v", st, err)
+			}
+			byStatus[st] = r.ID
+		}
+		for _, st := range final {
+			if got := ids(listAll(t, s, store.Filter{Status: st})); !slices.Equal(got, []string{byStatus[st]}) {
+				t.Errorf("List(status %s) = %v, want %s", st, got, byStatus[st])
+			}
+			r, err := s.GetRun(ctx, byStatus[st])
+			if err != nil || r.Status != st || r.FinishedAt.IsZero() {
+				t.Fatalf("GetRun = %+v, %v; want %s with a finish time", r, err, st)
+			}
+			r.Status = store.StatusRunning
+			if err := s.Update(ctx, r); !errors.Is(err, store.ErrFinal) {
+				t.Errorf("Update %s -> running = %v, want ErrFinal", st, err)
+			}
+		}
+		clock.Advance(time.Minute)
+		if n, err := s.Prune(ctx, clock.Now(), 0); err != nil || n != len(final) {
+			t.Errorf("Prune = %d, %v; want every one of the %d final runs", n, err, len(final))
+		}
+	})
+
 	t.Run("list serves every filter in both orders across pages", func(t *testing.T) {
 		clock := NewManualClock()
 		s := newStore(t, clock)
