@@ -298,6 +298,9 @@ func (e *Engine) newRun(inv *Invocation) *run {
 		},
 	}
 	r.log = e.log.With(r.logFields()...)
+	if inv.Attempt > 0 {
+		env.Run.Attempt = inv.Attempt
+	}
 	return r
 }
 
@@ -319,6 +322,9 @@ func (r *run) restore(st *State) {
 		r.env.Steps = map[string]StepState{}
 	}
 	r.env.Run.Attempt = st.RunAttempt + 1
+	if r.inv.Attempt > 0 {
+		r.env.Run.Attempt = r.inv.Attempt // a wake-up after a suspension is not a new attempt
+	}
 	r.res.Steps = slices.Clone(st.Records)
 	if !st.Started.IsZero() {
 		r.res.Started = st.Started
@@ -335,6 +341,7 @@ type failure struct {
 
 func (r *run) execute(ctx context.Context) *Result {
 	res := r.res
+	caller := ctx
 	if r.s.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, r.s.Timeout, timedOut("saga", r.s.Timeout))
@@ -351,10 +358,24 @@ func (r *run) execute(ctx context.Context) *Result {
 		if i == r.next && r.stepAttempts > 0 {
 			done = r.stepAttempts
 			if wait := r.waitUntil.Sub(r.e.clock.Now()); wait > 0 {
+				if r.suspends(r.waitUntil) { // woken early: wait on
+					r.checkpoint(ctx, i, done, r.waitUntil)
+					return r.suspended(r.waitUntil)
+				}
 				_ = r.e.clock.Sleep(ctx, wait) // a cancelled wait fails the try that follows
 			}
 		}
 		rec, ans, err := r.step(ctx, i, st, done)
+		var sus *suspension
+		if errors.As(err, &sus) {
+			return r.suspended(sus.until)
+		}
+		if err != nil && errors.Is(context.Cause(caller), ErrInterrupted) {
+			// Given up, not failed: nothing is undone, and the run resumes from its last
+			// checkpoint.
+			res.Status = StatusInterrupted
+			return res
+		}
 		res.Steps = append(res.Steps, rec)
 		switch {
 		case ans != nil:
@@ -383,6 +404,22 @@ func (r *run) execute(ctx context.Context) *Result {
 	res.Status, res.Error, res.FailedStep, res.SenderError = StatusFailed, fail.msg, fail.step, fail.sender
 	r.cleanup(ctx, fail)
 	return r.finish()
+}
+
+// suspends says whether a wait until `until` suspends this run rather than sleeping in it:
+// the invocation allows it, and a Checkpointer keeps the wait for whoever wakes the run.
+func (r *run) suspends(until time.Time) bool {
+	return r.e.opts.Checkpointer != nil && r.inv.Suspends(until)
+}
+
+// suspended ends this execution of the run without ending the run: its checkpoint holds
+// the wait, and the caller resumes it at until.
+func (r *run) suspended(until time.Time) *Result {
+	res := r.res
+	res.Status, res.WakeAt = StatusWaiting, until
+	res.Duration = r.e.clock.Now().Sub(res.Started)
+	r.log.Debug("saga run suspended", zap.Time("until", until))
+	return res
 }
 
 func redactAnswer(rs *runState, a *Answer) *Answer {
@@ -524,7 +561,12 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 			retryAfter = append(retryAfter, why)
 		}
 		if stepIndex >= 0 {
-			r.checkpoint(ctx, stepIndex, n, r.e.clock.Now().Add(wait))
+			wake := r.e.clock.Now().Add(wait)
+			r.checkpoint(ctx, stepIndex, n, wake)
+			if r.suspends(wake) {
+				// The wait is the store's now: the worker is free for other runs.
+				return rec, nil, &suspension{until: wake}
+			}
 		}
 		r.log.Debug("step failed, retrying", zap.String("step", name), zap.Int("attempt", n),
 			zap.Duration("wait", wait), zap.String("error", r.rs.redactString(err.Error())))
