@@ -81,8 +81,14 @@ type State struct {
 	Next        int       `json:"next"` // index in Saga.Steps of the first unfinished step
 	// StepAttempts is the tries already made of Steps[Next], and WaitUntil when the next try
 	// is due: a retry wait is stored, so it survives a restart.
+	// SagaDeadline and StepDeadline are when the saga's and the waiting step's timeouts
+	// end. A run woken from a wait keeps them, so a timeout covers the whole run (all the
+	// step's tries) however often it suspends; a run resumed after a crash mid-step starts
+	// its timeouts afresh.
 	StepAttempts int                  `json:"step_attempts,omitempty"`
 	WaitUntil    time.Time            `json:"wait_until,omitzero"`
+	SagaDeadline time.Time            `json:"saga_deadline,omitzero"`
+	StepDeadline time.Time            `json:"step_deadline,omitzero"`
 	Vars         map[string]any       `json:"vars"`
 	Steps        map[string]StepState `json:"steps"`
 	Records      []StepRecord         `json:"records"`
@@ -284,6 +290,9 @@ type run struct {
 	next         int
 	stepAttempts int
 	waitUntil    time.Time
+	// sagaDeadline is when the saga's timeout ends (zero: none yet); stepDeadline when the
+	// timeout of the step in progress does.
+	sagaDeadline, stepDeadline time.Time
 }
 
 func (e *Engine) newRun(inv *Invocation) *run {
@@ -330,6 +339,9 @@ func (r *run) restore(st *State) {
 		r.res.Started = st.Started
 	}
 	r.next, r.stepAttempts, r.waitUntil = st.Next, st.StepAttempts, st.WaitUntil
+	if !st.WaitUntil.IsZero() { // woken from a wait, not resumed after a crash
+		r.sagaDeadline, r.stepDeadline = st.SagaDeadline, st.StepDeadline
+	}
 }
 
 // failure is why the forward pass stopped.
@@ -343,8 +355,11 @@ func (r *run) execute(ctx context.Context) *Result {
 	res := r.res
 	caller := ctx
 	if r.s.Timeout > 0 {
+		if r.sagaDeadline.IsZero() {
+			r.sagaDeadline = time.Now().Add(r.s.Timeout)
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, r.s.Timeout, timedOut("saga", r.s.Timeout))
+		ctx, cancel = context.WithDeadlineCause(ctx, r.sagaDeadline, timedOut("saga", r.s.Timeout))
 		defer cancel()
 	}
 
@@ -505,8 +520,16 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 	rec := StepRecord{Name: name, Action: a.Kind, Started: r.e.clock.Now()}
 	parentDeadline, parentHasDeadline := ctx.Deadline()
 	if timeout > 0 {
+		dl := time.Now().Add(timeout)
+		if stepIndex >= 0 {
+			if done > 0 && !r.stepDeadline.IsZero() {
+				dl = r.stepDeadline // woken from a wait: the tries share one timeout
+			}
+			r.stepDeadline = dl
+			defer func() { r.stepDeadline = time.Time{} }()
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, timeout, timedOut("step", timeout))
+		ctx, cancel = context.WithDeadlineCause(ctx, dl, timedOut("step", timeout))
 		defer cancel()
 	}
 	if retry.Attempts < 1 {
@@ -757,6 +780,7 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 	st := &State{
 		RunID: r.inv.RunID, SagaVersion: r.s.Version, RunAttempt: r.env.Run.Attempt, Started: r.res.Started,
 		Next: next, StepAttempts: stepAttempts, WaitUntil: waitUntil,
+		SagaDeadline: r.sagaDeadline, StepDeadline: r.stepDeadline,
 		Vars:    map[string]any{},
 		Steps:   make(map[string]StepState, len(r.env.Steps)),
 		Records: slices.Clone(r.res.Steps),

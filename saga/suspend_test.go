@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -190,4 +191,51 @@ steps:
 			t.Fatalf("status %q with %d compensations, want compensated once", res.Status, undone.Load())
 		}
 	})
+}
+
+// A timeout covers the whole run, and a step's timeout all its tries, however often the
+// run suspends: a run woken from a wait keeps the deadlines it had, so a wait that would
+// end after them fails the step instead of suspending again.
+func TestARunWokenFromAWaitKeepsItsDeadlines(t *testing.T) {
+	url, _ := throttled(t, 1<<30) // always Retry-After: 30
+	for _, tc := range []struct {
+		name, src, want string
+		deadline        func(st *State, dl time.Time)
+	}{
+		{"the saga's timeout", `
+name: timed
+timeout: 1h
+steps:
+  - {name: call, http: {url: "` + url + `"}, retry: {attempts: 5, backoff: 1s}}
+`, "the run's deadline", func(st *State, dl time.Time) { st.SagaDeadline = dl }},
+		{"the step's timeout", `
+name: timed
+steps:
+  - {name: call, http: {url: "` + url + `", timeout: 5s}, timeout: 1h, retry: {attempts: 5, backoff: 1s}}
+`, "the step's timeout (1h0m0s)", func(st *State, dl time.Time) { st.StepDeadline = dl }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustParse(t, "timed", tc.src)
+			var cp recordingCheckpointer
+			e, clock, _ := testEngine(t, func(o *EngineOptions) { o.Checkpointer = &cp })
+			inv := invocation(s, nil)
+			inv.Suspend = true
+			if res := e.Run(context.Background(), inv); res.Status != StatusWaiting {
+				t.Fatalf("first execution: %q (%s)", res.Status, res.Error)
+			}
+			st := *cp.states[len(cp.states)-1]
+			if st.SagaDeadline.IsZero() && st.StepDeadline.IsZero() {
+				t.Fatal("the suspension's checkpoint holds no deadline")
+			}
+			// Most of the hour has passed: 10s are left, less than the next 30s wait.
+			tc.deadline(&st, time.Now().Add(10*time.Second))
+			clock.mu.Lock()
+			clock.now = st.WaitUntil
+			clock.mu.Unlock()
+			res := e.Resume(context.Background(), inv, &st)
+			if res.Status != StatusFailed || !strings.Contains(res.Error, tc.want) {
+				t.Fatalf("woken run: %q (%s); want it failed at %s, not suspended with a fresh timeout", res.Status, res.Error, tc.want)
+			}
+		})
+	}
 }
