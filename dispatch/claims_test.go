@@ -383,3 +383,22 @@ func TestAFailedClaimIsTriedAgain(t *testing.T) {
 	}
 	r.waitStatus(runs[0].ID, store.StatusSucceeded)
 }
+
+// An async run accepted while a worker is free is created already claimed by it, in the
+// same commit: the run costs one create and one outcome, as before runs were claimed.
+func TestARunAcceptedByAFreeWorkerCostsNoClaim(t *testing.T) {
+	url, _ := counter(t)
+	clock := newFakeClock()
+	st := store.NewMemory(clock)
+	runs := &countingRuns{Store: st}
+	r := newRigOn(t, runs, st, clock, clock, 2, 10, mustSaga(t, "name: call\nsteps:\n  - {name: c, http: {url: \""+url+"\"}}\n"))
+	run, _, err := r.accept("call", "L-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitStatus(run.ID, store.StatusSucceeded)
+	r.stop()
+	if c, u, cl := runs.creates.Load(), runs.updates.Load(), runs.claims.Load(); c != 1 || u != 1 || cl != 0 {
+		t.Errorf("%d creates, %d saves and %d claims; want one create, one save (the outcome) and no claim", c, u, cl)
+	}
+}

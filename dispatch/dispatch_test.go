@@ -533,7 +533,15 @@ func TestStopLeavesQueuedRunsForTheNextStart(t *testing.T) {
 // countingRuns counts the writes that reach the store.
 type countingRuns struct {
 	Store
-	creates, updates atomic.Int32
+	creates, updates, claims atomic.Int32
+}
+
+func (c *countingRuns) Claim(ctx context.Context, owner string, n int, ttl time.Duration) (store.ClaimResult, error) {
+	res, err := c.Store.Claim(ctx, owner, n, ttl)
+	if len(res.Runs) > 0 {
+		c.claims.Add(1)
+	}
+	return res, err
 }
 
 func (c *countingRuns) Create(ctx context.Context, run *store.Run, o store.CreateOptions) (store.CreateResult, error) {
