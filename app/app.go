@@ -222,8 +222,9 @@ func (a *App) Addr() string { return a.pushback.addr() }
 func (a *App) AdminAddr() string { return a.adminL.addr() }
 
 // Stop stops accepting, lets requests in flight finish within ctx, waits for sync sagas
-// that outlived their request, and closes the store. Queued and waiting runs stay on disk
-// and resume at the next start.
+// that outlived their request, stops the workers (runs still executing when ctx ends are
+// interrupted and resume from their last checkpoint at the next start) and, once every
+// worker has returned, closes the store. Queued and waiting runs stay on disk.
 func (a *App) Stop(ctx context.Context) error {
 	if a.cancel == nil {
 		return a.store.Close()

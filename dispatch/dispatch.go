@@ -1,7 +1,13 @@
 // Package dispatch runs accepted pushbacks: it records each run durably before the sender
-// is answered, queues it for a bounded pool of workers, checkpoints every step, and on start
-// resumes whatever a crash interrupted. Debounce and retry waits are stored wake-up times,
-// so they survive restarts; serialize_by keys run one at a time in arrival order.
+// is answered, and a bounded pool of workers claims due runs from the store, executes them
+// under leases, checkpoints every step and records the outcome.
+//
+// The store holds what is runnable and when; the dispatcher holds only what it executes.
+// Queued runs, debounce waits, retry waits (a run suspends instead of sleeping in its
+// worker), runs parked behind their serialize_by key, and runs a crash interrupted are all
+// rows in the store's due-time index, so they survive restarts and cost no memory here. One
+// timer, set to the earliest due time the last claim saw, and a nudge on every accept and
+// every freed worker tell the pool when to claim.
 package dispatch
 
 import (
@@ -12,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/pushbackd/pushbackd/internal/jsonenc"
@@ -19,16 +26,28 @@ import (
 	"github.com/pushbackd/pushbackd/store"
 )
 
-// ErrQueueFull means the queue holds QueueSize runs waiting for a worker: the gateway
-// answers 503 with Retry-After instead of growing without bound. Nothing was stored.
+// ErrQueueFull means the store holds QueueSize runnable runs (queued or waiting): the
+// gateway answers 503 with Retry-After instead of growing without bound. Nothing was stored.
 var ErrQueueFull = errors.New("dispatch: the run queue is full")
 
 // ErrStopped means the dispatcher is shutting down and takes no new runs.
 var ErrStopped = errors.New("dispatch: stopped")
 
+// errShutdown and errLeaseLost are why a worker's run is interrupted.
+var (
+	errShutdown  = fmt.Errorf("%w: shutting down", saga.ErrInterrupted)
+	errLeaseLost = fmt.Errorf("%w: %w", saga.ErrInterrupted, store.ErrLeaseLost)
+)
+
 // Engine is the part of the saga engine the dispatcher drives.
 type Engine interface {
 	Resume(ctx context.Context, inv *saga.Invocation, st *saga.State) *saga.Result
+}
+
+// Store is what the dispatcher needs of the store: it creates runs and works the queue.
+type Store interface {
+	Create(ctx context.Context, run *store.Run, opts store.CreateOptions) (store.CreateResult, error)
+	store.Queue
 }
 
 // Clock schedules wake-ups. Tests use a fake one, so no test sleeps through a wait.
@@ -55,57 +74,71 @@ type noObserver struct{}
 func (noObserver) RunFinished(*saga.Result)          {}
 func (noObserver) StoreCommit(string, time.Duration) {}
 
+// DefaultLeaseTTL is how long a worker's hold on a run lasts without renewal. Workers renew
+// every third of it; a process that dies leaves its runs to others (with a shared store)
+// when it passes. The embedded store hands a dead process's runs out at its next start
+// without waiting.
+const DefaultLeaseTTL = 30 * time.Second
+
 // Options are the dispatcher's collaborators and limits.
 type Options struct {
 	Observer Observer // nil: nobody listens
-	Store    store.Runs
+	Store    Store
 	// Rebuild makes the invocation of a stored run under the current configuration; it is
-	// how runs resume after a restart (the request is parsed again from the stored bytes).
+	// how claimed runs execute (the request is parsed again from the stored bytes).
 	Rebuild   func(run *store.Run) (*saga.Invocation, error)
 	Logger    *zap.Logger
 	Clock     Clock
-	Workers   int // runs executing at once; default 64
-	QueueSize int // runs waiting for a worker before accepts are refused; default 10000
+	Workers   int           // runs executing at once; default 64
+	QueueSize int           // runnable runs in the store before accepts are refused; default 10000
+	LeaseTTL  time.Duration // default DefaultLeaseTTL
+	Owner     string        // this process in leases; default a fresh UUID
 }
 
-// Dispatcher owns the run queue.
+// Dispatcher owns the worker pool.
 type Dispatcher struct {
 	o      Options
 	engine Engine
 	log    *zap.Logger
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	queue    []*job                 // ready to execute, in arrival order
-	reserved int                    // accepts between their capacity check and their commit
-	timers   map[string]func() bool // waiting runs' wake-ups, by run id
-	dropped  map[string]bool        // superseded while queued or waiting: skip when popped
-	serial   map[string][]*job      // serialize_by key -> runs parked behind the running one
-	busy     map[string]bool        // serialize_by keys with a run executing
-	active   map[string]*job        // executing runs, for checkpoints
-	// filing holds a slot per async outcome being written after its worker moved on;
-	// a full channel makes workers wait, so a slow disk slows them instead of piling
-	// finished runs up in memory.
+	mu          sync.Mutex
+	free        int             // workers neither executing nor promised a run
+	active      map[string]*job // executing runs: for checkpoints and lease renewal
+	stopped     bool            // no more accepts or claims
+	interrupted bool            // Stop's grace period is over: runs are given up
+	timerAt     time.Time       // when the claim timer fires; zero: no timer
+	stopTimer   func() bool
+	stopRenew   func() bool
+
+	jobs  chan *job     // claimed runs for the workers; never blocks (free counts its room)
+	nudge chan struct{} // "claim now", for the claimer
+	quit  chan struct{} // closed by Stop: the claimer returns
+	// filing holds a slot per async outcome being written after its worker moved on; a
+	// full channel makes workers wait, so a slow disk slows them instead of piling finished
+	// runs up in memory.
 	filing  chan struct{}
-	stopped bool
+	claimer sync.WaitGroup
 	workers sync.WaitGroup
-	running sync.WaitGroup
+	running sync.WaitGroup // sync runs and outcome writes in flight
+	handoff sync.WaitGroup // accepts between promising a worker a run and handing it over
 }
 
-// job is one run on its way through the dispatcher. While it executes, only its worker
-// touches run.
+// job is one run a worker (or a sync request) executes. Only its goroutine touches run.
 type job struct {
 	run   *store.Run
-	inv   *saga.Invocation // nil after a restart until Rebuild makes it
-	state *saga.State
-	// started: the stored record already says running with this attempt (a sync run just
-	// created), so execute need not write it again.
-	started bool
+	lease store.Lease
+	inv   *saga.Invocation // nil for a claimed run until Rebuild makes it
+	// cancel interrupts the run (saga.ErrInterrupted as the cause): at the end of Stop's
+	// grace period, or when its lease is lost.
+	cancel context.CancelCauseFunc
 	// lateFinish: record the outcome after returning it. A sync sender waits for the
 	// saga's answer, not for the write that files it away; a crash in between finds the
 	// run unfinished and runs it again from its last checkpoint (at least once). (Async
 	// outcomes are written after the worker moves on too, bounded by Dispatcher.filing.)
 	lateFinish bool
+	// suspended: its last checkpoint suspended the run, so the store holds it as waiting
+	// and the lease is gone.
+	suspended bool
 }
 
 // New makes a dispatcher; Start gives it its engine and starts the workers. The engine is
@@ -126,82 +159,104 @@ func New(o Options) *Dispatcher {
 	if o.QueueSize <= 0 {
 		o.QueueSize = 10000
 	}
-	d := &Dispatcher{o: o, log: o.Logger, timers: map[string]func() bool{}, dropped: map[string]bool{},
-		serial: map[string][]*job{}, busy: map[string]bool{}, active: map[string]*job{},
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.Owner == "" {
+		o.Owner = uuid.NewString()
+	}
+	return &Dispatcher{o: o, log: o.Logger, free: o.Workers, active: map[string]*job{},
+		jobs: make(chan *job, o.Workers), nudge: make(chan struct{}, 1), quit: make(chan struct{}),
 		filing: make(chan struct{}, 4*o.Workers)}
-	d.cond = sync.NewCond(&d.mu)
-	return d
 }
 
-// Start resumes every unfinished run in the store and starts the workers.
+// Start starts the workers; they claim whatever the store holds that is due, including
+// runs a crash interrupted.
 func (d *Dispatcher) Start(ctx context.Context, engine Engine) error {
 	d.engine = engine
-	runs, err := d.o.Store.Unfinished(ctx)
+	n, err := d.o.Store.Runnable(ctx)
 	if err != nil {
-		return fmt.Errorf("load unfinished runs: %w", err)
+		return fmt.Errorf("read the run queue: %w", err)
 	}
-	d.mu.Lock()
-	for _, r := range runs {
-		j := &job{run: r}
-		if len(r.State) > 0 {
-			j.state = new(saga.State)
-			if err := json.Unmarshal(r.State, j.state); err != nil {
-				d.log.Error("unreadable checkpoint; the run restarts from its first step", zap.String("run_id", r.ID), zap.Error(err))
-				j.state = nil
-			}
-		}
-		if r.Status == store.StatusWaiting && r.WakeAt.After(d.o.Clock.Now()) {
-			d.scheduleLocked(j, r.WakeAt)
-		} else {
-			d.queue = append(d.queue, j)
-		}
-	}
-	d.mu.Unlock()
-	if len(runs) > 0 {
-		d.log.Info("resuming unfinished runs", zap.Int("runs", len(runs)))
+	if n > 0 {
+		d.log.Info("runs waiting in the store", zap.Int("runs", n))
 	}
 	for range d.o.Workers {
 		d.workers.Add(1)
 		go d.work()
 	}
-	d.cond.Broadcast()
+	d.claimer.Add(1)
+	go d.claimLoop()
+	d.mu.Lock()
+	d.scheduleRenewLocked()
+	d.mu.Unlock()
+	d.poke()
 	return nil
 }
 
-// Stop takes no new runs and lets the executing ones finish within ctx. Runs still queued or
-// waiting stay in the store and resume at the next start; a run cut off by ctx stays
-// "running" there and resumes from its last checkpoint.
+// Stop takes no new runs and stops claiming, then waits for the executing runs to finish
+// until ctx ends (the grace period). Runs still executing then are interrupted: their
+// contexts are cancelled, they stop without compensating or recording an outcome, and their
+// leases are released, so the next start resumes them from their last checkpoint. Stop
+// returns only once every worker and every sync run has returned, so the store may close
+// after it. Queued and waiting runs stay in the store.
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return nil
+	}
 	d.stopped = true
-	for id, stop := range d.timers {
-		stop()
-		delete(d.timers, id)
+	if d.stopTimer != nil {
+		d.stopTimer()
+		d.stopTimer, d.timerAt = nil, time.Time{}
 	}
 	d.mu.Unlock()
-	d.cond.Broadcast()
+	close(d.quit)
+	d.claimer.Wait()
+	d.handoff.Wait()
+	close(d.jobs) // nothing sends any more: workers drain what they were promised, then return
 	done := make(chan struct{})
 	go func() { d.workers.Wait(); d.running.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("runs still executing at shutdown (they resume at the next start): %w", ctx.Err())
+		d.mu.Lock()
+		d.interrupted = true
+		n := len(d.active)
+		for _, j := range d.active {
+			j.cancel(errShutdown)
+		}
+		d.mu.Unlock()
+		<-done
+		err = fmt.Errorf("%d runs still executing at shutdown were interrupted (they resume from their last checkpoint at the next start): %w", n, ctx.Err())
 	}
-}
-
-// QueueDepth is the number of runs waiting for a worker.
-func (d *Dispatcher) QueueDepth() int {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.queue)
+	if d.stopRenew != nil {
+		d.stopRenew()
+	}
+	d.stopRenew = nil
+	d.mu.Unlock()
+	return err
 }
 
-// Accept records an async run durably and queues it; it returns once the run is on disk,
-// so the caller may answer 2xx. With an idempotency or message key already taken it
-// stores nothing and returns the original run's id. A saga with debounce makes the run
-// wait (superseding an older waiting run with the same key); one with serialize_by gets
-// its key.
+// QueueDepth is the number of runnable runs in the store: queued or waiting, parked ones
+// included. It is what QueueSize bounds.
+func (d *Dispatcher) QueueDepth() int {
+	n, err := d.o.Store.Runnable(context.Background())
+	if err != nil {
+		d.log.Warn("cannot read the queue depth", zap.Error(err))
+	}
+	return n
+}
+
+// Accept records an async run durably and returns once it is on disk, so the caller may
+// answer 2xx. With an idempotency or message key already taken it stores nothing and
+// returns the original run's id. A saga with debounce makes the run wait (superseding an
+// older waiting run with the same key); one with serialize_by gets its key. When a worker is
+// free and the run is due at once, it is created already claimed and handed to that worker,
+// with its request still in memory: no second write and no second read.
 func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (duplicateOf string, err error) {
 	run.Mode, run.Status = "async", store.StatusQueued
 	if err := d.keys(run, inv); err != nil {
@@ -212,37 +267,39 @@ func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 		d.mu.Unlock()
 		return "", ErrStopped
 	}
-	if run.Status == store.StatusQueued && len(d.queue)+d.reserved >= d.o.QueueSize {
-		d.mu.Unlock()
-		return "", ErrQueueFull
+	take := d.free > 0 && run.Status == store.StatusQueued
+	if take {
+		d.free--
+		d.handoff.Add(1)
 	}
-	d.reserved++
 	d.mu.Unlock()
 
+	opts.MaxRunnable = d.o.QueueSize
+	if take {
+		opts.Owner, opts.LeaseTTL = d.o.Owner, d.o.LeaseTTL
+	}
 	res, err := d.create(ctx, run, opts)
-
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.reserved--
-	if err != nil {
-		return "", err
-	}
-	if res.DuplicateOf != "" {
-		return res.DuplicateOf, nil
-	}
-	for _, id := range res.Superseded {
-		if stop, ok := d.timers[id]; ok {
-			stop()
-			delete(d.timers, id)
+	if take {
+		if err == nil && res.Lease != nil {
+			d.jobs <- &job{run: run, inv: inv, lease: *res.Lease}
+		} else {
+			d.mu.Lock()
+			d.free++
+			d.mu.Unlock()
 		}
-		d.dropped[id] = true
+		d.handoff.Done()
 	}
-	j := &job{run: run, inv: inv}
-	if run.Status == store.StatusWaiting {
-		d.scheduleLocked(j, run.WakeAt)
-	} else {
-		d.queue = append(d.queue, j)
-		d.cond.Signal()
+	switch {
+	case errors.Is(err, store.ErrFull):
+		return "", fmt.Errorf("%w: %w", ErrQueueFull, err)
+	case err != nil:
+		return "", err
+	case res.DuplicateOf != "":
+		return res.DuplicateOf, nil
+	case res.Lease == nil && run.Status == store.StatusWaiting:
+		d.wakeAt(run.WakeAt)
+	case res.Lease == nil:
+		d.poke()
 	}
 	return "", nil
 }
@@ -287,11 +344,11 @@ func debounceScope(run *store.Run, sc saga.Scope) store.KeyScope {
 }
 
 // RunSync records a run and executes it while the caller waits. debounce and serialize_by
-// do not apply: the sender is waiting for this run's answer.
+// do not apply: the sender is waiting for this run's answer. A wait that ends after
+// inv.SleepUntil (the gateway sets it to the sender's deadline) suspends the run: RunSync
+// returns saga.StatusWaiting and a worker finishes the run later, as an async one.
 func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (res *saga.Result, duplicateOf string, err error) {
-	// Recorded as already running, attempt 1: the run starts right after the commit, so a
-	// second write to say so would only cost an fsync.
-	run.Mode, run.Status, run.Attempt = "sync", store.StatusRunning, 1
+	run.Mode, run.Status = "sync", store.StatusQueued
 	d.mu.Lock()
 	if d.stopped {
 		d.mu.Unlock()
@@ -303,6 +360,9 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 	if inv.Saga.Pure() {
 		return d.runPure(ctx, run, inv, opts)
 	}
+	// Created claimed, running, attempt 1: the run starts right after the commit, so a
+	// second write to say so would only cost an fsync.
+	opts.Owner, opts.LeaseTTL = d.o.Owner, d.o.LeaseTTL
 	cr, err := d.create(ctx, run, opts)
 	if err != nil {
 		return nil, "", err
@@ -310,7 +370,10 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 	if cr.DuplicateOf != "" {
 		return nil, cr.DuplicateOf, nil
 	}
-	return d.execute(ctx, &job{run: run, inv: inv, started: true, lateFinish: true}), "", nil
+	if cr.Lease == nil { // cannot happen: a sync run has no serialize_by key to wait behind
+		return nil, "", fmt.Errorf("sync run %s was not created claimed", run.ID)
+	}
+	return d.execute(ctx, &job{run: run, inv: inv, lease: *cr.Lease, lateFinish: true}), "", nil
 }
 
 // runPure executes a pure saga (saga.Saga.Pure) first and then records the run once, in its
@@ -322,6 +385,7 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 // pure runs leave nothing behind.
 func (d *Dispatcher) runPure(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (*saga.Result, string, error) {
 	log := d.log.With(zap.String("run_id", run.ID), zap.String("partner", run.Partner), zap.String("saga", run.Saga))
+	run.Attempt = 1
 	res := d.engine.Resume(ctx, inv, nil)
 	d.recordOutcome(run, res)
 	cr, err := d.create(context.WithoutCancel(ctx), run, opts)
@@ -343,86 +407,160 @@ func (d *Dispatcher) create(ctx context.Context, run *store.Run, opts store.Crea
 	return res, err
 }
 
-func (d *Dispatcher) update(ctx context.Context, run *store.Run) error {
+func (d *Dispatcher) save(ctx context.Context, run *store.Run, lease store.Lease) error {
 	start := time.Now()
-	err := d.o.Store.Update(ctx, run)
-	d.o.Observer.StoreCommit("update", time.Since(start))
+	err := d.o.Store.Save(ctx, run, lease)
+	d.o.Observer.StoreCommit("save", time.Since(start))
 	return err
 }
 
-func (d *Dispatcher) scheduleLocked(j *job, at time.Time) {
-	id := j.run.ID
-	d.timers[id] = d.o.Clock.AfterFunc(at.Sub(d.o.Clock.Now()), func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if _, ok := d.timers[id]; !ok || d.stopped {
-			return // superseded or stopping: the store has it
-		}
-		delete(d.timers, id)
-		d.queue = append(d.queue, j)
-		d.cond.Signal()
-	})
-}
-
-func (d *Dispatcher) work() {
-	defer d.workers.Done()
-	for {
-		d.mu.Lock()
-		for len(d.queue) == 0 && !d.stopped {
-			d.cond.Wait()
-		}
-		if d.stopped {
-			d.mu.Unlock()
-			return
-		}
-		j := d.queue[0]
-		d.queue[0] = nil
-		d.queue = d.queue[1:]
-		if d.dropped[j.run.ID] {
-			delete(d.dropped, j.run.ID)
-			d.mu.Unlock()
-			continue
-		}
-		if key := j.run.SerializeKey; key != "" {
-			if d.busy[key] {
-				d.serial[key] = append(d.serial[key], j)
-				d.mu.Unlock()
-				continue
-			}
-			d.busy[key] = true
-		}
-		d.running.Add(1)
-		d.mu.Unlock()
-
-		d.execute(context.Background(), j)
-		d.release(j.run.SerializeKey)
-		d.running.Done()
+// poke asks the claimer to claim now.
+func (d *Dispatcher) poke() {
+	select {
+	case d.nudge <- struct{}{}:
+	default: // a nudge is pending already
 	}
 }
 
-// release hands a serialize_by key to the next parked run, at the front of the queue: it
-// arrived before anything queued since.
-func (d *Dispatcher) release(key string) {
-	if key == "" {
+// wakeAt makes sure the claimer claims at t: at once when t has passed, else by the one
+// timer, moved earlier when t comes first. A later t keeps the earlier timer: when it
+// fires, the claim reports the next due time again.
+func (d *Dispatcher) wakeAt(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	now := d.o.Clock.Now()
+	if !t.After(now) {
+		d.poke()
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	parked := d.serial[key]
-	if len(parked) == 0 {
-		delete(d.busy, key)
-		delete(d.serial, key)
+	if d.stopped || (d.stopTimer != nil && !d.timerAt.After(t)) {
 		return
 	}
-	next := parked[0]
-	d.serial[key] = parked[1:]
-	delete(d.busy, key)
-	d.queue = append([]*job{next}, d.queue...)
-	d.cond.Signal()
+	if d.stopTimer != nil {
+		d.stopTimer()
+	}
+	d.timerAt = t
+	d.stopTimer = d.o.Clock.AfterFunc(t.Sub(now), func() {
+		d.mu.Lock()
+		if d.timerAt.Equal(t) {
+			d.stopTimer, d.timerAt = nil, time.Time{}
+		}
+		d.mu.Unlock()
+		d.poke()
+	})
 }
 
-// execute runs one job to its end and records the outcome.
-func (d *Dispatcher) execute(ctx context.Context, j *job) *saga.Result {
+// claimRetry is how long the claimer waits after a failed claim (a disk error) before it
+// tries again.
+const claimRetry = time.Second
+
+func (d *Dispatcher) claimLoop() {
+	defer d.claimer.Done()
+	for {
+		select {
+		case <-d.quit:
+			return
+		case <-d.nudge:
+		}
+		d.claim()
+	}
+}
+
+// claim takes due runs for the free workers, as many as are free, until none are due or
+// none are free, then sets the timer for the next due time.
+func (d *Dispatcher) claim() {
+	for {
+		d.mu.Lock()
+		n := d.free
+		if d.stopped {
+			n = 0
+		}
+		d.free -= n
+		d.mu.Unlock()
+		if n == 0 {
+			return // a worker that frees up nudges again
+		}
+		start := time.Now()
+		res, err := d.o.Store.Claim(context.Background(), d.o.Owner, n, d.o.LeaseTTL)
+		if len(res.Runs) > 0 {
+			d.o.Observer.StoreCommit("claim", time.Since(start))
+		}
+		d.mu.Lock()
+		d.free += n - len(res.Runs)
+		d.mu.Unlock()
+		if err != nil {
+			d.log.Error("cannot claim runs; trying again shortly", zap.Error(err))
+			d.wakeAt(d.o.Clock.Now().Add(claimRetry))
+			return
+		}
+		for _, c := range res.Runs {
+			d.jobs <- &job{run: c.Run, lease: c.Lease}
+		}
+		if len(res.Runs) < n || res.Next.IsZero() || res.Next.After(d.o.Clock.Now()) {
+			d.wakeAt(res.Next)
+			return
+		}
+	}
+}
+
+func (d *Dispatcher) work() {
+	defer d.workers.Done()
+	for j := range d.jobs {
+		d.execute(context.Background(), j)
+		d.mu.Lock()
+		d.free++
+		d.mu.Unlock()
+		d.poke()
+	}
+}
+
+// scheduleRenewLocked arms the renewal of the leases of every executing run, every third
+// of the lease's life, on the dispatcher's clock. Caller holds d.mu.
+func (d *Dispatcher) scheduleRenewLocked() {
+	d.stopRenew = d.o.Clock.AfterFunc(d.o.LeaseTTL/3, func() {
+		d.renew()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.stopRenew != nil {
+			d.scheduleRenewLocked()
+		}
+	})
+}
+
+// renew extends the leases of the executing runs in one write; a run whose lease was lost
+// (another process took it after this one stalled past its lease) is interrupted.
+func (d *Dispatcher) renew() {
+	d.mu.Lock()
+	leases := make([]store.Lease, 0, len(d.active))
+	for _, j := range d.active {
+		leases = append(leases, j.lease)
+	}
+	d.mu.Unlock()
+	if len(leases) == 0 {
+		return
+	}
+	start := time.Now()
+	lost, err := d.o.Store.Renew(context.Background(), leases, d.o.LeaseTTL)
+	d.o.Observer.StoreCommit("renew", time.Since(start))
+	if err != nil {
+		d.log.Warn("cannot renew the leases of executing runs", zap.Error(err))
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range lost {
+		if j := d.active[id]; j != nil {
+			d.log.Warn("lost the lease of an executing run; another worker owns it now", zap.String("run_id", id))
+			j.cancel(errLeaseLost)
+		}
+	}
+}
+
+// execute runs one job until it ends or suspends, and records the outcome.
+func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 	r := j.run
 	log := d.log.With(zap.String("run_id", r.ID), zap.String("partner", r.Partner), zap.String("saga", r.Saga))
 	if j.inv == nil {
@@ -430,76 +568,82 @@ func (d *Dispatcher) execute(ctx context.Context, j *job) *saga.Result {
 		if err != nil {
 			log.Error("cannot resume run", zap.Error(err))
 			res := &saga.Result{RunID: r.ID, Saga: r.Saga, Status: saga.StatusFailed, Error: "cannot resume: " + err.Error()}
-			d.finish(ctx, j, res, log)
+			d.finish(parent, j, res, log)
 			return res
 		}
 		j.inv = inv
 	}
-	if !j.started {
-		r.Attempt++
-		r.Status, r.WakeAt = store.StatusRunning, time.Time{}
-		if j.state != nil && j.state.WaitUntil.After(d.o.Clock.Now()) {
-			r.Status, r.WakeAt = store.StatusWaiting, j.state.WaitUntil
-		}
-		r.UpdatedAt = d.o.Clock.Now()
-		// A first attempt needs no write of its own to say it started — its first checkpoint
-		// or its outcome says so, and a crash before either finds it queued and runs it
-		// again — which saves an fsync per run. A debounced run does write: that write is how
-		// it learns it was superseded meanwhile. A resumed run writes so its attempt count
-		// survives another crash.
-		if r.Attempt > 1 || r.DebounceKey != "" || r.Status == store.StatusWaiting {
-			if err := d.update(ctx, r); errors.Is(err, store.ErrFinal) {
-				log.Info("run already final; not running it", zap.Error(err))
-				return &saga.Result{RunID: r.ID, Saga: r.Saga, Status: string(store.StatusSuperseded)}
-			} else if err != nil {
-				log.Warn("cannot record that the run started", zap.Error(err))
-			}
+	j.inv.Suspend, j.inv.Attempt = true, r.Attempt
+	var state *saga.State
+	if len(r.State) > 0 {
+		state = new(saga.State)
+		if err := json.Unmarshal(r.State, state); err != nil {
+			log.Error("unreadable checkpoint; the run restarts from its first step", zap.Error(err))
+			state = nil
 		}
 	}
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	j.cancel = cancel
 	d.mu.Lock()
 	d.active[r.ID] = j
+	if d.interrupted {
+		cancel(errShutdown)
+	}
 	d.mu.Unlock()
-	res := d.engine.Resume(ctx, j.inv, j.state)
+	res := d.engine.Resume(ctx, j.inv, state)
 	d.mu.Lock()
 	delete(d.active, r.ID)
 	d.mu.Unlock()
-	switch {
-	case j.lateFinish:
-		d.finishLater(ctx, j, res, log, func() {})
-	case r.SerializeKey == "":
-		// An async worker does not wait for its run's outcome to be committed either: the
-		// wait is a commit or two, as long as the saga itself when the downstream is fast,
-		// and nothing the worker does next depends on it. A crash before the commit finds
-		// the run unfinished and runs it again (at least once).
-		d.filing <- struct{}{}
-		d.finishLater(ctx, j, res, log, func() { <-d.filing })
-	default:
-		// The next run of a serialize_by key must not start before this outcome is durable.
-		d.finish(ctx, j, res, log)
-	}
-	return res
-}
 
-// finishLater records the outcome on its own goroutine, then calls done. The caller is
-// counted in d.running (a worker or RunSync), so adding to it here cannot race Stop's Wait.
-func (d *Dispatcher) finishLater(ctx context.Context, j *job, res *saga.Result, log *zap.Logger, done func()) {
+	switch res.Status {
+	case saga.StatusWaiting:
+		if !j.suspended {
+			log.Warn("the run's suspension was not recorded; it resumes when its lease expires")
+			return res
+		}
+		log.Debug("run suspended", zap.Time("until", res.WakeAt))
+		d.wakeAt(res.WakeAt)
+		return res
+	case saga.StatusInterrupted:
+		err := d.o.Store.Release(context.WithoutCancel(ctx), j.lease)
+		if err != nil && !errors.Is(err, store.ErrLeaseLost) {
+			log.Warn("cannot release an interrupted run; it resumes when its lease expires", zap.Error(err))
+		}
+		log.Info("run interrupted; it resumes from its last checkpoint", zap.Error(context.Cause(ctx)))
+		return res
+	}
+	// A worker does not wait for its run's outcome to be committed: the wait is a commit or
+	// two, as long as the saga itself when the downstream is fast, and nothing it does next
+	// depends on it. A crash before the commit finds the run unfinished and runs it again
+	// (at least once). The next run of a serialize_by key waits for the commit anyway: the
+	// store parks it until then.
+	if !j.lateFinish {
+		d.filing <- struct{}{}
+	}
 	d.running.Add(1) // Stop waits for the outcome to be written
 	go func() {
 		defer d.running.Done()
-		defer done()
+		if !j.lateFinish {
+			defer func() { <-d.filing }()
+		}
 		d.finish(context.WithoutCancel(ctx), j, res, log)
+		if r.SerializeKey != "" {
+			d.poke() // the key's next run is due now
+		}
 	}()
+	return res
 }
 
 func (d *Dispatcher) finish(ctx context.Context, j *job, res *saga.Result, log *zap.Logger) {
 	r := j.run
 	d.recordOutcome(r, res)
 	// The outcome must be recorded even when the caller's context has ended.
-	if err := d.update(context.WithoutCancel(ctx), r); errors.Is(err, store.ErrFinal) {
-		log.Info("run was superseded while it ran; its outcome is not recorded", zap.Error(err))
+	if err := d.save(context.WithoutCancel(ctx), r, j.lease); errors.Is(err, store.ErrLeaseLost) {
+		log.Warn("the run's lease was lost before its outcome was recorded; the worker that holds it now records its own", zap.Error(err))
 		return
 	} else if err != nil {
-		log.Error("cannot record the run's outcome; it will run again at the next start", zap.Error(err))
+		log.Error("cannot record the run's outcome; it runs again from its last checkpoint", zap.Error(err))
 		return
 	}
 	d.o.Observer.RunFinished(res)
@@ -522,8 +666,10 @@ func (d *Dispatcher) recordOutcome(r *store.Run, res *saga.Result) {
 	}
 }
 
-// Checkpoint stores a run's progress after each step and before each retry wait, so a
-// restart resumes from the first unfinished step and keeps the wait's due time.
+// Checkpoint stores a run's progress after each step and before each retry wait, under the
+// run's lease. A wait the run suspends through (saga.Invocation.Suspends) is written as the
+// run waiting until then, which releases the lease: the store wakes the run. A wait slept in
+// place keeps the run running, and the wait in its state.
 func (d *Dispatcher) Checkpoint(ctx context.Context, st *saga.State) error {
 	d.mu.Lock()
 	j, ok := d.active[st.RunID]
@@ -538,10 +684,18 @@ func (d *Dispatcher) Checkpoint(ctx context.Context, st *saga.State) error {
 	r := j.run
 	r.State, r.UpdatedAt = b, d.o.Clock.Now()
 	r.Status, r.WakeAt = store.StatusRunning, time.Time{}
-	if !st.WaitUntil.IsZero() {
+	suspend := !st.WaitUntil.IsZero() && j.inv.Suspends(st.WaitUntil)
+	if suspend {
 		r.Status, r.WakeAt = store.StatusWaiting, st.WaitUntil
 	}
-	return d.update(context.WithoutCancel(ctx), r)
+	err = d.save(context.WithoutCancel(ctx), r, j.lease)
+	switch {
+	case err == nil && suspend:
+		j.suspended = true
+	case errors.Is(err, store.ErrLeaseLost):
+		j.cancel(errLeaseLost)
+	}
+	return err
 }
 
 var _ saga.Checkpointer = (*Dispatcher)(nil)

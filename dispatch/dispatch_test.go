@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -80,15 +81,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 // served (by scheduling the run at its stored time) needs no second one.
 func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error { return ctx.Err() }
 
-// blockingClock is a saga.Clock whose waits last until the process "dies": the test simply
-// abandons the engine, as kill -9 would.
-type blockingClock struct{ *fakeClock }
-
-func (blockingClock) Sleep(ctx context.Context, d time.Duration) error {
-	<-ctx.Done()
-	return ctx.Err()
-}
-
 func mustSaga(t *testing.T, src string) *saga.Saga {
 	t.Helper()
 	name := strings.TrimSpace(strings.SplitN(strings.TrimPrefix(src, "name:"), "\n", 2)[0])
@@ -99,30 +91,58 @@ func mustSaga(t *testing.T, src string) *saga.Saga {
 	return s
 }
 
+// stopped is a dispatcher Clock whose timers never fire: a dispatcher on it claims only when
+// nudged and never renews a lease, as a process that hangs would.
+type stopped struct{ *fakeClock }
+
+func (stopped) AfterFunc(time.Duration, func()) func() bool { return func() bool { return true } }
+
+// testStore is the store a rig runs on: the memory store, or a bbolt file.
+type testStore interface {
+	Store
+	store.KV
+	GetRun(ctx context.Context, id string) (*store.Run, error)
+	List(ctx context.Context, f store.Filter) ([]*store.Run, string, error)
+}
+
 type rig struct {
 	t     *testing.T
-	store *store.Memory
+	store testStore
 	clock *fakeClock
 	sagas map[string]*saga.Saga
 	d     *Dispatcher
 }
 
-func newRig(t *testing.T, st *store.Memory, clock *fakeClock, engineClock saga.Clock, workers, queue int, sagas ...*saga.Saga) *rig {
+func newRig(t *testing.T, st testStore, clock *fakeClock, engineClock saga.Clock, workers, queue int, sagas ...*saga.Saga) *rig {
 	t.Helper()
 	return newRigOn(t, st, st, clock, engineClock, workers, queue, sagas...)
 }
 
-// newRigOn is newRig with the dispatcher's runs going through runs (a wrapper of st).
-func newRigOn(t *testing.T, runs store.Runs, st *store.Memory, clock *fakeClock, engineClock saga.Clock, workers, queue int, sagas ...*saga.Saga) *rig {
+// newRigOn is newRig with the dispatcher's store calls going through runs (a wrapper of st).
+func newRigOn(t *testing.T, runs Store, st testStore, clock Clock, engineClock saga.Clock, workers, queue int, sagas ...*saga.Saga) *rig {
 	t.Helper()
-	r := &rig{t: t, store: st, clock: clock, sagas: map[string]*saga.Saga{}}
+	return startRig(t, Options{Store: runs, Clock: clock, Workers: workers, QueueSize: queue}, st, engineClock, sagas...)
+}
+
+// startRig starts a dispatcher with options o (Store, Clock and limits set by the caller)
+// over st.
+func startRig(t *testing.T, o Options, st testStore, engineClock saga.Clock, sagas ...*saga.Saga) *rig {
+	t.Helper()
+	r := &rig{t: t, store: st, sagas: map[string]*saga.Saga{}}
+	switch c := o.Clock.(type) {
+	case *fakeClock:
+		r.clock = c
+	case stopped:
+		r.clock = c.fakeClock
+	}
 	for _, s := range sagas {
 		r.sagas[s.Name] = s
 	}
-	r.d = New(Options{Store: runs, Logger: zaptest.NewLogger(t), Clock: clock, Workers: workers, QueueSize: queue,
-		Rebuild: func(run *store.Run) (*saga.Invocation, error) {
-			return r.invocation(run.ID, run.Saga, run.Request.Body), nil
-		}})
+	o.Logger = zaptest.NewLogger(t)
+	o.Rebuild = func(run *store.Run) (*saga.Invocation, error) {
+		return r.invocation(run.ID, run.Saga, run.Request.Body), nil
+	}
+	r.d = New(o)
 	eng := saga.NewEngine(saga.EngineOptions{Logger: zaptest.NewLogger(t), KV: st, Clock: engineClock, Checkpointer: r.d,
 		Egress: saga.EgressPolicy{Allow: []string{"127.0.0.1"}}, Jitter: func(d time.Duration) time.Duration { return d }})
 	if err := r.d.Start(context.Background(), eng); err != nil {
@@ -131,9 +151,17 @@ func newRigOn(t *testing.T, runs store.Runs, st *store.Memory, clock *fakeClock,
 	return r
 }
 
+// now is the rig's time: its fake clock's, or the real one.
+func (r *rig) now() time.Time {
+	if r.clock != nil {
+		return r.clock.Now()
+	}
+	return time.Now()
+}
+
 func (r *rig) invocation(id, sagaName string, body []byte) *saga.Invocation {
 	return &saga.Invocation{RunID: id, Saga: r.sagas[sagaName], Partner: saga.Ref{ID: "acme"}, Endpoint: "e",
-		Settings: map[string]any{}, Request: saga.Request{Method: "POST", Raw: body, Body: map[string]any{"loan": string(body)}, ReceivedAt: r.clock.Now()}}
+		Settings: map[string]any{}, Request: saga.Request{Method: "POST", Raw: body, Body: map[string]any{"loan": string(body)}, ReceivedAt: r.now()}}
 }
 
 // newRun is a run of sagaName whose body (and loan key) is body, and its invocation, as the
@@ -141,7 +169,7 @@ func (r *rig) invocation(id, sagaName string, body []byte) *saga.Invocation {
 func (r *rig) newRun(sagaName, body, idemKey string) (*store.Run, *saga.Invocation) {
 	id := uuid.Must(uuid.NewV7()).String()
 	run := &store.Run{ID: id, Partner: "acme", Endpoint: "e", Saga: sagaName, SagaVersion: r.sagas[sagaName].Version,
-		ReceivedAt: r.clock.Now(), IdempotencyKey: idemKey, Request: store.Request{Body: []byte(body)}}
+		ReceivedAt: r.now(), IdempotencyKey: idemKey, Request: store.Request{Body: []byte(body)}}
 	return run, r.invocation(id, sagaName, []byte(body))
 }
 
@@ -272,7 +300,7 @@ func TestAFullQueueRefusesAndStoresNothing(t *testing.T) {
 		t.Fatalf("the second run should wait in the queue: %v", err)
 	}
 	third, _, err := r.accept("held", "3", "")
-	if err != ErrQueueFull {
+	if !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("third accept: %v, want ErrQueueFull", err)
 	}
 	if _, err := st.GetRun(context.Background(), third.ID); err == nil {
@@ -401,7 +429,8 @@ func fmtOrder(s []string) string {
 	return out
 }
 
-// A restart during a retry wait continues at the stored time, with the attempts already
+// A retry wait suspends the run: its worker is free at once, the wait is a wake time in the
+// store, and a restart during it continues at the stored time with the tries already
 // made, rather than from scratch or never.
 func TestARestartDuringARetryWaitResumesAtTheStoredTime(t *testing.T) {
 	var calls atomic.Int32
@@ -420,14 +449,17 @@ steps:
 `
 	clock := newFakeClock()
 	st := store.NewMemory(clock)
-	before := newRig(t, st, clock, blockingClock{clock}, 1, 10, mustSaga(t, src))
+	before := newRig(t, st, clock, noSleep{clock}, 1, 10, mustSaga(t, src))
 	run, _, _ := before.accept("retried", "L-1", "")
 	waiting := before.waitStatus(run.ID, store.StatusWaiting)
 	if want := clock.Now().Add(time.Hour); !waiting.WakeAt.Equal(want) {
 		t.Fatalf("stored wake-up %v, want %v", waiting.WakeAt, want)
 	}
-	// "kill -9": the first dispatcher and its engine are abandoned mid-wait.
-	after := newRig(t, st, clock, clock, 1, 10, mustSaga(t, src))
+	if n := executing(before.d); n != 0 {
+		t.Fatalf("%d runs executing during the wait, want none: the worker must be free", n)
+	}
+	before.stop()
+	after := newRig(t, st, clock, noSleep{clock}, 1, 10, mustSaga(t, src))
 	defer after.stop()
 	clock.Advance(59 * time.Minute)
 	time.Sleep(20 * time.Millisecond)
@@ -439,9 +471,24 @@ steps:
 	if calls.Load() != 2 {
 		t.Errorf("downstream called %d times, want 2 (one before the restart, one after)", calls.Load())
 	}
-	if done.Attempt != 2 {
-		t.Errorf("run attempt %d, want 2", done.Attempt)
+	if done.Attempt != 1 {
+		t.Errorf("run attempt %d, want 1: waking from a wait is not a new attempt", done.Attempt)
 	}
+}
+
+// executing counts the runs d executes now.
+func executing(d *Dispatcher) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.active)
+}
+
+// noSleep is an engine clock that fails every sleep: a dispatcher's runs must never sleep
+// through a wait, they suspend.
+type noSleep struct{ *fakeClock }
+
+func (noSleep) Sleep(context.Context, time.Duration) error {
+	return errors.New("a worker slept through a wait")
 }
 
 func TestARestartDuringADebounceWaitRunsAtTheStoredTime(t *testing.T) {
@@ -485,24 +532,32 @@ func TestStopLeavesQueuedRunsForTheNextStart(t *testing.T) {
 
 // countingRuns counts the writes that reach the store.
 type countingRuns struct {
-	store.Runs
-	creates, updates atomic.Int32
+	Store
+	creates, updates, claims atomic.Int32
+}
+
+func (c *countingRuns) Claim(ctx context.Context, owner string, n int, ttl time.Duration) (store.ClaimResult, error) {
+	res, err := c.Store.Claim(ctx, owner, n, ttl)
+	if len(res.Runs) > 0 {
+		c.claims.Add(1)
+	}
+	return res, err
 }
 
 func (c *countingRuns) Create(ctx context.Context, run *store.Run, o store.CreateOptions) (store.CreateResult, error) {
 	c.creates.Add(1)
-	return c.Runs.Create(ctx, run, o)
+	return c.Store.Create(ctx, run, o)
 }
 
-func (c *countingRuns) Update(ctx context.Context, run *store.Run) error {
+func (c *countingRuns) Save(ctx context.Context, run *store.Run, l store.Lease) error {
 	c.updates.Add(1)
-	return c.Runs.Update(ctx, run)
+	return c.Store.Save(ctx, run, l)
 }
 
 func TestAPureSyncRunIsRecordedOnceInItsFinalStateBeforeItsAnswer(t *testing.T) {
 	clock := newFakeClock()
 	st := store.NewMemory(clock)
-	runs := &countingRuns{Runs: st}
+	runs := &countingRuns{Store: st}
 	r := newRigOn(t, runs, st, clock, clock, 2, 10, mustSaga(t, pureSaga))
 	run, res, dup, err := r.runSync("pure", "L-1", "")
 	r.stop() // and with it any write still due
@@ -541,7 +596,7 @@ func TestASyncRunWithEffectsIsRecordedBeforeItsFirstStep(t *testing.T) {
 	url, release, hits := gate(t)
 	clock := newFakeClock()
 	st := store.NewMemory(clock)
-	runs := &countingRuns{Runs: st}
+	runs := &countingRuns{Store: st}
 	held := mustSaga(t, "name: held\nsteps:\n  - {name: call, http: {url: \""+url+"\"}}\n")
 	r := newRigOn(t, runs, st, clock, clock, 1, 1, held)
 	defer r.stop()
@@ -580,19 +635,19 @@ func TestConcurrentPureSyncDuplicatesRecordOneRun(t *testing.T) {
 	}
 }
 
-// heldRuns holds every outcome write (an Update to a final status) until released.
+// heldRuns holds every outcome write (a Save of a final status) until released.
 type heldRuns struct {
-	store.Runs
+	Store
 	release chan struct{}
 	held    atomic.Int32
 }
 
-func (h *heldRuns) Update(ctx context.Context, run *store.Run) error {
+func (h *heldRuns) Save(ctx context.Context, run *store.Run, l store.Lease) error {
 	if run.Status.Final() {
 		h.held.Add(1)
 		<-h.release
 	}
-	return h.Runs.Update(ctx, run)
+	return h.Store.Save(ctx, run, l)
 }
 
 // counter is a downstream that counts its requests.
@@ -617,7 +672,7 @@ func TestAWorkerDoesNotWaitForItsOutcomeToBeWritten(t *testing.T) {
 			hits.Store(0)
 			clock := newFakeClock()
 			st := store.NewMemory(clock)
-			runs := &heldRuns{Runs: st, release: make(chan struct{})}
+			runs := &heldRuns{Store: st, release: make(chan struct{})}
 			call := mustSaga(t, "name: call\n"+tc.serialize+"steps:\n  - {name: c, http: {url: \""+url+"\"}}\n")
 			r := newRigOn(t, runs, st, clock, clock, 1, 10, call)
 			released := false

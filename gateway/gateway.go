@@ -40,7 +40,9 @@ type Runs interface {
 	// Accept durably records an async run; it returns after the commit, or the id of the
 	// run that already holds the idempotency or message key.
 	Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (duplicateOf string, err error)
-	// RunSync records a run and runs it to the end.
+	// RunSync records a run and runs it to the end, or until it must wait past
+	// inv.SleepUntil: then it returns saga.StatusWaiting (or saga.StatusInterrupted at
+	// shutdown) and the run goes on without the sender.
 	RunSync(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (*saga.Result, string, error)
 }
 
@@ -466,8 +468,11 @@ type syncOutcome struct {
 
 // runSync runs the saga while the sender waits, up to timeout. A saga that takes longer is
 // not cancelled — half-done work is worse than late work — the sender gets 504 with the
-// run id and the run finishes on its own.
+// run id and the run finishes on its own. A retry wait that would end after the timeout
+// suspends the run instead: the sender gets the 504 at once, and a worker finishes the run
+// when the wait is over.
 func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions, timeout time.Duration, log *reqLog) error {
+	inv.SleepUntil = g.opts.Now().Add(timeout)
 	done := make(chan syncOutcome, 1)
 	ctx := context.WithoutCancel(c.Request().Context())
 	g.running.Add(1)
@@ -478,16 +483,23 @@ func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, 
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	stillRunning := func() error {
+		writeJSON(c, http.StatusGatewayTimeout, Answer{Status: http.StatusText(http.StatusGatewayTimeout), Code: http.StatusGatewayTimeout,
+			Message: "the saga is still running; its result will be in the run history", RunID: inv.RunID})
+		return nil
+	}
 	var out syncOutcome
 	select {
 	case out = <-done:
 	case <-timer.C:
 		log.Warn("sync saga exceeded sync_timeout; it keeps running", zap.Duration("sync_timeout", timeout))
-		writeJSON(c, http.StatusGatewayTimeout, Answer{Status: http.StatusText(http.StatusGatewayTimeout), Code: http.StatusGatewayTimeout,
-			Message: "the saga is still running; its result will be in the run history", RunID: inv.RunID})
-		return nil
+		return stillRunning()
 	}
 	switch {
+	case out.err == nil && out.res != nil && (out.res.Status == saga.StatusWaiting || out.res.Status == saga.StatusInterrupted):
+		log.Warn("sync saga must wait past sync_timeout; it goes on without the sender", zap.Duration("sync_timeout", timeout),
+			zap.String("status", out.res.Status), zap.Time("until", out.res.WakeAt))
+		return stillRunning()
 	case out.err != nil:
 		return storeFailure(out.err, log)
 	case out.dup != "":

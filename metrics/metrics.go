@@ -67,7 +67,7 @@ func New(queueDepth func() int) *Metrics {
 	reg.MustRegister(m.requests, m.authFailures, m.runs, m.stepDuration, m.storeLatency, m.reloadSuccess, m.reloadTime,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pushbackd_queue_depth",
-			Help: "Accepted async runs waiting for a worker.",
+			Help: "Runnable runs in the store: queued, or waiting (a debounce window, a suspended retry wait, or parked behind an earlier run with their serialize_by key).",
 		}, func() float64 { return float64(queueDepth()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -85,8 +85,14 @@ type State struct {
 	Next  int   `json:"next"` // forward: index in Saga.Steps of the first unfinished step
 	// StepAttempts is the tries already made of Steps[Next], and WaitUntil when the next try
 	// is due: a retry wait is stored, so it survives a restart.
+	// SagaDeadline and StepDeadline are when the saga's and the waiting step's timeouts
+	// end. A run woken from a wait keeps them, so a timeout covers the whole run (all the
+	// step's tries) however often it suspends; a run resumed after a crash mid-step starts
+	// its timeouts afresh.
 	StepAttempts int                  `json:"step_attempts,omitempty"`
 	WaitUntil    time.Time            `json:"wait_until,omitzero"`
+	SagaDeadline time.Time            `json:"saga_deadline,omitzero"`
+	StepDeadline time.Time            `json:"step_deadline,omitzero"`
 	Vars         map[string]any       `json:"vars"`
 	Steps        map[string]StepState `json:"steps"`
 	Records      []StepRecord         `json:"records"`
@@ -324,6 +330,9 @@ type run struct {
 	phase Phase
 	fail  *failure // set once the forward pass stopped
 	undo  int      // while compensating: State.Undo
+	// sagaDeadline is when the saga's timeout ends (zero: none yet); stepDeadline when the
+	// timeout of the step in progress does.
+	sagaDeadline, stepDeadline time.Time
 }
 
 func (e *Engine) newRun(inv *Invocation) *run {
@@ -338,6 +347,9 @@ func (e *Engine) newRun(inv *Invocation) *run {
 		},
 	}
 	r.log = e.log.With(r.logFields()...)
+	if inv.Attempt > 0 {
+		env.Run.Attempt = inv.Attempt
+	}
 	return r
 }
 
@@ -359,6 +371,9 @@ func (r *run) restore(st *State) {
 		r.env.Steps = map[string]StepState{}
 	}
 	r.env.Run.Attempt = st.RunAttempt + 1
+	if r.inv.Attempt > 0 {
+		r.env.Run.Attempt = r.inv.Attempt // a wake-up after a suspension is not a new attempt
+	}
 	r.res.Steps = slices.Clone(st.Records)
 	if !st.Started.IsZero() {
 		r.res.Started = st.Started
@@ -372,6 +387,9 @@ func (r *run) restore(st *State) {
 		}
 		r.res.Compensations = slices.Clone(st.Compensations)
 	}
+	if !st.WaitUntil.IsZero() { // woken from a wait, not resumed after a crash
+		r.sagaDeadline, r.stepDeadline = st.SagaDeadline, st.StepDeadline
+	}
 }
 
 // failure is why the forward pass stopped.
@@ -383,9 +401,13 @@ type failure struct {
 
 func (r *run) execute(ctx context.Context) *Result {
 	res := r.res
+	caller := ctx
 	if r.s.Timeout > 0 {
+		if r.sagaDeadline.IsZero() {
+			r.sagaDeadline = time.Now().Add(r.s.Timeout)
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, r.s.Timeout, timedOut("saga", r.s.Timeout))
+		ctx, cancel = context.WithDeadlineCause(ctx, r.sagaDeadline, timedOut("saga", r.s.Timeout))
 		defer cancel()
 	}
 
@@ -404,10 +426,24 @@ func (r *run) execute(ctx context.Context) *Result {
 		if i == r.next && r.stepAttempts > 0 {
 			done = r.stepAttempts
 			if wait := r.waitUntil.Sub(r.e.clock.Now()); wait > 0 {
+				if r.suspends(r.waitUntil) { // woken early: wait on
+					r.checkpoint(ctx, i, done, r.waitUntil)
+					return r.suspended(r.waitUntil)
+				}
 				_ = r.e.clock.Sleep(ctx, wait) // a cancelled wait fails the try that follows
 			}
 		}
 		rec, ans, err := r.step(ctx, i, st, done)
+		var sus *suspension
+		if errors.As(err, &sus) {
+			return r.suspended(sus.until)
+		}
+		if err != nil && errors.Is(context.Cause(caller), ErrInterrupted) {
+			// Given up, not failed: nothing is undone, and the run resumes from its last
+			// checkpoint.
+			res.Status = StatusInterrupted
+			return res
+		}
 		res.Steps = append(res.Steps, rec)
 		switch {
 		case ans != nil:
@@ -446,6 +482,22 @@ func (r *run) execute(ctx context.Context) *Result {
 	}
 	r.cleanup(ctx)
 	return r.finish()
+}
+
+// suspends says whether a wait until `until` suspends this run rather than sleeping in it:
+// the invocation allows it, and a Checkpointer keeps the wait for whoever wakes the run.
+func (r *run) suspends(until time.Time) bool {
+	return r.e.opts.Checkpointer != nil && r.inv.Suspends(until)
+}
+
+// suspended ends this execution of the run without ending the run: its checkpoint holds
+// the wait, and the caller resumes it at until.
+func (r *run) suspended(until time.Time) *Result {
+	res := r.res
+	res.Status, res.WakeAt = StatusWaiting, until
+	res.Duration = r.e.clock.Now().Sub(res.Started)
+	r.log.Debug("saga run suspended", zap.Time("until", until))
+	return res
 }
 
 func redactAnswer(rs *runState, a *Answer) *Answer {
@@ -581,8 +633,16 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 	rec := StepRecord{Name: name, Action: a.Kind, Started: r.e.clock.Now()}
 	parentDeadline, parentHasDeadline := ctx.Deadline()
 	if timeout > 0 {
+		dl := time.Now().Add(timeout)
+		if stepIndex >= 0 {
+			if done > 0 && !r.stepDeadline.IsZero() {
+				dl = r.stepDeadline // woken from a wait: the tries share one timeout
+			}
+			r.stepDeadline = dl
+			defer func() { r.stepDeadline = time.Time{} }()
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, timeout, timedOut("step", timeout))
+		ctx, cancel = context.WithDeadlineCause(ctx, dl, timedOut("step", timeout))
 		defer cancel()
 	}
 	if retry.Attempts < 1 {
@@ -637,7 +697,12 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 			retryAfter = append(retryAfter, why)
 		}
 		if stepIndex >= 0 {
-			r.checkpoint(ctx, stepIndex, n, r.e.clock.Now().Add(wait))
+			wake := r.e.clock.Now().Add(wait)
+			r.checkpoint(ctx, stepIndex, n, wake)
+			if r.suspends(wake) {
+				// The wait is the store's now: the worker is free for other runs.
+				return rec, nil, &suspension{until: wake}
+			}
 		}
 		r.log.Debug("step failed, retrying", zap.String("step", name), zap.Int("attempt", n),
 			zap.Duration("wait", wait), zap.String("error", r.rs.redactString(err.Error())))
@@ -828,6 +893,7 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 	st := &State{
 		RunID: r.inv.RunID, SagaVersion: r.s.Version, RunAttempt: r.env.Run.Attempt, Started: r.res.Started,
 		Phase: PhaseForward, Next: next, StepAttempts: stepAttempts, WaitUntil: waitUntil,
+		SagaDeadline: r.sagaDeadline, StepDeadline: r.stepDeadline,
 		Vars:    map[string]any{},
 		Steps:   make(map[string]StepState, len(r.env.Steps)),
 		Records: slices.Clone(r.res.Steps),

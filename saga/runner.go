@@ -42,6 +42,18 @@ type Invocation struct {
 	// applies to new runs): an http step must pass every one.
 	Egress  []EgressPolicy
 	Request Request
+
+	// Suspend lets the run be suspended through a wait instead of sleeping in it (see
+	// Suspends and StatusWaiting). Only a caller whose store wakes the run at its wake
+	// time may set it; the engine also needs a Checkpointer to suspend.
+	Suspend bool
+	// SleepUntil: with Suspend, a wait that ends before it is slept in place all the same:
+	// a sync sender waiting for the answer gets it sooner than a wake-up would bring it.
+	SleepUntil time.Time
+	// Attempt is run.attempt for expressions when the caller counts attempts itself (a
+	// store that tells a resume after a crash from a wake-up after a suspension); 0 lets
+	// the engine count: 1, and one more than the checkpoint's on a resume.
+	Attempt int
 }
 
 // Answer is what the sender is told when a saga responds.

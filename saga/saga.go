@@ -167,6 +167,9 @@ type Result struct {
 	Compensations []StepRecord   `json:"compensations,omitempty"` // in the order they ran (reverse step order)
 	OnFailure     *StepRecord    `json:"on_failure,omitempty"`
 	Vars          map[string]any `json:"vars,omitempty"` // the final vars, redacted
+
+	// WakeAt is when a run that ended StatusWaiting is due again.
+	WakeAt time.Time `json:"-"`
 }
 
 // StepRecord is what history keeps about one step, one compensation or on_failure. Input and

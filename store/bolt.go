@@ -6,8 +6,9 @@ package store
 // contain NUL, which separates them.
 //
 //	meta/
-//	  "schema"  -> uint64 BE: layout version (2)
-//	  "runs"    -> uint64 BE: number of runs stored (max_runs pruning without a count walk)
+//	  "schema"   -> uint64 BE: layout version (3)
+//	  "runs"     -> uint64 BE: number of runs stored (max_runs pruning without a count walk)
+//	  "runnable" -> uint64 BE: queued and waiting runs (limits.queue without a count walk)
 //
 //	runs/
 //	  <id> -> run record without the request body (codec.go)
@@ -22,6 +23,14 @@ package store
 //	idx_status_scope/                  List by status and partner / site / endpoint
 //	  <status> 0x00 <partner> 0x00 <site> 0x00 <endpoint> 0x00 <id> -> ""
 //	idx_debounce/                      unfinished runs with a debounce key
+//	  <uvarint len(key)> <key> <id> -> ""
+//
+//	queue/                             the work queue (bolt_queue.go): one entry per unfinished run
+//	  <id> -> <due: int64 BE unix ns> <fencing token: uint64 BE> <lease expires: int64 BE unix
+//	          ns, 0 = not held> <flags: 1 = parked> <lease owner>
+//	idx_due/                           unfinished runs that are not parked, by when they fall due
+//	  <due: int64 BE unix ns> <id> -> ""
+//	idx_serial/                        unfinished runs with a serialize_by key, by arrival
 //	  <uvarint len(key)> <key> <id> -> ""
 //
 //	idem/                              idempotency keys and message keys (keys.go scopes both)
@@ -42,6 +51,10 @@ package store
 // saga_versions came after layout version 1 shipped without a version bump: it is purely
 // additive, so open creates it in an older file, and a file that cannot be written then
 // still opens, reading as having no saga versions.
+//
+// Layout version 3 added the work queue: queue, idx_due, idx_serial and the runnable
+// count. Open builds them for a version 2 file from its unfinished runs, in one
+// transaction (bolt_upgrade.go).
 //
 // Layout version 2 scoped idempotency and debounce keys by site and endpoint (they were
 // "<partner>/<endpoint>/<key>" and "<partner>/<saga>/<key>") and added kv_count. Open
@@ -86,10 +99,14 @@ var (
 	bucketKVExp          = []byte("kv_exp")
 	bucketSagaVersions   = []byte("saga_versions")
 	bucketKVCount        = []byte("kv_count")
+	bucketQueue          = []byte("queue")
+	bucketIdxDue         = []byte("idx_due")
+	bucketIdxSerial      = []byte("idx_serial")
 	bucketUpgrade        = []byte("upgrade") // while an upgrade is under way: the old key buckets
 
-	metaSchema = []byte("schema")
-	metaRuns   = []byte("runs")
+	metaSchema   = []byte("schema")
+	metaRuns     = []byte("runs")
+	metaRunnable = []byte("runnable")
 )
 
 // requiredBuckets are the buckets every file of this layout version has: a file lacking one
@@ -97,7 +114,7 @@ var (
 func requiredBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketRuns, bucketBodies, bucketIdxStatus, bucketIdxScope,
 		bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdemExp, bucketKV, bucketKVExp,
-		bucketKVCount}
+		bucketKVCount, bucketQueue, bucketIdxDue, bucketIdxSerial}
 }
 
 // allBuckets adds the buckets added without a version bump, which open creates when missing.
@@ -105,7 +122,7 @@ func allBuckets() [][]byte {
 	return append(requiredBuckets(), bucketSagaVersions)
 }
 
-const schemaVersion = 2
+const schemaVersion = 3
 
 // BoltOptions tune OpenBolt. The zero value is ready to use.
 type BoltOptions struct {
@@ -196,6 +213,7 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, wrapIOError(err))
 	}
+	_ = releaseOrphans(db, o.Clock.Now()) // unwritable: claims fail later, with the reason
 	b := &Bolt{
 		db:       db,
 		path:     path,
@@ -231,9 +249,14 @@ func prepareFile(db *bbolt.DB, now time.Time) error {
 	switch {
 	case version > schemaVersion:
 		return fmt.Errorf("data file has layout version %d, this pushbackd knows %d: use a newer pushbackd", version, schemaVersion)
-	case version == 1 || upgrading:
-		if err := upgradeV1(db, now); err != nil {
-			return fmt.Errorf("upgrade the data file from layout version 1 to %d: %w", schemaVersion, err)
+	case version == 1 || version == 2 || upgrading:
+		if version == 1 || upgrading {
+			if err := upgradeV1(db, now); err != nil {
+				return fmt.Errorf("upgrade the data file from layout version 1 to 2: %w", err)
+			}
+		}
+		if err := db.Update(func(tx *bbolt.Tx) error { return upgradeV2(tx, now) }); err != nil {
+			return fmt.Errorf("upgrade the data file from layout version 2 to %d: %w", schemaVersion, err)
 		}
 	case missing:
 		if err := db.Update(initBuckets); err != nil && db.View(checkRequired) != nil {
@@ -510,8 +533,8 @@ func (b *Bolt) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	return b.db.View(fn)
 }
 
-// Check verifies the file: bbolt's own page checks, then that every index entry, count and
-// idempotency key agrees with the runs bucket and the other way round, and that saga
+// Check verifies the file: bbolt's own page checks, then that every index entry, count,
+// queue entry and idempotency key agrees with the runs bucket and the other way round, and that saga
 // versions decode, match their hashes and are numbered without gaps. The crash tests
 // call it after kill -9.
 func (b *Bolt) Check() error {
@@ -523,6 +546,13 @@ func (b *Bolt) Check() error {
 			}
 		}
 		errs = append(errs, checkIndexes(tx)...)
+		var qerrs []error
+		checkQueue(tx, func(format string, args ...any) {
+			if len(qerrs) < 50 {
+				qerrs = append(qerrs, fmt.Errorf(format, args...))
+			}
+		})
+		errs = append(errs, qerrs...)
 		errs = append(errs, checkSagaVersions(tx)...)
 		return errors.Join(errs...)
 	})

@@ -228,3 +228,169 @@ func TestBoltCheckFindsBrokenSagaVersions(t *testing.T) {
 		t.Fatalf("Check after breaking the history = %v, want a gap and a hash complaint", err)
 	}
 }
+
+// A file of layout version 2 has no work queue: open builds it from the unfinished runs, so
+// they are claimed as if they had been queued by this version.
+func TestBoltGivesAVersion2FileItsWorkQueue(t *testing.T) {
+	ctx := context.Background()
+	clock := &upgradeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	path := filepath.Join(t.TempDir(), "runs.db")
+	b, err := OpenBolt(path, BoltOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(st Status, key string, wake time.Time) *Run {
+		r := &Run{Partner: "acme", Endpoint: "e", Status: st, SerializeKey: key, WakeAt: wake}
+		if _, err := b.Create(ctx, r, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	done := mk(StatusSucceeded, "", time.Time{})
+	running := mk(StatusRunning, "", time.Time{}) // its process died
+	serial1 := mk(StatusQueued, "acme/s/L-1", time.Time{})
+	serial2 := mk(StatusQueued, "acme/s/L-1", time.Time{})
+	later := mk(StatusWaiting, "", clock.now.Add(time.Hour))
+	// Back to layout version 2: no queue buckets, no runnable count.
+	if err := b.db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketQueue, bucketIdxDue, bucketIdxSerial} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketMeta).Delete(metaRunnable); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(metaSchema, be64(2))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err = OpenBolt(path, BoltOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Check(); err != nil {
+		t.Fatalf("Check after the upgrade: %v", err)
+	}
+	if n, _ := b.Runnable(ctx); n != 3 {
+		t.Errorf("Runnable = %d, want 3 (two queued, one waiting)", n)
+	}
+	res, err := b.Claim(ctx, "w", 10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range res.Runs {
+		got = append(got, c.Run.ID)
+	}
+	if want := []string{running.ID, serial1.ID}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("claimed %v, want %v: the orphaned run and the first of its key (not %s, %s nor %s)", got, want, serial2.ID, later.ID, done.ID)
+	}
+	if res.Runs[0].Run.Attempt != 1 {
+		t.Errorf("the orphaned run resumes as attempt %d, want 1 (it was created running, attempt 0)", res.Runs[0].Run.Attempt)
+	}
+}
+
+// The file lock says no other process uses the file, so a lease found in it at open is a
+// dead process's: its run is due at once, not when the lease would have expired.
+func TestBoltReleasesTheLeasesOfADeadProcessAtOpen(t *testing.T) {
+	ctx := context.Background()
+	clock := &upgradeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	path := filepath.Join(t.TempDir(), "runs.db")
+	b, err := OpenBolt(path, BoltOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Run{Partner: "acme", Endpoint: "e"}
+	res, err := b.Create(ctx, r, CreateOptions{Owner: "dead", LeaseTTL: time.Hour})
+	if err != nil || res.Lease == nil {
+		t.Fatalf("Create = %+v, %v", res, err)
+	}
+	if err := b.Close(); err != nil { // as kill -9 leaves it: the lease is still in the file
+		t.Fatal(err)
+	}
+	b, err = OpenBolt(path, BoltOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got, err := b.Claim(ctx, "alive", 1, time.Minute)
+	if err != nil || len(got.Runs) != 1 || got.Runs[0].Run.Attempt != 2 || got.Runs[0].Lease.Token != 2 {
+		t.Fatalf("Claim after reopening = %+v, %v; want the run, attempt 2, token 2", got.Runs, err)
+	}
+	stale := *r
+	stale.Status = StatusSucceeded
+	if err := b.Save(ctx, &stale, *res.Lease); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a write under the dead process's lease = %v, want ErrLeaseLost", err)
+	}
+	if err := b.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBoltCheckFindsABrokenQueue(t *testing.T) {
+	ctx := context.Background()
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "runs.db"), BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for range 2 {
+		if _, err := b.Create(ctx, &Run{Partner: "acme", Endpoint: "e", SerializeKey: "k"}, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Check(); err != nil {
+		t.Fatalf("Check on a sound file: %v", err)
+	}
+	for _, tc := range []struct {
+		name, want string
+		breakIt    func(tx *bbolt.Tx) error
+	}{
+		{"a due entry deleted", "idx_due", func(tx *bbolt.Tx) error {
+			k, _ := tx.Bucket(bucketIdxDue).Cursor().First()
+			return tx.Bucket(bucketIdxDue).Delete(k)
+		}},
+		{"the runnable count off by one", "runnable count", func(tx *bbolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(metaRunnable, be64(7))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var undo func(tx *bbolt.Tx) error
+			if err := b.db.Update(func(tx *bbolt.Tx) error {
+				snapshot := map[string][]byte{}
+				for _, name := range [][]byte{bucketIdxDue, bucketMeta} {
+					_ = tx.Bucket(name).ForEach(func(k, v []byte) error {
+						snapshot[string(name)+"\x00"+string(k)] = append([]byte(nil), v...)
+						return nil
+					})
+				}
+				undo = func(tx *bbolt.Tx) error {
+					for k, v := range snapshot {
+						name, key, _ := strings.Cut(k, "\x00")
+						if err := tx.Bucket([]byte(name)).Put([]byte(key), v); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				return tc.breakIt(tx)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := b.db.Update(undo); err != nil {
+					t.Fatal(err)
+				}
+			}()
+			if err := b.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Check = %v, want a complaint about %s", err, tc.want)
+			}
+		})
+	}
+}

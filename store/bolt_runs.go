@@ -16,12 +16,26 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 		return CreateResult{}, err
 	}
 	claims := runClaims(&r, opts, now)
-	// Encoded before queueing, so the shared transaction holds the lock only for bbolt work.
+	// Encoded before queueing, so the shared transaction holds the lock only for bbolt work;
+	// a run that may be created claimed is encoded both ways.
 	rec := encodeRun(nil, &r, nil)
+	var claimed Run
+	var claimedRec []byte
+	if opts.Owner != "" {
+		if err := checkClaimArgs(opts.Owner, opts.LeaseTTL); err != nil {
+			return CreateResult{}, err
+		}
+		if r.Status == StatusQueued {
+			claimed = r
+			claimRun(&claimed, now)
+			claimedRec = encodeRun(nil, &claimed, nil)
+		}
+	}
 	var res CreateResult
 	var exists bool
+	var full error
 	err = b.write(ctx, func(tx *bbolt.Tx) error {
-		res, exists = CreateResult{}, false // fn may run twice (batch redone solo)
+		res, exists, full = CreateResult{}, false, nil // fn may run twice (batch redone solo)
 		runs := tx.Bucket(bucketRuns)
 		if runs.Get(id[:]) != nil {
 			exists = true
@@ -35,6 +49,14 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 				return nil
 			}
 		}
+		// A run is claimed at its creation only when it would be due at once anyway: no
+		// earlier run with its serialize_by key is unfinished.
+		take := claimedRec != nil && !serialBusy(tx, r.SerializeKey)
+		if !take && runnable(r.Status) && opts.MaxRunnable > 0 &&
+			u64(tx.Bucket(bucketMeta).Get(metaRunnable)) >= uint64(opts.MaxRunnable) {
+			full = fmt.Errorf("create run: %w: %d runs are queued or waiting", ErrFull, opts.MaxRunnable)
+			return nil
+		}
 		for _, c := range claims {
 			if err := claimKey(tx, c.key, id, c.expires); err != nil {
 				return err
@@ -47,6 +69,13 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 			}
 			res.Superseded = sup
 		}
+		stored, rec := &r, rec
+		var lease *Lease
+		if take {
+			stored, rec = &claimed, claimedRec
+			lease = &Lease{RunID: r.ID, Owner: opts.Owner, Token: 1, Expires: now.Add(opts.LeaseTTL)}
+			res.Lease = lease
+		}
 		if err := runs.Put(id[:], rec); err != nil {
 			return err
 		}
@@ -55,8 +84,13 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 				return err
 			}
 		}
-		if err := putIndexes(tx, id, &r); err != nil {
+		if err := putIndexes(tx, id, stored); err != nil {
 			return err
+		}
+		if !stored.Status.Final() {
+			if err := reschedule(tx, id, stored, "", lease, now); err != nil {
+				return err
+			}
 		}
 		return addRunCount(tx, 1)
 	})
@@ -66,10 +100,26 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 	if exists {
 		return CreateResult{}, fmt.Errorf("create run: %w: run %s already exists", ErrInvalid, r.ID)
 	}
+	if full != nil {
+		return CreateResult{}, full
+	}
 	if res.DuplicateOf == "" {
+		if res.Lease != nil {
+			r = claimed
+		}
 		*run = r
 	}
 	return res, nil
+}
+
+// serialBusy reports whether serialize_by key has an unfinished run.
+func serialBusy(tx *bbolt.Tx, key string) bool {
+	if key == "" {
+		return false
+	}
+	prefix := serialPrefix(key)
+	k, _ := tx.Bucket(bucketIdxSerial).Cursor().Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
 // claim is a key a new run takes, idempotency or message key, and when it lets go.
@@ -156,6 +206,9 @@ func supersedePending(tx *bbolt.Tx, key string, now time.Time) ([]string, error)
 		if err := moveStatus(tx, id, old, &o); err != nil {
 			return nil, err
 		}
+		if err := reschedule(tx, id, &o, old, nil, now); err != nil {
+			return nil, err
+		}
 		out = append(out, id.String())
 	}
 	return out, nil
@@ -188,19 +241,12 @@ func (b *Bolt) Update(ctx context.Context, run *Run) error {
 			return nil
 		}
 		stored = Run{ID: run.ID}
-		if _, err := decodeRun(v, &stored, true); err != nil {
+		if _, err := decodeRun(v, &stored, false); err != nil {
 			return fmt.Errorf("run %s: %w", run.ID, err)
 		}
-		old := stored.Status
-		upd := in
-		if err := applyUpdate(&stored, &upd, now); err != nil {
-			result = err
-			return nil
-		}
-		if err := runs.Put(id[:], encodeRun(nil, &stored, nil)); err != nil {
-			return err
-		}
-		return moveStatus(tx, id, old, &stored)
+		var err error
+		result, err = updateRun(tx, id, &stored, &in, now)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("update run %s: %w", run.ID, err)
@@ -210,6 +256,24 @@ func (b *Bolt) Update(ctx context.Context, run *Run) error {
 	}
 	run.Status, run.UpdatedAt, run.FinishedAt = stored.Status, stored.UpdatedAt, stored.FinishedAt
 	return nil
+}
+
+// updateRun applies the mutable fields of in to stored (read from the file, its light part
+// suffices: the update replaces the heavy one) and writes it with its indexes and queue
+// entry. refused is a caller's error (ErrFinal), err a failed write.
+func updateRun(tx *bbolt.Tx, id runID, stored *Run, in *Run, now time.Time) (refused, err error) {
+	old := stored.Status
+	upd := *in
+	if err := applyUpdate(stored, &upd, now); err != nil {
+		return err, nil
+	}
+	if err := tx.Bucket(bucketRuns).Put(id[:], encodeRun(nil, stored, nil)); err != nil {
+		return nil, err
+	}
+	if err := moveStatus(tx, id, old, stored); err != nil {
+		return nil, err
+	}
+	return nil, reschedule(tx, id, stored, old, nil, now)
 }
 
 func (b *Bolt) GetRun(ctx context.Context, id string) (*Run, error) {

@@ -17,7 +17,7 @@ import (
 //
 // The first transaction moves the old idem and idx_debounce buckets under "upgrade", puts
 // empty ones in their place, counts the kv entries and marks the file version 2, so an
-// older pushbackd refuses it from then on. Later transactions, a chunk each, take entries
+// older pushbackd refuses it from then on (upgradeV2 then takes it to version 3). Later transactions, a chunk each, take entries
 // out of the moved buckets and file them under keys recomputed from the run each points to
 // (its partner, site, endpoint and saga); expired ones and ones whose run is gone or final
 // are dropped. The run's record gets the new key too, so pruning the run finds its key.
@@ -82,6 +82,45 @@ func startUpgrade(tx *bbolt.Tx) error {
 	}
 	if err := countKV(tx); err != nil {
 		return err
+	}
+	return tx.Bucket(bucketMeta).Put(metaSchema, be64(2))
+}
+
+// upgradeV2 builds the work queue of layout version 3 from a version 2 file's unfinished
+// runs, in one transaction (they are few: limits.queue bounds them): each gets its queue
+// entry, a serialize_by key's runs are filed in arrival order with all but the first
+// parked, and the runnable count is set. A run found running belonged to a process that is
+// gone, so it is due at once. Run in a transaction of its own, or after upgradeV1's.
+func upgradeV2(tx *bbolt.Tx, now time.Time) error {
+	for _, name := range [...][]byte{bucketQueue, bucketIdxDue, bucketIdxSerial} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	if err := tx.Bucket(bucketMeta).Put(metaRunnable, be64(0)); err != nil {
+		return err
+	}
+	var ids []runID
+	m := statusMerger(tx, []Status{StatusQueued, StatusRunning, StatusWaiting}, nil)
+	for id, ok := m.next(); ok; id, ok = m.next() {
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		r, err := loadRun(tx, id, false)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			continue
+		}
+		if err := reschedule(tx, id, r, "", nil, now); err != nil {
+			return err
+		}
 	}
 	return tx.Bucket(bucketMeta).Put(metaSchema, be64(schemaVersion))
 }

@@ -23,6 +23,7 @@ type Memory struct {
 	order  []runID                     // sorted ascending
 	idem   map[string]memIdem          // idempotency and message keys
 	sagas  map[string][]memSagaVersion // versions in number order; Prune leaves them
+	memQueue
 }
 
 type memIdem struct {
@@ -42,6 +43,7 @@ func NewMemory(clock Clock) *Memory {
 		clock:    clock,
 		runs:     map[runID][]byte{},
 		idem:     map[string]memIdem{},
+		memQueue: newMemQueue(),
 	}
 }
 
@@ -103,6 +105,11 @@ func (m *Memory) Create(ctx context.Context, run *Run, opts CreateOptions) (Crea
 	if _, ok := m.runs[id]; ok {
 		return res, fmt.Errorf("%w: run %s already exists", ErrInvalid, r.ID)
 	}
+	if opts.Owner != "" {
+		if err := checkClaimArgs(opts.Owner, opts.LeaseTTL); err != nil {
+			return res, err
+		}
+	}
 	claims := runClaims(&r, opts, now)
 	for _, c := range claims {
 		if e, ok := m.idem[c.key]; ok && now.Before(e.expires) {
@@ -110,20 +117,33 @@ func (m *Memory) Create(ctx context.Context, run *Run, opts CreateOptions) (Crea
 			return res, nil
 		}
 	}
+	take := opts.Owner != "" && r.Status == StatusQueued && len(m.serial[r.SerializeKey]) == 0
+	if !take && runnable(r.Status) && opts.MaxRunnable > 0 && m.runnable >= opts.MaxRunnable {
+		return res, fmt.Errorf("create run: %w: %d runs are queued or waiting", ErrFull, opts.MaxRunnable)
+	}
 	for _, c := range claims {
 		m.idem[c.key] = memIdem{id: id, expires: c.expires}
 	}
 	if r.DebounceKey != "" && !r.Status.Final() {
-		for _, oid := range m.order {
+		for _, oid := range slices.Clone(m.debounce[r.DebounceKey]) { // reschedule edits it
 			o := m.load(oid, true)
-			if o.DebounceKey == r.DebounceKey && (o.Status == StatusQueued || o.Status == StatusWaiting) {
+			if o.Status == StatusQueued || o.Status == StatusWaiting {
+				old := o.Status
 				supersede(o, now)
 				m.save(oid, o)
+				m.reschedule(oid, o, old, nil, now)
 				res.Superseded = append(res.Superseded, o.ID)
 			}
 		}
 	}
+	var lease *Lease
+	if take {
+		claimRun(&r, now)
+		lease = &Lease{RunID: r.ID, Owner: opts.Owner, Token: 1, Expires: now.Add(opts.LeaseTTL)}
+		res.Lease = lease
+	}
 	m.save(id, &r)
+	m.reschedule(id, &r, "", lease, now)
 	*run = r
 	return res, nil
 }
@@ -143,10 +163,12 @@ func (m *Memory) Update(ctx context.Context, run *Run) error {
 		return fmt.Errorf("update run %s: %w", run.ID, ErrNotFound)
 	}
 	in := *run
+	old := stored.Status
 	if err := applyUpdate(stored, &in, now); err != nil {
 		return err
 	}
 	m.save(id, stored)
+	m.reschedule(id, stored, old, nil, now)
 	run.Status, run.UpdatedAt, run.FinishedAt = stored.Status, stored.UpdatedAt, stored.FinishedAt
 	return nil
 }

@@ -1,5 +1,6 @@
 // Package store holds pushbackd's durable state: run history, idempotency keys, the work
-// queue and the key-value state sagas keep per partner.
+// queue (which unfinished run is due when, and which worker holds it) and the key-value
+// state sagas keep per partner.
 //
 // Everything outside this package sees interfaces only, so the embedded bbolt store and a
 // later shared (Postgres) one are interchangeable; every implementation must pass the
@@ -80,6 +81,13 @@ var (
 	ErrFinal = errors.New("store: run is already final")
 	// ErrLocked: another process holds the data file.
 	ErrLocked = errors.New("the data file is in use by another pushbackd process")
+	// ErrLeaseLost: a worker wrote to a run it no longer holds — its lease expired and
+	// another worker claimed the run, or the run was released, suspended or finished.
+	// Nothing was written; the worker must stop working on the run.
+	ErrLeaseLost = errors.New("store: lease lost")
+	// ErrFull: Create refused a queued or waiting run because CreateOptions.MaxRunnable
+	// runs are runnable already. Nothing was written.
+	ErrFull = errors.New("store: too many runnable runs")
 )
 
 // Status is where a run stands.
@@ -198,6 +206,18 @@ type CreateOptions struct {
 	// MessageTTL is how long run.MessageKey keeps refusing duplicates; 0 means
 	// DefaultMessageTTL.
 	MessageTTL time.Duration
+	// MaxRunnable > 0 refuses a queued or waiting run with ErrFull when that many runs are
+	// runnable already (Queue.Runnable), checked in the create's own transaction so
+	// concurrent creates cannot overshoot it. A run created claimed (Owner) is not counted:
+	// it is executing.
+	MaxRunnable int
+	// Owner, when set, creates the run already claimed by Owner for LeaseTTL, in the same
+	// transaction, if it is due at once: queued, and not parked behind an earlier
+	// unfinished run with its SerializeKey. It is then stored running, attempt 1, and
+	// CreateResult.Lease is its lease; otherwise it is stored as it came and Lease is nil.
+	// This is how a worker that is free takes a run it accepts without a second write.
+	Owner    string
+	LeaseTTL time.Duration
 }
 
 // DefaultIdempotencyTTL covers senders that retry for a day or two.
@@ -215,6 +235,8 @@ type CreateResult struct {
 	// Superseded lists runs with the same DebounceKey that were queued or waiting and are
 	// now StatusSuperseded, in the same transaction as the new run.
 	Superseded []string
+	// Lease is set when the run was created claimed (CreateOptions.Owner).
+	Lease *Lease
 }
 
 // Filter selects runs for List. Zero fields match everything.
@@ -256,7 +278,7 @@ type Runs interface {
 	// has them.
 	List(ctx context.Context, f Filter) (runs []*Run, next string, err error)
 	// Unfinished returns every queued, running and waiting run in arrival (id) order, in
-	// full, for resuming at start.
+	// full. Workers do not need it (they Claim); it is for checks and tools.
 	Unfinished(ctx context.Context) ([]*Run, error)
 	// Prune deletes final runs received before `before` (zero: no age limit), then the
 	// oldest final runs while more than maxRuns (0: no limit) runs are stored, and sweeps
@@ -265,10 +287,78 @@ type Runs interface {
 	Prune(ctx context.Context, before time.Time, maxRuns int) (int, error)
 }
 
+// Lease is a worker's hold on a run it executes. While it holds the lease nobody else
+// claims the run; once it expires, the worker is presumed dead and the run is due again.
+type Lease struct {
+	RunID string
+	Owner string // the process that holds it (a Claim's owner)
+	// Token is the fencing token: it grows each time the run is claimed, so a worker whose
+	// lease expired and was taken over holds an older token than the run, and every write
+	// it makes with it is refused (ErrLeaseLost).
+	Token   uint64
+	Expires time.Time
+}
+
+// Claimed is a run a worker now holds, whole (body, state), with its lease.
+type Claimed struct {
+	Run   *Run
+	Lease Lease
+}
+
+// ClaimResult is what one Claim took, and when to come back.
+type ClaimResult struct {
+	Runs []Claimed
+	// Next is when the earliest run left unclaimed falls due: now or earlier when more were
+	// due than asked for; the expiry of a lease, when that comes first (a held run falls
+	// due when its lease expires, for its rescue); zero when no unfinished run is left to
+	// fall due. A worker pool sets one timer for it.
+	Next time.Time
+}
+
+// Queue is the durable work queue: which unfinished run is due when, and who executes it.
+// A Postgres backend implements Claim with FOR UPDATE SKIP LOCKED over a due-time index, so
+// several processes can share it; the embedded one serves one process.
+//
+// Every unfinished run stands in exactly one place:
+//   - queued: due at once (in arrival order, from ReceivedAt);
+//   - waiting: due at WakeAt (a debounce window or a suspended retry wait);
+//   - running under a lease: due when the lease expires, which means its worker died;
+//   - parked: queued or waiting behind an earlier unfinished run with its SerializeKey,
+//     and not due at all until that run is final. So runs with one serialize_by key
+//     execute one at a time, in arrival order, whichever process claims them.
+//
+// Claim takes due runs earliest first from an index of due times (never a scan of all
+// runs) and leases them. Every write a worker makes to a claimed run (Save, Release) is
+// fenced by its lease.
+type Queue interface {
+	// Claim leases up to max due runs to owner until now+ttl, earliest due first. A
+	// queued run and a rescued one (running, lease expired) start a new attempt
+	// (Attempt+1); a waiting run woken from a suspension keeps its attempt (one that never
+	// ran, a debounced run, starts its first). Claimed runs are stored running.
+	Claim(ctx context.Context, owner string, max int, ttl time.Duration) (ClaimResult, error)
+	// Renew extends each lease to now+ttl; lost lists the runs whose lease the caller no
+	// longer holds (not renewed): their workers must stop.
+	Renew(ctx context.Context, leases []Lease, ttl time.Duration) (lost []string, err error)
+	// Save is Update for a run the caller holds: it writes only while lease is the run's
+	// current lease, and fails with ErrLeaseLost otherwise. run.Status says what the write
+	// is: running (a checkpoint; the lease stays), waiting (a suspension until WakeAt: the
+	// lease is released) or a final status (the outcome: the lease is released, and the
+	// next run parked behind it, if any, falls due).
+	Save(ctx context.Context, run *Run, lease Lease) error
+	// Release gives a run back unfinished: it stays running, due at once, and the next
+	// claim resumes it from its last checkpoint as after a crash. ErrLeaseLost when the
+	// lease is not held.
+	Release(ctx context.Context, lease Lease) error
+	// Runnable counts the queued and waiting runs, parked ones included: what is waiting
+	// for a worker, now or later. It is the queue depth limits.queue bounds.
+	Runnable(ctx context.Context) (int, error)
+}
+
 // Store is everything pushbackd keeps.
 type Store interface {
 	KV
 	Runs
+	Queue
 	Sagas
 	Close() error
 }

@@ -19,14 +19,15 @@ import (
 )
 
 // mixedRig is a crash rig with every kind of traffic: sync, async, idempotent duplicates,
-// debounced bursts, and a downstream that fails each run's first call so sagas sit in
-// retry waits when the process dies.
+// debounced bursts, and a downstream that fails each run's first call with Retry-After: 1,
+// so runs are suspended in retry waits when the process dies.
 type mixedRig struct {
 	*crashRig
 	adminAddr string
 	keyRuns   map[string]map[string]bool // idempotency key -> runs that reached the downstream
 	firstTry  map[string]bool            // runs the flaky downstream has already failed once
 	kinds     map[string]string          // acknowledged run id -> endpoint
+	suspended int                        // runs found suspended in a retry wait after the kills
 }
 
 func newMixedRig(t *testing.T) *mixedRig {
@@ -40,7 +41,7 @@ func newMixedRig(t *testing.T) *mixedRig {
 		defer r.mu.Unlock()
 		if req.URL.Path == "/flaky" && !r.firstTry[body.Run] {
 			r.firstTry[body.Run] = true
-			w.Header().Set("Retry-After", "0")
+			w.Header().Set("Retry-After", "1")
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
@@ -152,8 +153,12 @@ func (r *mixedRig) checkStore(cycle int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id := range r.acked {
-		if _, err := st.GetRun(context.Background(), id); err != nil {
+		run, err := st.GetRun(context.Background(), id)
+		if err != nil {
 			r.t.Fatalf("cycle %d: acknowledged run %s (%s): %v", cycle, id, r.kinds[id], err)
+		}
+		if run.Status == store.StatusWaiting && len(run.State) > 0 {
+			r.suspended++ // a retry wait, not a debounce window: a checkpoint holds it
 		}
 	}
 }
@@ -182,9 +187,9 @@ func (r *mixedRig) unfinished() int {
 }
 
 // TestTenCrashCyclesUnderMixedLoad: ten kill -9 / restart cycles under sync, async,
-// duplicate, debounced and retrying traffic. After each kill the database is consistent
-// and holds every acknowledged run; at the end every run is final, none is stuck running,
-// and no idempotency key ran twice.
+// duplicate, debounced and retrying traffic, with runs suspended in retry waits at the
+// kills. After each kill the database is consistent and holds every acknowledged run; at
+// the end every run is final, none is stuck running, and no idempotency key ran twice.
 func TestTenCrashCyclesUnderMixedLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills the real binary ten times")
@@ -216,6 +221,9 @@ func TestTenCrashCyclesUnderMixedLoad(t *testing.T) {
 	if left, _ := st.Unfinished(context.Background()); len(left) != 0 {
 		t.Fatalf("%d runs left unfinished", len(left))
 	}
+	if r.suspended == 0 {
+		t.Error("no run was suspended in a retry wait at any of the kills: the test no longer covers them")
+	}
 	byStatus := map[string]int{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -237,5 +245,6 @@ func TestTenCrashCyclesUnderMixedLoad(t *testing.T) {
 			t.Errorf("idempotency key %s ran as %d runs", key, len(runs))
 		}
 	}
-	t.Logf("%d acknowledged runs over 10 kills: %v; %d idempotency keys, each ran once", len(r.kinds), byStatus, len(r.keyRuns))
+	t.Logf("%d acknowledged runs over 10 kills (a run was found suspended in a retry wait after a kill %d times): %v; %d idempotency keys, each ran once",
+		len(r.kinds), r.suspended, byStatus, len(r.keyRuns))
 }

@@ -25,6 +25,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 
 	t.Run("sagas", func(t *testing.T) { TestSagas(t, newStore) })
 
+	t.Run("queue", func(t *testing.T) { TestQueue(t, newStore) })
+
 	t.Run("a created run reads back whole", func(t *testing.T) {
 		clock := NewManualClock()
 		s := newStore(t, clock)
