@@ -25,7 +25,7 @@ import (
 	"github.com/pushbackd/pushbackd/gateway"
 	"github.com/pushbackd/pushbackd/metrics"
 	"github.com/pushbackd/pushbackd/saga"
-	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // Options say where the config is and what a caller overrides.
@@ -47,7 +47,7 @@ type App struct {
 	log     *zap.Logger
 	current atomic.Pointer[config.Config]
 	gateway *gateway.Gateway
-	store   *store.Bolt
+	store   *bolt.Store
 	runs    *dispatch.Dispatcher
 	pinned  *gateway.Pinned // the saga versions resumed runs started on
 	engine  *saga.Engine
@@ -93,7 +93,7 @@ func New(opts Options) (*App, error) {
 		a.dataDir = opts.DataDir
 	}
 	path := filepath.Join(a.dataDir, "pushbackd.db")
-	if a.store, err = store.OpenBolt(path, store.BoltOptions{}); err != nil {
+	if a.store, err = bolt.Open(path, bolt.Options{}); err != nil {
 		return nil, err
 	}
 	token, err := a.adminToken(cfg)

@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackd/pushbackd/store/bolt"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/pushbackd/pushbackd/store"
 )
 
 // smallDisk mounts a tmpfs of size bytes for the data dir, or skips where mounting is not
@@ -90,7 +89,7 @@ func TestAFullDiskAnswers503AndLosesNoAcknowledgedRun(t *testing.T) {
 	defer cancel()
 	_ = a.Stop(ctx) // outcomes may not fit on the disk either; they resume next time
 
-	st, err := store.OpenBolt(filepath.Join(dataDir, "pushbackd.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(dataDir, "pushbackd.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // postRun posts body to acme's endpoint and returns the answer's code and run id.
@@ -124,7 +125,7 @@ func TestStopInterruptsWhatOutlivesItsGraceAndTheNextStartResumesIt(t *testing.T
 			t.Fatal("the interrupted run's downstream call was never cancelled")
 		}
 	}
-	st, err := store.OpenBolt(filepath.Join(dir, "data", "pushbackd.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(dir, "data", "pushbackd.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 func execCommand(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
@@ -26,7 +27,7 @@ var (
 // Creates (the store group-commits them), spread over 10 partners × 3 scopes × 5
 // endpoints, each carrying the scenario body as its request.
 func seed(path string, n int, body []byte) (time.Duration, error) {
-	s, err := store.OpenBolt(path, store.BoltOptions{})
+	s, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		return 0, err
 	}

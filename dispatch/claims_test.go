@@ -15,6 +15,8 @@ import (
 
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
+	"github.com/pushbackd/pushbackd/store/memory"
 )
 
 // backends are the stores the must-hold tests run on.
@@ -22,9 +24,9 @@ var backends = []struct {
 	name string
 	open func(t *testing.T, clock store.Clock) testStore
 }{
-	{"memory", func(t *testing.T, clock store.Clock) testStore { return store.NewMemory(clock) }},
+	{"memory", func(t *testing.T, clock store.Clock) testStore { return memory.New(clock) }},
 	{"bbolt", func(t *testing.T, clock store.Clock) testStore {
-		st, err := store.OpenBolt(filepath.Join(t.TempDir(), "pushbackd.db"), store.BoltOptions{Clock: clock})
+		st, err := bolt.Open(filepath.Join(t.TempDir(), "pushbackd.db"), bolt.Options{Clock: clock})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +124,7 @@ func TestAStalledWorkersRunIsResumedElsewhereAndItsWritesAreRefused(t *testing.T
 	}()
 	s := mustSaga(t, "name: call\nsteps:\n  - {name: c, http: {url: \""+srv.URL+"\"}}\n")
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	// The stalled process: its timers never fire, so it never renews its lease.
 	stalled := startRig(t, Options{Store: st, Clock: stopped{clock}, Workers: 1, Owner: "stalled", LeaseTTL: time.Minute}, st, clock, s)
 	run, _, err := stalled.accept("call", "L-1", "")
@@ -214,7 +216,7 @@ steps:
     http: {url: "`+srv.URL+`/hold"}
 `)
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	watched := &watchedStore{Store: st}
 	r := newRigOn(t, watched, st, clock, clock, 2, 10, s)
 	run, _, err := r.accept("held", "L-1", "")
@@ -267,7 +269,7 @@ func (c *fakeClock) live() int {
 // behind one timer, and the runs they supersede leave nothing behind.
 func TestWaitingRunsShareOneTimer(t *testing.T) {
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	r := newRig(t, st, clock, clock, 4, 10000, mustSaga(t, debouncedSaga))
 	defer r.stop()
 	var distinct, same []*store.Run
@@ -327,7 +329,7 @@ func TestASyncRunThatMustWaitPastItsDeadlineGoesOnWithoutItsSender(t *testing.T)
 			defer srv.Close()
 			s := mustSaga(t, "name: call\nsteps:\n  - {name: c, http: {url: \""+srv.URL+"\"}, retry: {attempts: 2, backoff: 1s}}\n")
 			clock := newFakeClock()
-			st := store.NewMemory(clock)
+			st := memory.New(clock)
 			r := newRig(t, st, clock, clock, 1, 10, s)
 			defer r.stop()
 			run, inv := r.newRun("call", "L-1", "")
@@ -368,7 +370,7 @@ func (f *failingClaims) Claim(ctx context.Context, owner string, n int, ttl time
 
 func TestAFailedClaimIsTriedAgain(t *testing.T) {
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	// No worker is free at the accept, so the run is queued, and the first claims fail.
 	if _, err := st.Create(context.Background(), &store.Run{Partner: "acme", Endpoint: "e", Saga: "pure", Mode: "async",
 		Request: store.Request{Body: []byte("L-1")}}, store.CreateOptions{}); err != nil {
@@ -389,7 +391,7 @@ func TestAFailedClaimIsTriedAgain(t *testing.T) {
 func TestARunAcceptedByAFreeWorkerCostsNoClaim(t *testing.T) {
 	url, _ := counter(t)
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	runs := &countingRuns{Store: st}
 	r := newRigOn(t, runs, st, clock, clock, 2, 10, mustSaga(t, "name: call\nsteps:\n  - {name: c, http: {url: \""+url+"\"}}\n"))
 	run, _, err := r.accept("call", "L-1", "")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/memory"
 )
 
 // fakeClock fires AfterFunc callbacks only when advanced past their time.
@@ -254,7 +255,7 @@ steps:
 
 func TestAnAcceptedRunRunsAndItsOutcomeIsStored(t *testing.T) {
 	clock := newFakeClock()
-	r := newRig(t, store.NewMemory(clock), clock, clock, 2, 10, mustSaga(t, pureSaga))
+	r := newRig(t, memory.New(clock), clock, clock, 2, 10, mustSaga(t, pureSaga))
 	defer r.stop()
 	run, dup, err := r.accept("pure", "L-1", "")
 	if err != nil || dup != "" {
@@ -284,7 +285,7 @@ func gate(t *testing.T) (url string, release func(), hits *atomic.Int32) {
 func TestAFullQueueRefusesAndStoresNothing(t *testing.T) {
 	url, release, hits := gate(t)
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	held := mustSaga(t, "name: held\nsteps:\n  - {name: call, http: {url: \""+url+"\"}}\n")
 	r := newRig(t, st, clock, clock, 1, 1, held)
 	defer r.stop()
@@ -315,7 +316,7 @@ func TestAFullQueueRefusesAndStoresNothing(t *testing.T) {
 
 func TestDuplicatesRunNothing(t *testing.T) {
 	clock := newFakeClock()
-	r := newRig(t, store.NewMemory(clock), clock, clock, 4, 100, mustSaga(t, pureSaga))
+	r := newRig(t, memory.New(clock), clock, clock, 4, 100, mustSaga(t, pureSaga))
 	defer r.stop()
 	oneRunPerKey(t, func() (string, string, error) {
 		run, dup, err := r.accept("pure", "L-1", "acme/e/event-1")
@@ -331,7 +332,7 @@ steps:
 
 func TestDebounceLetsTheLastEventInTheWindowRun(t *testing.T) {
 	clock := newFakeClock()
-	r := newRig(t, store.NewMemory(clock), clock, clock, 2, 10, mustSaga(t, debouncedSaga))
+	r := newRig(t, memory.New(clock), clock, clock, 2, 10, mustSaga(t, debouncedSaga))
 	defer r.stop()
 	first, _, _ := r.accept("debounced", "L-1", "")
 	other, _, _ := r.accept("debounced", "L-2", "")
@@ -377,7 +378,7 @@ serialize_by: "${ body.loan }"
 steps:
   - {name: call, http: {url: "`+srv.URL+`?n=${ raw }"}}
 `)
-	r := newRig(t, store.NewMemory(clock), clock, clock, 4, 100, s)
+	r := newRig(t, memory.New(clock), clock, clock, 4, 100, s)
 	defer r.stop()
 	var runs []*store.Run
 	for i := range 8 {
@@ -448,7 +449,7 @@ steps:
     retry: {attempts: 3, backoff: 1h}
 `
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	before := newRig(t, st, clock, noSleep{clock}, 1, 10, mustSaga(t, src))
 	run, _, _ := before.accept("retried", "L-1", "")
 	waiting := before.waitStatus(run.ID, store.StatusWaiting)
@@ -493,7 +494,7 @@ func (noSleep) Sleep(context.Context, time.Duration) error {
 
 func TestARestartDuringADebounceWaitRunsAtTheStoredTime(t *testing.T) {
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	before := newRig(t, st, clock, clock, 1, 10, mustSaga(t, debouncedSaga))
 	run, _, _ := before.accept("debounced", "L-1", "")
 	before.stop()
@@ -511,7 +512,7 @@ func TestARestartDuringADebounceWaitRunsAtTheStoredTime(t *testing.T) {
 func TestStopLeavesQueuedRunsForTheNextStart(t *testing.T) {
 	url, release, hits := gate(t)
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	held := mustSaga(t, "name: held\nsteps:\n  - {name: call, http: {url: \""+url+"\"}}\n")
 	r := newRig(t, st, clock, clock, 1, 10, held)
 	first, _, _ := r.accept("held", "1", "")
@@ -556,7 +557,7 @@ func (c *countingRuns) Save(ctx context.Context, run *store.Run, l store.Lease) 
 
 func TestAPureSyncRunIsRecordedOnceInItsFinalStateBeforeItsAnswer(t *testing.T) {
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	runs := &countingRuns{Store: st}
 	r := newRigOn(t, runs, st, clock, clock, 2, 10, mustSaga(t, pureSaga))
 	run, res, dup, err := r.runSync("pure", "L-1", "")
@@ -580,7 +581,7 @@ func TestAPureSyncRunIsRecordedOnceInItsFinalStateBeforeItsAnswer(t *testing.T) 
 
 func TestAPureSyncRunThatFailsIsRecordedFailed(t *testing.T) {
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	r := newRig(t, st, clock, clock, 2, 10, mustSaga(t, "name: refuses\nsteps:\n  - {name: no, fail: {message: not today}}\n"))
 	defer r.stop()
 	run, res, _, err := r.runSync("refuses", "L-1", "")
@@ -595,7 +596,7 @@ func TestAPureSyncRunThatFailsIsRecordedFailed(t *testing.T) {
 func TestASyncRunWithEffectsIsRecordedBeforeItsFirstStep(t *testing.T) {
 	url, release, hits := gate(t)
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	runs := &countingRuns{Store: st}
 	held := mustSaga(t, "name: held\nsteps:\n  - {name: call, http: {url: \""+url+"\"}}\n")
 	r := newRigOn(t, runs, st, clock, clock, 1, 1, held)
@@ -622,7 +623,7 @@ func TestASyncRunWithEffectsIsRecordedBeforeItsFirstStep(t *testing.T) {
 
 func TestConcurrentPureSyncDuplicatesRecordOneRun(t *testing.T) {
 	clock := newFakeClock()
-	st := store.NewMemory(clock)
+	st := memory.New(clock)
 	r := newRig(t, st, clock, clock, 4, 100, mustSaga(t, pureSaga))
 	defer r.stop()
 	oneRunPerKey(t, func() (string, string, error) {
@@ -671,7 +672,7 @@ func TestAWorkerDoesNotWaitForItsOutcomeToBeWritten(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			hits.Store(0)
 			clock := newFakeClock()
-			st := store.NewMemory(clock)
+			st := memory.New(clock)
 			runs := &heldRuns{Store: st, release: make(chan struct{})}
 			call := mustSaga(t, "name: call\n"+tc.serialize+"steps:\n  - {name: c, http: {url: \""+url+"\"}}\n")
 			r := newRigOn(t, runs, st, clock, clock, 1, 10, call)

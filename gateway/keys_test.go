@@ -19,6 +19,7 @@ import (
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 	"github.com/pushbackd/pushbackd/store/storetest"
 )
 
@@ -67,7 +68,7 @@ type live struct {
 	clock *storetest.ManualClock
 	cfg   *config.Config
 	path  string
-	st    *store.Bolt
+	st    *bolt.Store
 	d     *dispatch.Dispatcher
 	srv   *httptest.Server
 }
@@ -100,7 +101,7 @@ func startLive(t *testing.T) *live {
 
 func (l *live) open() {
 	t := l.t
-	st, err := store.OpenBolt(l.path, store.BoltOptions{Clock: l.clock})
+	st, err := bolt.Open(l.path, bolt.Options{Clock: l.clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // countingHistory counts the saga sources read from a real store.
@@ -31,11 +32,11 @@ func pinnedSagaSrc(step string) string {
 
 // pinnedFixture is a configuration whose saga "order" is at its third version, a bbolt
 // store whose history has all three, and the versions as compiled.
-func pinnedFixture(t *testing.T) (*config.Config, *store.Bolt, []*saga.Saga) {
+func pinnedFixture(t *testing.T) (*config.Config, *bolt.Store, []*saga.Saga) {
 	t.Helper()
 	dir := t.TempDir()
 	var versions []*saga.Saga
-	st, err := store.OpenBolt(filepath.Join(dir, "data.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(dir, "data.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

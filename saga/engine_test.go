@@ -12,6 +12,7 @@ import (
 
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/memory"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -133,7 +134,7 @@ steps:
   - name: b
     kv: {op: get, key: k}
 `)
-	e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = &flakyKV{KV: store.NewMemoryKV(nil), failures: 99} })
+	e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = &flakyKV{KV: memory.NewKV(nil), failures: 99} })
 	res := e.Run(context.Background(), invocation(s, nil))
 	if res.Status != StatusFailed || res.Answer != nil || len(res.Compensations) != 0 {
 		t.Fatalf("status %q answer %v compensations %v", res.Status, res.Answer, res.Compensations)
@@ -166,7 +167,7 @@ func TestRetries(t *testing.T) {
 				src += "    retry: " + tc.retry + "\n"
 			}
 			s := mustParse(t, "r", src)
-			kv := &flakyKV{KV: store.NewMemoryKV(nil), failures: tc.failures}
+			kv := &flakyKV{KV: memory.NewKV(nil), failures: tc.failures}
 			e, clock, _ := testEngine(t, func(o *EngineOptions) { o.KV = kv })
 			res := e.Run(context.Background(), invocation(s, nil))
 			if res.Status != tc.wantStatus || res.Steps[0].Attempts != tc.wantAttempts || kv.Gets() != tc.wantAttempts {
@@ -212,7 +213,7 @@ func TestRetries(t *testing.T) {
 func TestTimeouts(t *testing.T) {
 	t.Run("a step timeout fails the step and says so", func(t *testing.T) {
 		s := mustParse(t, "t", "name: t\nsteps:\n  - {name: slow, kv: {op: get, key: k}, timeout: 20ms}\n")
-		e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = &flakyKV{KV: store.NewMemoryKV(nil), block: true} })
+		e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = &flakyKV{KV: memory.NewKV(nil), block: true} })
 		res := e.Run(context.Background(), invocation(s, nil))
 		if res.Status != StatusFailed || !strings.Contains(res.Error, "step timed out after 20ms") {
 			t.Errorf("status %q error %q", res.Status, res.Error)
@@ -221,7 +222,7 @@ func TestTimeouts(t *testing.T) {
 
 	t.Run("a step timeout covers its retries", func(t *testing.T) {
 		s := mustParse(t, "t", "name: t\nsteps:\n  - {name: slow, kv: {op: get, key: k}, timeout: 20ms, retry: {attempts: 50, backoff: 1ms}}\n")
-		e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = &flakyKV{KV: store.NewMemoryKV(nil), block: true} })
+		e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = &flakyKV{KV: memory.NewKV(nil), block: true} })
 		res := e.Run(context.Background(), invocation(s, nil))
 		if res.Status != StatusFailed || res.Steps[0].Attempts != 1 {
 			t.Errorf("status %q attempts %d", res.Status, res.Steps[0].Attempts)
@@ -239,7 +240,7 @@ steps:
   - name: slow
     kv: {op: get, key: k}
 `)
-		mem := store.NewMemoryKV(nil)
+		mem := memory.NewKV(nil)
 		kv := &flakyKV{KV: mem, block: true}
 		e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = kv })
 		res := e.Run(context.Background(), invocation(s, nil))
@@ -274,7 +275,7 @@ steps:
     respond:
       body: {status: "${ steps.optional.status }", error: "${ steps.optional.error }", attempts: "${ steps.optional.attempts }"}
 `)
-	e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = &flakyKV{KV: store.NewMemoryKV(nil), failures: 99} })
+	e, _, _ := testEngine(t, func(o *EngineOptions) { o.KV = &flakyKV{KV: memory.NewKV(nil), failures: 99} })
 	res := e.Run(context.Background(), invocation(s, nil))
 	if res.Status != StatusSucceeded || res.Steps[0].Status != StatusFailed {
 		t.Fatalf("run %q, optional step %q", res.Status, res.Steps[0].Status)
@@ -461,7 +462,7 @@ steps:
     set: {b: "${ steps.two.attempts }", c: "${ run.attempt }"}
 `)
 	var cp recordingCheckpointer
-	kv := &flakyKV{KV: store.NewMemoryKV(nil), failures: 1}
+	kv := &flakyKV{KV: memory.NewKV(nil), failures: 1}
 	e, clock, _ := testEngine(t, func(o *EngineOptions) { o.Checkpointer = &cp; o.KV = kv })
 	res := e.Run(context.Background(), invocation(s, nil))
 	if res.Status != StatusSucceeded {

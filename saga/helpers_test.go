@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pushbackd/pushbackd/security"
-	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/memory"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -65,9 +65,9 @@ var loopbackOnly = EgressPolicy{Allow: []string{"127.0.0.1", "::1"}}
 
 // testEngine is an engine on a fake clock, an in-memory KV and identity jitter, allowed to
 // reach loopback (a mod may set another Egress).
-func testEngine(t testing.TB, mod ...func(*EngineOptions)) (*Engine, *fakeClock, *store.MemoryKV) {
+func testEngine(t testing.TB, mod ...func(*EngineOptions)) (*Engine, *fakeClock, *memory.KV) {
 	clock := newFakeClock()
-	kv := store.NewMemoryKV(clock)
+	kv := memory.NewKV(clock)
 	o := EngineOptions{
 		Clock:  clock,
 		KV:     kv,

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // kvSaga stores the body's key and value; retry would repeat a step that failed for a
@@ -88,7 +88,7 @@ func TestKVStepsStayWithinTheirLimits(t *testing.T) {
 // limits, 200 puts of a 30 KB key with a 900 KB value grew it from 32 KB to 205 MB.)
 func TestOverLimitKVWritesDoNotGrowTheDataFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pushbackd.db")
-	db, err := store.OpenBolt(path, store.BoltOptions{})
+	db, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

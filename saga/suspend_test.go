@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/memory"
 )
 
 // throttled is a downstream that answers 503 Retry-After: 30 to its first `busy` calls and
@@ -160,7 +160,7 @@ on_failure:
   http: {url: "`+srv.URL+`/alert"}
 `)
 	var cp recordingCheckpointer
-	e, _, _ := testEngine(t, func(o *EngineOptions) { o.Checkpointer = &cp; o.KV = store.NewMemoryKV(nil) })
+	e, _, _ := testEngine(t, func(o *EngineOptions) { o.Checkpointer = &cp; o.KV = memory.NewKV(nil) })
 	ctx, cancel := context.WithCancelCause(context.Background())
 	go func() { <-entered; cancel(ErrInterrupted) }()
 	res := e.Run(ctx, invocation(s, nil))

@@ -30,15 +30,15 @@ import (
 // the heavy part's pages are never touched.
 const codecVersion = 1
 
-var errCorrupt = errors.New("store: corrupt run record")
+var ErrCorrupt = errors.New("store: corrupt run record")
 
-func encodeRun(dst []byte, r *Run, body []byte) []byte {
+func EncodeRun(dst []byte, r *Run, body []byte) []byte {
 	light := make([]byte, 0, 256+len(r.Answer.bodyOrNil())+32*len(r.Request.Headers))
 	for _, s := range [...]string{r.Partner, r.Site, r.Endpoint, r.Saga, r.SagaVersion, r.Mode, string(r.Status)} {
 		light = appendString(light, s)
 	}
 	for _, t := range [...]time.Time{r.ReceivedAt, r.UpdatedAt, r.FinishedAt, r.WakeAt} {
-		light = binary.AppendVarint(light, timeNanos(t))
+		light = binary.AppendVarint(light, TimeNanos(t))
 	}
 	light = binary.AppendUvarint(light, uint64(max(r.Attempt, 0)))
 	for _, s := range [...]string{r.ReplayOf, r.IdempotencyKey, r.DebounceKey, r.SerializeKey, r.Error,
@@ -80,15 +80,15 @@ func (a *Answer) bodyOrNil() []byte {
 	return a.Body
 }
 
-// timeNanos maps the zero time to 0 so "not set" survives the round trip.
-func timeNanos(t time.Time) int64 {
+// TimeNanos maps the zero time to 0 so "not set" survives the round trip.
+func TimeNanos(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
 	return t.UnixNano()
 }
 
-func nanosTime(n int64) time.Time {
+func NanosTime(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}
@@ -113,15 +113,15 @@ type decoder struct {
 	err error
 }
 
-// decodeRun fills r from rec. With full false it stops after the light part and leaves
+// DecodeRun fills r from rec. With full false it stops after the light part and leaves
 // State, Result and the body nil. It returns the body when full.
-func decodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
+func DecodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
 	if len(rec) == 0 || rec[0] != codecVersion {
-		return nil, fmt.Errorf("%w: unknown version", errCorrupt)
+		return nil, fmt.Errorf("%w: unknown version", ErrCorrupt)
 	}
 	n, k := binary.Uvarint(rec[1:])
 	if k <= 0 || uint64(len(rec)-1-k) < n {
-		return nil, fmt.Errorf("%w: bad length", errCorrupt)
+		return nil, fmt.Errorf("%w: bad length", ErrCorrupt)
 	}
 	start := 1 + k
 	d := decoder{s: string(rec[start : start+int(n)]), b: rec[start+int(n):]}
@@ -139,7 +139,7 @@ func decodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
 			name := d.str()
 			nv := d.uvarint()
 			if nv > uint64(len(d.s)) {
-				d.err = errCorrupt
+				d.err = ErrCorrupt
 				break
 			}
 			var vs []string
@@ -152,7 +152,7 @@ func decodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
 			q.Headers[name] = vs
 		}
 	} else if nh > 0 {
-		d.err = errCorrupt
+		d.err = ErrCorrupt
 	}
 	r.Answer = nil
 	if d.byte() == 1 {
@@ -181,7 +181,7 @@ func (d *decoder) uvarint() uint64 {
 	}
 	v, k := binary.Uvarint([]byte(d.s[:min(len(d.s), binary.MaxVarintLen64)]))
 	if k <= 0 {
-		d.err = errCorrupt
+		d.err = ErrCorrupt
 		return 0
 	}
 	d.s = d.s[k:]
@@ -194,11 +194,11 @@ func (d *decoder) time() time.Time {
 	}
 	v, k := binary.Varint([]byte(d.s[:min(len(d.s), binary.MaxVarintLen64)]))
 	if k <= 0 {
-		d.err = errCorrupt
+		d.err = ErrCorrupt
 		return time.Time{}
 	}
 	d.s = d.s[k:]
-	return nanosTime(v)
+	return NanosTime(v)
 }
 
 func (d *decoder) str() string {
@@ -207,7 +207,7 @@ func (d *decoder) str() string {
 		return ""
 	}
 	if n > uint64(len(d.s)) {
-		d.err = errCorrupt
+		d.err = ErrCorrupt
 		return ""
 	}
 	s := d.s[:n]
@@ -217,7 +217,7 @@ func (d *decoder) str() string {
 
 func (d *decoder) byte() byte {
 	if d.err != nil || len(d.s) == 0 {
-		d.err = errCorrupt
+		d.err = ErrCorrupt
 		return 0
 	}
 	c := d.s[0]
@@ -231,7 +231,7 @@ func (d *decoder) bytes() []byte {
 	}
 	n, k := binary.Uvarint(d.b)
 	if k <= 0 || n > uint64(len(d.b)-k) {
-		d.err = errCorrupt
+		d.err = ErrCorrupt
 		return nil
 	}
 	p := d.b[k : k+int(n)]

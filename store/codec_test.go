@@ -34,9 +34,9 @@ func codecRun() *Run {
 
 func TestCodecRoundTrip(t *testing.T) {
 	in := codecRun()
-	rec := encodeRun(nil, in, in.Request.Body)
+	rec := EncodeRun(nil, in, in.Request.Body)
 	var out Run
-	body, err := decodeRun(rec, &out, true)
+	body, err := DecodeRun(rec, &out, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", out, *in)
 	}
 	var light Run
-	if _, err := decodeRun(rec, &light, false); err != nil {
+	if _, err := DecodeRun(rec, &light, false); err != nil {
 		t.Fatal(err)
 	}
 	if light.State != nil || light.Result != nil || light.Partner != "acme" || light.Answer == nil {
@@ -53,7 +53,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 	for cut := 0; cut < len(rec); cut++ {
 		var r Run
-		if _, err := decodeRun(rec[:cut], &r, true); err == nil {
+		if _, err := DecodeRun(rec[:cut], &r, true); err == nil {
 			t.Fatalf("a record cut at %d of %d decoded without error", cut, len(rec))
 		}
 	}
@@ -64,7 +64,7 @@ func TestCodecRoundTrip(t *testing.T) {
 func TestCodecReadsRecordsWithoutAMessageKey(t *testing.T) {
 	in := codecRun()
 	in.MessageKey = ""
-	rec := encodeRun(nil, in, in.Request.Body)
+	rec := EncodeRun(nil, in, in.Request.Body)
 	n, k := binary.Uvarint(rec[1:])
 	light := rec[1+k : 1+k+int(n)]
 	if light[len(light)-1] != 0 {
@@ -74,7 +74,7 @@ func TestCodecReadsRecordsWithoutAMessageKey(t *testing.T) {
 	old = append(old, light[:len(light)-1]...)
 	old = append(old, rec[1+k+int(n):]...)
 	var out Run
-	body, err := decodeRun(old, &out, true)
+	body, err := DecodeRun(old, &out, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +86,11 @@ func TestCodecReadsRecordsWithoutAMessageKey(t *testing.T) {
 
 func FuzzDecodeRun(f *testing.F) {
 	in := codecRun()
-	f.Add(encodeRun(nil, in, in.Request.Body))
+	f.Add(EncodeRun(nil, in, in.Request.Body))
 	f.Add([]byte{1, 0})
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		var r Run
-		_, _ = decodeRun(rec, &r, true) // must not panic
+		_, _ = DecodeRun(rec, &r, true) // must not panic
 	})
 }
 
@@ -98,13 +98,13 @@ func FuzzDecodeRun(f *testing.F) {
 // over. Sizes are reported as B/record.
 func BenchmarkEncodeRun(b *testing.B) {
 	in := codecRun()
-	rec := encodeRun(nil, in, in.Request.Body)
+	rec := EncodeRun(nil, in, in.Request.Body)
 	js, _ := json.Marshal(in)
 	b.Run("binary/encode", func(b *testing.B) {
 		b.ReportAllocs()
 		buf := make([]byte, 0, 2048)
 		for b.Loop() {
-			buf = encodeRun(buf[:0], in, in.Request.Body)
+			buf = EncodeRun(buf[:0], in, in.Request.Body)
 		}
 		b.ReportMetric(float64(len(rec)), "B/record")
 	})
@@ -112,7 +112,7 @@ func BenchmarkEncodeRun(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var r Run
-			if _, err := decodeRun(rec, &r, true); err != nil {
+			if _, err := DecodeRun(rec, &r, true); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -121,7 +121,7 @@ func BenchmarkEncodeRun(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var r Run
-			if _, err := decodeRun(rec, &r, false); err != nil {
+			if _, err := DecodeRun(rec, &r, false); err != nil {
 				b.Fatal(err)
 			}
 		}

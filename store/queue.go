@@ -8,15 +8,15 @@ import (
 // The queue rules every backend applies, so that bbolt, memory and a later Postgres store
 // agree on when a run is due and what a claim does to it.
 
-// runnable says whether a run of status st counts as runnable (Queue.Runnable): waiting
+// Runnable reports whether a run of status st counts as runnable (Queue.Runnable): waiting
 // for a worker, now or later.
-func runnable(st Status) bool { return st == StatusQueued || st == StatusWaiting }
+func (st Status) Runnable() bool { return st == StatusQueued || st == StatusWaiting }
 
-// dueAt is when unfinished run r falls due, parking aside: a queued run in arrival order
+// DueAt is when unfinished run r falls due, parking aside: a queued run in arrival order
 // (its ReceivedAt, never later than now, so a sender's clock ahead of ours cannot hold it
 // back), a waiting run at its WakeAt, a running run when its lease expires (at once when it
 // has none: nobody executes it).
-func dueAt(r *Run, leaseExpires, now time.Time) time.Time {
+func DueAt(r *Run, leaseExpires, now time.Time) time.Time {
 	switch r.Status {
 	case StatusQueued:
 		if r.ReceivedAt.After(now) || r.ReceivedAt.IsZero() {
@@ -36,34 +36,34 @@ func dueAt(r *Run, leaseExpires, now time.Time) time.Time {
 	}
 }
 
-// claimRun makes r, just claimed, running. A queued run starts its first attempt and a
+// ClaimRun makes r, just claimed, running. A queued run starts its first attempt and a
 // running one (its worker died) a new one; a waiting run woken from a suspension goes on
 // with the attempt it suspended in, unless it never ran (a debounce wait).
-func claimRun(r *Run, now time.Time) {
+func ClaimRun(r *Run, now time.Time) {
 	if r.Status != StatusWaiting || r.Attempt == 0 {
 		r.Attempt++
 	}
 	r.Status, r.WakeAt, r.UpdatedAt = StatusRunning, time.Time{}, now
 }
 
-// checkSave refuses a Save whose status is not a worker's to write: a worker checkpoints
+// CheckSave refuses a Save whose status is not a worker's to write: a worker checkpoints
 // (running), suspends (waiting) or finishes (final); it never queues a run again.
-func checkSave(r *Run) error {
+func CheckSave(r *Run) error {
 	if r.Status == StatusRunning || r.Status == StatusWaiting || r.Status.Final() {
 		return nil
 	}
 	return fmt.Errorf("%w: a worker cannot save run %s as %q", ErrInvalid, r.ID, r.Status)
 }
 
-// leaseHeld reports whether the stored lease (token, owner, expires) is the caller's l on a
+// LeaseHeld reports whether the stored lease (token, owner, expires) is the caller's l on a
 // running run. An expired lease that nobody has claimed since is still held: the token is
 // what fences, not the clock, so a slow worker loses its run only to another worker.
-func leaseHeld(status Status, token uint64, owner string, expires time.Time, l Lease) bool {
+func LeaseHeld(status Status, token uint64, owner string, expires time.Time, l Lease) bool {
 	return status == StatusRunning && !expires.IsZero() && token == l.Token && owner == l.Owner
 }
 
-// checkClaimArgs validates what Claim and Create take from a worker pool.
-func checkClaimArgs(owner string, ttl time.Duration) error {
+// CheckClaimArgs validates what Claim and Create take from a worker pool.
+func CheckClaimArgs(owner string, ttl time.Duration) error {
 	if owner == "" {
 		return fmt.Errorf("%w: empty lease owner", ErrInvalid)
 	}

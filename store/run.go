@@ -13,22 +13,22 @@ import (
 	"github.com/google/uuid"
 )
 
-// runID is a run id as stored in keys: the UUID's 16 bytes, big-endian, so keys sort by
+// RunID is a run id as stored in keys: the UUID's 16 bytes, big-endian, so keys sort by
 // arrival time.
-type runID [16]byte
+type RunID [16]byte
 
-func (id runID) String() string { return uuid.UUID(id).String() }
+func (id RunID) String() string { return uuid.UUID(id).String() }
 
-func parseRunID(s string) (runID, error) {
+func ParseRunID(s string) (RunID, error) {
 	u, err := uuid.Parse(s)
 	if err != nil {
-		return runID{}, fmt.Errorf("%w: run id %q: %w", ErrInvalid, s, err)
+		return RunID{}, fmt.Errorf("%w: run id %q: %w", ErrInvalid, s, err)
 	}
-	return runID(u), nil
+	return RunID(u), nil
 }
 
-// msID is the smallest id of millisecond ms: the bound time filters compare ids with.
-func msID(t time.Time) runID {
+// FirstIDAt is the smallest id of millisecond ms: the bound time filters compare ids with.
+func FirstIDAt(t time.Time) RunID {
 	ms := t.UnixMilli()
 	if ms < 0 {
 		ms = 0
@@ -36,7 +36,7 @@ func msID(t time.Time) runID {
 	if ms > 1<<48-1 {
 		ms = 1<<48 - 1
 	}
-	var id runID
+	var id RunID
 	putMs(id[:], ms)
 	return id
 }
@@ -45,17 +45,17 @@ func putMs(b []byte, ms int64) {
 	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
 }
 
-// idGen makes UUIDv7 ids from a run's ReceivedAt (not the wall clock, so ids and the time
+// IDGen makes UUIDv7 ids from a run's ReceivedAt (not the wall clock, so ids and the time
 // filters agree even under a test clock). Within one millisecond a 42-bit counter that
 // starts at a random value keeps ids increasing (RFC 9562 §6.2, method 1), so arrival
 // order survives bursts.
-type idGen struct {
+type IDGen struct {
 	mu      sync.Mutex
 	lastMs  int64
 	counter uint64
 }
 
-func (g *idGen) next(at time.Time) runID {
+func (g *IDGen) Next(at time.Time) RunID {
 	ms := at.UnixMilli()
 	if ms < 0 {
 		ms = 0
@@ -76,7 +76,7 @@ func (g *idGen) next(at time.Time) runID {
 	c := g.counter
 	g.mu.Unlock()
 
-	var id runID
+	var id RunID
 	putMs(id[:], ms)
 	id[6] = 0x70 | byte(c>>38)&0x0f // version 7, counter bits 41..38
 	id[7] = byte(c >> 30)
@@ -86,30 +86,30 @@ func (g *idGen) next(at time.Time) runID {
 	return id
 }
 
-// prepareCreate validates run and fills in what Create defaults, without touching the
+// PrepareCreate validates run and fills in what Create defaults, without touching the
 // caller's value; the caller copies the result back once the write succeeded.
-func prepareCreate(run *Run, now time.Time, ids *idGen) (Run, runID, error) {
+func PrepareCreate(run *Run, now time.Time, ids *IDGen) (Run, RunID, error) {
 	r := *run
 	if err := validateNames(r.Partner, r.Site, r.Endpoint); err != nil {
-		return r, runID{}, err
+		return r, RunID{}, err
 	}
 	if r.Status == "" {
 		r.Status = StatusQueued
 	}
 	if !r.Status.Valid() {
-		return r, runID{}, fmt.Errorf("%w: status %q", ErrInvalid, r.Status)
+		return r, RunID{}, fmt.Errorf("%w: status %q", ErrInvalid, r.Status)
 	}
-	var id runID
+	var id RunID
 	if r.ID == "" {
 		if r.ReceivedAt.IsZero() {
 			r.ReceivedAt = now
 		}
-		id = ids.next(r.ReceivedAt)
+		id = ids.Next(r.ReceivedAt)
 		r.ID = id.String()
 	} else {
 		var err error
-		if id, err = parseRunID(r.ID); err != nil {
-			return r, runID{}, err
+		if id, err = ParseRunID(r.ID); err != nil {
+			return r, RunID{}, err
 		}
 		if r.ReceivedAt.IsZero() {
 			r.ReceivedAt = time.UnixMilli(int64(binary.BigEndian.Uint64(append(make([]byte, 2, 8), id[:6]...))))
@@ -135,8 +135,8 @@ func validateNames(names ...string) error {
 	return nil
 }
 
-// applyUpdate copies the mutable fields of in onto stored, enforcing the final-status rule.
-func applyUpdate(stored *Run, in *Run, now time.Time) error {
+// ApplyUpdate copies the mutable fields of in onto stored, enforcing the final-status rule.
+func ApplyUpdate(stored *Run, in *Run, now time.Time) error {
 	if in.Status == "" {
 		in.Status = stored.Status
 	}
@@ -164,79 +164,79 @@ func applyUpdate(stored *Run, in *Run, now time.Time) error {
 	return nil
 }
 
-// supersede marks a pending run superseded by a newer one with its debounce key.
-func supersede(r *Run, now time.Time) {
+// Supersede marks a pending run superseded by a newer one with its debounce key.
+func Supersede(r *Run, now time.Time) {
 	r.Status = StatusSuperseded
 	r.UpdatedAt = now
 	r.FinishedAt = now
 	r.WakeAt = time.Time{}
 }
 
-// listQuery is a Filter checked and turned into id bounds.
-type listQuery struct {
-	f      Filter
-	limit  int
-	desc   bool
-	lo, hi *runID // lo inclusive, hi exclusive; nil = open
+// ListQuery is a Filter checked and turned into id bounds.
+type ListQuery struct {
+	Filter Filter
+	Limit  int
+	Desc   bool
+	Lo, Hi *RunID // lo inclusive, hi exclusive; nil = open
 }
 
-func newListQuery(f Filter) (listQuery, error) {
-	q := listQuery{f: f, limit: f.Limit, desc: !f.Oldest}
+func NewListQuery(f Filter) (ListQuery, error) {
+	q := ListQuery{Filter: f, Limit: f.Limit, Desc: !f.Oldest}
 	if err := validateNames(f.Partner, f.Site, f.Endpoint); err != nil {
 		return q, err
 	}
 	if f.Status != "" && !f.Status.Valid() {
 		return q, fmt.Errorf("%w: status %q", ErrInvalid, f.Status)
 	}
-	if q.limit <= 0 {
-		q.limit = DefaultListLimit
+	if q.Limit <= 0 {
+		q.Limit = DefaultListLimit
 	}
-	if q.limit > MaxListLimit {
-		q.limit = MaxListLimit
+	if q.Limit > MaxListLimit {
+		q.Limit = MaxListLimit
 	}
 	if !f.Since.IsZero() {
-		id := msID(f.Since)
-		q.lo = &id
+		id := FirstIDAt(f.Since)
+		q.Lo = &id
 	}
 	if !f.Until.IsZero() {
-		id := msID(f.Until)
-		q.hi = &id
+		id := FirstIDAt(f.Until)
+		q.Hi = &id
 	}
 	if f.Cursor != "" {
 		c, err := decodeCursor(f.Cursor)
 		if err != nil {
 			return q, err
 		}
-		if q.desc {
-			if q.hi == nil || bytes.Compare(c[:], q.hi[:]) < 0 {
-				q.hi = &c
+		if q.Desc {
+			if q.Hi == nil || bytes.Compare(c[:], q.Hi[:]) < 0 {
+				q.Hi = &c
 			}
 		} else {
 			c, ok := incID(c)
 			if !ok {
-				q.lo, q.hi = &c, &c // nothing is after the largest id
-			} else if q.lo == nil || bytes.Compare(c[:], q.lo[:]) > 0 {
-				q.lo = &c
+				q.Lo, q.Hi = &c, &c // nothing is after the largest id
+			} else if q.Lo == nil || bytes.Compare(c[:], q.Lo[:]) > 0 {
+				q.Lo = &c
 			}
 		}
 	}
 	return q, nil
 }
 
-func (q *listQuery) inRange(id runID) bool {
-	return (q.lo == nil || bytes.Compare(id[:], q.lo[:]) >= 0) &&
-		(q.hi == nil || bytes.Compare(id[:], q.hi[:]) < 0)
+func (q *ListQuery) InRange(id RunID) bool {
+	return (q.Lo == nil || bytes.Compare(id[:], q.Lo[:]) >= 0) &&
+		(q.Hi == nil || bytes.Compare(id[:], q.Hi[:]) < 0)
 }
 
-func (q *listQuery) matches(r *Run) bool {
-	f := &q.f
+func (q *ListQuery) Matches(r *Run) bool {
+	f := &q.Filter
 	return (f.Partner == "" || r.Partner == f.Partner) &&
 		(f.Site == "" || r.Site == f.Site) &&
 		(f.Endpoint == "" || r.Endpoint == f.Endpoint) &&
 		(f.Status == "" || r.Status == f.Status)
 }
 
-func incID(id runID) (runID, bool) {
+func incID(id RunID) (RunID, bool) {
 	for i := len(id) - 1; i >= 0; i-- {
 		id[i]++
 		if id[i] != 0 {
@@ -249,10 +249,10 @@ func incID(id runID) (runID, bool) {
 // Cursors are the last id of a page: ids are unique and every index is ordered by id, so
 // the next page is "beyond this id" whatever index serves it, and runs created meanwhile
 // do not shift pages.
-func encodeCursor(id runID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+func EncodeCursor(id RunID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
 
-func decodeCursor(s string) (runID, error) {
-	var id runID
+func decodeCursor(s string) (RunID, error) {
+	var id RunID
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) != len(id) {
 		return id, fmt.Errorf("%w: cursor %q", ErrInvalid, s)
@@ -261,10 +261,28 @@ func decodeCursor(s string) (runID, error) {
 	return id, nil
 }
 
-// pageNext is the cursor after a page of n results filled up to limit.
-func pageNext(last runID, n, limit int, more bool) string {
-	if n < limit || !more {
-		return ""
+// KeyClaim is a key a new run takes, idempotency or message key, and when it lets go.
+type KeyClaim struct {
+	Key     string
+	Expires time.Time
+}
+
+// KeyClaims lists the keys r claims when it is created at now.
+func KeyClaims(r *Run, opts CreateOptions, now time.Time) []KeyClaim {
+	var out []KeyClaim
+	if r.IdempotencyKey != "" {
+		ttl := opts.IdempotencyTTL
+		if ttl <= 0 {
+			ttl = DefaultIdempotencyTTL
+		}
+		out = append(out, KeyClaim{r.IdempotencyKey, now.Add(ttl)})
 	}
-	return encodeCursor(last)
+	if r.MessageKey != "" {
+		ttl := opts.MessageTTL
+		if ttl <= 0 {
+			ttl = DefaultMessageTTL
+		}
+		out = append(out, KeyClaim{r.MessageKey, now.Add(ttl)})
+	}
+	return out
 }

@@ -44,15 +44,15 @@ var SagaNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // MaxSagaOriginLen bounds SagaVersion.Origin, in bytes.
 const MaxSagaOriginLen = 256
 
-func validSagaName(name string) error {
+func ValidSagaName(name string) error {
 	if !SagaNamePattern.MatchString(name) {
 		return fmt.Errorf("%w: saga name %q must match %s", ErrInvalid, name, SagaNamePattern)
 	}
 	return nil
 }
 
-func validSagaVersion(name string, src []byte, origin string) error {
-	if err := validSagaName(name); err != nil {
+func ValidSagaVersion(name string, src []byte, origin string) error {
+	if err := ValidSagaName(name); err != nil {
 		return err
 	}
 	if len(src) == 0 {
@@ -64,9 +64,9 @@ func validSagaVersion(name string, src []byte, origin string) error {
 	return nil
 }
 
-func sagaHash(src []byte) [sha256.Size]byte { return sha256.Sum256(src) }
+func SagaHash(src []byte) [sha256.Size]byte { return sha256.Sum256(src) }
 
-func hexHash(h [sha256.Size]byte) string { return hex.EncodeToString(h[:]) }
+func HexHash(h [sha256.Size]byte) string { return hex.EncodeToString(h[:]) }
 
-// sagaNow is the clock's reading as a stored time comes back: UTC, no monotonic reading.
-func sagaNow(c Clock) time.Time { return nanosTime(c.Now().UnixNano()) }
+// SagaNow is the clock's reading as a stored time comes back: UTC, no monotonic reading.
+func SagaNow(c Clock) time.Time { return NanosTime(c.Now().UnixNano()) }

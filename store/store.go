@@ -1,10 +1,13 @@
-// Package store holds pushbackd's durable state: run history, idempotency keys, the work
-// queue (which unfinished run is due when, and which worker holds it) and the key-value
-// state sagas keep per partner.
+// Package store defines pushbackd's durable state — run history, idempotency keys, the
+// work queue (which unfinished run is due when, and which worker holds it), saga versions
+// and the key-value state sagas keep per partner — as types and interfaces, and holds the
+// rules every backend shares, exported so a backend in its own package applies them: when
+// a run is due and what a claim does to it (queue.go), how a run is created, updated and
+// listed (run.go), how sender keys are scoped (keys.go), the run record codec (codec.go).
 //
-// Everything outside this package sees interfaces only, so the embedded bbolt store and a
-// later shared (Postgres) one are interchangeable; every implementation must pass the
-// contract tests in storetest.
+// Backends live in their own packages (store/bolt, the embedded file; store/memory, for
+// tests; a later shared Postgres one) and depend on nothing here that is unexported. Every
+// backend must pass the contract suite in storetest.
 package store
 
 import (
@@ -51,11 +54,11 @@ type Clock interface {
 	Now() time.Time
 }
 
-type systemClock struct{}
+type SystemClock struct{}
 
-func (systemClock) Now() time.Time { return time.Now() }
+func (SystemClock) Now() time.Time { return time.Now() }
 
-func validKey(namespace, key string) error {
+func ValidKey(namespace, key string) error {
 	if namespace == "" || key == "" {
 		return ErrEmptyKey
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // crashRig is a pushbackd binary with an async endpoint whose saga reports each run to a
@@ -211,7 +212,7 @@ func TestKillNineLosesNoAcknowledgedRun(t *testing.T) {
 	r.waitAllDone()
 	r.terminate()
 
-	st, err := store.OpenBolt(filepath.Join(r.dir, "data", "pushbackd.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(r.dir, "data", "pushbackd.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

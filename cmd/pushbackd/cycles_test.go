@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // mixedRig is a crash rig with every kind of traffic: sync, async, idempotent duplicates,
@@ -142,7 +143,7 @@ func (r *mixedRig) mixedLoad(killAfter int, cycle int) {
 // run is there.
 func (r *mixedRig) checkStore(cycle int) {
 	r.t.Helper()
-	st, err := store.OpenBolt(filepath.Join(r.dir, "data", "pushbackd.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(r.dir, "data", "pushbackd.db"), bolt.Options{})
 	if err != nil {
 		r.t.Fatalf("cycle %d: %v", cycle, err)
 	}
@@ -210,7 +211,7 @@ func TestTenCrashCyclesUnderMixedLoad(t *testing.T) {
 	}
 	r.terminate()
 
-	st, err := store.OpenBolt(filepath.Join(r.dir, "data", "pushbackd.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(r.dir, "data", "pushbackd.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // rssAnon reads a process's anonymous resident memory (heap, stacks: not the data file's
@@ -141,7 +142,7 @@ steps:
 	}
 	r.terminate()
 
-	st, err := store.OpenBolt(filepath.Join(r.dir, "data", "pushbackd.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(r.dir, "data", "pushbackd.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

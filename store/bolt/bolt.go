@@ -1,4 +1,7 @@
-package store
+// Package bolt is the embedded store: one bbolt file, owned by one process, holding runs,
+// their indexes, the work queue, saga versions and kv state. It applies the rules package
+// store shares with every backend and passes the storetest contract suite.
+package bolt
 
 // The bbolt data file. Every key that names a run ends in the run's id as 16 big-endian
 // bytes (a UUIDv7), so every bucket and every index prefix is in arrival order and a page
@@ -11,7 +14,7 @@ package store
 //	  "runnable" -> uint64 BE: queued and waiting runs (limits.queue without a count walk)
 //
 //	runs/
-//	  <id> -> run record without the request body (codec.go)
+//	  <id> -> run record without the request body (store.EncodeRun)
 //	bodies/
 //	  <id> -> request body; absent when empty. Kept apart so checkpoints (Update) do not
 //	          rewrite the body.
@@ -25,7 +28,7 @@ package store
 //	idx_debounce/                      unfinished runs with a debounce key
 //	  <uvarint len(key)> <key> <id> -> ""
 //
-//	queue/                             the work queue (bolt_queue.go): one entry per unfinished run
+//	queue/                             the work queue (queue.go): one entry per unfinished run
 //	  <id> -> <due: int64 BE unix ns> <fencing token: uint64 BE> <lease expires: int64 BE unix
 //	          ns, 0 = not held> <flags: 1 = parked> <lease owner>
 //	idx_due/                           unfinished runs that are not parked, by when they fall due
@@ -33,7 +36,7 @@ package store
 //	idx_serial/                        unfinished runs with a serialize_by key, by arrival
 //	  <uvarint len(key)> <key> <id> -> ""
 //
-//	idem/                              idempotency keys and message keys (keys.go scopes both)
+//	idem/                              idempotency keys and message keys (store.IdempotencyKey, store.MessageKey)
 //	  <key> -> <id> <expires: int64 BE unix ns>
 //	idem_exp/                          idempotency and message keys by expiry, for the sweep
 //	  <expires: int64 BE unix ns> <key> -> ""
@@ -46,7 +49,7 @@ package store
 //	  <namespace> -> uint64 BE (absent = 0)
 //
 //	saga_versions/                     saga version history; Prune never touches it
-//	  <uvarint len(name)> <name> <number: uint64 BE> -> version record (bolt_sagas.go)
+//	  <uvarint len(name)> <name> <number: uint64 BE> -> version record (sagas.go)
 //
 // saga_versions came after layout version 1 shipped without a version bump: it is purely
 // additive, so open creates it in an older file, and a file that cannot be written then
@@ -54,11 +57,11 @@ package store
 //
 // Layout version 3 added the work queue: queue, idx_due, idx_serial and the runnable
 // count. Open builds them for a version 2 file from its unfinished runs, in one
-// transaction (bolt_upgrade.go).
+// transaction (upgrade.go).
 //
 // Layout version 2 scoped idempotency and debounce keys by site and endpoint (they were
 // "<partner>/<endpoint>/<key>" and "<partner>/<saga>/<key>") and added kv_count. Open
-// upgrades a version 1 file in place (bolt_upgrade.go): the keys still live are recomputed
+// upgrades a version 1 file in place (upgrade.go): the keys still live are recomputed
 // from the runs they point to, so a duplicate sent before the upgrade is still refused
 // after it, and a waiting run is still superseded.
 //
@@ -80,6 +83,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushbackd/pushbackd/store"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"go.etcd.io/bbolt"
@@ -124,12 +128,12 @@ func allBuckets() [][]byte {
 
 const schemaVersion = 3
 
-// BoltOptions tune OpenBolt. The zero value is ready to use.
-type BoltOptions struct {
+// Options tune Open. The zero value is ready to use.
+type Options struct {
 	// Timeout bounds the wait for the file lock another process holds; default 1s.
 	Timeout time.Duration
 	// Clock is the time source for defaults and expiry; nil is the system clock.
-	Clock Clock
+	Clock store.Clock
 	// MaxBatchDelay is how long the writer waits for more writes to join a commit after the
 	// first one arrives. The default, 0, is no wait: the writer commits whatever has
 	// queued, and writes that arrive during one fsync share the next. Measured on the
@@ -144,20 +148,20 @@ type BoltOptions struct {
 	openFile func(string, int, os.FileMode) (*os.File, error)
 }
 
-// Defaults for BoltOptions.
+// Defaults for Options.
 const (
 	DefaultLockTimeout  = time.Second
 	DefaultMaxBatchSize = 1000
 )
 
-// Bolt is the embedded Store: one bbolt file, one process. Writes go through one writer
+// Store is the embedded Store: one bbolt file, one process. Writes go through one writer
 // goroutine that commits whatever has queued in a single transaction (group commit), so
 // concurrent accepts share one fsync; reads run in parallel with it.
-type Bolt struct {
+type Store struct {
 	db       *bbolt.DB
 	path     string
-	clock    Clock
-	ids      idGen
+	clock    store.Clock
+	ids      store.IDGen
 	maxDelay time.Duration
 	maxBatch int
 
@@ -170,23 +174,23 @@ type Bolt struct {
 	writes  atomic.Uint64
 }
 
-var _ Store = (*Bolt)(nil)
+var _ store.Store = (*Store)(nil)
 
-// BoltStats counts the writer's work, for metrics and for the group-commit test.
-type BoltStats struct {
+// Stats counts the writer's work, for metrics and for the group-commit test.
+type Stats struct {
 	Commits uint64 // transactions committed (each one fsync)
 	Writes  uint64 // write requests committed
 	Pages   uint64 // pages written by all write transactions (bbolt's count since open)
 }
 
-// OpenBolt opens (creating when missing) the data file at path. Its directory is created
+// Open opens (creating when missing) the data file at path. Its directory is created
 // 0700 when missing.
-func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
+func Open(path string, o Options) (*Store, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultLockTimeout
 	}
 	if o.Clock == nil {
-		o.Clock = systemClock{}
+		o.Clock = store.SystemClock{}
 	}
 	if o.MaxBatchDelay < 0 {
 		o.MaxBatchDelay = 0
@@ -204,7 +208,7 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 		OpenFile:     o.openFile,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("open %s: %w (lock not acquired within %s)", path, ErrLocked, o.Timeout)
+		return nil, fmt.Errorf("open %s: %w (lock not acquired within %s)", path, store.ErrLocked, o.Timeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, wrapIOError(err))
@@ -214,7 +218,7 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("open %s: %w", path, wrapIOError(err))
 	}
 	_ = releaseOrphans(db, o.Clock.Now()) // unwritable: claims fail later, with the reason
-	b := &Bolt{
+	b := &Store{
 		db:       db,
 		path:     path,
 		clock:    o.Clock,
@@ -303,28 +307,28 @@ func initBuckets(tx *bbolt.Tx) error {
 // wrapIOError marks failures of the disk or file system as ErrUnavailable: the process
 // cannot fix them, an operator can.
 func wrapIOError(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) {
+	if err == nil || errors.Is(err, store.ErrUnavailable) {
 		return err
 	}
 	var errno syscall.Errno
 	if errors.Is(err, fs.ErrPermission) || errors.As(err, &errno) || errors.Is(err, bolterrors.ErrDatabaseReadOnly) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
 }
 
 // Path is the data file's path.
-func (b *Bolt) Path() string { return b.path }
+func (b *Store) Path() string { return b.path }
 
 // Stats reports the writer's counters.
-func (b *Bolt) Stats() BoltStats {
+func (b *Store) Stats() Stats {
 	st := b.db.Stats()
-	return BoltStats{Commits: b.commits.Load(), Writes: b.writes.Load(), Pages: uint64(st.TxStats.GetWrite())}
+	return Stats{Commits: b.commits.Load(), Writes: b.writes.Load(), Pages: uint64(st.TxStats.GetWrite())}
 }
 
 // Close commits the writes already queued, refuses new ones with ErrClosed, waits for
 // reads in progress and closes the file. Closing twice is harmless.
-func (b *Bolt) Close() error {
+func (b *Store) Close() error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -351,7 +355,7 @@ type writeReq struct {
 }
 
 // write queues fn for the next commit and waits until it is durable.
-func (b *Bolt) write(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+func (b *Store) write(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -359,7 +363,7 @@ func (b *Bolt) write(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
-		return ErrClosed
+		return store.ErrClosed
 	}
 	select {
 	case b.queue <- req:
@@ -378,7 +382,7 @@ func (b *Bolt) write(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	}
 }
 
-func (b *Bolt) writer() {
+func (b *Store) writer() {
 	defer close(b.stopped)
 	batch := make([]*writeReq, 0, b.maxBatch)
 	var timer *time.Timer
@@ -402,7 +406,7 @@ func (b *Bolt) writer() {
 
 // gather adds queued requests to batch: everything already waiting, then whatever arrives
 // within maxDelay of the first. It reports false when the queue was closed.
-func (b *Bolt) gather(batch *[]*writeReq, timer **time.Timer) bool {
+func (b *Store) gather(batch *[]*writeReq, timer **time.Timer) bool {
 	for len(*batch) < b.maxBatch {
 		select {
 		case req, ok := <-b.queue:
@@ -440,7 +444,7 @@ func (b *Bolt) gather(batch *[]*writeReq, timer **time.Timer) bool {
 
 // commit runs the batch in one transaction. When a request's fn fails the transaction is
 // discarded and each request is redone alone, so one bad write cannot sink the others.
-func (b *Bolt) commit(batch []*writeReq) {
+func (b *Store) commit(batch []*writeReq) {
 	live := batch[:0:0]
 	for _, req := range batch {
 		if err := req.ctx.Err(); err != nil {
@@ -475,7 +479,7 @@ func (b *Bolt) commit(batch []*writeReq) {
 
 var errFnFailed = errors.New("a write in the batch failed")
 
-func (b *Bolt) tx(fn func(tx *bbolt.Tx) error, n int) error {
+func (b *Store) tx(fn func(tx *bbolt.Tx) error, n int) error {
 	tx, err := b.db.Begin(true)
 	if err != nil {
 		return fmt.Errorf("store: begin write: %w", wrapIOError(err))
@@ -521,14 +525,14 @@ func packAppends(tx *bbolt.Tx) {
 }
 
 // view runs a read transaction; it holds the close lock so Close waits for it.
-func (b *Bolt) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+func (b *Store) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
-		return ErrClosed
+		return store.ErrClosed
 	}
 	return b.db.View(fn)
 }
@@ -537,7 +541,7 @@ func (b *Bolt) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 // queue entry and idempotency key agrees with the runs bucket and the other way round, and that saga
 // versions decode, match their hashes and are numbered without gaps. The crash tests
 // call it after kill -9.
-func (b *Bolt) Check() error {
+func (b *Store) Check() error {
 	return b.view(context.Background(), func(tx *bbolt.Tx) error {
 		var errs []error
 		for err := range tx.Check() { // drained fully: the checker goroutine reads the tx

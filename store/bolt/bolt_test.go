@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"bufio"
@@ -15,12 +15,13 @@ import (
 	"time"
 
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 	"github.com/pushbackd/pushbackd/store/storetest"
 )
 
-func openBolt(t testing.TB, path string, clock store.Clock) *store.Bolt {
+func openBolt(t testing.TB, path string, clock store.Clock) *bolt.Store {
 	t.Helper()
-	s, err := store.OpenBolt(path, store.BoltOptions{Clock: clock})
+	s, err := bolt.Open(path, bolt.Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestBoltKeepsEverythingAcrossReopen(t *testing.T) {
 	ctx := context.Background()
 	clock := storetest.NewManualClock()
 	path := filepath.Join(t.TempDir(), "data", "runs.db") // the directory is created
-	s, err := store.OpenBolt(path, store.BoltOptions{Clock: clock})
+	s, err := bolt.Open(path, bolt.Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestHelperProcess(t *testing.T) {
 	if path == "" {
 		return
 	}
-	s, err := store.OpenBolt(path, store.BoltOptions{})
+	s, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
@@ -150,13 +151,13 @@ func TestBoltRefusesAFileAnotherProcessHolds(t *testing.T) {
 	}
 
 	start := time.Now()
-	s, err := store.OpenBolt(path, store.BoltOptions{Timeout: 200 * time.Millisecond})
+	s, err := bolt.Open(path, bolt.Options{Timeout: 200 * time.Millisecond})
 	if err == nil {
 		_ = s.Close()
-		t.Fatal("second OpenBolt succeeded while another process holds the file")
+		t.Fatal("second Open succeeded while another process holds the file")
 	}
 	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("OpenBolt took %v to give up", took)
+		t.Errorf("Open took %v to give up", took)
 	}
 	want := "open " + path + ": the data file is in use by another pushbackd process (lock not acquired within 200ms)"
 	if err.Error() != want || !errors.Is(err, store.ErrLocked) {
@@ -167,9 +168,9 @@ func TestBoltRefusesAFileAnotherProcessHolds(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = store.OpenBolt(path, store.BoltOptions{})
+	s, err = bolt.Open(path, bolt.Options{})
 	if err != nil {
-		t.Fatalf("OpenBolt after the other process left: %v", err)
+		t.Fatalf("Open after the other process left: %v", err)
 	}
 	_ = s.Close()
 }
@@ -184,13 +185,13 @@ func TestBoltInAReadOnlyDirectoryIsUnavailable(t *testing.T) {
 		_ = f.Close()
 		t.Skip("permissions do not stop this user (root?); TestBoltWritesOnAReadOnlyFileAreUnavailable covers the failure")
 	}
-	_, err := store.OpenBolt(filepath.Join(dir, "sub", "runs.db"), store.BoltOptions{})
+	_, err := bolt.Open(filepath.Join(dir, "sub", "runs.db"), bolt.Options{})
 	if !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("OpenBolt in a read-only directory = %v, want ErrUnavailable", err)
+		t.Errorf("Open in a read-only directory = %v, want ErrUnavailable", err)
 	}
-	_, err = store.OpenBolt(filepath.Join(dir, "runs.db"), store.BoltOptions{})
+	_, err = bolt.Open(filepath.Join(dir, "runs.db"), bolt.Options{})
 	if !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("OpenBolt of a new file in a read-only directory = %v, want ErrUnavailable", err)
+		t.Errorf("Open of a new file in a read-only directory = %v, want ErrUnavailable", err)
 	}
 }
 
@@ -224,7 +225,7 @@ func TestBoltGroupsConcurrentWritesIntoFewCommits(t *testing.T) {
 
 func TestBoltCloseCommitsWhatIsQueued(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "runs.db")
-	s, err := store.OpenBolt(path, store.BoltOptions{MaxBatchDelay: 20 * time.Millisecond})
+	s, err := bolt.Open(path, bolt.Options{MaxBatchDelay: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestBoltKeepsSagaVersionsAcrossReopen(t *testing.T) {
 	ctx := context.Background()
 	clock := storetest.NewManualClock()
 	path := filepath.Join(t.TempDir(), "runs.db")
-	s, err := store.OpenBolt(path, store.BoltOptions{Clock: clock})
+	s, err := bolt.Open(path, bolt.Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -7,13 +7,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
 )
 
 // Upgrading a layout version 1 file. Version 1 scoped idempotency keys as
 // "<partner>/<endpoint>/<key>" and debounce keys as "<partner>/<saga>/<key>": a site's
 // endpoint shared its keys with the partner's. Version 2 scopes both by partner, site and
-// endpoint (keys.go) and counts kv entries per namespace.
+// endpoint (store.IdempotencyKey, store.DebounceKey) and counts kv entries per namespace.
 //
 // The first transaction moves the old idem and idx_debounce buckets under "upgrade", puts
 // empty ones in their place, counts the kv entries and marks the file version 2, so an
@@ -105,8 +106,8 @@ func upgradeV2(tx *bbolt.Tx, now time.Time) error {
 	if err := tx.Bucket(bucketMeta).Put(metaRunnable, be64(0)); err != nil {
 		return err
 	}
-	var ids []runID
-	m := statusMerger(tx, []Status{StatusQueued, StatusRunning, StatusWaiting}, nil)
+	var ids []store.RunID
+	m := statusMerger(tx, []store.Status{store.StatusQueued, store.StatusRunning, store.StatusWaiting}, nil)
 	for id, ok := m.next(); ok; id, ok = m.next() {
 		ids = append(ids, id)
 	}
@@ -202,13 +203,13 @@ func upgradeIdem(tx *bbolt.Tx, k, v []byte, now time.Time) error {
 	if now.UnixNano() >= expires {
 		return nil
 	}
-	id := runID(v[:16])
-	return rewriteRun(tx, id, func(r *Run) error {
+	id := store.RunID(v[:16])
+	return rewriteRun(tx, id, func(r *store.Run) error {
 		if r.IdempotencyKey == "" {
 			return nil
 		}
 		raw := strings.TrimPrefix(r.IdempotencyKey, r.Partner+"/"+r.Endpoint+"/")
-		r.IdempotencyKey = IdempotencyKey(KeyScope{Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint}, raw)
+		r.IdempotencyKey = store.IdempotencyKey(store.KeyScope{Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint}, raw)
 		return claimKey(tx, r.IdempotencyKey, id, time.Unix(0, expires))
 	})
 }
@@ -220,31 +221,31 @@ func upgradeDebounce(tx *bbolt.Tx, k, _ []byte, _ time.Time) error {
 	if w <= 0 || uint64(len(k)-w) != n+16 {
 		return nil
 	}
-	id := runID(k[len(k)-16:])
-	return rewriteRun(tx, id, func(r *Run) error {
+	id := store.RunID(k[len(k)-16:])
+	return rewriteRun(tx, id, func(r *store.Run) error {
 		if r.DebounceKey == "" || r.Status.Final() {
 			return nil
 		}
 		raw := strings.TrimPrefix(r.DebounceKey, r.Partner+"/"+r.Saga+"/")
-		r.DebounceKey = DebounceKey(KeyScope{Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint}, r.Saga, raw)
+		r.DebounceKey = store.DebounceKey(store.KeyScope{Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint}, r.Saga, raw)
 		return tx.Bucket(bucketIdxDebounce).Put(append(debouncePrefix(r.DebounceKey), id[:]...), empty)
 	})
 }
 
 // rewriteRun applies fn to the stored run id and stores the result; a run that is gone is
 // skipped.
-func rewriteRun(tx *bbolt.Tx, id runID, fn func(r *Run) error) error {
+func rewriteRun(tx *bbolt.Tx, id store.RunID, fn func(r *store.Run) error) error {
 	runs := tx.Bucket(bucketRuns)
 	v := runs.Get(id[:])
 	if v == nil {
 		return nil
 	}
-	r := Run{ID: id.String()}
-	if _, err := decodeRun(v, &r, true); err != nil {
+	r := store.Run{ID: id.String()}
+	if _, err := store.DecodeRun(v, &r, true); err != nil {
 		return fmt.Errorf("run %s: %w", id, err)
 	}
 	if err := fn(&r); err != nil {
 		return err
 	}
-	return runs.Put(id[:], encodeRun(nil, &r, nil))
+	return runs.Put(id[:], store.EncodeRun(nil, &r, nil))
 }

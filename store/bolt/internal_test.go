@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
 )
 
@@ -19,12 +20,12 @@ import (
 func TestBoltWritesOnAReadOnlyFileAreUnavailable(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "runs.db")
-	b, err := OpenBolt(path, BoltOptions{})
+	b, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Run{Partner: "acme", Endpoint: "e"}
-	if _, err := b.Create(ctx, r, CreateOptions{}); err != nil {
+	r := &store.Run{Partner: "acme", Endpoint: "e"}
+	if _, err := b.Create(ctx, r, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Close(); err != nil {
@@ -32,31 +33,31 @@ func TestBoltWritesOnAReadOnlyFileAreUnavailable(t *testing.T) {
 	}
 
 	readOnly := func(name string, _ int, _ os.FileMode) (*os.File, error) { return os.Open(name) }
-	b, err = OpenBolt(path, BoltOptions{openFile: readOnly})
+	b, err = Open(path, Options{openFile: readOnly})
 	if err != nil {
-		t.Fatalf("OpenBolt on a read-only file: %v", err)
+		t.Fatalf("Open on a read-only file: %v", err)
 	}
 	defer b.Close()
 	if _, err := b.GetRun(ctx, r.ID); err != nil {
 		t.Errorf("reading a read-only file: %v", err)
 	}
-	_, err = b.Create(ctx, &Run{Partner: "acme", Endpoint: "e"}, CreateOptions{})
-	if !errors.Is(err, ErrUnavailable) {
+	_, err = b.Create(ctx, &store.Run{Partner: "acme", Endpoint: "e"}, store.CreateOptions{})
+	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Create on a read-only file = %v, want ErrUnavailable", err)
 	}
-	r.Status = StatusFailed
-	if err := b.Update(ctx, r); !errors.Is(err, ErrUnavailable) {
+	r.Status = store.StatusFailed
+	if err := b.Update(ctx, r); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Update on a read-only file = %v, want ErrUnavailable", err)
 	}
-	if err := b.Put(ctx, "acme", "k", []byte(`1`), PutOptions{}); !errors.Is(err, ErrUnavailable) {
+	if err := b.Put(ctx, "acme", "k", []byte(`1`), store.PutOptions{}); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Put on a read-only file = %v, want ErrUnavailable", err)
 	}
-	if got, err := b.GetRun(ctx, r.ID); err != nil || got.Status != StatusQueued {
+	if got, err := b.GetRun(ctx, r.ID); err != nil || got.Status != store.StatusQueued {
 		t.Errorf("after failed writes: %+v, %v", got, err)
 	}
 
 	// A new file that cannot be written is refused at open.
-	_, err = OpenBolt(filepath.Join(t.TempDir(), "new.db"), BoltOptions{openFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+	_, err = Open(filepath.Join(t.TempDir(), "new.db"), Options{openFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 		f, err := os.OpenFile(name, flag, mode)
 		if err != nil {
 			return nil, err
@@ -64,20 +65,20 @@ func TestBoltWritesOnAReadOnlyFileAreUnavailable(t *testing.T) {
 		_ = f.Close()
 		return os.Open(name)
 	}})
-	if !errors.Is(err, ErrUnavailable) {
-		t.Errorf("OpenBolt of a new unwritable file = %v, want ErrUnavailable", err)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Open of a new unwritable file = %v, want ErrUnavailable", err)
 	}
 }
 
 func TestBoltCheckFindsBrokenIndexes(t *testing.T) {
 	ctx := context.Background()
-	b, err := OpenBolt(filepath.Join(t.TempDir(), "runs.db"), BoltOptions{})
+	b, err := Open(filepath.Join(t.TempDir(), "runs.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	for i := 0; i < 3; i++ {
-		if _, err := b.Create(ctx, &Run{Partner: "acme", Endpoint: "e", IdempotencyKey: string(rune('a' + i)), DebounceKey: "d"}, CreateOptions{}); err != nil {
+		if _, err := b.Create(ctx, &store.Run{Partner: "acme", Endpoint: "e", IdempotencyKey: string(rune('a' + i)), DebounceKey: "d"}, store.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -99,7 +100,7 @@ func TestBoltCheckFindsBrokenIndexes(t *testing.T) {
 // One write bbolt refuses must not fail the others that shared its transaction.
 func TestBoltAFailingWriteDoesNotSinkItsBatch(t *testing.T) {
 	ctx := context.Background()
-	b, err := OpenBolt(filepath.Join(t.TempDir(), "runs.db"), BoltOptions{MaxBatchDelay: 20 * time.Millisecond})
+	b, err := Open(filepath.Join(t.TempDir(), "runs.db"), Options{MaxBatchDelay: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +112,10 @@ func TestBoltAFailingWriteDoesNotSinkItsBatch(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i == 5 {
-				errs[i] = b.Put(ctx, "acme", strings.Repeat("k", 40_000), []byte(`1`), PutOptions{}) // over bbolt's key limit
+				errs[i] = b.Put(ctx, "acme", strings.Repeat("k", 40_000), []byte(`1`), store.PutOptions{}) // over bbolt's key limit
 				return
 			}
-			_, errs[i] = b.Create(ctx, &Run{Partner: "acme", Endpoint: "e", IdempotencyKey: fmt.Sprint(i)}, CreateOptions{})
+			_, errs[i] = b.Create(ctx, &store.Run{Partner: "acme", Endpoint: "e", IdempotencyKey: fmt.Sprint(i)}, store.CreateOptions{})
 		}()
 	}
 	wg.Wait()
@@ -126,7 +127,7 @@ func TestBoltAFailingWriteDoesNotSinkItsBatch(t *testing.T) {
 	if err := b.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if runs, _, _ := b.List(ctx, Filter{}); len(runs) != 9 {
+	if runs, _, _ := b.List(ctx, store.Filter{}); len(runs) != 9 {
 		t.Fatalf("%d runs stored, want 9", len(runs))
 	}
 }
@@ -136,12 +137,12 @@ func TestBoltAFailingWriteDoesNotSinkItsBatch(t *testing.T) {
 func TestBoltOpensAFileFromBeforeSagaVersions(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "runs.db")
-	b, err := OpenBolt(path, BoltOptions{})
+	b, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Run{Partner: "acme", Endpoint: "e"}
-	if _, err := b.Create(ctx, r, CreateOptions{}); err != nil {
+	r := &store.Run{Partner: "acme", Endpoint: "e"}
+	if _, err := b.Create(ctx, r, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.db.Update(func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucketSagaVersions) }); err != nil {
@@ -152,9 +153,9 @@ func TestBoltOpensAFileFromBeforeSagaVersions(t *testing.T) {
 	}
 
 	readOnly := func(name string, _ int, _ os.FileMode) (*os.File, error) { return os.Open(name) }
-	b, err = OpenBolt(path, BoltOptions{openFile: readOnly})
+	b, err = Open(path, Options{openFile: readOnly})
 	if err != nil {
-		t.Fatalf("OpenBolt on a read-only file without saga_versions: %v", err)
+		t.Fatalf("Open on a read-only file without saga_versions: %v", err)
 	}
 	if _, err := b.GetRun(ctx, r.ID); err != nil {
 		t.Errorf("GetRun: %v", err)
@@ -162,10 +163,10 @@ func TestBoltOpensAFileFromBeforeSagaVersions(t *testing.T) {
 	if list, err := b.SagaVersions(ctx, "order"); err != nil || list == nil || len(list) != 0 {
 		t.Errorf("SagaVersions = %#v, %v; want an empty slice", list, err)
 	}
-	if _, err := b.SagaVersion(ctx, "order", 1); !errors.Is(err, ErrNotFound) {
+	if _, err := b.SagaVersion(ctx, "order", 1); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("SagaVersion = %v, want ErrNotFound", err)
 	}
-	if _, _, err := b.RecordSagaVersion(ctx, "order", []byte("a: 1\n"), "file"); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := b.RecordSagaVersion(ctx, "order", []byte("a: 1\n"), "file"); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("RecordSagaVersion on a read-only file = %v, want ErrUnavailable", err)
 	}
 	if err := b.Check(); err != nil {
@@ -175,7 +176,7 @@ func TestBoltOpensAFileFromBeforeSagaVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b, err = OpenBolt(path, BoltOptions{})
+	b, err = Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestBoltOpensAFileFromBeforeSagaVersions(t *testing.T) {
 
 func TestBoltCheckFindsBrokenSagaVersions(t *testing.T) {
 	ctx := context.Background()
-	b, err := OpenBolt(filepath.Join(t.TempDir(), "runs.db"), BoltOptions{})
+	b, err := Open(filepath.Join(t.TempDir(), "runs.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,22 +236,22 @@ func TestBoltGivesAVersion2FileItsWorkQueue(t *testing.T) {
 	ctx := context.Background()
 	clock := &upgradeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	path := filepath.Join(t.TempDir(), "runs.db")
-	b, err := OpenBolt(path, BoltOptions{Clock: clock})
+	b, err := Open(path, Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk := func(st Status, key string, wake time.Time) *Run {
-		r := &Run{Partner: "acme", Endpoint: "e", Status: st, SerializeKey: key, WakeAt: wake}
-		if _, err := b.Create(ctx, r, CreateOptions{}); err != nil {
+	mk := func(st store.Status, key string, wake time.Time) *store.Run {
+		r := &store.Run{Partner: "acme", Endpoint: "e", Status: st, SerializeKey: key, WakeAt: wake}
+		if _, err := b.Create(ctx, r, store.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		return r
 	}
-	done := mk(StatusSucceeded, "", time.Time{})
-	running := mk(StatusRunning, "", time.Time{}) // its process died
-	serial1 := mk(StatusQueued, "acme/s/L-1", time.Time{})
-	serial2 := mk(StatusQueued, "acme/s/L-1", time.Time{})
-	later := mk(StatusWaiting, "", clock.now.Add(time.Hour))
+	done := mk(store.StatusSucceeded, "", time.Time{})
+	running := mk(store.StatusRunning, "", time.Time{}) // its process died
+	serial1 := mk(store.StatusQueued, "acme/s/L-1", time.Time{})
+	serial2 := mk(store.StatusQueued, "acme/s/L-1", time.Time{})
+	later := mk(store.StatusWaiting, "", clock.now.Add(time.Hour))
 	// Back to layout version 2: no queue buckets, no runnable count.
 	if err := b.db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketQueue, bucketIdxDue, bucketIdxSerial} {
@@ -269,7 +270,7 @@ func TestBoltGivesAVersion2FileItsWorkQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b, err = OpenBolt(path, BoltOptions{Clock: clock})
+	b, err = Open(path, Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,19 +303,19 @@ func TestBoltReleasesTheLeasesOfADeadProcessAtOpen(t *testing.T) {
 	ctx := context.Background()
 	clock := &upgradeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	path := filepath.Join(t.TempDir(), "runs.db")
-	b, err := OpenBolt(path, BoltOptions{Clock: clock})
+	b, err := Open(path, Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Run{Partner: "acme", Endpoint: "e"}
-	res, err := b.Create(ctx, r, CreateOptions{Owner: "dead", LeaseTTL: time.Hour})
+	r := &store.Run{Partner: "acme", Endpoint: "e"}
+	res, err := b.Create(ctx, r, store.CreateOptions{Owner: "dead", LeaseTTL: time.Hour})
 	if err != nil || res.Lease == nil {
 		t.Fatalf("Create = %+v, %v", res, err)
 	}
 	if err := b.Close(); err != nil { // as kill -9 leaves it: the lease is still in the file
 		t.Fatal(err)
 	}
-	b, err = OpenBolt(path, BoltOptions{Clock: clock})
+	b, err = Open(path, Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,8 +325,8 @@ func TestBoltReleasesTheLeasesOfADeadProcessAtOpen(t *testing.T) {
 		t.Fatalf("Claim after reopening = %+v, %v; want the run, attempt 2, token 2", got.Runs, err)
 	}
 	stale := *r
-	stale.Status = StatusSucceeded
-	if err := b.Save(ctx, &stale, *res.Lease); !errors.Is(err, ErrLeaseLost) {
+	stale.Status = store.StatusSucceeded
+	if err := b.Save(ctx, &stale, *res.Lease); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("a write under the dead process's lease = %v, want ErrLeaseLost", err)
 	}
 	if err := b.Check(); err != nil {
@@ -335,13 +336,13 @@ func TestBoltReleasesTheLeasesOfADeadProcessAtOpen(t *testing.T) {
 
 func TestBoltCheckFindsABrokenQueue(t *testing.T) {
 	ctx := context.Background()
-	b, err := OpenBolt(filepath.Join(t.TempDir(), "runs.db"), BoltOptions{})
+	b, err := Open(filepath.Join(t.TempDir(), "runs.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	for range 2 {
-		if _, err := b.Create(ctx, &Run{Partner: "acme", Endpoint: "e", SerializeKey: "k"}, CreateOptions{}); err != nil {
+		if _, err := b.Create(ctx, &store.Run{Partner: "acme", Endpoint: "e", SerializeKey: "k"}, store.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -6,36 +6,37 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
 )
 
-func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (CreateResult, error) {
+func (b *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOptions) (store.CreateResult, error) {
 	now := b.clock.Now()
-	r, id, err := prepareCreate(run, now, &b.ids)
+	r, id, err := store.PrepareCreate(run, now, &b.ids)
 	if err != nil {
-		return CreateResult{}, err
+		return store.CreateResult{}, err
 	}
-	claims := runClaims(&r, opts, now)
+	claims := store.KeyClaims(&r, opts, now)
 	// Encoded before queueing, so the shared transaction holds the lock only for bbolt work;
 	// a run that may be created claimed is encoded both ways.
-	rec := encodeRun(nil, &r, nil)
-	var claimed Run
+	rec := store.EncodeRun(nil, &r, nil)
+	var claimed store.Run
 	var claimedRec []byte
 	if opts.Owner != "" {
-		if err := checkClaimArgs(opts.Owner, opts.LeaseTTL); err != nil {
-			return CreateResult{}, err
+		if err := store.CheckClaimArgs(opts.Owner, opts.LeaseTTL); err != nil {
+			return store.CreateResult{}, err
 		}
-		if r.Status == StatusQueued {
+		if r.Status == store.StatusQueued {
 			claimed = r
-			claimRun(&claimed, now)
-			claimedRec = encodeRun(nil, &claimed, nil)
+			store.ClaimRun(&claimed, now)
+			claimedRec = store.EncodeRun(nil, &claimed, nil)
 		}
 	}
-	var res CreateResult
+	var res store.CreateResult
 	var exists bool
 	var full error
 	err = b.write(ctx, func(tx *bbolt.Tx) error {
-		res, exists, full = CreateResult{}, false, nil // fn may run twice (batch redone solo)
+		res, exists, full = store.CreateResult{}, false, nil // fn may run twice (batch redone solo)
 		runs := tx.Bucket(bucketRuns)
 		if runs.Get(id[:]) != nil {
 			exists = true
@@ -44,7 +45,7 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 		// Every key is checked before any is claimed: a duplicate by one key must not
 		// leave the other claimed for a run that was never stored.
 		for _, c := range claims {
-			if holder := claimHolder(tx, c.key, now); holder != "" {
+			if holder := claimHolder(tx, c.Key, now); holder != "" {
 				res.DuplicateOf = holder
 				return nil
 			}
@@ -52,13 +53,13 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 		// A run is claimed at its creation only when it would be due at once anyway: no
 		// earlier run with its serialize_by key is unfinished.
 		take := claimedRec != nil && !serialBusy(tx, r.SerializeKey)
-		if !take && runnable(r.Status) && opts.MaxRunnable > 0 &&
+		if !take && r.Status.Runnable() && opts.MaxRunnable > 0 &&
 			u64(tx.Bucket(bucketMeta).Get(metaRunnable)) >= uint64(opts.MaxRunnable) {
-			full = fmt.Errorf("create run: %w: %d runs are queued or waiting", ErrFull, opts.MaxRunnable)
+			full = fmt.Errorf("create run: %w: %d runs are queued or waiting", store.ErrFull, opts.MaxRunnable)
 			return nil
 		}
 		for _, c := range claims {
-			if err := claimKey(tx, c.key, id, c.expires); err != nil {
+			if err := claimKey(tx, c.Key, id, c.Expires); err != nil {
 				return err
 			}
 		}
@@ -70,10 +71,10 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 			res.Superseded = sup
 		}
 		stored, rec := &r, rec
-		var lease *Lease
+		var lease *store.Lease
 		if take {
 			stored, rec = &claimed, claimedRec
-			lease = &Lease{RunID: r.ID, Owner: opts.Owner, Token: 1, Expires: now.Add(opts.LeaseTTL)}
+			lease = &store.Lease{RunID: r.ID, Owner: opts.Owner, Token: 1, Expires: now.Add(opts.LeaseTTL)}
 			res.Lease = lease
 		}
 		if err := runs.Put(id[:], rec); err != nil {
@@ -95,13 +96,13 @@ func (b *Bolt) Create(ctx context.Context, run *Run, opts CreateOptions) (Create
 		return addRunCount(tx, 1)
 	})
 	if err != nil {
-		return CreateResult{}, fmt.Errorf("create run: %w", err)
+		return store.CreateResult{}, fmt.Errorf("create run: %w", err)
 	}
 	if exists {
-		return CreateResult{}, fmt.Errorf("create run: %w: run %s already exists", ErrInvalid, r.ID)
+		return store.CreateResult{}, fmt.Errorf("create run: %w: run %s already exists", store.ErrInvalid, r.ID)
 	}
 	if full != nil {
-		return CreateResult{}, full
+		return store.CreateResult{}, full
 	}
 	if res.DuplicateOf == "" {
 		if res.Lease != nil {
@@ -122,43 +123,17 @@ func serialBusy(tx *bbolt.Tx, key string) bool {
 	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
-// claim is a key a new run takes, idempotency or message key, and when it lets go.
-type claim struct {
-	key     string
-	expires time.Time
-}
-
-// runClaims lists the keys r claims when it is created at now.
-func runClaims(r *Run, opts CreateOptions, now time.Time) []claim {
-	var out []claim
-	if r.IdempotencyKey != "" {
-		ttl := opts.IdempotencyTTL
-		if ttl <= 0 {
-			ttl = DefaultIdempotencyTTL
-		}
-		out = append(out, claim{r.IdempotencyKey, now.Add(ttl)})
-	}
-	if r.MessageKey != "" {
-		ttl := opts.MessageTTL
-		if ttl <= 0 {
-			ttl = DefaultMessageTTL
-		}
-		out = append(out, claim{r.MessageKey, now.Add(ttl)})
-	}
-	return out
-}
-
 // claimHolder returns the id of the run holding key, or "" when nobody holds it or the
 // claim has expired.
 func claimHolder(tx *bbolt.Tx, key string, now time.Time) string {
 	if v := tx.Bucket(bucketIdem).Get(boundedKey(key)); len(v) == 24 && now.UnixNano() < int64(u64(v[16:])) {
-		return runID(v[:16]).String()
+		return store.RunID(v[:16]).String()
 	}
 	return ""
 }
 
 // claimKey makes id the holder of key until expires, replacing an expired claim.
-func claimKey(tx *bbolt.Tx, key string, id runID, expires time.Time) error {
+func claimKey(tx *bbolt.Tx, key string, id store.RunID, expires time.Time) error {
 	idem, idemExp := tx.Bucket(bucketIdem), tx.Bucket(bucketIdemExp)
 	k := boundedKey(key)
 	if v := idem.Get(k); len(v) == 24 {
@@ -177,11 +152,11 @@ func claimKey(tx *bbolt.Tx, key string, id runID, expires time.Time) error {
 // Running ones keep their index entry: they may wait again and be superseded then.
 func supersedePending(tx *bbolt.Tx, key string, now time.Time) ([]string, error) {
 	prefix := debouncePrefix(key)
-	var ids []runID
+	var ids []store.RunID
 	c := tx.Bucket(bucketIdxDebounce).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		if len(k) == len(prefix)+16 {
-			ids = append(ids, runID(k[len(prefix):]))
+			ids = append(ids, store.RunID(k[len(prefix):]))
 		}
 	}
 	var out []string
@@ -191,16 +166,16 @@ func supersedePending(tx *bbolt.Tx, key string, now time.Time) ([]string, error)
 		if v == nil {
 			continue
 		}
-		var o Run
-		if _, err := decodeRun(v, &o, true); err != nil {
+		var o store.Run
+		if _, err := store.DecodeRun(v, &o, true); err != nil {
 			return nil, fmt.Errorf("run %s: %w", id, err)
 		}
-		if o.Status != StatusQueued && o.Status != StatusWaiting {
+		if o.Status != store.StatusQueued && o.Status != store.StatusWaiting {
 			continue
 		}
 		old := o.Status
-		supersede(&o, now)
-		if err := runs.Put(id[:], encodeRun(nil, &o, nil)); err != nil {
+		store.Supersede(&o, now)
+		if err := runs.Put(id[:], store.EncodeRun(nil, &o, nil)); err != nil {
 			return nil, err
 		}
 		if err := moveStatus(tx, id, old, &o); err != nil {
@@ -223,25 +198,25 @@ func addRunCount(tx *bbolt.Tx, delta int) error {
 	return meta.Put(metaRuns, be64(uint64(n)))
 }
 
-func (b *Bolt) Update(ctx context.Context, run *Run) error {
-	id, err := parseRunID(run.ID)
+func (b *Store) Update(ctx context.Context, run *store.Run) error {
+	id, err := store.ParseRunID(run.ID)
 	if err != nil {
 		return fmt.Errorf("update run: %w", err)
 	}
 	now := b.clock.Now()
 	in := *run
 	var result error
-	var stored Run
+	var stored store.Run
 	err = b.write(ctx, func(tx *bbolt.Tx) error {
 		result = nil
 		runs := tx.Bucket(bucketRuns)
 		v := runs.Get(id[:])
 		if v == nil {
-			result = fmt.Errorf("update run %s: %w", run.ID, ErrNotFound)
+			result = fmt.Errorf("update run %s: %w", run.ID, store.ErrNotFound)
 			return nil
 		}
-		stored = Run{ID: run.ID}
-		if _, err := decodeRun(v, &stored, false); err != nil {
+		stored = store.Run{ID: run.ID}
+		if _, err := store.DecodeRun(v, &stored, false); err != nil {
 			return fmt.Errorf("run %s: %w", run.ID, err)
 		}
 		var err error
@@ -261,13 +236,13 @@ func (b *Bolt) Update(ctx context.Context, run *Run) error {
 // updateRun applies the mutable fields of in to stored (read from the file, its light part
 // suffices: the update replaces the heavy one) and writes it with its indexes and queue
 // entry. refused is a caller's error (ErrFinal), err a failed write.
-func updateRun(tx *bbolt.Tx, id runID, stored *Run, in *Run, now time.Time) (refused, err error) {
+func updateRun(tx *bbolt.Tx, id store.RunID, stored *store.Run, in *store.Run, now time.Time) (refused, err error) {
 	old := stored.Status
 	upd := *in
-	if err := applyUpdate(stored, &upd, now); err != nil {
+	if err := store.ApplyUpdate(stored, &upd, now); err != nil {
 		return err, nil
 	}
-	if err := tx.Bucket(bucketRuns).Put(id[:], encodeRun(nil, stored, nil)); err != nil {
+	if err := tx.Bucket(bucketRuns).Put(id[:], store.EncodeRun(nil, stored, nil)); err != nil {
 		return nil, err
 	}
 	if err := moveStatus(tx, id, old, stored); err != nil {
@@ -276,12 +251,12 @@ func updateRun(tx *bbolt.Tx, id runID, stored *Run, in *Run, now time.Time) (ref
 	return nil, reschedule(tx, id, stored, old, nil, now)
 }
 
-func (b *Bolt) GetRun(ctx context.Context, id string) (*Run, error) {
-	rid, err := parseRunID(id)
+func (b *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
+	rid, err := store.ParseRunID(id)
 	if err != nil {
 		return nil, fmt.Errorf("get run: %w", err)
 	}
-	var r *Run
+	var r *store.Run
 	err = b.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		r, err = loadRun(tx, rid, true)
@@ -291,19 +266,19 @@ func (b *Bolt) GetRun(ctx context.Context, id string) (*Run, error) {
 		return nil, fmt.Errorf("get run %s: %w", id, err)
 	}
 	if r == nil {
-		return nil, fmt.Errorf("get run %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("get run %s: %w", id, store.ErrNotFound)
 	}
 	return r, nil
 }
 
 // loadRun reads run id; nil when absent. full adds State, Result and the body.
-func loadRun(tx *bbolt.Tx, id runID, full bool) (*Run, error) {
+func loadRun(tx *bbolt.Tx, id store.RunID, full bool) (*store.Run, error) {
 	v := tx.Bucket(bucketRuns).Get(id[:])
 	if v == nil {
 		return nil, nil
 	}
-	r := &Run{ID: id.String()}
-	if _, err := decodeRun(v, r, full); err != nil {
+	r := &store.Run{ID: id.String()}
+	if _, err := store.DecodeRun(v, r, full); err != nil {
 		return nil, fmt.Errorf("run %s: %w", r.ID, err)
 	}
 	if full {
@@ -314,16 +289,16 @@ func loadRun(tx *bbolt.Tx, id runID, full bool) (*Run, error) {
 	return r, nil
 }
 
-func (b *Bolt) List(ctx context.Context, f Filter) ([]*Run, string, error) {
-	q, err := newListQuery(f)
+func (b *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string, error) {
+	q, err := store.NewListQuery(f)
 	if err != nil {
 		return nil, "", fmt.Errorf("list runs: %w", err)
 	}
-	var out []*Run
+	var out []*store.Run
 	next := ""
 	err = b.view(ctx, func(tx *bbolt.Tx) error {
 		m := listPlan(tx, &q)
-		for len(out) < q.limit {
+		for len(out) < q.Limit {
 			id, ok := m.next()
 			if !ok {
 				return nil
@@ -333,13 +308,13 @@ func (b *Bolt) List(ctx context.Context, f Filter) ([]*Run, string, error) {
 				return err
 			}
 			if r == nil {
-				return fmt.Errorf("%w: index entry for missing run %s", errCorrupt, id)
+				return fmt.Errorf("%w: index entry for missing run %s", store.ErrCorrupt, id)
 			}
 			out = append(out, r)
 		}
 		if _, more := m.next(); more {
-			id, _ := parseRunID(out[len(out)-1].ID)
-			next = encodeCursor(id)
+			id, _ := store.ParseRunID(out[len(out)-1].ID)
+			next = store.EncodeCursor(id)
 		}
 		return nil
 	})
@@ -351,8 +326,8 @@ func (b *Bolt) List(ctx context.Context, f Filter) ([]*Run, string, error) {
 
 // listPlan picks the index that holds exactly the matching runs, so no run is read only to
 // be filtered out.
-func listPlan(tx *bbolt.Tx, q *listQuery) *merger {
-	f := &q.f
+func listPlan(tx *bbolt.Tx, q *store.ListQuery) *merger {
+	f := &q.Filter
 	scoped := f.Partner != "" || f.Site != "" || f.Endpoint != ""
 	parts := []string{f.Partner, f.Site, f.Endpoint}
 	var bucket *bbolt.Bucket
@@ -373,13 +348,13 @@ func listPlan(tx *bbolt.Tx, q *listQuery) *merger {
 	for i, p := range prefixes {
 		streams[i] = newStream(bucket, p, q)
 	}
-	return newMerger(streams, q.desc)
+	return newMerger(streams, q.Desc)
 }
 
-func (b *Bolt) Unfinished(ctx context.Context) ([]*Run, error) {
-	var out []*Run
+func (b *Store) Unfinished(ctx context.Context) ([]*store.Run, error) {
+	var out []*store.Run
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
-		m := statusMerger(tx, []Status{StatusQueued, StatusRunning, StatusWaiting}, nil)
+		m := statusMerger(tx, []store.Status{store.StatusQueued, store.StatusRunning, store.StatusWaiting}, nil)
 		for {
 			id, ok := m.next()
 			if !ok {
@@ -390,7 +365,7 @@ func (b *Bolt) Unfinished(ctx context.Context) ([]*Run, error) {
 				return err
 			}
 			if r == nil {
-				return fmt.Errorf("%w: status index entry for missing run %s", errCorrupt, id)
+				return fmt.Errorf("%w: status index entry for missing run %s", store.ErrCorrupt, id)
 			}
 			out = append(out, r)
 		}
@@ -402,8 +377,8 @@ func (b *Bolt) Unfinished(ctx context.Context) ([]*Run, error) {
 }
 
 // statusMerger walks the runs with any of the statuses, oldest first, below hi (nil: all).
-func statusMerger(tx *bbolt.Tx, sts []Status, hi *runID) *merger {
-	q := listQuery{hi: hi}
+func statusMerger(tx *bbolt.Tx, sts []store.Status, hi *store.RunID) *merger {
+	q := store.ListQuery{Hi: hi}
 	bucket := tx.Bucket(bucketIdxStatus)
 	streams := make([]*stream, len(sts))
 	for i, st := range sts {
@@ -414,7 +389,7 @@ func statusMerger(tx *bbolt.Tx, sts []Status, hi *runID) *merger {
 
 // finalStatuses are the statuses Prune may delete: derived, so a new final status is
 // pruned without a second list to update.
-var finalStatuses = FinalStatuses()
+var finalStatuses = store.FinalStatuses()
 
 // pruneChunk bounds the deletes per transaction: a chunk shares its commit with the
 // accepts queued behind it, so it must stay small. The bench measured accept p99 at 3.2×
@@ -427,10 +402,10 @@ const pruneChunk = 100
 // the writer, and less when accepts make its commits wait.
 const pruneYield = 2
 
-func (b *Bolt) Prune(ctx context.Context, before time.Time, maxRuns int) (int, error) {
-	var hi *runID
+func (b *Store) Prune(ctx context.Context, before time.Time, maxRuns int) (int, error) {
+	var hi *store.RunID
 	if !before.IsZero() {
-		id := msID(before)
+		id := store.FirstIDAt(before)
 		hi = &id
 	}
 	total := 0
@@ -462,8 +437,8 @@ func (b *Bolt) Prune(ctx context.Context, before time.Time, maxRuns int) (int, e
 }
 
 // pruneOnce deletes up to limit runs and expired keys and reports whether work remains.
-func pruneOnce(tx *bbolt.Tx, hi *runID, maxRuns int, now time.Time, limit int) (int, bool, error) {
-	var victims []runID
+func pruneOnce(tx *bbolt.Tx, hi *store.RunID, maxRuns int, now time.Time, limit int) (int, bool, error) {
+	var victims []store.RunID
 	if hi != nil {
 		m := statusMerger(tx, finalStatuses, hi)
 		for len(victims) < limit {
@@ -513,7 +488,7 @@ func pruneOnce(tx *bbolt.Tx, hi *runID, maxRuns int, now time.Time, limit int) (
 	return len(victims), more, nil
 }
 
-func deleteRun(tx *bbolt.Tx, id runID) error {
+func deleteRun(tx *bbolt.Tx, id store.RunID) error {
 	r, err := loadRun(tx, id, false)
 	if err != nil || r == nil {
 		return err
@@ -544,14 +519,14 @@ func deleteRun(tx *bbolt.Tx, id runID) error {
 // releaseClaim drops key when run id holds it. The key goes with its run, so it never
 // points at a run that is gone; a later run may have taken the key over after it expired,
 // hence the owner check.
-func releaseClaim(tx *bbolt.Tx, key string, id runID) error {
+func releaseClaim(tx *bbolt.Tx, key string, id store.RunID) error {
 	if key == "" {
 		return nil
 	}
 	k := boundedKey(key)
 	idem := tx.Bucket(bucketIdem)
 	v := idem.Get(k)
-	if len(v) != 24 || runID(v[:16]) != id {
+	if len(v) != 24 || store.RunID(v[:16]) != id {
 		return nil
 	}
 	if err := tx.Bucket(bucketIdemExp).Delete(append(append([]byte(nil), v[16:]...), k...)); err != nil {
@@ -620,9 +595,9 @@ func checkIndexes(tx *bbolt.Tx) []error {
 			bad("runs: key %x is not an id", k)
 			return nil
 		}
-		id := runID(k)
-		var r Run
-		if _, err := decodeRun(v, &r, true); err != nil {
+		id := store.RunID(k)
+		var r store.Run
+		if _, err := store.DecodeRun(v, &r, true); err != nil {
 			bad("run %s: %v", id, err)
 			return nil
 		}
@@ -662,7 +637,7 @@ func checkIndexes(tx *bbolt.Tx) []error {
 		if len(v) != 24 {
 			bad("idem: key %q has a %d-byte value", k, len(v))
 		} else if runs.Get(v[:16]) == nil {
-			bad("idem: key %q points at missing run %s", k, runID(v[:16]))
+			bad("idem: key %q points at missing run %s", k, store.RunID(v[:16]))
 		} else if tx.Bucket(bucketIdemExp).Get(append(append([]byte(nil), v[16:]...), k...)) == nil {
 			bad("idem: key %q has no expiry entry", k)
 		}

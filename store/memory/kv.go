@@ -1,16 +1,18 @@
-package store
+package memory
 
 import (
 	"context"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/pushbackd/pushbackd/store"
 )
 
-// MemoryKV is a KV in memory: for tests, `pushbackd plan`, and as the reference the contract
+// KV is a store.KV in memory: for tests, `pushbackd plan`, and as the reference the contract
 // tests hold other implementations to. Nothing survives a restart.
-type MemoryKV struct {
-	clock Clock
+type KV struct {
+	clock store.Clock
 
 	mu   sync.Mutex
 	data map[string]map[string]memEntry
@@ -22,22 +24,22 @@ type memEntry struct {
 	expires time.Time // zero: never
 }
 
-var _ KV = (*MemoryKV)(nil)
+var _ store.KV = (*KV)(nil)
 
 // sweepEvery bounds the memory held by expired keys nobody reads again: every so many puts,
 // expired entries are dropped.
 const sweepEvery = 1024
 
-// NewMemoryKV returns an empty MemoryKV; a nil clock is the system clock.
-func NewMemoryKV(clock Clock) *MemoryKV {
+// NewKV returns an empty KV; a nil clock is the system clock.
+func NewKV(clock store.Clock) *KV {
 	if clock == nil {
-		clock = systemClock{}
+		clock = store.SystemClock{}
 	}
-	return &MemoryKV{clock: clock, data: map[string]map[string]memEntry{}}
+	return &KV{clock: clock, data: map[string]map[string]memEntry{}}
 }
 
-func (m *MemoryKV) Get(ctx context.Context, namespace, key string) ([]byte, bool, error) {
-	if err := validKey(namespace, key); err != nil {
+func (m *KV) Get(ctx context.Context, namespace, key string) ([]byte, bool, error) {
+	if err := store.ValidKey(namespace, key); err != nil {
 		return nil, false, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -57,8 +59,8 @@ func (m *MemoryKV) Get(ctx context.Context, namespace, key string) ([]byte, bool
 	return append([]byte(nil), e.value...), true, nil
 }
 
-func (m *MemoryKV) Put(ctx context.Context, namespace, key string, value []byte, opts PutOptions) error {
-	if err := validKey(namespace, key); err != nil {
+func (m *KV) Put(ctx context.Context, namespace, key string, value []byte, opts store.PutOptions) error {
+	if err := store.ValidKey(namespace, key); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -79,7 +81,7 @@ func (m *MemoryKV) Put(ctx context.Context, namespace, key string, value []byte,
 	if _, ok := ns[key]; !ok && opts.MaxEntries > 0 && len(ns) >= opts.MaxEntries {
 		m.sweep(now) // expired entries must not keep a namespace full
 		if len(ns) >= opts.MaxEntries {
-			return fmt.Errorf("kv put: %w: namespace %s holds %d entries, the limit is %d", ErrKVFull, namespace, len(ns), opts.MaxEntries)
+			return fmt.Errorf("kv put: %w: namespace %s holds %d entries, the limit is %d", store.ErrKVFull, namespace, len(ns), opts.MaxEntries)
 		}
 		m.data[namespace] = ns // sweep drops namespaces it empties
 	}
@@ -91,8 +93,8 @@ func (m *MemoryKV) Put(ctx context.Context, namespace, key string, value []byte,
 	return nil
 }
 
-func (m *MemoryKV) Delete(ctx context.Context, namespace, key string) error {
-	if err := validKey(namespace, key); err != nil {
+func (m *KV) Delete(ctx context.Context, namespace, key string) error {
+	if err := store.ValidKey(namespace, key); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -104,7 +106,7 @@ func (m *MemoryKV) Delete(ctx context.Context, namespace, key string) error {
 	return nil
 }
 
-func (m *MemoryKV) sweep(now time.Time) {
+func (m *KV) sweep(now time.Time) {
 	for ns, keys := range m.data {
 		for k, e := range keys {
 			if e.expired(now) {
@@ -122,7 +124,7 @@ func (e memEntry) expired(now time.Time) bool {
 }
 
 // Len is the number of keys held, expired ones not yet dropped included.
-func (m *MemoryKV) Len() int {
+func (m *KV) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
@@ -134,7 +136,7 @@ func (m *MemoryKV) Len() int {
 
 // sweepExpired drops every expired key now: Prune calls it so expired state does not wait
 // for the next sweep a Put would trigger.
-func (m *MemoryKV) sweepExpired() {
+func (m *KV) sweepExpired() {
 	now := m.clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -1,4 +1,4 @@
-package store_test
+package bolt_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // benchRun is a typical run: an Encompass milestone webhook mid-saga.
@@ -40,7 +41,7 @@ func benchRun() *store.Run {
 func BenchmarkCreateParallel(b *testing.B) {
 	for _, delay := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond} {
 		b.Run(fmt.Sprintf("delay=%v", delay), func(b *testing.B) {
-			s, err := store.OpenBolt(filepath.Join(b.TempDir(), "runs.db"), store.BoltOptions{MaxBatchDelay: delay})
+			s, err := bolt.Open(filepath.Join(b.TempDir(), "runs.db"), bolt.Options{MaxBatchDelay: delay})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -73,7 +74,7 @@ func BenchmarkCreateParallel(b *testing.B) {
 // creating a queued run and then recording its outcome (a succeeded status and a saga
 // result), as an accept and its worker do. Both writes wait for their commit.
 func BenchmarkAcceptThenFinish(b *testing.B) {
-	s, err := store.OpenBolt(filepath.Join(b.TempDir(), "runs.db"), store.BoltOptions{})
+	s, err := bolt.Open(filepath.Join(b.TempDir(), "runs.db"), bolt.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func BenchmarkAcceptThenFinish(b *testing.B) {
 func BenchmarkCreateSerial(b *testing.B) {
 	for _, delay := range []time.Duration{0, 2 * time.Millisecond} {
 		b.Run(fmt.Sprintf("delay=%v", delay), func(b *testing.B) {
-			s, err := store.OpenBolt(filepath.Join(b.TempDir(), "runs.db"), store.BoltOptions{MaxBatchDelay: delay})
+			s, err := bolt.Open(filepath.Join(b.TempDir(), "runs.db"), bolt.Options{MaxBatchDelay: delay})
 			if err != nil {
 				b.Fatal(err)
 			}

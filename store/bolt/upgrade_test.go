@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
 )
 
@@ -19,7 +20,7 @@ func (c *upgradeClock) Now() time.Time { return c.now }
 
 // oldRun is a run as layout version 1 stored it, with its keys in the old scoping.
 type oldRun struct {
-	run     Run
+	run     store.Run
 	expires time.Time // of its idempotency key
 }
 
@@ -33,7 +34,7 @@ func writeV1File(t *testing.T, path string, runs []*oldRun, kv map[string][]stri
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var ids idGen
+	var ids store.IDGen
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketRuns, bucketBodies, bucketIdxStatus, bucketIdxScope,
 			bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdemExp, bucketKV, bucketKVExp, bucketSagaVersions} {
@@ -46,9 +47,9 @@ func writeV1File(t *testing.T, path string, runs []*oldRun, kv map[string][]stri
 		}
 		for _, o := range runs {
 			r := &o.run
-			id := ids.next(r.ReceivedAt)
+			id := ids.Next(r.ReceivedAt)
 			r.ID = id.String()
-			if err := tx.Bucket(bucketRuns).Put(id[:], encodeRun(nil, r, nil)); err != nil {
+			if err := tx.Bucket(bucketRuns).Put(id[:], store.EncodeRun(nil, r, nil)); err != nil {
 				return err
 			}
 			if err := putIndexes(tx, id, r); err != nil {
@@ -96,12 +97,12 @@ func TestBoltUpgradesAVersion1File(t *testing.T) {
 			before := clock.now.Add(-time.Hour)
 			long := strings.Repeat("x", 600) // over maxKeyLen: stored as its hash
 			done := func(p, site, e, key string, exp time.Duration) *oldRun {
-				return &oldRun{run: Run{Partner: p, Site: site, Endpoint: e, Saga: "loans", Status: StatusSucceeded,
+				return &oldRun{run: store.Run{Partner: p, Site: site, Endpoint: e, Saga: "loans", Status: store.StatusSucceeded,
 					ReceivedAt: before, UpdatedAt: before, FinishedAt: before,
 					IdempotencyKey: p + "/" + e + "/" + key}, expires: before.Add(exp)}
 			}
 			waiting := func(site, loan string) *oldRun {
-				return &oldRun{run: Run{Partner: "acme", Site: site, Endpoint: "waits", Saga: "milestones", Status: StatusWaiting,
+				return &oldRun{run: store.Run{Partner: "acme", Site: site, Endpoint: "waits", Saga: "milestones", Status: store.StatusWaiting,
 					ReceivedAt: before, UpdatedAt: before, WakeAt: clock.now.Add(time.Hour),
 					DebounceKey: "acme/milestones/" + loan}}
 			}
@@ -138,7 +139,7 @@ func TestBoltUpgradesAVersion1File(t *testing.T) {
 				}
 			}
 
-			b, err := OpenBolt(path, BoltOptions{Clock: clock})
+			b, err := Open(path, Options{Clock: clock})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,11 +157,11 @@ func TestBoltUpgradesAVersion1File(t *testing.T) {
 				return nil
 			})
 
-			create := func(site, endpoint, key string) CreateResult {
+			create := func(site, endpoint, key string) store.CreateResult {
 				t.Helper()
-				r := &Run{Partner: "acme", Site: site, Endpoint: endpoint, Saga: "loans",
-					IdempotencyKey: IdempotencyKey(KeyScope{Partner: "acme", Site: site, Endpoint: endpoint}, key)}
-				res, err := b.Create(ctx, r, CreateOptions{})
+				r := &store.Run{Partner: "acme", Site: site, Endpoint: endpoint, Saga: "loans",
+					IdempotencyKey: store.IdempotencyKey(store.KeyScope{Partner: "acme", Site: site, Endpoint: endpoint}, key)}
+				res, err := b.Create(ctx, r, store.CreateOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -182,9 +183,9 @@ func TestBoltUpgradesAVersion1File(t *testing.T) {
 			}
 
 			for i, c := range []struct{ site, loan string }{{"", "loan-1"}, {"branch", "loan-2"}} {
-				r := &Run{Partner: "acme", Site: c.site, Endpoint: "waits", Saga: "milestones", Status: StatusWaiting,
-					DebounceKey: DebounceKey(KeyScope{Partner: "acme", Site: c.site, Endpoint: "waits"}, "milestones", c.loan)}
-				res, err := b.Create(ctx, r, CreateOptions{})
+				r := &store.Run{Partner: "acme", Site: c.site, Endpoint: "waits", Saga: "milestones", Status: store.StatusWaiting,
+					DebounceKey: store.DebounceKey(store.KeyScope{Partner: "acme", Site: c.site, Endpoint: "waits"}, "milestones", c.loan)}
+				res, err := b.Create(ctx, r, store.CreateOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -193,10 +194,10 @@ func TestBoltUpgradesAVersion1File(t *testing.T) {
 				}
 			}
 
-			if err := b.Put(ctx, "acme", "d", []byte(`1`), PutOptions{MaxEntries: 3}); !errors.Is(err, ErrKVFull) {
+			if err := b.Put(ctx, "acme", "d", []byte(`1`), store.PutOptions{MaxEntries: 3}); !errors.Is(err, store.ErrKVFull) {
 				t.Errorf("a 4th kv entry for acme with a cap of 3 = %v, want ErrKVFull: entries from before the upgrade must count", err)
 			}
-			if err := b.Put(ctx, "globex", "b", []byte(`1`), PutOptions{MaxEntries: 3}); err != nil {
+			if err := b.Put(ctx, "globex", "b", []byte(`1`), store.PutOptions{MaxEntries: 3}); err != nil {
 				t.Errorf("globex's 2nd entry: %v", err)
 			}
 			if err := b.Check(); err != nil {
@@ -208,7 +209,7 @@ func TestBoltUpgradesAVersion1File(t *testing.T) {
 
 func TestBoltRefusesAFileOfANewerLayout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pushbackd.db")
-	b, err := OpenBolt(path, BoltOptions{})
+	b, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,9 +221,9 @@ func TestBoltRefusesAFileOfANewerLayout(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = OpenBolt(path, BoltOptions{})
+	_, err = Open(path, Options{})
 	if err == nil || !strings.Contains(err.Error(), "use a newer pushbackd") {
-		t.Fatalf("OpenBolt = %v, want a refusal naming the newer layout", err)
+		t.Fatalf("Open = %v, want a refusal naming the newer layout", err)
 	}
 }
 
@@ -231,14 +232,14 @@ func TestBoltRefusesAFileOfANewerLayout(t *testing.T) {
 func TestBoltSweepsExpiredMessageKeys(t *testing.T) {
 	ctx := context.Background()
 	clock := &upgradeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	b, err := OpenBolt(filepath.Join(t.TempDir(), "pushbackd.db"), BoltOptions{Clock: clock})
+	b, err := Open(filepath.Join(t.TempDir(), "pushbackd.db"), Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	for i := range 300 {
-		r := &Run{Partner: "acme", Endpoint: "hooks", MessageKey: MessageKey(KeyScope{Partner: "acme", Endpoint: "hooks"}, "msg_"+strings.Repeat("x", i))}
-		if _, err := b.Create(ctx, r, CreateOptions{MessageTTL: 10 * time.Minute}); err != nil {
+		r := &store.Run{Partner: "acme", Endpoint: "hooks", MessageKey: store.MessageKey(store.KeyScope{Partner: "acme", Endpoint: "hooks"}, "msg_"+strings.Repeat("x", i))}
+		if _, err := b.Create(ctx, r, store.CreateOptions{MessageTTL: 10 * time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -269,12 +270,12 @@ func TestBoltSweepsExpiredMessageKeys(t *testing.T) {
 func TestBoltFullNamespaceDoesNotGrowTheFile(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pushbackd.db")
-	b, err := OpenBolt(path, BoltOptions{})
+	b, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	capped := PutOptions{MaxEntries: 2}
+	capped := store.PutOptions{MaxEntries: 2}
 	for _, k := range []string{"a", "b"} {
 		if err := b.Put(ctx, "acme", k, []byte(`1`), capped); err != nil {
 			t.Fatal(err)
@@ -290,7 +291,7 @@ func TestBoltFullNamespaceDoesNotGrowTheFile(t *testing.T) {
 	start := size()
 	value := []byte(`"` + strings.Repeat("v", 900<<10) + `"`)
 	for i := range 200 {
-		if err := b.Put(ctx, "acme", "k"+strings.Repeat("k", i), value, capped); !errors.Is(err, ErrKVFull) {
+		if err := b.Put(ctx, "acme", "k"+strings.Repeat("k", i), value, capped); !errors.Is(err, store.ErrKVFull) {
 			t.Fatalf("put %d = %v, want ErrKVFull", i, err)
 		}
 	}

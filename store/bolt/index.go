@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 
+	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
 )
 
@@ -44,11 +45,11 @@ func join(id []byte, parts ...string) []byte {
 	return append(k, id...)
 }
 
-func statusKey(st Status, id runID) []byte { return join(id[:], string(st)) }
+func statusKey(st store.Status, id store.RunID) []byte { return join(id[:], string(st)) }
 
-func scopeKey(r *Run, id runID) []byte { return join(id[:], r.Partner, r.Site, r.Endpoint) }
+func scopeKey(r *store.Run, id store.RunID) []byte { return join(id[:], r.Partner, r.Site, r.Endpoint) }
 
-func statusScopeKey(st Status, r *Run, id runID) []byte {
+func statusScopeKey(st store.Status, r *store.Run, id store.RunID) []byte {
 	return join(id[:], string(st), r.Partner, r.Site, r.Endpoint)
 }
 
@@ -60,7 +61,7 @@ func debouncePrefix(key string) []byte {
 var empty = []byte{}
 
 // putIndexes writes every index entry of run id, the record itself excepted.
-func putIndexes(tx *bbolt.Tx, id runID, r *Run) error {
+func putIndexes(tx *bbolt.Tx, id store.RunID, r *store.Run) error {
 	puts := []struct {
 		bucket, key []byte
 	}{
@@ -81,7 +82,7 @@ func putIndexes(tx *bbolt.Tx, id runID, r *Run) error {
 
 // moveStatus moves run id's status entries from old to r.Status, and drops its debounce
 // entry once it is final.
-func moveStatus(tx *bbolt.Tx, id runID, old Status, r *Run) error {
+func moveStatus(tx *bbolt.Tx, id store.RunID, old store.Status, r *store.Run) error {
 	if old == r.Status {
 		return nil
 	}
@@ -113,13 +114,13 @@ type stream struct {
 	key    []byte // current key; nil when exhausted
 }
 
-func newStream(b *bbolt.Bucket, prefix []byte, q *listQuery) *stream {
-	s := &stream{c: b.Cursor(), prefix: prefix, desc: q.desc}
-	if q.lo != nil {
-		s.lo = append(append([]byte(nil), prefix...), q.lo[:]...)
+func newStream(b *bbolt.Bucket, prefix []byte, q *store.ListQuery) *stream {
+	s := &stream{c: b.Cursor(), prefix: prefix, desc: q.Desc}
+	if q.Lo != nil {
+		s.lo = append(append([]byte(nil), prefix...), q.Lo[:]...)
 	}
-	if q.hi != nil {
-		s.hi = append(append([]byte(nil), prefix...), q.hi[:]...)
+	if q.Hi != nil {
+		s.hi = append(append([]byte(nil), prefix...), q.Hi[:]...)
 	}
 	var k []byte
 	if s.desc {
@@ -179,7 +180,7 @@ func (s *stream) next() {
 	s.set(k)
 }
 
-func (s *stream) id() (id runID) {
+func (s *stream) id() (id store.RunID) {
 	copy(id[:], s.key[len(s.key)-16:])
 	return id
 }
@@ -219,9 +220,9 @@ func (m *merger) Pop() any {
 }
 
 // next returns the next id, or false when every stream is done.
-func (m *merger) next() (runID, bool) {
+func (m *merger) next() (store.RunID, bool) {
 	if len(m.streams) == 0 {
-		return runID{}, false
+		return store.RunID{}, false
 	}
 	top := m.streams[0]
 	id := top.id()

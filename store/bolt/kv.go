@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
 )
 
@@ -17,8 +18,8 @@ func kvKey(namespace, key string) []byte {
 	return append(k, key...)
 }
 
-func (b *Bolt) Get(ctx context.Context, namespace, key string) ([]byte, bool, error) {
-	if err := validKey(namespace, key); err != nil {
+func (b *Store) Get(ctx context.Context, namespace, key string) ([]byte, bool, error) {
+	if err := store.ValidKey(namespace, key); err != nil {
 		return nil, false, err
 	}
 	now := b.clock.Now().UnixNano()
@@ -42,8 +43,8 @@ func (b *Bolt) Get(ctx context.Context, namespace, key string) ([]byte, bool, er
 	return out, found, nil
 }
 
-func (b *Bolt) Put(ctx context.Context, namespace, key string, value []byte, opts PutOptions) error {
-	if err := validKey(namespace, key); err != nil {
+func (b *Store) Put(ctx context.Context, namespace, key string, value []byte, opts store.PutOptions) error {
+	if err := store.ValidKey(namespace, key); err != nil {
 		return err
 	}
 	k := kvKey(namespace, key)
@@ -63,7 +64,7 @@ func (b *Bolt) Put(ctx context.Context, namespace, key string, value []byte, opt
 				return err
 			}
 			if opts.MaxEntries > 0 && n >= uint64(opts.MaxEntries) {
-				full = fmt.Errorf("kv put: %w: namespace %s holds %d entries, the limit is %d", ErrKVFull, namespace, n, opts.MaxEntries)
+				full = fmt.Errorf("kv put: %w: namespace %s holds %d entries, the limit is %d", store.ErrKVFull, namespace, n, opts.MaxEntries)
 				return nil
 			}
 			if err := addKVCount(tx, namespace, 1); err != nil {
@@ -104,8 +105,8 @@ func kvRoom(tx *bbolt.Tx, namespace string, limit int, now time.Time) (uint64, e
 	return kvCount(tx, namespace), nil
 }
 
-func (b *Bolt) Delete(ctx context.Context, namespace, key string) error {
-	if err := validKey(namespace, key); err != nil {
+func (b *Store) Delete(ctx context.Context, namespace, key string) error {
+	if err := store.ValidKey(namespace, key); err != nil {
 		return err
 	}
 	k := kvKey(namespace, key)

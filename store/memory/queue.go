@@ -1,4 +1,4 @@
-package store
+package memory
 
 import (
 	"bytes"
@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/pushbackd/pushbackd/store"
 )
 
-// memQueue is Memory's work queue: the same rules as the bolt one (queue.go), kept in maps.
+// memQueue is Store's work queue: the rules package store shares (DueAt, ClaimRun,
+// LeaseHeld), kept in maps.
 // Claims scan the unfinished runs: the memory store is for tests, where they are few.
 type memQueue struct {
-	entries  map[runID]*memEntryQ // unfinished runs
-	serial   map[string][]runID   // serialize_by key -> unfinished runs, ascending
-	debounce map[string][]runID   // debounce key -> unfinished runs, ascending
+	entries  map[store.RunID]*memEntryQ // unfinished runs
+	serial   map[string][]store.RunID   // serialize_by key -> unfinished runs, ascending
+	debounce map[string][]store.RunID   // debounce key -> unfinished runs, ascending
 	runnable int
 }
 
@@ -26,10 +29,10 @@ type memEntryQ struct {
 }
 
 func newMemQueue() memQueue {
-	return memQueue{entries: map[runID]*memEntryQ{}, serial: map[string][]runID{}, debounce: map[string][]runID{}}
+	return memQueue{entries: map[store.RunID]*memEntryQ{}, serial: map[string][]store.RunID{}, debounce: map[string][]store.RunID{}}
 }
 
-func insertID(ids []runID, id runID) []runID {
+func insertID(ids []store.RunID, id store.RunID) []store.RunID {
 	i, found := slices.BinarySearchFunc(ids, id, cmpID)
 	if found {
 		return ids
@@ -37,16 +40,22 @@ func insertID(ids []runID, id runID) []runID {
 	return slices.Insert(ids, i, id)
 }
 
-func removeID(ids []runID, id runID) []runID {
+func removeID(ids []store.RunID, id store.RunID) []store.RunID {
 	if i, found := slices.BinarySearchFunc(ids, id, cmpID); found {
 		return slices.Delete(ids, i, i+1)
 	}
 	return ids
 }
 
-// reschedule is bolt's reschedule over the maps. Caller holds m.mu.
-func (q *memQueue) reschedule(id runID, r *Run, old Status, lease *Lease, now time.Time) {
-	q.runnable += boolInt(runnable(r.Status)) - boolInt(old != "" && runnable(old))
+// reschedule files r, whose status was old ("" for a new run), under its due time,
+// serialize_by and debounce keys, as the bolt store's reschedule does. Caller holds m.mu.
+func (q *memQueue) reschedule(id store.RunID, r *store.Run, old store.Status, lease *store.Lease, now time.Time) {
+	if r.Status.Runnable() {
+		q.runnable++
+	}
+	if old != "" && old.Runnable() {
+		q.runnable--
+	}
 	e, had := q.entries[id]
 	if r.Status.Final() {
 		if !had {
@@ -81,24 +90,24 @@ func (q *memQueue) reschedule(id runID, r *Run, old Status, lease *Lease, now ti
 	switch {
 	case lease != nil:
 		e.token, e.owner, e.expires = lease.Token, lease.Owner, lease.Expires
-	case r.Status != StatusRunning:
+	case r.Status != store.StatusRunning:
 		e.owner, e.expires = "", time.Time{}
 	}
-	e.due = dueAt(r, e.expires, now)
+	e.due = store.DueAt(r, e.expires, now)
 }
 
-func (m *Memory) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) (ClaimResult, error) {
-	if err := checkClaimArgs(owner, ttl); err != nil {
-		return ClaimResult{}, err
+func (m *Store) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) (store.ClaimResult, error) {
+	if err := store.CheckClaimArgs(owner, ttl); err != nil {
+		return store.ClaimResult{}, err
 	}
 	limit = max(limit, 1)
 	now := m.clock.Now()
 	if err := m.begin(ctx); err != nil {
-		return ClaimResult{}, err
+		return store.ClaimResult{}, err
 	}
 	defer m.mu.Unlock()
 	type due struct {
-		id runID
+		id store.RunID
 		at time.Time
 	}
 	var all []due
@@ -113,7 +122,7 @@ func (m *Memory) Claim(ctx context.Context, owner string, limit int, ttl time.Du
 		}
 		return bytes.Compare(a.id[:], b.id[:])
 	})
-	var res ClaimResult
+	var res store.ClaimResult
 	for _, d := range all {
 		if len(res.Runs) == limit || d.at.After(now) {
 			break
@@ -121,11 +130,11 @@ func (m *Memory) Claim(ctx context.Context, owner string, limit int, ttl time.Du
 		r := m.load(d.id, true)
 		e := m.entries[d.id]
 		old := r.Status
-		claimRun(r, now)
-		l := Lease{RunID: r.ID, Owner: owner, Token: e.token + 1, Expires: now.Add(ttl)}
+		store.ClaimRun(r, now)
+		l := store.Lease{RunID: r.ID, Owner: owner, Token: e.token + 1, Expires: now.Add(ttl)}
 		m.save(d.id, r)
 		m.reschedule(d.id, r, old, &l, now)
-		res.Runs = append(res.Runs, Claimed{Run: r, Lease: l})
+		res.Runs = append(res.Runs, store.Claimed{Run: r, Lease: l})
 	}
 	for _, e := range m.entries {
 		if !e.parked && (res.Next.IsZero() || e.due.Before(res.Next)) {
@@ -135,9 +144,9 @@ func (m *Memory) Claim(ctx context.Context, owner string, limit int, ttl time.Du
 	return res, nil
 }
 
-func (m *Memory) Renew(ctx context.Context, leases []Lease, ttl time.Duration) ([]string, error) {
+func (m *Store) Renew(ctx context.Context, leases []store.Lease, ttl time.Duration) ([]string, error) {
 	if ttl <= 0 {
-		return nil, fmt.Errorf("renew leases: %w: ttl %s", ErrInvalid, ttl)
+		return nil, fmt.Errorf("renew leases: %w: ttl %s", store.ErrInvalid, ttl)
 	}
 	now := m.clock.Now()
 	if err := m.begin(ctx); err != nil {
@@ -146,12 +155,12 @@ func (m *Memory) Renew(ctx context.Context, leases []Lease, ttl time.Duration) (
 	defer m.mu.Unlock()
 	var lost []string
 	for _, l := range leases {
-		id, err := parseRunID(l.RunID)
+		id, err := store.ParseRunID(l.RunID)
 		if err != nil {
 			return nil, fmt.Errorf("renew leases: %w", err)
 		}
 		e := m.entries[id]
-		if e == nil || !leaseHeld(StatusRunning, e.token, e.owner, e.expires, l) {
+		if e == nil || !store.LeaseHeld(store.StatusRunning, e.token, e.owner, e.expires, l) {
 			lost = append(lost, l.RunID)
 			continue
 		}
@@ -161,29 +170,29 @@ func (m *Memory) Renew(ctx context.Context, leases []Lease, ttl time.Duration) (
 	return lost, nil
 }
 
-// held is bolt's held: the run, whole, when l is its current lease. Caller holds m.mu.
-func (m *Memory) held(id runID, l Lease) (*Run, error) {
+// held is the bolt store's held: the run, whole, when l is its current lease. Caller holds m.mu.
+func (m *Store) held(id store.RunID, l store.Lease) (*store.Run, error) {
 	r := m.load(id, true)
 	if r == nil {
-		return nil, fmt.Errorf("run %s: %w", l.RunID, ErrNotFound)
+		return nil, fmt.Errorf("run %s: %w", l.RunID, store.ErrNotFound)
 	}
 	e := m.entries[id]
-	if e == nil || !leaseHeld(r.Status, e.token, e.owner, e.expires, l) {
-		return nil, fmt.Errorf("run %s (lease %d of %s): %w", l.RunID, l.Token, l.Owner, ErrLeaseLost)
+	if e == nil || !store.LeaseHeld(r.Status, e.token, e.owner, e.expires, l) {
+		return nil, fmt.Errorf("run %s (lease %d of %s): %w", l.RunID, l.Token, l.Owner, store.ErrLeaseLost)
 	}
 	return r, nil
 }
 
-func (m *Memory) Save(ctx context.Context, run *Run, lease Lease) error {
-	id, err := parseRunID(run.ID)
+func (m *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) error {
+	id, err := store.ParseRunID(run.ID)
 	if err != nil {
 		return fmt.Errorf("save run: %w", err)
 	}
-	if err := checkSave(run); err != nil {
+	if err := store.CheckSave(run); err != nil {
 		return err
 	}
 	if lease.RunID != run.ID {
-		return fmt.Errorf("save run %s: %w: the lease is for run %s", run.ID, ErrInvalid, lease.RunID)
+		return fmt.Errorf("save run %s: %w: the lease is for run %s", run.ID, store.ErrInvalid, lease.RunID)
 	}
 	now := m.clock.Now()
 	if err := m.begin(ctx); err != nil {
@@ -196,7 +205,7 @@ func (m *Memory) Save(ctx context.Context, run *Run, lease Lease) error {
 	}
 	in := *run
 	old := stored.Status
-	if err := applyUpdate(stored, &in, now); err != nil {
+	if err := store.ApplyUpdate(stored, &in, now); err != nil {
 		return err
 	}
 	m.save(id, stored)
@@ -205,8 +214,8 @@ func (m *Memory) Save(ctx context.Context, run *Run, lease Lease) error {
 	return nil
 }
 
-func (m *Memory) Release(ctx context.Context, lease Lease) error {
-	id, err := parseRunID(lease.RunID)
+func (m *Store) Release(ctx context.Context, lease store.Lease) error {
+	id, err := store.ParseRunID(lease.RunID)
 	if err != nil {
 		return fmt.Errorf("release run: %w", err)
 	}
@@ -223,7 +232,7 @@ func (m *Memory) Release(ctx context.Context, lease Lease) error {
 	return nil
 }
 
-func (m *Memory) Runnable(ctx context.Context) (int, error) {
+func (m *Store) Runnable(ctx context.Context) (int, error) {
 	if err := m.begin(ctx); err != nil {
 		return 0, err
 	}

@@ -1,4 +1,7 @@
-package store
+// Package memory is a store.Store held in process memory: for tests and `pushbackd plan`,
+// and the reference the contract suite (storetest) holds durable backends to. It keeps
+// runs encoded with store.EncodeRun, so copies and times behave as in a durable store.
+package memory
 
 import (
 	"bytes"
@@ -7,73 +10,75 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/pushbackd/pushbackd/store"
 )
 
-// Memory is a Store in memory: for tests, and as the reference the contract tests hold the
+// Store is a store.Store in memory: for tests, and as the reference the contract tests hold the
 // durable stores to. Runs are kept encoded, so copies and time normalisation behave exactly
 // as in the bolt store. Nothing survives a restart.
-type Memory struct {
-	*MemoryKV
-	clock Clock
-	ids   idGen
+type Store struct {
+	*KV
+	clock store.Clock
+	ids   store.IDGen
 
 	mu     sync.Mutex
 	closed bool
-	runs   map[runID][]byte
-	order  []runID                     // sorted ascending
+	runs   map[store.RunID][]byte
+	order  []store.RunID               // sorted ascending
 	idem   map[string]memIdem          // idempotency and message keys
 	sagas  map[string][]memSagaVersion // versions in number order; Prune leaves them
 	memQueue
 }
 
 type memIdem struct {
-	id      runID
+	id      store.RunID
 	expires time.Time
 }
 
-var _ Store = (*Memory)(nil)
+var _ store.Store = (*Store)(nil)
 
-// NewMemory returns an empty Memory store; a nil clock is the system clock.
-func NewMemory(clock Clock) *Memory {
+// New returns an empty Store; a nil clock is the system clock.
+func New(clock store.Clock) *Store {
 	if clock == nil {
-		clock = systemClock{}
+		clock = store.SystemClock{}
 	}
-	return &Memory{
-		MemoryKV: NewMemoryKV(clock),
+	return &Store{
+		KV:       NewKV(clock),
 		clock:    clock,
-		runs:     map[runID][]byte{},
+		runs:     map[store.RunID][]byte{},
 		idem:     map[string]memIdem{},
 		memQueue: newMemQueue(),
 	}
 }
 
 // Close makes later run calls fail with ErrClosed.
-func (m *Memory) Close() error {
+func (m *Store) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
 	return nil
 }
 
-func (m *Memory) begin(ctx context.Context) error {
+func (m *Store) begin(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return ErrClosed
+		return store.ErrClosed
 	}
 	return nil
 }
 
-func (m *Memory) load(id runID, full bool) *Run {
+func (m *Store) load(id store.RunID, full bool) *store.Run {
 	rec, ok := m.runs[id]
 	if !ok {
 		return nil
 	}
-	r := &Run{ID: id.String()}
-	body, err := decodeRun(rec, r, full)
+	r := &store.Run{ID: id.String()}
+	body, err := store.DecodeRun(rec, r, full)
 	if err != nil {
 		panic(fmt.Sprintf("memory store: %v", err)) // we encoded it ourselves
 	}
@@ -81,20 +86,20 @@ func (m *Memory) load(id runID, full bool) *Run {
 	return r
 }
 
-func (m *Memory) save(id runID, r *Run) {
+func (m *Store) save(id store.RunID, r *store.Run) {
 	if _, ok := m.runs[id]; !ok {
 		i, _ := slices.BinarySearchFunc(m.order, id, cmpID)
 		m.order = slices.Insert(m.order, i, id)
 	}
-	m.runs[id] = encodeRun(nil, r, r.Request.Body)
+	m.runs[id] = store.EncodeRun(nil, r, r.Request.Body)
 }
 
-func cmpID(a, b runID) int { return bytes.Compare(a[:], b[:]) }
+func cmpID(a, b store.RunID) int { return bytes.Compare(a[:], b[:]) }
 
-func (m *Memory) Create(ctx context.Context, run *Run, opts CreateOptions) (CreateResult, error) {
-	var res CreateResult
+func (m *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOptions) (store.CreateResult, error) {
+	var res store.CreateResult
 	now := m.clock.Now()
-	r, id, err := prepareCreate(run, now, &m.ids)
+	r, id, err := store.PrepareCreate(run, now, &m.ids)
 	if err != nil {
 		return res, err
 	}
@@ -103,43 +108,43 @@ func (m *Memory) Create(ctx context.Context, run *Run, opts CreateOptions) (Crea
 	}
 	defer m.mu.Unlock()
 	if _, ok := m.runs[id]; ok {
-		return res, fmt.Errorf("%w: run %s already exists", ErrInvalid, r.ID)
+		return res, fmt.Errorf("%w: run %s already exists", store.ErrInvalid, r.ID)
 	}
 	if opts.Owner != "" {
-		if err := checkClaimArgs(opts.Owner, opts.LeaseTTL); err != nil {
+		if err := store.CheckClaimArgs(opts.Owner, opts.LeaseTTL); err != nil {
 			return res, err
 		}
 	}
-	claims := runClaims(&r, opts, now)
+	claims := store.KeyClaims(&r, opts, now)
 	for _, c := range claims {
-		if e, ok := m.idem[c.key]; ok && now.Before(e.expires) {
+		if e, ok := m.idem[c.Key]; ok && now.Before(e.expires) {
 			res.DuplicateOf = e.id.String()
 			return res, nil
 		}
 	}
-	take := opts.Owner != "" && r.Status == StatusQueued && len(m.serial[r.SerializeKey]) == 0
-	if !take && runnable(r.Status) && opts.MaxRunnable > 0 && m.runnable >= opts.MaxRunnable {
-		return res, fmt.Errorf("create run: %w: %d runs are queued or waiting", ErrFull, opts.MaxRunnable)
+	take := opts.Owner != "" && r.Status == store.StatusQueued && len(m.serial[r.SerializeKey]) == 0
+	if !take && r.Status.Runnable() && opts.MaxRunnable > 0 && m.runnable >= opts.MaxRunnable {
+		return res, fmt.Errorf("create run: %w: %d runs are queued or waiting", store.ErrFull, opts.MaxRunnable)
 	}
 	for _, c := range claims {
-		m.idem[c.key] = memIdem{id: id, expires: c.expires}
+		m.idem[c.Key] = memIdem{id: id, expires: c.Expires}
 	}
 	if r.DebounceKey != "" && !r.Status.Final() {
 		for _, oid := range slices.Clone(m.debounce[r.DebounceKey]) { // reschedule edits it
 			o := m.load(oid, true)
-			if o.Status == StatusQueued || o.Status == StatusWaiting {
+			if o.Status == store.StatusQueued || o.Status == store.StatusWaiting {
 				old := o.Status
-				supersede(o, now)
+				store.Supersede(o, now)
 				m.save(oid, o)
 				m.reschedule(oid, o, old, nil, now)
 				res.Superseded = append(res.Superseded, o.ID)
 			}
 		}
 	}
-	var lease *Lease
+	var lease *store.Lease
 	if take {
-		claimRun(&r, now)
-		lease = &Lease{RunID: r.ID, Owner: opts.Owner, Token: 1, Expires: now.Add(opts.LeaseTTL)}
+		store.ClaimRun(&r, now)
+		lease = &store.Lease{RunID: r.ID, Owner: opts.Owner, Token: 1, Expires: now.Add(opts.LeaseTTL)}
 		res.Lease = lease
 	}
 	m.save(id, &r)
@@ -148,8 +153,8 @@ func (m *Memory) Create(ctx context.Context, run *Run, opts CreateOptions) (Crea
 	return res, nil
 }
 
-func (m *Memory) Update(ctx context.Context, run *Run) error {
-	id, err := parseRunID(run.ID)
+func (m *Store) Update(ctx context.Context, run *store.Run) error {
+	id, err := store.ParseRunID(run.ID)
 	if err != nil {
 		return err
 	}
@@ -160,11 +165,11 @@ func (m *Memory) Update(ctx context.Context, run *Run) error {
 	defer m.mu.Unlock()
 	stored := m.load(id, true)
 	if stored == nil {
-		return fmt.Errorf("update run %s: %w", run.ID, ErrNotFound)
+		return fmt.Errorf("update run %s: %w", run.ID, store.ErrNotFound)
 	}
 	in := *run
 	old := stored.Status
-	if err := applyUpdate(stored, &in, now); err != nil {
+	if err := store.ApplyUpdate(stored, &in, now); err != nil {
 		return err
 	}
 	m.save(id, stored)
@@ -173,8 +178,8 @@ func (m *Memory) Update(ctx context.Context, run *Run) error {
 	return nil
 }
 
-func (m *Memory) GetRun(ctx context.Context, id string) (*Run, error) {
-	rid, err := parseRunID(id)
+func (m *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
+	rid, err := store.ParseRunID(id)
 	if err != nil {
 		return nil, fmt.Errorf("get run: %w", err)
 	}
@@ -184,14 +189,14 @@ func (m *Memory) GetRun(ctx context.Context, id string) (*Run, error) {
 	defer m.mu.Unlock()
 	r := m.load(rid, true)
 	if r == nil {
-		return nil, fmt.Errorf("get run %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("get run %s: %w", id, store.ErrNotFound)
 	}
 	return r, nil
 }
 
 // List scans: the memory store is for tests, where stores are small.
-func (m *Memory) List(ctx context.Context, f Filter) ([]*Run, string, error) {
-	q, err := newListQuery(f)
+func (m *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string, error) {
+	q, err := store.NewListQuery(f)
 	if err != nil {
 		return nil, "", err
 	}
@@ -199,17 +204,17 @@ func (m *Memory) List(ctx context.Context, f Filter) ([]*Run, string, error) {
 		return nil, "", err
 	}
 	defer m.mu.Unlock()
-	var out []*Run
-	var last runID
-	visit := func(id runID) bool {
-		if !q.inRange(id) {
+	var out []*store.Run
+	var last store.RunID
+	visit := func(id store.RunID) bool {
+		if !q.InRange(id) {
 			return true
 		}
 		r := m.load(id, false)
-		if !q.matches(r) {
+		if !q.Matches(r) {
 			return true
 		}
-		if len(out) == q.limit {
+		if len(out) == q.Limit {
 			return false // one more exists: there is a next page
 		}
 		out = append(out, r)
@@ -217,7 +222,7 @@ func (m *Memory) List(ctx context.Context, f Filter) ([]*Run, string, error) {
 		return true
 	}
 	more := false
-	if q.desc {
+	if q.Desc {
 		for i := len(m.order) - 1; i >= 0 && !more; i-- {
 			more = !visit(m.order[i])
 		}
@@ -227,17 +232,17 @@ func (m *Memory) List(ctx context.Context, f Filter) ([]*Run, string, error) {
 		}
 	}
 	if more {
-		return out, encodeCursor(last), nil
+		return out, store.EncodeCursor(last), nil
 	}
 	return out, "", nil
 }
 
-func (m *Memory) Unfinished(ctx context.Context) ([]*Run, error) {
+func (m *Store) Unfinished(ctx context.Context) ([]*store.Run, error) {
 	if err := m.begin(ctx); err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	var out []*Run
+	var out []*store.Run
 	for _, id := range m.order {
 		r := m.load(id, true)
 		if !r.Status.Final() {
@@ -247,15 +252,15 @@ func (m *Memory) Unfinished(ctx context.Context) ([]*Run, error) {
 	return out, nil
 }
 
-func (m *Memory) Prune(ctx context.Context, before time.Time, maxRuns int) (int, error) {
+func (m *Store) Prune(ctx context.Context, before time.Time, maxRuns int) (int, error) {
 	now := m.clock.Now()
 	if err := m.begin(ctx); err != nil {
 		return 0, err
 	}
 	defer m.mu.Unlock()
-	var beforeID *runID
+	var beforeID *store.RunID
 	if !before.IsZero() {
-		id := msID(before)
+		id := store.FirstIDAt(before)
 		beforeID = &id
 	}
 	excess := 0
@@ -293,6 +298,6 @@ func (m *Memory) Prune(ctx context.Context, before time.Time, maxRuns int) (int,
 			delete(m.idem, k)
 		}
 	}
-	m.MemoryKV.sweepExpired()
+	m.KV.sweepExpired()
 	return deleted, nil
 }

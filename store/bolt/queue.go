@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
 )
 
@@ -31,7 +32,7 @@ func (e *queueEntry) encode() []byte {
 	b := make([]byte, 0, 25+len(e.owner))
 	b = binary.BigEndian.AppendUint64(b, dueNanos(e.due))
 	b = binary.BigEndian.AppendUint64(b, e.token)
-	b = binary.BigEndian.AppendUint64(b, uint64(timeNanos(e.expires)))
+	b = binary.BigEndian.AppendUint64(b, uint64(store.TimeNanos(e.expires)))
 	var flags byte
 	if e.parked {
 		flags |= entryParked
@@ -42,12 +43,12 @@ func (e *queueEntry) encode() []byte {
 
 func decodeEntry(v []byte) (queueEntry, error) {
 	if len(v) < 25 {
-		return queueEntry{}, fmt.Errorf("%w: queue entry of %d bytes", errCorrupt, len(v))
+		return queueEntry{}, fmt.Errorf("%w: queue entry of %d bytes", store.ErrCorrupt, len(v))
 	}
 	return queueEntry{
-		due:     nanosTime(int64(binary.BigEndian.Uint64(v))),
+		due:     store.NanosTime(int64(binary.BigEndian.Uint64(v))),
 		token:   binary.BigEndian.Uint64(v[8:]),
-		expires: nanosTime(int64(binary.BigEndian.Uint64(v[16:]))),
+		expires: store.NanosTime(int64(binary.BigEndian.Uint64(v[16:]))),
 		parked:  v[24]&entryParked != 0,
 		owner:   string(v[25:]),
 	}, nil
@@ -62,14 +63,14 @@ func dueNanos(t time.Time) uint64 {
 	return uint64(t.UnixNano())
 }
 
-func dueKey(due time.Time, id runID) []byte {
+func dueKey(due time.Time, id store.RunID) []byte {
 	k := binary.BigEndian.AppendUint64(make([]byte, 0, 24), dueNanos(due))
 	return append(k, id[:]...)
 }
 
 func serialPrefix(key string) []byte { return debouncePrefix(key) }
 
-func getEntry(tx *bbolt.Tx, id runID) (queueEntry, bool, error) {
+func getEntry(tx *bbolt.Tx, id store.RunID) (queueEntry, bool, error) {
 	v := tx.Bucket(bucketQueue).Get(id[:])
 	if v == nil {
 		return queueEntry{}, false, nil
@@ -82,7 +83,7 @@ func getEntry(tx *bbolt.Tx, id runID) (queueEntry, bool, error) {
 }
 
 // putEntry stores e for id, moving its idx_due entry from where old had it.
-func putEntry(tx *bbolt.Tx, id runID, old *queueEntry, e queueEntry) error {
+func putEntry(tx *bbolt.Tx, id store.RunID, old *queueEntry, e queueEntry) error {
 	due := tx.Bucket(bucketIdxDue)
 	if old != nil && !old.parked {
 		if err := due.Delete(dueKey(old.due, id)); err != nil {
@@ -101,12 +102,12 @@ func putEntry(tx *bbolt.Tx, id runID, old *queueEntry, e queueEntry) error {
 // run just created), now that it is r.Status. lease, when set, is the lease r is held under
 // from now on (a claim, a renewal, a run created claimed); otherwise a running run keeps the
 // lease it had and any other status drops it.
-func reschedule(tx *bbolt.Tx, id runID, r *Run, old Status, lease *Lease, now time.Time) error {
+func reschedule(tx *bbolt.Tx, id store.RunID, r *store.Run, old store.Status, lease *store.Lease, now time.Time) error {
 	prev, had, err := getEntry(tx, id)
 	if err != nil {
 		return err
 	}
-	if d := boolInt(runnable(r.Status)) - boolInt(old != "" && runnable(old)); d != 0 {
+	if d := boolInt(r.Status.Runnable()) - boolInt(old != "" && old.Runnable()); d != 0 {
 		if err := addMetaCount(tx, metaRunnable, d); err != nil {
 			return err
 		}
@@ -139,10 +140,10 @@ func reschedule(tx *bbolt.Tx, id runID, r *Run, old Status, lease *Lease, now ti
 	switch {
 	case lease != nil:
 		e.token, e.owner, e.expires = lease.Token, lease.Owner, lease.Expires
-	case r.Status != StatusRunning:
+	case r.Status != store.StatusRunning:
 		e.owner, e.expires = "", time.Time{}
 	}
-	e.due = dueAt(r, e.expires, now)
+	e.due = store.DueAt(r, e.expires, now)
 	var prevp *queueEntry
 	if had {
 		prevp = &prev
@@ -159,7 +160,7 @@ func boolInt(b bool) int {
 
 // joinSerial files id under its serialize_by key and reports whether it is the key's
 // earliest unfinished run (its head), which alone may be due.
-func joinSerial(tx *bbolt.Tx, key string, id runID) (bool, error) {
+func joinSerial(tx *bbolt.Tx, key string, id store.RunID) (bool, error) {
 	prefix := serialPrefix(key)
 	b := tx.Bucket(bucketIdxSerial)
 	if err := b.Put(append(append([]byte(nil), prefix...), id[:]...), empty); err != nil {
@@ -171,7 +172,7 @@ func joinSerial(tx *bbolt.Tx, key string, id runID) (bool, error) {
 
 // leaveSerial takes final run id out of its serialize_by key and makes the key's next run
 // due, if it was parked.
-func leaveSerial(tx *bbolt.Tx, key string, id runID, now time.Time) error {
+func leaveSerial(tx *bbolt.Tx, key string, id store.RunID, now time.Time) error {
 	if key == "" {
 		return nil
 	}
@@ -184,7 +185,7 @@ func leaveSerial(tx *bbolt.Tx, key string, id runID, now time.Time) error {
 	if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+16 {
 		return nil
 	}
-	next := runID(k[len(prefix):])
+	next := store.RunID(k[len(prefix):])
 	e, ok, err := getEntry(tx, next)
 	if err != nil || !ok || !e.parked {
 		return err
@@ -203,7 +204,7 @@ func addMetaCount(tx *bbolt.Tx, key []byte, delta int) error {
 	return meta.Put(key, be64(uint64(n)))
 }
 
-func (b *Bolt) Runnable(ctx context.Context) (int, error) {
+func (b *Store) Runnable(ctx context.Context) (int, error) {
 	var n int
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		n = int(u64(tx.Bucket(bucketMeta).Get(metaRunnable)))
@@ -217,32 +218,32 @@ func (b *Bolt) Runnable(ctx context.Context) (int, error) {
 
 // dueRuns lists up to limit ids due at now, earliest first, and the due time of the first run
 // after them (zero when there is none).
-func dueRuns(tx *bbolt.Tx, now time.Time, limit int) ([]runID, time.Time) {
-	var ids []runID
+func dueRuns(tx *bbolt.Tx, now time.Time, limit int) ([]store.RunID, time.Time) {
+	var ids []store.RunID
 	c := tx.Bucket(bucketIdxDue).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		if len(k) != 24 {
 			continue
 		}
-		due := nanosTime(int64(binary.BigEndian.Uint64(k)))
+		due := store.NanosTime(int64(binary.BigEndian.Uint64(k)))
 		if len(ids) == limit || due.After(now) {
 			return ids, due
 		}
-		ids = append(ids, runID(k[8:]))
+		ids = append(ids, store.RunID(k[8:]))
 	}
 	return ids, time.Time{}
 }
 
-func (b *Bolt) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) (ClaimResult, error) {
-	if err := checkClaimArgs(owner, ttl); err != nil {
-		return ClaimResult{}, err
+func (b *Store) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) (store.ClaimResult, error) {
+	if err := store.CheckClaimArgs(owner, ttl); err != nil {
+		return store.ClaimResult{}, err
 	}
 	limit = max(limit, 1)
 	now := b.clock.Now()
 	// A read first: most claims (a timer firing for a lease that was renewed, a worker
 	// freed while nothing waits) find nothing due, and then cost no commit.
-	var res ClaimResult
-	var ids []runID
+	var res store.ClaimResult
+	var ids []store.RunID
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		ids, res.Next = dueRuns(tx, now, limit)
 		return nil
@@ -254,7 +255,7 @@ func (b *Bolt) Claim(ctx context.Context, owner string, limit int, ttl time.Dura
 		return res, err
 	}
 	err = b.write(ctx, func(tx *bbolt.Tx) error {
-		res = ClaimResult{} // fn may run twice (batch redone solo)
+		res = store.ClaimResult{} // fn may run twice (batch redone solo)
 		// Again inside the write: another claim may have taken some meanwhile.
 		ids, _ := dueRuns(tx, now, limit)
 		for _, id := range ids {
@@ -268,49 +269,49 @@ func (b *Bolt) Claim(ctx context.Context, owner string, limit int, ttl time.Dura
 		return nil
 	})
 	if err != nil {
-		return ClaimResult{}, fmt.Errorf("claim runs: %w", err)
+		return store.ClaimResult{}, fmt.Errorf("claim runs: %w", err)
 	}
 	return res, nil
 }
 
 // claimOne leases due run id to owner.
-func claimOne(tx *bbolt.Tx, id runID, owner string, now time.Time, ttl time.Duration) (Claimed, error) {
+func claimOne(tx *bbolt.Tx, id store.RunID, owner string, now time.Time, ttl time.Duration) (store.Claimed, error) {
 	r, err := loadRun(tx, id, true)
 	if err != nil {
-		return Claimed{}, err
+		return store.Claimed{}, err
 	}
 	e, ok, err := getEntry(tx, id)
 	if err != nil {
-		return Claimed{}, err
+		return store.Claimed{}, err
 	}
 	if r == nil || !ok || r.Status.Final() {
-		return Claimed{}, fmt.Errorf("%w: due run %s is not an unfinished run", errCorrupt, id)
+		return store.Claimed{}, fmt.Errorf("%w: due run %s is not an unfinished run", store.ErrCorrupt, id)
 	}
 	old := r.Status
-	claimRun(r, now)
-	l := Lease{RunID: r.ID, Owner: owner, Token: e.token + 1, Expires: now.Add(ttl)}
-	if err := tx.Bucket(bucketRuns).Put(id[:], encodeRun(nil, r, nil)); err != nil {
-		return Claimed{}, err
+	store.ClaimRun(r, now)
+	l := store.Lease{RunID: r.ID, Owner: owner, Token: e.token + 1, Expires: now.Add(ttl)}
+	if err := tx.Bucket(bucketRuns).Put(id[:], store.EncodeRun(nil, r, nil)); err != nil {
+		return store.Claimed{}, err
 	}
 	if err := moveStatus(tx, id, old, r); err != nil {
-		return Claimed{}, err
+		return store.Claimed{}, err
 	}
 	if err := reschedule(tx, id, r, old, &l, now); err != nil {
-		return Claimed{}, err
+		return store.Claimed{}, err
 	}
-	return Claimed{Run: r, Lease: l}, nil
+	return store.Claimed{Run: r, Lease: l}, nil
 }
 
-func (b *Bolt) Renew(ctx context.Context, leases []Lease, ttl time.Duration) ([]string, error) {
+func (b *Store) Renew(ctx context.Context, leases []store.Lease, ttl time.Duration) ([]string, error) {
 	if len(leases) == 0 {
 		return nil, nil
 	}
 	if ttl <= 0 {
-		return nil, fmt.Errorf("renew leases: %w: ttl %s", ErrInvalid, ttl)
+		return nil, fmt.Errorf("renew leases: %w: ttl %s", store.ErrInvalid, ttl)
 	}
-	ids := make([]runID, len(leases))
+	ids := make([]store.RunID, len(leases))
 	for i, l := range leases {
-		id, err := parseRunID(l.RunID)
+		id, err := store.ParseRunID(l.RunID)
 		if err != nil {
 			return nil, fmt.Errorf("renew leases: %w", err)
 		}
@@ -325,8 +326,8 @@ func (b *Bolt) Renew(ctx context.Context, leases []Lease, ttl time.Duration) ([]
 			if err != nil {
 				return err
 			}
-			status := StatusRunning
-			if !ok || !leaseHeld(status, e.token, e.owner, e.expires, l) {
+			status := store.StatusRunning
+			if !ok || !store.LeaseHeld(status, e.token, e.owner, e.expires, l) {
 				lost = append(lost, l.RunID)
 				continue
 			}
@@ -346,39 +347,39 @@ func (b *Bolt) Renew(ctx context.Context, leases []Lease, ttl time.Duration) ([]
 }
 
 // held loads run id for a write fenced by l: ErrLeaseLost unless l is its current lease.
-func held(tx *bbolt.Tx, id runID, l Lease) (*Run, error) {
+func held(tx *bbolt.Tx, id store.RunID, l store.Lease) (*store.Run, error) {
 	r, err := loadRun(tx, id, false)
 	if err != nil {
 		return nil, err
 	}
 	if r == nil {
-		return nil, fmt.Errorf("run %s: %w", l.RunID, ErrNotFound)
+		return nil, fmt.Errorf("run %s: %w", l.RunID, store.ErrNotFound)
 	}
 	e, ok, err := getEntry(tx, id)
 	if err != nil {
 		return nil, err
 	}
-	if !ok || !leaseHeld(r.Status, e.token, e.owner, e.expires, l) {
-		return nil, fmt.Errorf("run %s (lease %d of %s): %w", l.RunID, l.Token, l.Owner, ErrLeaseLost)
+	if !ok || !store.LeaseHeld(r.Status, e.token, e.owner, e.expires, l) {
+		return nil, fmt.Errorf("run %s (lease %d of %s): %w", l.RunID, l.Token, l.Owner, store.ErrLeaseLost)
 	}
 	return r, nil
 }
 
-func (b *Bolt) Save(ctx context.Context, run *Run, lease Lease) error {
-	id, err := parseRunID(run.ID)
+func (b *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) error {
+	id, err := store.ParseRunID(run.ID)
 	if err != nil {
 		return fmt.Errorf("save run: %w", err)
 	}
-	if err := checkSave(run); err != nil {
+	if err := store.CheckSave(run); err != nil {
 		return err
 	}
 	if lease.RunID != run.ID {
-		return fmt.Errorf("save run %s: %w: the lease is for run %s", run.ID, ErrInvalid, lease.RunID)
+		return fmt.Errorf("save run %s: %w: the lease is for run %s", run.ID, store.ErrInvalid, lease.RunID)
 	}
 	now := b.clock.Now()
 	in := *run
 	var result error
-	var stored *Run
+	var stored *store.Run
 	err = b.write(ctx, func(tx *bbolt.Tx) error {
 		result = nil
 		var err error
@@ -399,8 +400,8 @@ func (b *Bolt) Save(ctx context.Context, run *Run, lease Lease) error {
 	return nil
 }
 
-func (b *Bolt) Release(ctx context.Context, lease Lease) error {
-	id, err := parseRunID(lease.RunID)
+func (b *Store) Release(ctx context.Context, lease store.Lease) error {
+	id, err := store.ParseRunID(lease.RunID)
 	if err != nil {
 		return fmt.Errorf("release run: %w", err)
 	}
@@ -426,12 +427,12 @@ func (b *Bolt) Release(ctx context.Context, lease Lease) error {
 	return result
 }
 
-// releaseOrphans makes every lease in the file due at once. OpenBolt calls it: the file
+// releaseOrphans makes every lease in the file due at once. Open calls it: the file
 // lock says no other process uses the file, so any lease in it belongs to a process that
 // died (kill -9, power loss), and its runs need not wait out their lease to resume. A
 // file that cannot be written is left as it is.
 func releaseOrphans(db *bbolt.DB, now time.Time) error {
-	var orphans []runID
+	var orphans []store.RunID
 	_ = db.View(func(tx *bbolt.Tx) error {
 		q := tx.Bucket(bucketQueue)
 		if q == nil {
@@ -439,7 +440,7 @@ func releaseOrphans(db *bbolt.DB, now time.Time) error {
 		}
 		return q.ForEach(func(k, v []byte) error {
 			if e, err := decodeEntry(v); err == nil && !e.expires.IsZero() && len(k) == 16 {
-				orphans = append(orphans, runID(k))
+				orphans = append(orphans, store.RunID(k))
 			}
 			return nil
 		})
@@ -468,20 +469,20 @@ func releaseOrphans(db *bbolt.DB, now time.Time) error {
 
 // checkQueue cross-checks the queue buckets with the runs; see Check.
 func checkQueue(tx *bbolt.Tx, bad func(string, ...any)) {
-	unfinished := map[runID]*Run{}
+	unfinished := map[store.RunID]*store.Run{}
 	runnableRuns := 0
 	_ = tx.Bucket(bucketRuns).ForEach(func(k, v []byte) error {
-		var r Run
+		var r store.Run
 		if len(k) != 16 {
 			return nil
 		}
-		if _, err := decodeRun(v, &r, false); err != nil {
+		if _, err := store.DecodeRun(v, &r, false); err != nil {
 			return nil // checkIndexes reports it
 		}
 		if !r.Status.Final() {
-			unfinished[runID(k)] = &r
+			unfinished[store.RunID(k)] = &r
 		}
-		if runnable(r.Status) {
+		if r.Status.Runnable() {
 			runnableRuns++
 		}
 		return nil
@@ -489,7 +490,7 @@ func checkQueue(tx *bbolt.Tx, bad func(string, ...any)) {
 	if c := u64(tx.Bucket(bucketMeta).Get(metaRunnable)); c != uint64(runnableRuns) {
 		bad("meta: runnable count %d, runs hold %d queued or waiting", c, runnableRuns)
 	}
-	entries := map[runID]queueEntry{}
+	entries := map[store.RunID]queueEntry{}
 	_ = tx.Bucket(bucketQueue).ForEach(func(k, v []byte) error {
 		if len(k) != 16 {
 			bad("queue: key %x is not an id", k)
@@ -500,12 +501,12 @@ func checkQueue(tx *bbolt.Tx, bad func(string, ...any)) {
 			bad("queue: %v", err)
 			return nil
 		}
-		id := runID(k)
+		id := store.RunID(k)
 		r := unfinished[id]
 		switch {
 		case r == nil:
 			bad("queue: entry for run %s, which is not an unfinished run", id)
-		case !e.expires.IsZero() && r.Status != StatusRunning:
+		case !e.expires.IsZero() && r.Status != store.StatusRunning:
 			bad("queue: run %s is %s but leased", id, r.Status)
 		}
 		entries[id] = e
@@ -523,7 +524,7 @@ func checkQueue(tx *bbolt.Tx, bad func(string, ...any)) {
 			bad("idx_due: malformed key %x", k)
 			return nil
 		}
-		id := runID(k[8:])
+		id := store.RunID(k[8:])
 		e, ok := entries[id]
 		if !ok || e.parked || !bytes.Equal(k, dueKey(e.due, id)) {
 			bad("idx_due: entry %x matches no due run", k)
@@ -547,7 +548,7 @@ func checkQueue(tx *bbolt.Tx, bad func(string, ...any)) {
 			bad("idx_serial: malformed key %x", k)
 			return nil
 		}
-		id := runID(k[len(k)-16:])
+		id := store.RunID(k[len(k)-16:])
 		r := unfinished[id]
 		if r == nil || r.SerializeKey == "" || !bytes.Equal(k, append(serialPrefix(r.SerializeKey), id[:]...)) {
 			bad("idx_serial: entry %x matches no unfinished run", k)

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
 )
 
@@ -35,18 +36,19 @@ func sagaKey(name string, number int) []byte {
 	return binary.BigEndian.AppendUint64(sagaPrefix(name), uint64(number))
 }
 
-func encodeSagaVersion(v *SagaVersion, hash [sha256.Size]byte, src []byte) []byte {
+func encodeSagaVersion(v *store.SagaVersion, hash [sha256.Size]byte, src []byte) []byte {
 	rec := make([]byte, 0, 1+binary.MaxVarintLen64+len(hash)+2+len(v.Origin)+len(src))
 	rec = append(rec, sagaCodecVersion)
-	rec = binary.AppendVarint(rec, timeNanos(v.Created))
+	rec = binary.AppendVarint(rec, store.TimeNanos(v.Created))
 	rec = append(rec, hash[:]...)
-	rec = appendString(rec, v.Origin)
+	rec = binary.AppendUvarint(rec, uint64(len(v.Origin)))
+	rec = append(rec, v.Origin...)
 	return append(rec, src...)
 }
 
 // decodeSagaVersion fills the fields the record holds; with full it copies the source out
 // of bbolt's memory too.
-func decodeSagaVersion(rec []byte, v *SagaVersion, full bool) (hash [sha256.Size]byte, err error) {
+func decodeSagaVersion(rec []byte, v *store.SagaVersion, full bool) (hash [sha256.Size]byte, err error) {
 	if len(rec) == 0 || rec[0] != sagaCodecVersion {
 		return hash, fmt.Errorf("%w: unknown version", errCorruptSaga)
 	}
@@ -62,8 +64,8 @@ func decodeSagaVersion(rec []byte, v *SagaVersion, full bool) (hash [sha256.Size
 	if k <= 0 || n > uint64(len(rec)-k) {
 		return hash, fmt.Errorf("%w: bad origin", errCorruptSaga)
 	}
-	v.Created = nanosTime(created)
-	v.Hash = hexHash(hash)
+	v.Created = store.NanosTime(created)
+	v.Hash = store.HexHash(hash)
 	v.Origin = string(rec[k : k+int(n)])
 	v.Source = nil
 	if full {
@@ -90,18 +92,18 @@ func isSagaKey(k, prefix []byte) bool {
 	return len(k) == len(prefix)+8 && bytes.HasPrefix(k, prefix)
 }
 
-func (b *Bolt) RecordSagaVersion(ctx context.Context, name string, src []byte, origin string) (SagaVersion, bool, error) {
-	if err := validSagaVersion(name, src, origin); err != nil {
-		return SagaVersion{}, false, err
+func (b *Store) RecordSagaVersion(ctx context.Context, name string, src []byte, origin string) (store.SagaVersion, bool, error) {
+	if err := store.ValidSagaVersion(name, src, origin); err != nil {
+		return store.SagaVersion{}, false, err
 	}
 	// A copy: a caller whose ctx ends returns while fn may still run, and may reuse src.
 	src = append([]byte(nil), src...)
-	hash := sagaHash(src)
+	hash := store.SagaHash(src)
 	prefix := sagaPrefix(name)
-	var out SagaVersion
+	var out store.SagaVersion
 	var created bool
 	err := b.write(ctx, func(tx *bbolt.Tx) error {
-		out, created = SagaVersion{}, false // fn may run twice (batch redone solo)
+		out, created = store.SagaVersion{}, false // fn may run twice (batch redone solo)
 		// Created at open; a file written before saga versions existed that could not be
 		// written at open lacks it, and then this write fails at commit anyway.
 		bucket, err := tx.CreateBucketIfNotExists(bucketSagaVersions)
@@ -110,7 +112,7 @@ func (b *Bolt) RecordSagaVersion(ctx context.Context, name string, src []byte, o
 		}
 		next := 1
 		if k, v := lastSagaVersion(bucket.Cursor(), prefix); k != nil {
-			last := SagaVersion{Name: name, Number: int(binary.BigEndian.Uint64(k[len(prefix):]))}
+			last := store.SagaVersion{Name: name, Number: int(binary.BigEndian.Uint64(k[len(prefix):]))}
 			lastHash, err := decodeSagaVersion(v, &last, false)
 			if err != nil {
 				return fmt.Errorf("saga %s version %d: %w", name, last.Number, err)
@@ -121,7 +123,7 @@ func (b *Bolt) RecordSagaVersion(ctx context.Context, name string, src []byte, o
 			}
 			next = last.Number + 1
 		}
-		out = SagaVersion{Name: name, Number: next, Hash: hexHash(hash), Created: sagaNow(b.clock), Origin: origin}
+		out = store.SagaVersion{Name: name, Number: next, Hash: store.HexHash(hash), Created: store.SagaNow(b.clock), Origin: origin}
 		if err := bucket.Put(sagaKey(name, next), encodeSagaVersion(&out, hash, src)); err != nil {
 			return err
 		}
@@ -129,17 +131,17 @@ func (b *Bolt) RecordSagaVersion(ctx context.Context, name string, src []byte, o
 		return nil
 	})
 	if err != nil {
-		return SagaVersion{}, false, fmt.Errorf("record saga %s version: %w", name, err)
+		return store.SagaVersion{}, false, fmt.Errorf("record saga %s version: %w", name, err)
 	}
 	return out, created, nil
 }
 
-func (b *Bolt) SagaVersions(ctx context.Context, name string) ([]SagaVersion, error) {
-	if err := validSagaName(name); err != nil {
+func (b *Store) SagaVersions(ctx context.Context, name string) ([]store.SagaVersion, error) {
+	if err := store.ValidSagaName(name); err != nil {
 		return nil, err
 	}
 	prefix := sagaPrefix(name)
-	out := []SagaVersion{}
+	out := []store.SagaVersion{}
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		bucket := tx.Bucket(bucketSagaVersions)
 		if bucket == nil { // a read-only file from before saga versions existed
@@ -147,7 +149,7 @@ func (b *Bolt) SagaVersions(ctx context.Context, name string) ([]SagaVersion, er
 		}
 		c := bucket.Cursor()
 		for k, v := lastSagaVersion(c, prefix); isSagaKey(k, prefix); k, v = c.Prev() {
-			sv := SagaVersion{Name: name, Number: int(binary.BigEndian.Uint64(k[len(prefix):]))}
+			sv := store.SagaVersion{Name: name, Number: int(binary.BigEndian.Uint64(k[len(prefix):]))}
 			if _, err := decodeSagaVersion(v, &sv, false); err != nil {
 				return fmt.Errorf("saga %s version %d: %w", name, sv.Number, err)
 			}
@@ -161,11 +163,11 @@ func (b *Bolt) SagaVersions(ctx context.Context, name string) ([]SagaVersion, er
 	return out, nil
 }
 
-func (b *Bolt) SagaVersion(ctx context.Context, name string, number int) (SagaVersion, error) {
-	if err := validSagaName(name); err != nil {
-		return SagaVersion{}, err
+func (b *Store) SagaVersion(ctx context.Context, name string, number int) (store.SagaVersion, error) {
+	if err := store.ValidSagaName(name); err != nil {
+		return store.SagaVersion{}, err
 	}
-	out := SagaVersion{Name: name, Number: number}
+	out := store.SagaVersion{Name: name, Number: number}
 	found := false
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		bucket := tx.Bucket(bucketSagaVersions)
@@ -181,10 +183,10 @@ func (b *Bolt) SagaVersion(ctx context.Context, name string, number int) (SagaVe
 		return err
 	})
 	if err != nil {
-		return SagaVersion{}, fmt.Errorf("get saga %s version %d: %w", name, number, err)
+		return store.SagaVersion{}, fmt.Errorf("get saga %s version %d: %w", name, number, err)
 	}
 	if !found {
-		return SagaVersion{}, fmt.Errorf("get saga %s version %d: %w", name, number, ErrNotFound)
+		return store.SagaVersion{}, fmt.Errorf("get saga %s version %d: %w", name, number, store.ErrNotFound)
 	}
 	return out, nil
 }
@@ -212,7 +214,7 @@ func checkSagaVersions(tx *bbolt.Tx) []error {
 		}
 		name := string(k[w : w+int(n)])
 		number := int(binary.BigEndian.Uint64(k[w+int(n):]))
-		if validSagaName(name) != nil {
+		if store.ValidSagaName(name) != nil {
 			bad("saga_versions: bad name %q", name)
 		}
 		if name != prevName {
@@ -222,13 +224,13 @@ func checkSagaVersions(tx *bbolt.Tx) []error {
 			bad("saga_versions: %s version %d follows %d", name, number, prevNumber)
 		}
 		prevNumber = number
-		sv := SagaVersion{}
+		sv := store.SagaVersion{}
 		hash, err := decodeSagaVersion(v, &sv, true)
 		if err != nil {
 			bad("saga_versions: %s version %d: %v", name, number, err)
 			return nil
 		}
-		if sagaHash(sv.Source) != hash {
+		if store.SagaHash(sv.Source) != hash {
 			bad("saga_versions: %s version %d: hash does not match the source", name, number)
 		}
 		return nil
