@@ -45,10 +45,19 @@ type Control interface {
 	LastReload() (at time.Time, err error)
 }
 
+// Store is what the API reads from the store: run history and saga versions. It never
+// writes; Control does.
+type Store interface {
+	List(ctx context.Context, f store.Filter) (runs []*store.Run, next string, err error)
+	GetRun(ctx context.Context, id string) (*store.Run, error)
+	SagaVersions(ctx context.Context, name string) ([]store.SagaVersion, error)
+	SagaVersion(ctx context.Context, name string, number int) (store.SagaVersion, error)
+}
+
 // Options are the API's collaborators.
 type Options struct {
 	Control Control
-	Store   store.Store
+	Store   Store
 	Token   security.Secret
 	// Limiter counts failed token checks per client address; nil limits nothing.
 	Limiter *security.ClientLimiter

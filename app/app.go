@@ -25,6 +25,7 @@ import (
 	"github.com/pushbackd/pushbackd/gateway"
 	"github.com/pushbackd/pushbackd/metrics"
 	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/store"
 	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
@@ -47,7 +48,7 @@ type App struct {
 	log     *zap.Logger
 	current atomic.Pointer[config.Config]
 	gateway *gateway.Gateway
-	store   *bolt.Store
+	store   store.Store // the backend is chosen once, in New
 	runs    *dispatch.Dispatcher
 	pinned  *gateway.Pinned // the saga versions resumed runs started on
 	engine  *saga.Engine
@@ -93,9 +94,11 @@ func New(opts Options) (*App, error) {
 		a.dataDir = opts.DataDir
 	}
 	path := filepath.Join(a.dataDir, "pushbackd.db")
-	if a.store, err = bolt.Open(path, bolt.Options{}); err != nil {
+	db, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
 		return nil, err
 	}
+	a.store = db
 	token, err := a.adminToken(cfg)
 	if err != nil {
 		return nil, errors.Join(err, a.store.Close())
