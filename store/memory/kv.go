@@ -9,8 +9,8 @@ import (
 	"github.com/pushbackd/pushbackd/store"
 )
 
-// KV is a store.KV in memory: for tests, `pushbackd plan`, and as the reference the contract
-// tests hold other implementations to. Nothing survives a restart.
+// KV is a store.KV in memory: for tests, and the reference the contract tests hold other
+// implementations to. Nothing survives a restart.
 type KV struct {
 	clock store.Clock
 

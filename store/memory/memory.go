@@ -1,6 +1,6 @@
-// Package memory is a store.Store held in process memory: for tests and `pushbackd plan`,
-// and the reference the contract suite (storetest) holds durable backends to. It keeps
-// runs encoded with store.EncodeRun, so copies and times behave as in a durable store.
+// Package memory is a store.Store held in process memory: for tests, and the reference the
+// contract suite (storetest) holds durable backends to. It keeps runs encoded with
+// store.EncodeRun, so copies and times behave as in a durable store.
 package memory
 
 import (
