@@ -177,7 +177,7 @@ type ListQuery struct {
 	Filter Filter
 	Limit  int
 	Desc   bool
-	Lo, Hi *RunID // lo inclusive, hi exclusive; nil = open
+	Lo, Hi *RunID // Lo inclusive, Hi exclusive; nil = open
 }
 
 func NewListQuery(f Filter) (ListQuery, error) {
