@@ -399,13 +399,14 @@ func endsLine(tks token.Tokens, i int) bool {
 	return true
 }
 
-// isKey reports whether the scalar at tks[i] is followed by ':' on its line.
+// isKey reports whether the scalar at tks[i] is followed by ':', the next token on any line.
 func isKey(tks token.Tokens, i int) bool {
 	for _, tk := range tks[i+1:] {
 		if tk.Type == token.CommentType {
 			continue
 		}
-		return tk.Type == token.MappingValueType && tk.Position.Line == tks[i].Position.Line
+		// The parser takes a ":" as this scalar's key marker even on a later line ("0\n:").
+		return tk.Type == token.MappingValueType
 	}
 	return false
 }
