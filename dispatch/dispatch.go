@@ -574,6 +574,10 @@ func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 		j.inv = inv
 	}
 	j.inv.Suspend, j.inv.Attempt = true, r.Attempt
+	// The store supersedes a waiting run with a debounce key when the key's next event
+	// arrives; a compensation must not be dropped that way, so it waits in the worker
+	// (bounded by the engine's CleanupTimeout).
+	j.inv.SleepCleanup = r.DebounceKey != ""
 	var state *saga.State
 	if len(r.State) > 0 {
 		state = new(saga.State)
@@ -684,7 +688,7 @@ func (d *Dispatcher) Checkpoint(ctx context.Context, st *saga.State) error {
 	r := j.run
 	r.State, r.UpdatedAt = b, d.o.Clock.Now()
 	r.Status, r.WakeAt = store.StatusRunning, time.Time{}
-	suspend := !st.WaitUntil.IsZero() && j.inv.Suspends(st.WaitUntil)
+	suspend := !st.WaitUntil.IsZero() && j.inv.Suspends(st.Phase, st.WaitUntil)
 	if suspend {
 		r.Status, r.WakeAt = store.StatusWaiting, st.WaitUntil
 	}

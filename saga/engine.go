@@ -53,7 +53,11 @@ type EngineOptions struct {
 	// out. Default 16 MiB.
 	ExprBytes int64
 	// CleanupTimeout bounds compensation and on_failure, which run even after the saga's
-	// timeout or the caller's context has ended. Default 30s.
+	// timeout or the caller's context has ended. It counts from the cleanup's start across
+	// its suspensions: the tries and the retry waits they asked for count, so a
+	// compensation cannot retry without end; a wake-up later than asked (the process was
+	// down, or every worker busy) does not, and a restart after a crash starts it afresh,
+	// as the forward pass's timeouts. Default 30s.
 	CleanupTimeout time.Duration
 	// Jitter spreads one retry wait; default "equal jitter": half the wait plus a random
 	// part of the other half. Tests pass the identity to check exact waits.
@@ -83,19 +87,23 @@ type State struct {
 	// succeeded with its earlier steps already undone.
 	Phase Phase `json:"phase"`
 	Next  int   `json:"next"` // forward: index in Saga.Steps of the first unfinished step
-	// StepAttempts is the tries already made of Steps[Next], and WaitUntil when the next try
-	// is due: a retry wait is stored, so it survives a restart.
+	// StepAttempts is the tries already made of the action in progress — Steps[Next] in the
+	// forward pass, the compensation of Records[Undo] while compensating — and WaitUntil
+	// when its next try is due: a retry wait is stored, so it survives a restart.
 	// SagaDeadline and StepDeadline are when the saga's and the waiting step's timeouts
 	// end. A run woken from a wait keeps them, so a timeout covers the whole run (all the
 	// step's tries) however often it suspends; a run resumed after a crash mid-step starts
 	// its timeouts afresh.
-	StepAttempts int                  `json:"step_attempts,omitempty"`
-	WaitUntil    time.Time            `json:"wait_until,omitzero"`
-	SagaDeadline time.Time            `json:"saga_deadline,omitzero"`
-	StepDeadline time.Time            `json:"step_deadline,omitzero"`
-	Vars         map[string]any       `json:"vars"`
-	Steps        map[string]StepState `json:"steps"`
-	Records      []StepRecord         `json:"records"`
+	StepAttempts int       `json:"step_attempts,omitempty"`
+	WaitUntil    time.Time `json:"wait_until,omitzero"`
+	SagaDeadline time.Time `json:"saga_deadline,omitzero"`
+	StepDeadline time.Time `json:"step_deadline,omitzero"`
+	// CleanupDeadline is when the cleanup's CleanupTimeout ends; kept, like the others,
+	// by a run woken from a wait.
+	CleanupDeadline time.Time            `json:"cleanup_deadline,omitzero"`
+	Vars            map[string]any       `json:"vars"`
+	Steps           map[string]StepState `json:"steps"`
+	Records         []StepRecord         `json:"records"`
 
 	// Failure is why the forward pass stopped; set past the forward pass.
 	Failure *Failure `json:"failure,omitempty"`
@@ -331,8 +339,9 @@ type run struct {
 	fail  *failure // set once the forward pass stopped
 	undo  int      // while compensating: State.Undo
 	// sagaDeadline is when the saga's timeout ends (zero: none yet); stepDeadline when the
-	// timeout of the step in progress does.
-	sagaDeadline, stepDeadline time.Time
+	// timeout of the step (or compensation) in progress does; cleanupDeadline when the
+	// cleanup's does.
+	sagaDeadline, stepDeadline, cleanupDeadline time.Time
 }
 
 func (e *Engine) newRun(inv *Invocation) *run {
@@ -389,6 +398,11 @@ func (r *run) restore(st *State) {
 	}
 	if !st.WaitUntil.IsZero() { // woken from a wait, not resumed after a crash
 		r.sagaDeadline, r.stepDeadline = st.SagaDeadline, st.StepDeadline
+		if !st.CleanupDeadline.IsZero() {
+			// Undoing is owed whatever happened meanwhile: the time the run was due but not
+			// running (the process was down, the workers busy) is given back to the cleanup.
+			r.cleanupDeadline = st.CleanupDeadline.Add(max(0, r.e.clock.Now().Sub(st.WaitUntil)))
+		}
 	}
 }
 
@@ -413,8 +427,7 @@ func (r *run) execute(ctx context.Context) *Result {
 
 	if r.fail != nil {
 		// Resumed past the forward pass: finish the cleanup it was in.
-		r.cleanup(ctx)
-		return r.finish()
+		return r.cleanupAndFinish(ctx)
 	}
 	if res.Steps == nil {
 		res.Steps = make([]StepRecord, 0, len(r.s.Steps))
@@ -425,14 +438,11 @@ func (r *run) execute(ctx context.Context) *Result {
 		done := 0
 		if i == r.next && r.stepAttempts > 0 {
 			done = r.stepAttempts
-			if wait := r.waitUntil.Sub(r.e.clock.Now()); wait > 0 {
-				if r.suspends(r.waitUntil) { // woken early: wait on
-					r.checkpoint(ctx, i, done, r.waitUntil)
-					return r.suspended(r.waitUntil)
-				}
-				_ = r.e.clock.Sleep(ctx, wait) // a cancelled wait fails the try that follows
+			if r.waitOn(ctx) { // woken early
+				return r.suspended(r.waitUntil)
 			}
 		}
+		r.next, r.stepAttempts = i, 0 // the step's retry waits are checkpointed at i
 		rec, ans, err := r.step(ctx, i, st, done)
 		var sus *suspension
 		if errors.As(err, &sus) {
@@ -480,14 +490,38 @@ func (r *run) execute(ctx context.Context) *Result {
 		// restart continues the cleanup instead of trying the failed step again.
 		r.checkpoint(ctx, r.next, 0, time.Time{})
 	}
-	r.cleanup(ctx)
+	return r.cleanupAndFinish(ctx)
+}
+
+// cleanupAndFinish runs the cleanup, or what is left of it, and ends this execution: the
+// run is finished, or suspended in a compensation's retry wait.
+func (r *run) cleanupAndFinish(ctx context.Context) *Result {
+	if sus := r.cleanup(ctx); sus != nil {
+		return r.suspended(sus.until)
+	}
 	return r.finish()
+}
+
+// waitOn serves what is left of a retry wait the run was woken from early (the action in
+// progress made r.stepAttempts tries; the next is due at r.waitUntil): it suspends again
+// (checkpointed, and true) or sleeps the rest in place.
+func (r *run) waitOn(ctx context.Context) bool {
+	wait := r.waitUntil.Sub(r.e.clock.Now())
+	if wait <= 0 {
+		return false
+	}
+	if r.suspends(r.waitUntil) {
+		r.checkpoint(ctx, r.next, r.stepAttempts, r.waitUntil)
+		return true
+	}
+	_ = r.e.clock.Sleep(ctx, wait) // a cancelled wait fails the try that follows
+	return false
 }
 
 // suspends says whether a wait until `until` suspends this run rather than sleeping in it:
 // the invocation allows it, and a Checkpointer keeps the wait for whoever wakes the run.
 func (r *run) suspends(until time.Time) bool {
-	return r.e.opts.Checkpointer != nil && r.inv.Suspends(until)
+	return r.e.opts.Checkpointer != nil && r.inv.Suspends(r.phase, until)
 }
 
 // suspended ends this execution of the run without ending the run: its checkpoint holds
@@ -522,12 +556,17 @@ func (r *run) finish() *Result {
 
 // cleanup compensates the steps that succeeded, newest first, then runs on_failure. It
 // continues from r.phase and r.undo, so a resumed run does only what was left. It runs on
-// a context detached from the caller's: a saga that timed out still needs undoing.
-func (r *run) cleanup(ctx context.Context) {
+// a context detached from the caller's: a saga that timed out still needs undoing. A
+// compensation's retry wait suspends the run as a forward step's does (the checkpoint
+// holds the phase, the compensation and its tries); it returns that suspension.
+func (r *run) cleanup(ctx context.Context) *suspension {
 	res := r.res
 	res.Status, res.Error, res.FailedStep = StatusFailed, r.fail.msg, r.fail.step
 	r.env.Error = &ErrorEnv{Step: r.fail.step, Message: r.fail.msg}
-	cctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), r.e.opts.CleanupTimeout,
+	if r.cleanupDeadline.IsZero() {
+		r.cleanupDeadline = time.Now().Add(r.e.opts.CleanupTimeout)
+	}
+	cctx, cancel := context.WithDeadlineCause(context.WithoutCancel(ctx), r.cleanupDeadline,
 		fmt.Errorf("compensation timed out after %s", r.e.opts.CleanupTimeout))
 	defer cancel()
 
@@ -535,7 +574,19 @@ func (r *run) cleanup(ctx context.Context) {
 		for j := r.nextUndo(r.undo); j >= 0; j = r.nextUndo(j - 1) {
 			rec := &res.Steps[j]
 			st := r.s.step(rec.Name)
-			crec, _, _ := r.action(cctx, st.Name, st.Compensate, st.Retry, st.Timeout, -1, 0)
+			done := 0
+			if j == r.undo && r.stepAttempts > 0 { // woken from this compensation's retry wait
+				done = r.stepAttempts
+				if r.waitOn(cctx) {
+					return &suspension{until: r.waitUntil}
+				}
+			}
+			r.undo, r.stepAttempts = j, 0
+			crec, _, err := r.action(cctx, st.Name, st.Compensate, st.Retry, st.Timeout, partCompensation, done)
+			var sus *suspension
+			if errors.As(err, &sus) {
+				return sus
+			}
 			res.Compensations = append(res.Compensations, crec)
 			if crec.Status == StatusSucceeded {
 				rec.Status = StatusCompensated
@@ -557,12 +608,14 @@ func (r *run) cleanup(ctx context.Context) {
 	}
 	res.Status = cleanupStatus(res.Compensations)
 	if r.s.OnFailure != nil {
-		rec, ans, _ := r.action(cctx, "on_failure", r.s.OnFailure, Retry{Attempts: 1}, 0, -1, 0)
+		// One try: on_failure has no retry policy, so no wait to suspend in.
+		rec, ans, _ := r.action(cctx, "on_failure", r.s.OnFailure, Retry{Attempts: 1}, 0, partOnFailure, 0)
 		res.OnFailure = &rec
 		if ans != nil {
 			res.Answer = redactAnswer(r.rs, ans)
 		}
 	}
+	return nil
 }
 
 // cleanupStatus is a failed run's final status: compensated only when every compensation
@@ -623,18 +676,32 @@ func (r *run) step(ctx context.Context, i int, st *Step, done int) (StepRecord, 
 			return StepRecord{Name: st.Name, Action: st.Action.Kind, Status: StatusSkipped, Started: r.e.clock.Now()}, nil, nil
 		}
 	}
-	return r.action(ctx, st.Name, st.Action, st.Retry, st.Timeout, i, done)
+	return r.action(ctx, st.Name, st.Action, st.Retry, st.Timeout, partStep, done)
 }
 
-// action runs a with retries and records it under name. It sets steps.<name> for the
-// expressions that follow. stepIndex is the step's place for retry-wait checkpoints, -1 for
-// compensations and on_failure, which are not resumed.
-func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, timeout time.Duration, stepIndex, done int) (StepRecord, *Answer, error) {
+// part is what an action is to its run.
+type part int
+
+const (
+	// partStep is the forward step Steps[r.next]; it sets steps.<name>.
+	partStep part = iota
+	// partCompensation is the compensation of Records[r.undo].
+	partCompensation
+	// partOnFailure is on_failure: never resumed mid-action.
+	partOnFailure
+)
+
+// action runs a with retries and records it under name; a forward step sets steps.<name>
+// for the expressions that follow. done is the tries already made (a run woken from a
+// retry wait). The retry waits of a step or a compensation are checkpointed, and suspend
+// the run when it may (the error is then a *suspension).
+func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, timeout time.Duration, p part, done int) (StepRecord, *Answer, error) {
 	rec := StepRecord{Name: name, Action: a.Kind, Started: r.e.clock.Now()}
 	parentDeadline, parentHasDeadline := ctx.Deadline()
+	resumable := p != partOnFailure
 	if timeout > 0 {
 		dl := time.Now().Add(timeout)
-		if stepIndex >= 0 {
+		if resumable {
 			if done > 0 && !r.stepDeadline.IsZero() {
 				dl = r.stepDeadline // woken from a wait: the tries share one timeout
 			}
@@ -682,7 +749,7 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 			// rather than sleep until the deadline only to fail then.
 			if left := time.Until(dl); wait > left {
 				what := "the run's deadline"
-				if stepIndex < 0 {
+				if p != partStep {
 					what = "the cleanup deadline"
 				}
 				if timeout > 0 && (!parentHasDeadline || dl.Before(parentDeadline)) {
@@ -696,9 +763,9 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 		if ra != nil {
 			retryAfter = append(retryAfter, why)
 		}
-		if stepIndex >= 0 {
+		if resumable {
 			wake := r.e.clock.Now().Add(wait)
-			r.checkpoint(ctx, stepIndex, n, wake)
+			r.checkpoint(ctx, r.next, n, wake)
 			if r.suspends(wake) {
 				// The wait is the store's now: the worker is free for other runs.
 				return rec, nil, &suspension{until: wake}
@@ -734,7 +801,7 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 		rec.Status = StatusSucceeded
 		state.Status = StatusSucceeded
 	}
-	if stepIndex >= 0 {
+	if p == partStep {
 		r.env.Steps[name] = state
 	}
 	return rec, ans, err
@@ -893,7 +960,7 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 	st := &State{
 		RunID: r.inv.RunID, SagaVersion: r.s.Version, RunAttempt: r.env.Run.Attempt, Started: r.res.Started,
 		Phase: PhaseForward, Next: next, StepAttempts: stepAttempts, WaitUntil: waitUntil,
-		SagaDeadline: r.sagaDeadline, StepDeadline: r.stepDeadline,
+		SagaDeadline: r.sagaDeadline, StepDeadline: r.stepDeadline, CleanupDeadline: r.cleanupDeadline,
 		Vars:    map[string]any{},
 		Steps:   make(map[string]StepState, len(r.env.Steps)),
 		Records: slices.Clone(r.res.Steps),

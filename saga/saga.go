@@ -23,7 +23,9 @@
 //   - An http answer longer than EngineOptions.MaxResponseBytes fails the step instead of
 //     being cut: half a JSON document is worse than none.
 //   - Compensation and on_failure run on a context of their own (CleanupTimeout), so a saga
-//     that timed out is still undone. A compensation retries with its step's retry policy.
+//     that timed out is still undone. A compensation retries with its step's retry policy,
+//     and its waits suspend a run that may suspend, as a forward step's do; CleanupTimeout
+//     counts across those suspensions. on_failure makes one try.
 //   - Every text secret() returned, and its base64, hex and URL-escaped forms, is replaced
 //     by "<secret>" in recorded inputs, outputs, errors, log lines, the answer, and
 //     checkpoints. Credential headers (Authorization, Proxy-Authorization, Cookie, and any

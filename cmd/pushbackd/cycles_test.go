@@ -15,13 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
 	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 // mixedRig is a crash rig with every kind of traffic: sync, async, idempotent duplicates,
-// debounced bursts, and a downstream that fails each run's first call with Retry-After: 1,
-// so runs are suspended in retry waits when the process dies.
+// debounced bursts, a downstream that fails each run's first call with Retry-After: 1, so
+// runs are suspended in retry waits when the process dies, and a saga whose second step
+// fails once per run, so its first step is undone by a compensation that answers 503
+// Retry-After: 1 to its first try and is slow to its second: compensations are waiting
+// and in flight when the process dies.
 type mixedRig struct {
 	*crashRig
 	adminAddr string
@@ -29,16 +33,27 @@ type mixedRig struct {
 	firstTry  map[string]bool            // runs the flaky downstream has already failed once
 	kinds     map[string]string          // acknowledged run id -> endpoint
 	suspended int                        // runs found suspended in a retry wait after the kills
+
+	refused      map[string]bool // undo runs whose failing step has failed (once)
+	undoCalls    map[string]int  // undo run -> calls of its compensation
+	lateForward  map[string]int  // undo run -> forward calls after its compensation began
+	compensating int             // runs found past their forward pass after the kills
+	compWaits    int             // ...of them suspended in a compensation's retry wait
 }
 
 func newMixedRig(t *testing.T) *mixedRig {
 	t.Helper()
 	r := &mixedRig{crashRig: &crashRig{t: t, bin: buildBinary(t), dir: t.TempDir(), done: map[string]int{}, acked: map[string]bool{}},
-		keyRuns: map[string]map[string]bool{}, firstTry: map[string]bool{}, kinds: map[string]string{}}
+		keyRuns: map[string]map[string]bool{}, firstTry: map[string]bool{}, kinds: map[string]string{},
+		refused: map[string]bool{}, undoCalls: map[string]int{}, lateForward: map[string]int{}}
 	mock := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var body struct{ Run, Key string }
 		_ = json.NewDecoder(req.Body).Decode(&body)
 		r.mu.Lock()
+		if req.URL.Path == "/reserve" || req.URL.Path == "/refuse" || req.URL.Path == "/unreserve" {
+			r.undoPath(w, req.URL.Path, body.Run) // unlocks
+			return
+		}
 		defer r.mu.Unlock()
 		if req.URL.Path == "/flaky" && !r.firstTry[body.Run] {
 			r.firstTry[body.Run] = true
@@ -67,6 +82,7 @@ endpoints:
   - {name: once, saga: report, idempotency_key: "${ body.key }", %[2]s}
   - {name: bounce, saga: bounce, %[2]s}
   - {name: flaky, saga: flaky, %[2]s}
+  - {name: undo, saga: undo, %[2]s}
 `, mock.URL, auth))
 	mustWrite(t, filepath.Join(r.dir, "sagas/report.yaml"), `name: report
 steps:
@@ -88,7 +104,48 @@ steps:
     http: {method: POST, url: "${ settings.mock }/flaky", json: {run: "${ run.id }"}}
     retry: {attempts: 5, backoff: 300ms}
 `)
+	mustWrite(t, filepath.Join(r.dir, "sagas/undo.yaml"), `name: undo
+steps:
+  - name: reserve
+    http: {method: POST, url: "${ settings.mock }/reserve", json: {run: "${ run.id }"}}
+    compensate: {http: {method: POST, url: "${ settings.mock }/unreserve", json: {run: "${ run.id }"}}}
+    retry: {attempts: 5, backoff: 300ms}
+  - name: refuse
+    http: {method: POST, url: "${ settings.mock }/refuse", json: {run: "${ run.id }"}}
+`)
 	return r
+}
+
+// undoPath answers the undo saga's calls for run; the caller holds r.mu, which it
+// releases. /refuse fails a run's first call only, so a forward pass run again after its
+// compensation began would succeed; /unreserve answers 503 Retry-After: 1 to a run's
+// first call and takes 150ms over the next, so kills find compensations both waiting and
+// in flight.
+func (r *mixedRig) undoPath(w http.ResponseWriter, path, run string) {
+	if path != "/unreserve" && r.undoCalls[run] > 0 {
+		r.lateForward[run]++
+	}
+	switch path {
+	case "/refuse":
+		first := !r.refused[run]
+		r.refused[run] = true
+		r.mu.Unlock()
+		if first {
+			http.Error(w, "refused", http.StatusInternalServerError)
+		}
+	case "/unreserve":
+		r.undoCalls[run]++
+		n := r.undoCalls[run]
+		r.mu.Unlock()
+		if n == 1 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		time.Sleep(150 * time.Millisecond)
+	default:
+		r.mu.Unlock()
+	}
 }
 
 // mixedLoad sends a mix of requests from 32 connections until killAfter acknowledgements,
@@ -116,6 +173,8 @@ func (r *mixedRig) mixedLoad(killAfter int, cycle int) {
 					endpoint, body = "bounce", fmt.Sprintf(`{"loan":"L%d"}`, rng.IntN(20)) // bursts per loan
 				case n < 8:
 					endpoint = "flaky"
+				case n == 8:
+					endpoint = "undo"
 				}
 				id, reached := r.post(client, endpoint, body)
 				if !reached && stop.Load() {
@@ -161,6 +220,14 @@ func (r *mixedRig) checkStore(cycle int) {
 		if run.Status == store.StatusWaiting && len(run.State) > 0 {
 			r.suspended++ // a retry wait, not a debounce window: a checkpoint holds it
 		}
+		var cp saga.State
+		if run.Status.Final() || len(run.State) == 0 || json.Unmarshal(run.State, &cp) != nil || cp.Phase != saga.PhaseCompensating {
+			continue
+		}
+		r.compensating++
+		if run.Status == store.StatusWaiting {
+			r.compWaits++
+		}
 	}
 }
 
@@ -188,9 +255,11 @@ func (r *mixedRig) unfinished() int {
 }
 
 // TestTenCrashCyclesUnderMixedLoad: ten kill -9 / restart cycles under sync, async,
-// duplicate, debounced and retrying traffic, with runs suspended in retry waits at the
-// kills. After each kill the database is consistent and holds every acknowledged run; at
-// the end every run is final, none is stuck running, and no idempotency key ran twice.
+// duplicate, debounced, retrying and compensating traffic, with runs suspended in retry
+// waits and compensations waiting and in flight at the kills. After each kill the
+// database is consistent and holds every acknowledged run; at the end every run is final,
+// none is stuck running, no idempotency key ran twice, and no run whose compensation
+// began ended succeeded or had a forward step called again.
 func TestTenCrashCyclesUnderMixedLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills the real binary ten times")
@@ -225,6 +294,10 @@ func TestTenCrashCyclesUnderMixedLoad(t *testing.T) {
 	if r.suspended == 0 {
 		t.Error("no run was suspended in a retry wait at any of the kills: the test no longer covers them")
 	}
+	if r.compWaits == 0 || r.compensating == r.compWaits {
+		t.Errorf("kills found %d runs compensating, %d of them suspended in a compensation's retry wait: the test no longer covers both waiting and in-flight compensations",
+			r.compensating, r.compWaits)
+	}
 	byStatus := map[string]int{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -234,6 +307,20 @@ func TestTenCrashCyclesUnderMixedLoad(t *testing.T) {
 			t.Fatalf("acknowledged %s run %s: %v", kind, id, err)
 		}
 		byStatus[kind+" "+string(run.Status)]++
+		if kind == "undo" {
+			began := r.undoCalls[id] > 0
+			switch {
+			case r.lateForward[id] > 0:
+				t.Errorf("undo run %s: %d forward calls after its compensation began", id, r.lateForward[id])
+			case began && run.Status != store.StatusCompensated:
+				t.Errorf("undo run %s ended %s after its compensation began, want compensated: %s", id, run.Status, run.Error)
+			case !began && run.Status != store.StatusSucceeded:
+				// A kill between the failure and the write that leaves the forward pass runs
+				// the failing step again, and it succeeds: nothing was undone yet.
+				t.Errorf("undo run %s ended %s without a compensation call: %s", id, run.Status, run.Error)
+			}
+			continue
+		}
 		switch {
 		case run.Status == store.StatusSucceeded:
 		case kind == "bounce" && run.Status == store.StatusSuperseded:
@@ -246,6 +333,6 @@ func TestTenCrashCyclesUnderMixedLoad(t *testing.T) {
 			t.Errorf("idempotency key %s ran as %d runs", key, len(runs))
 		}
 	}
-	t.Logf("%d acknowledged runs over 10 kills (a run was found suspended in a retry wait after a kill %d times): %v; %d idempotency keys, each ran once",
-		len(r.kinds), r.suspended, byStatus, len(r.keyRuns))
+	t.Logf("%d acknowledged runs over 10 kills (a run was found suspended in a retry wait after a kill %d times, compensating %d times, %d of them in a compensation's wait): %v; %d idempotency keys, each ran once",
+		len(r.kinds), r.suspended, r.compensating, r.compWaits, byStatus, len(r.keyRuns))
 }
