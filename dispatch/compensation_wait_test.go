@@ -104,9 +104,9 @@ steps:
 	}
 }
 
-// The store supersedes a waiting run when a newer event with its debounce key arrives, so
-// a debounced run's compensation sleeps through its retry waits in the worker (bounded by
-// the cleanup's budget) instead of suspending: an undo that began is never dropped.
+// The store supersedes a waiting debounced run when a newer event with its key arrives,
+// but only one that never started: a run suspended in its compensation's retry wait
+// finishes its undo.
 func TestADebouncedRunsCompensationIsNotSuperseded(t *testing.T) {
 	var undo atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -155,9 +155,16 @@ steps:
 			if _, _, err := r.accept("deb", "L-1", ""); err != nil { // the next event for the key
 				t.Fatal(err)
 			}
+			// The compensation waits out its Retry-After in the store, not superseded: a run
+			// that has started is never superseded.
+			if got, err := st.GetRun(context.Background(), first.ID); err != nil || got.Status.Final() && got.Status != store.StatusCompensated {
+				t.Fatalf("the next event for the key left the first run %v (%v)", got.Status, err)
+			}
+			clock.Advance(2 * time.Second)
 			done := r.waitStatus(first.ID, store.StatusCompensated)
-			if n := undo.Load(); n != 2 || done.Attempt != 1 {
-				t.Errorf("compensation called %d times over %d attempts; want twice (a wait, then success) in one", n, done.Attempt)
+			var res struct{ Compensations []saga.StepRecord }
+			if err := json.Unmarshal(done.Result, &res); err != nil || len(res.Compensations) != 1 || res.Compensations[0].Attempts != 2 || done.Attempt != 1 {
+				t.Errorf("compensations %+v (%v) over %d attempts; want one record of two tries (a wait, then success) in one", res.Compensations, err, done.Attempt)
 			}
 		})
 	}

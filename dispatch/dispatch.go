@@ -573,11 +573,9 @@ func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 		}
 		j.inv = inv
 	}
+	// A run that has started is never superseded (store.Supersedable), so every wait,
+	// compensation waits included, may free the worker.
 	j.inv.Suspend, j.inv.Attempt = true, r.Attempt
-	// The store supersedes a waiting run with a debounce key when the key's next event
-	// arrives; a compensation must not be dropped that way, so it waits in the worker
-	// (bounded by the engine's CleanupTimeout).
-	j.inv.SleepCleanup = r.DebounceKey != ""
 	var state *saga.State
 	if len(r.State) > 0 {
 		state = new(saga.State)
@@ -688,7 +686,7 @@ func (d *Dispatcher) Checkpoint(ctx context.Context, st *saga.State) error {
 	r := j.run
 	r.State, r.UpdatedAt = b, d.o.Clock.Now()
 	r.Status, r.WakeAt = store.StatusRunning, time.Time{}
-	suspend := !st.WaitUntil.IsZero() && j.inv.Suspends(st.Phase, st.WaitUntil)
+	suspend := !st.WaitUntil.IsZero() && j.inv.Suspends(st.WaitUntil)
 	if suspend {
 		r.Status, r.WakeAt = store.StatusWaiting, st.WaitUntil
 	}

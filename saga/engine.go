@@ -521,7 +521,7 @@ func (r *run) waitOn(ctx context.Context) bool {
 // suspends says whether a wait until `until` suspends this run rather than sleeping in it:
 // the invocation allows it, and a Checkpointer keeps the wait for whoever wakes the run.
 func (r *run) suspends(until time.Time) bool {
-	return r.e.opts.Checkpointer != nil && r.inv.Suspends(r.phase, until)
+	return r.e.opts.Checkpointer != nil && r.inv.Suspends(until)
 }
 
 // suspended ends this execution of the run without ending the run: its checkpoint holds

@@ -50,10 +50,6 @@ type Invocation struct {
 	// SleepUntil: with Suspend, a wait that ends before it is slept in place all the same:
 	// a sync sender waiting for the answer gets it sooner than a wake-up would bring it.
 	SleepUntil time.Time
-	// SleepCleanup: with Suspend, the waits of compensation and on_failure are slept in
-	// place all the same. For a run the store may supersede while it waits (one with a
-	// debounce key): a run that began undoing must finish, not be dropped half-undone.
-	SleepCleanup bool
 	// Attempt is run.attempt for expressions when the caller counts attempts itself (a
 	// store that tells a resume after a crash from a wake-up after a suspension); 0 lets
 	// the engine count: 1, and one more than the checkpoint's on a resume.

@@ -23,13 +23,10 @@ const (
 // on_failure runs, and Resume returns StatusInterrupted.
 var ErrInterrupted = errors.New("the run was interrupted; it resumes from its last checkpoint")
 
-// Suspends reports whether a wait in phase p (a checkpoint's Phase) that ends at until
-// suspends the run rather than sleeping in it. The engine and whoever stores its
+// Suspends reports whether a wait (in any phase) that ends at until suspends the run
+// rather than sleeping in it. The engine and whoever stores its
 // checkpoints both ask, so they agree on whether a checkpoint with a wait frees the run.
-func (inv *Invocation) Suspends(p Phase, until time.Time) bool {
-	if inv.SleepCleanup && (p == PhaseCompensating || p == PhaseOnFailure) {
-		return false
-	}
+func (inv *Invocation) Suspends(until time.Time) bool {
 	return inv.Suspend && !until.Before(inv.SleepUntil)
 }
 

@@ -164,6 +164,14 @@ func ApplyUpdate(stored *Run, in *Run, now time.Time) error {
 	return nil
 }
 
+// Supersedable reports whether a newer run with r's debounce key may supersede r: only
+// while r has never started. A run that has started may have done things (an http call, a
+// kv write) that only its own compensation can undo; waiting in a retry wait or queued
+// again after a crash, it must run to its end.
+func Supersedable(r *Run) bool {
+	return (r.Status == StatusQueued || r.Status == StatusWaiting) && r.Attempt == 0
+}
+
 // Supersede marks a pending run superseded by a newer one with its debounce key.
 func Supersede(r *Run, now time.Time) {
 	r.Status = StatusSuperseded

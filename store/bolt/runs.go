@@ -148,8 +148,8 @@ func claimKey(tx *bbolt.Tx, key string, id store.RunID, expires time.Time) error
 	return idemExp.Put(append(ns, k...), empty)
 }
 
-// supersedePending marks every queued or waiting run with the debounce key superseded.
-// Running ones keep their index entry: they may wait again and be superseded then.
+// supersedePending marks every run with the debounce key that has not started yet
+// (store.Supersedable) superseded. Others keep their index entry until they finish.
 func supersedePending(tx *bbolt.Tx, key string, now time.Time) ([]string, error) {
 	prefix := debouncePrefix(key)
 	var ids []store.RunID
@@ -170,7 +170,7 @@ func supersedePending(tx *bbolt.Tx, key string, now time.Time) ([]string, error)
 		if _, err := store.DecodeRun(v, &o, true); err != nil {
 			return nil, fmt.Errorf("run %s: %w", id, err)
 		}
-		if o.Status != store.StatusQueued && o.Status != store.StatusWaiting {
+		if !store.Supersedable(&o) {
 			continue
 		}
 		old := o.Status

@@ -132,7 +132,7 @@ func (m *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 	if r.DebounceKey != "" && !r.Status.Final() {
 		for _, oid := range slices.Clone(m.debounce[r.DebounceKey]) { // reschedule edits it
 			o := m.load(oid, true)
-			if o.Status == store.StatusQueued || o.Status == store.StatusWaiting {
+			if store.Supersedable(o) {
 				old := o.Status
 				store.Supersede(o, now)
 				m.save(oid, o)

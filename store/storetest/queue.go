@@ -375,6 +375,42 @@ func TestQueue(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 		}
 	})
 
+	t.Run("debounce: a run that has started is not superseded, even while it waits", func(t *testing.T) {
+		clock := NewManualClock()
+		s := newStore(t, clock)
+		first := sampleRun("acme", "", "e")
+		first.DebounceKey = "acme//e/L-1"
+		mustCreate(t, s, first)
+		c := mustClaim(t, s, "w", 1).Runs[0]
+		// It called a downstream, then suspended in a retry wait.
+		sus := *c.Run
+		sus.Status, sus.WakeAt = store.StatusWaiting, clock.Now().Add(30*time.Second)
+		if err := s.Save(ctx, &sus, c.Lease); err != nil {
+			t.Fatal(err)
+		}
+		newer := sampleRun("acme", "", "e")
+		newer.DebounceKey = first.DebounceKey
+		newer.Status, newer.WakeAt = store.StatusWaiting, clock.Now().Add(10*time.Second)
+		res, err := s.Create(ctx, newer, store.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Superseded) != 0 {
+			t.Fatalf("superseded %v: a started run must finish (or compensate) on its own", res.Superseded)
+		}
+		got, err := s.GetRun(ctx, first.ID)
+		if err != nil || got.Status != store.StatusWaiting {
+			t.Fatalf("the started run is %v (%v), want still waiting", got.Status, err)
+		}
+		// A later event still supersedes the newer run, which never started.
+		latest := sampleRun("acme", "", "e")
+		latest.DebounceKey = first.DebounceKey
+		latest.Status, latest.WakeAt = store.StatusWaiting, clock.Now().Add(10*time.Second)
+		if res, err := s.Create(ctx, latest, store.CreateOptions{}); err != nil || !slices.Equal(res.Superseded, []string{newer.ID}) {
+			t.Fatalf("superseded %v (%v), want only the newer run %s", res.Superseded, err, newer.ID)
+		}
+	})
+
 	t.Run("a create past MaxRunnable is refused and writes nothing", func(t *testing.T) {
 		clock := NewManualClock()
 		s := newStore(t, clock)
