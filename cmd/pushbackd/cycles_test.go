@@ -234,17 +234,24 @@ func (r *mixedRig) checkStore(cycle int) {
 // unfinished asks the admin API how many runs are not final yet.
 func (r *mixedRig) unfinished() int {
 	r.t.Helper()
-	tok, err := os.ReadFile(filepath.Join(r.dir, "data", "admin.token"))
+	return unfinishedRuns(r.t, r.adminAddr, filepath.Join(r.dir, "data"))
+}
+
+// unfinishedRuns asks a running server's admin API (its token generated into dataDir) how
+// many runs are queued, running or waiting.
+func unfinishedRuns(t *testing.T, adminAddr, dataDir string) int {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	n := 0
 	for _, st := range []string{"queued", "running", "waiting"} {
-		req, _ := http.NewRequest("GET", "http://"+r.adminAddr+"/admin/v1/runs?limit=1000&status="+st, nil)
+		req, _ := http.NewRequest("GET", "http://"+adminAddr+"/admin/v1/runs?limit=1000&status="+st, nil)
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			r.t.Fatal(err)
+			t.Fatal(err)
 		}
 		var page struct{ Runs []json.RawMessage }
 		_ = json.NewDecoder(resp.Body).Decode(&page)
