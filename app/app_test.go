@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pushbackd/pushbackd/store"
@@ -88,21 +89,7 @@ func startApp(t *testing.T, syncTimeout string) *App {
 		files["sagas/"+name+".yaml"] = src
 	}
 	writeFiles(t, dir, files)
-	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := a.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	return a
+	return runApp(t, dir, zaptest.NewLogger(t), true)
 }
 
 func post(t *testing.T, a *App, endpoint, body string) (int, map[string]any) {
@@ -213,4 +200,26 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// runApp starts an app on the config in dir, on free ports, and stops it when the test
+// ends. strictStop makes an unclean stop (runs interrupted at shutdown) a test error; tests
+// that leave work held at their end pass false.
+func runApp(t *testing.T, dir string, log *zap.Logger, strictStop bool) *App {
+	t.Helper()
+	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Stop(ctx); err != nil && strictStop {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return a
 }

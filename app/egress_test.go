@@ -111,7 +111,7 @@ func finishedRun(t *testing.T, c *adminClient, id string) map[string]any {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		run := c.json(http.MethodGet, "/admin/v1/runs/"+id, "", http.StatusOK)
-		if st := run["status"]; st != "queued" && st != "running" {
+		if st := run["status"]; st != "queued" && st != "running" && st != "waiting" {
 			return run
 		}
 		if time.Now().After(deadline) {

@@ -23,20 +23,7 @@ func TestKVLimitsFromTheConfigBindKVSteps(t *testing.T) {
 		"sagas/remember.yaml": "name: remember\nsteps:\n  - name: put\n    kv: {op: put, key: \"${ body.k }\", value: \"${ body.v }\"}\n" +
 			"  - name: answer\n    respond: {status: 200, body: {stored: \"${ body.k }\"}}\n",
 	})
-	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := a.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
+	a := runApp(t, dir, zaptest.NewLogger(t), true)
 	for _, tc := range []struct {
 		name, key, value string
 		want             string // in the run's error; "" = stored

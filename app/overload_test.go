@@ -2,7 +2,6 @@ package app
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -26,18 +25,7 @@ func startWith(t *testing.T, files map[string]string) *App {
 	dir := t.TempDir()
 	files["pushbackd.yaml"] += "data_dir: " + filepath.Join(dir, "data") + "\n"
 	writeFiles(t, dir, files)
-	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = a.Stop(ctx)
-	})
+	a := runApp(t, dir, zap.NewNop(), false)
 	return a
 }
 

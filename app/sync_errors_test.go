@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -53,18 +52,7 @@ endpoints:
 		"sagas/slow.yaml":         "name: slow\nsteps:\n  - name: fetch_loan\n    http: {url: \"${ settings.down }/slow\", timeout: 100ms}\n",
 		"sagas/refuses.yaml":      "name: refuses\nsteps:\n  - name: check\n    fail: {message: \"loan ${ body.id } is not ours\"}\n",
 	})
-	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = a.Stop(ctx)
-	})
+	a := runApp(t, dir, zaptest.NewLogger(t), false)
 	c := newAdmin(t, a)
 
 	downPort := down.URL[strings.LastIndex(down.URL, ":")+1:]
