@@ -23,11 +23,10 @@ import (
 // away — here, until the test kills pushbackd with the call in flight.
 type heldRig struct {
 	*crashRig
-	adminAddr string
-	calls     map[string]int
-	hold      map[string]bool
-	fail      map[string]bool
-	arrived   chan string // a held call arrived
+	calls   map[string]int
+	hold    map[string]bool
+	fail    map[string]bool
+	arrived chan string // a held call arrived
 }
 
 func newHeldRig(t *testing.T, sagas map[string]string) *heldRig {

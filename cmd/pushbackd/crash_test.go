@@ -26,16 +26,16 @@ import (
 // mock downstream in this process, so the test sees runs complete without reading the
 // database the server holds.
 type crashRig struct {
-	t       *testing.T
-	bin     string
-	dir     string
-	addr    string
-	admin   string
-	mu      sync.Mutex
-	done    map[string]int // run id -> times the saga reached the downstream
-	acked   map[string]bool
-	cmd     *exec.Cmd
-	logFile *os.File
+	t         *testing.T
+	bin       string
+	dir       string
+	addr      string
+	adminAddr string
+	mu        sync.Mutex
+	done      map[string]int // run id -> times the saga reached the downstream
+	acked     map[string]bool
+	cmd       *exec.Cmd
+	logFile   *os.File
 }
 
 func newCrashRig(t *testing.T) *crashRig {
@@ -49,8 +49,8 @@ func newCrashRig(t *testing.T) *crashRig {
 		r.mu.Unlock()
 	}))
 	t.Cleanup(mock.Close)
-	r.addr, r.admin = freeAddr(t), freeAddr(t)
-	mustWrite(t, filepath.Join(r.dir, "pushbackd.yaml"), fmt.Sprintf("listen: %s\nadmin: {listen: %s}\ndata_dir: %s\nlimits: {queue: 100000, workers: 16}\nlog: {level: warn}\negress: {allow: [127.0.0.1]}\n", r.addr, r.admin, filepath.Join(r.dir, "data")))
+	r.addr, r.adminAddr = freeAddr(t), freeAddr(t)
+	mustWrite(t, filepath.Join(r.dir, "pushbackd.yaml"), fmt.Sprintf("listen: %s\nadmin: {listen: %s}\ndata_dir: %s\nlimits: {queue: 100000, workers: 16}\nlog: {level: warn}\negress: {allow: [127.0.0.1]}\n", r.addr, r.adminAddr, filepath.Join(r.dir, "data")))
 	mustWrite(t, filepath.Join(r.dir, "partners/acme.yaml"), fmt.Sprintf(`id: acme
 settings: {mock: %q}
 endpoints:
@@ -188,7 +188,7 @@ func (r *crashRig) waitAllDone() {
 			}
 		}
 		r.mu.Unlock()
-		if missing == 0 && unfinishedRuns(r.t, r.admin, filepath.Join(r.dir, "data")) == 0 {
+		if missing == 0 && unfinishedRuns(r.t, r.adminAddr, filepath.Join(r.dir, "data")) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -28,7 +28,6 @@ import (
 // and in flight when the process dies.
 type mixedRig struct {
 	*crashRig
-	adminAddr string
 	keyRuns   map[string]map[string]bool // idempotency key -> runs that reached the downstream
 	firstTry  map[string]bool            // runs the flaky downstream has already failed once
 	kinds     map[string]string          // acknowledged run id -> endpoint

@@ -61,9 +61,9 @@ func TestLargeParkedAndDebouncedRunsStayOnDisk(t *testing.T) {
 		r.mu.Unlock()
 	}))
 	defer mock.Close()
-	r.addr = freeAddr(t)
+	r.addr, r.adminAddr = freeAddr(t), freeAddr(t)
 	mustWrite(t, filepath.Join(r.dir, "pushbackd.yaml"), fmt.Sprintf("listen: %s\nadmin: {listen: %s}\ndata_dir: %s\nlog: {level: warn}\negress: {allow: [127.0.0.1]}\n",
-		r.addr, freeAddr(t), filepath.Join(r.dir, "data")))
+		r.addr, r.adminAddr, filepath.Join(r.dir, "data")))
 	auth := "security: {method: bearer, tokens: [{value: t}]}"
 	mustWrite(t, filepath.Join(r.dir, "partners/acme.yaml"), fmt.Sprintf(`id: acme
 settings: {mock: %q}
