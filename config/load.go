@@ -408,7 +408,7 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga, ec egress
 		wg.Go(func() {
 			// One decoder per worker: its type and string caches serve all its files.
 			d := yamlconf.NewDecoder("")
-			share := securityShare{}
+			share := &security.Templates{}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(files) {
@@ -434,7 +434,7 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga, ec egress
 // loadPartner reads one partner file with d, returning the partner when it has no errors,
 // and the file's warnings. It must not touch the loader's state: workers call it
 // concurrently.
-func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string, sagas map[string]*saga.Saga, ec egressCheck) (*Partner, yamlconf.Errors, yamlconf.Errors) {
+func (l *loader) loadPartner(d *yamlconf.Decoder, share *security.Templates, f string, sagas map[string]*saga.Saga, ec egressCheck) (*Partner, yamlconf.Errors, yamlconf.Errors) {
 	src, err := l.readFile(f)
 	if err != nil {
 		return nil, yamlconf.Errors{{File: f, Line: 1, Column: 1, Message: unwrapPathError(err).Error()}}, nil
@@ -465,7 +465,7 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string,
 	return p, nil, warns
 }
 
-func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string, share securityShare) {
+func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string, share *security.Templates) {
 	if p.ID != "" {
 		if !validID(p.ID) {
 			d.ErrorAt(p.Pos, "partner id %q must match %s", p.ID, IDPattern)
@@ -524,7 +524,7 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 	}
 }
 
-func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string, share securityShare) {
+func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string, share *security.Templates) {
 	var seen map[string]bool // only for long lists: short ones are scanned
 	if len(list) > indexMin {
 		seen = make(map[string]bool, len(list))
@@ -583,7 +583,7 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 			d.ErrorAt(e.Pos, "endpoint %q: max_in_flight must not be negative", e.Name)
 		}
 		if e.Security == nil {
-			d.ErrorAt(e.Pos, "endpoint %q has no security method: every endpoint needs one (%s)", e.Name, methodList())
+			d.ErrorAt(e.Pos, "endpoint %q has no security method: every endpoint needs one (%s) or a preset (%s)", e.Name, methodList(), presetList())
 			continue
 		}
 		e.Security.build(d, dir, share)

@@ -301,7 +301,8 @@ func (g *Gateway) handle(c echo.Context) error {
 		return err
 	}
 	query := r.URL.Query()
-	if err := verifier.Verify(&security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}); err != nil {
+	sreq := &security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}
+	if err := verifier.Verify(sreq); err != nil {
 		return g.refuse(err, route, site, remote, log)
 	}
 	contentType := r.Header.Get(echo.HeaderContentType)
@@ -340,9 +341,10 @@ func (g *Gateway) handle(c echo.Context) error {
 			run.IdempotencyKey = store.IdempotencyKey(scope, key)
 		}
 	}
-	// A signed message id (Standard Webhooks' webhook-id) is remembered for as long as a
-	// replay of the message could pass verification, so a replay runs nothing.
-	if id, remember := verifier.MessageID(r.Header); id != "" {
+	// A signed message id (Standard Webhooks' webhook-id, a timestamped signature's signed
+	// content) is remembered for as long as a replay of the message could pass
+	// verification, so a replay runs nothing.
+	if id, remember := verifier.MessageID(sreq); id != "" {
 		run.MessageKey, opts.MessageTTL = store.MessageKey(scope, id), remember
 	}
 	if limit := route.Endpoint.MaxInFlight; limit > 0 {
