@@ -115,8 +115,11 @@ func templateKey(cfg Config) string {
 	b := make([]byte, 0, 128)
 	b = append(append(b, cfg.Method...), 0)
 	b = append(append(b, cfg.Preset...), 0)
-	m := lookup(cfg.Method)
-	for _, k := range m.keys {
+	var keys []Key
+	if m := lookup(cfg.Method); m != nil {
+		keys = m.keys
+	}
+	for _, k := range keys {
 		switch f := k.field(&cfg).(type) {
 		case *string:
 			b = append(append(append(b, k.Name...), '='), *f...)

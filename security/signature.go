@@ -121,7 +121,7 @@ func (s *signatureScheme) checkTimestampKeys(cfg Config, p *problems) {
 	}
 	switch {
 	case s.tsPart != "" && s.sigPart == "":
-		p.at("timestamp_part", "timestamp_part needs signature_part: the header is then a list of parts like t=...,v1=...")
+		p.at("timestamp_part", "timestamp_part needs signature_part: the header is then a list of parts like t=1492774577,v1=5257a8")
 	case s.tsPart != "" && s.tsPart == s.sigPart:
 		p.at("signature_part", "signature_part and timestamp_part must differ")
 	case s.sigPart != "" && s.prefix != "":
