@@ -95,9 +95,17 @@ func timestampedCases() []verifyCase {
 		{"slack rejects a missing timestamp header as missing", slack,
 			Request{Header: hdr("X-Slack-Signature", slackHeaders(slackKey, now, body).Get("X-Slack-Signature")), Body: body, Now: testNow}, ReasonMissing},
 		{"slack rejects two different timestamp headers as malformed", slack,
-			Request{Header: func() http.Header { h := slackHeaders(slackKey, now, body); h.Add("X-Slack-Request-Timestamp", "1"); return h }(), Body: body, Now: testNow}, ReasonMalformed},
+			Request{Header: func() http.Header {
+				h := slackHeaders(slackKey, now, body)
+				h.Add("X-Slack-Request-Timestamp", "1")
+				return h
+			}(), Body: body, Now: testNow}, ReasonMalformed},
 		{"slack rejects a timestamp that is not a number as malformed", slack,
-			Request{Header: func() http.Header { h := slackHeaders(slackKey, now, body); h.Set("X-Slack-Request-Timestamp", iso); return h }(), Body: body, Now: testNow}, ReasonMalformed},
+			Request{Header: func() http.Header {
+				h := slackHeaders(slackKey, now, body)
+				h.Set("X-Slack-Request-Timestamp", iso)
+				return h
+			}(), Body: body, Now: testNow}, ReasonMalformed},
 		{"slack rejects a stale request as expired", slack, Request{Header: slackHeaders(slackKey, now-3600, body), Body: body, Now: testNow}, ReasonExpired},
 		{"slack reports a forgery with a stale timestamp as mismatch", slack, Request{Header: slackHeaders("forger", now-3600, body), Body: body, Now: testNow}, ReasonMismatch},
 		{"slack rejects a signature without v0= as malformed", slack,
