@@ -584,3 +584,49 @@ endpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}
 		})
 	}
 }
+
+func TestPayloadSchemasCompileAtLoad(t *testing.T) {
+	partner := func(schema string) string {
+		return "id: acme\nendpoints:\n  - name: e\n    saga: echo\n    schema: " + schema + "\n    security: {method: bearer, tokens: [{value: t}]}\n" +
+			"  - {name: f, saga: echo, schema: s.json, security: {method: bearer, tokens: [{value: t}]}}\n"
+	}
+	t.Run("endpoints naming one file share its compiled schema", func(t *testing.T) {
+		path := writeConfig(t, map[string]string{"partners/acme.yaml": partner("s.json"), "partners/s.json": `{"type":"object"}`})
+		cfg, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := cfg.Lookup("acme", "", "e")
+		f, _ := cfg.Lookup("acme", "", "f")
+		if e.Endpoint.PayloadSchema() == nil || e.Endpoint.PayloadSchema() != f.Endpoint.PayloadSchema() || e.Endpoint.PayloadSchema().File() != "s.json" {
+			t.Fatalf("schemas %p %p", e.Endpoint.PayloadSchema(), f.Endpoint.PayloadSchema())
+		}
+		if got := e.Endpoint.PayloadSchema().Check("text"); len(got) != 1 {
+			t.Fatalf("a string against an object schema: %v", got)
+		}
+	})
+	for _, tc := range []struct {
+		name, schema, file, src string
+		col                     int
+		msg                     string
+	}{
+		{"a missing schema file is reported at schema", "gone.json", "", "", 13, `endpoint "e": schema gone.json: `},
+		{"a schema that is not JSON is reported with its own line and column", "bad.json", "partners/bad.json", "{\n  \"type\": object\n}", 13, `endpoint "e": schema bad.json:2:11: invalid character 'o'`},
+		{"a schema that breaks the metaschema says where", "bad.json", "partners/bad.json", `{"properties": {"a": {"minLength": -1}}}`, 13, "not a valid JSON Schema: at /properties/a/minLength"},
+		{"an empty schema path is refused", "''", "", "", 13, "schema: the path is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"partners/acme.yaml": partner(tc.schema), "partners/s.json": `{}`}
+			if tc.file != "" {
+				files[tc.file] = tc.src
+			}
+			_, err := Load(writeConfig(t, files))
+			for _, e := range yamlconf.AsErrors(err) {
+				if strings.HasSuffix(e.File, "acme.yaml") && e.Line == 5 && e.Column == tc.col && strings.Contains(e.Message, tc.msg) {
+					return
+				}
+			}
+			t.Fatalf("want acme.yaml:5:%d: ...%s...; got\n%v", tc.col, tc.msg, err)
+		})
+	}
+}

@@ -241,6 +241,15 @@ func loadFixture(t *testing.T, fixture string) error {
 		"sagas/echo.yaml":       minimalSaga,
 		"partners/minimal.yaml": minimalPartner,
 	}
+	// Payload schemas beside a fixture go beside the partner file, where it names them.
+	jsons, _ := filepath.Glob(filepath.Join(filepath.Dir(fixture), "*.json"))
+	for _, j := range jsons {
+		b, err := os.ReadFile(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["partners/"+filepath.Base(j)] = string(b)
+	}
 	if kind == kindServer {
 		files["pushbackd.yaml"] = string(src)
 	} else {
