@@ -36,7 +36,9 @@ func TestSignPrintsEveryMethodsHeadersAsOpenSSLComputedThem(t *testing.T) {
 				return []string{"-header", "X-Sig", "-timestamp-header", "X-Ts", "-signed", "v0:{timestamp}:{body}", "-encoding", "hex", "-prefix", "v0=", "-timestamp", f.Timestamp}
 			}, func(f sigfixtures.Fixture) []string { return []string{"X-Sig: " + f.Value, "X-Ts: " + f.Timestamp} }},
 		},
-		"snapdocs": {{"preset snapdocs", func(f sigfixtures.Fixture) []string { return []string{"-preset", "snapdocs", "-timestamp", f.Timestamp} },
+		"snapdocs": {{"preset snapdocs", func(f sigfixtures.Fixture) []string {
+			return []string{"-preset", "snapdocs", "-timestamp", f.Timestamp}
+		},
 			func(f sigfixtures.Fixture) []string {
 				return []string{"X-Authorization-Signature: " + f.Value, "X-Authorization-Timestamp: " + f.Timestamp}
 			}}},
@@ -46,7 +48,9 @@ func TestSignPrintsEveryMethodsHeadersAsOpenSSLComputedThem(t *testing.T) {
 			return []string{"Webhook-Id: " + f.MsgID, "Webhook-Signature: " + f.Value, "Webhook-Timestamp: " + f.Timestamp}
 		}}},
 		"base64": {{"preset encompass with a subscription id", func(f sigfixtures.Fixture) []string { return []string{"-preset", "encompass", "-key-id", "sub-7"} },
-			func(f sigfixtures.Fixture) []string { return []string{"Elli-Signature: " + f.Value, "Elli-Subscriptionid: sub-7"} }}},
+			func(f sigfixtures.Fixture) []string {
+				return []string{"Elli-Signature: " + f.Value, "Elli-Subscriptionid: sub-7"}
+			}}},
 	}
 	checked := map[string]int{}
 	for _, f := range fixtures {
