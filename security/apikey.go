@@ -9,16 +9,16 @@ import (
 var apiKeyMethod = method{
 	name: APIKey,
 	keys: []Key{
-		headerKey("header", func(c *Config) *string { return &c.Header }),
-		textKey("query", func(c *Config) *string { return &c.Query }),
-		secretsKey("keys", "keys: a list of at least one secret reference", func(c *Config) *[]Secret { return &c.Keys }),
+		headerKey("header", fHeader),
+		textKey("query", fQuery),
+		secretsKey("keys", "keys: a list of at least one secret reference", fKeys),
 	},
 	prepare: newAPIKey,
-	credentials: func(cfg Config) ([]string, string) {
+	credentials: func(cfg Config) (credentialHeaders, string) {
 		if cfg.Header != "" {
-			return []string{cfg.Header}, ""
+			return credentialHeaders{cfg.Header}, ""
 		}
-		return nil, cfg.Query
+		return credentialHeaders{}, cfg.Query
 	},
 }
 
@@ -45,7 +45,8 @@ func newAPIKey(cfg Config, p *problems) (scheme, material) {
 	return s, material{digests: digestsOf(keys)}
 }
 
-func (s *apiKeyScheme) check(r *Request, c *Check) *Failure {
+func (s *apiKeyScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	where, vals := "query parameter "+s.query, r.Query[s.query] // query names are case-sensitive
 	if s.header != "" {
 		where, vals = "header "+s.header, headerValues(r.Header, s.header)
@@ -72,4 +73,4 @@ func (s *apiKeyScheme) sign(c *Check, _ *signing, h http.Header, q url.Values) e
 	return nil
 }
 
-func (*apiKeyScheme) messageID(*Request) (string, time.Duration) { return "", 0 }
+func (*apiKeyScheme) messageID(Request) (string, time.Duration) { return "", 0 }

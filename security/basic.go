@@ -11,12 +11,12 @@ import (
 var basicMethod = method{
 	name: Basic,
 	keys: []Key{
-		{Name: "username", Kind: KeyText, Need: "a username", field: func(c *Config) any { return &c.Username }},
-		secretKey("password", "a password (a secret reference)", func(c *Config) *Secret { return &c.Password }),
+		{Name: "username", Kind: KeyText, Need: "a username", field: fUsername},
+		secretKey("password", "a password (a secret reference)", fPassword),
 	},
 	challenge:   `Basic realm="pushbackd"`,
 	prepare:     newBasic,
-	credentials: func(Config) ([]string, string) { return nil, "" }, // Authorization is always redacted
+	credentials: func(Config) (credentialHeaders, string) { return credentialHeaders{}, "" }, // Authorization is always redacted
 }
 
 // basicScheme checks Authorization: Basic base64(user:pass). Its Check holds the password
@@ -42,7 +42,8 @@ func newBasic(cfg Config, p *problems) (scheme, material) {
 	return s, material{digests: []digest{digestOf(cfg.Password.b)}}
 }
 
-func (s *basicScheme) check(r *Request, c *Check) *Failure {
+func (s *basicScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	user, pass, f := parseBasic(r.Header)
 	if f != nil {
 		return f
@@ -97,4 +98,4 @@ func (s *basicScheme) sign(c *Check, _ *signing, h http.Header, _ url.Values) er
 	return nil
 }
 
-func (*basicScheme) messageID(*Request) (string, time.Duration) { return "", 0 }
+func (*basicScheme) messageID(Request) (string, time.Duration) { return "", 0 }

@@ -10,11 +10,11 @@ import (
 var bearerMethod = method{
 	name: Bearer,
 	keys: []Key{
-		secretsKey("tokens", "tokens: a list of at least one secret reference", func(c *Config) *[]Secret { return &c.Tokens }),
+		secretsKey("tokens", "tokens: a list of at least one secret reference", fTokens),
 	},
 	challenge:   `Bearer realm="pushbackd"`,
 	prepare:     newBearer,
-	credentials: func(Config) ([]string, string) { return nil, "" }, // Authorization is always redacted
+	credentials: func(Config) (credentialHeaders, string) { return credentialHeaders{}, "" }, // Authorization is always redacted
 }
 
 // bearerScheme checks Authorization: Bearer <token> against the digests of a list of
@@ -29,7 +29,8 @@ func newBearer(cfg Config, p *problems) (scheme, material) {
 	return bearerScheme{}, material{digests: digestsOf(tokens)}
 }
 
-func (bearerScheme) check(r *Request, c *Check) *Failure {
+func (bearerScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	scheme, tok, st := authorization(r.Header)
 	switch st {
 	case absent:
@@ -54,4 +55,4 @@ func (bearerScheme) sign(c *Check, _ *signing, h http.Header, _ url.Values) erro
 	return nil
 }
 
-func (bearerScheme) messageID(*Request) (string, time.Duration) { return "", 0 }
+func (bearerScheme) messageID(Request) (string, time.Duration) { return "", 0 }

@@ -88,7 +88,7 @@ func (b *built) template(key string) *Template {
 func (b *built) check(t *Template) Check {
 	var list []Secret
 	for _, k := range b.m.keys {
-		switch f := k.field(&b.cfg).(type) {
+		switch f := b.cfg.at(k.field).(type) {
 		case *Secret:
 			list = append(list, *f)
 		case *[]Secret:
@@ -120,7 +120,7 @@ func templateKey(cfg Config) string {
 		keys = m.keys
 	}
 	for _, k := range keys {
-		switch f := k.field(&cfg).(type) {
+		switch f := cfg.at(k.field).(type) {
 		case *string:
 			b = append(append(append(b, k.Name...), '='), *f...)
 		case *time.Duration:
@@ -167,7 +167,7 @@ func (c *Check) Config() Config {
 	cfg := c.t.cfg
 	rest := c.secrets
 	for _, k := range c.t.m.keys {
-		switch f := k.field(&cfg).(type) {
+		switch f := cfg.at(k.field).(type) {
 		case *Secret:
 			*f, rest = rest[0], rest[1:]
 		case *[]Secret:
@@ -231,7 +231,7 @@ func (c *Check) Verify(r *Request) error {
 			return f
 		}
 	}
-	if f := t.scheme.check(r, c); f != nil {
+	if f := t.scheme.check(*r, c); f != nil {
 		return f
 	}
 	return nil
@@ -242,7 +242,7 @@ func (c *Check) MessageID(r *Request) (string, time.Duration) {
 	if c.t == nil || r == nil {
 		return "", 0
 	}
-	return c.t.scheme.messageID(r)
+	return c.t.scheme.messageID(*r)
 }
 
 // sign is what a correct sender would add to a request; see Sign.

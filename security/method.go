@@ -27,17 +27,24 @@ type method struct {
 	prepare func(cfg Config, p *problems) (scheme, material)
 	// credentials names where a sender puts its credentials, so recorded requests can be
 	// redacted: header names (their CGI spellings are redacted too) and a query parameter.
-	credentials func(cfg Config) (headers []string, query string)
+	credentials func(cfg Config) (headers credentialHeaders, query string)
 }
+
+// credentialHeaders are up to two header names, "" for none: an array, not a slice, so
+// that asking costs no allocation on every recorded request.
+type credentialHeaders [2]string
 
 // scheme is a prepared method: how it checks a request, what a correct sender sends, and
 // the id its messages carry. The per-endpoint half (secrets, their digests, decoded keys)
 // is in the Check, so one scheme serves every endpoint with the same settings.
+//
+// The request is passed by value: passed by pointer through the interface it would escape,
+// and every request the gateway verifies would cost an allocation for it.
 type scheme interface {
-	check(r *Request, c *Check) *Failure
+	check(r Request, c *Check) *Failure
 	sign(c *Check, in *signing, h http.Header, q url.Values) error
 	// messageID: see Verifier.MessageID.
-	messageID(r *Request) (id string, remember time.Duration)
+	messageID(r Request) (id string, remember time.Duration)
 }
 
 // material is what a Check derives from its secrets once, at Compile.
@@ -136,21 +143,96 @@ type Key struct {
 	// IDs is true for a KeySecrets whose entries may each carry an id, which a request
 	// names to pick its key (see Config.SecretIDs).
 	IDs bool
-	// field returns a pointer to the Config field the key fills: *string,
-	// *time.Duration, *Secret or *[]Secret according to Kind.
-	field func(*Config) any
+	// field is the Config field the key fills; Config.at gives a pointer to it.
+	field fieldID
+}
+
+// fieldID names a Config field a key fills. Keys name fields rather than hold functions
+// returning them so that a Config on the stack stays there: a pointer passed to a function
+// value escapes, and Check.Config and the redaction of every recorded request would each
+// cost an allocation.
+type fieldID uint8
+
+const (
+	fUsername fieldID = iota + 1
+	fPassword
+	fToken
+	fTokenSecret
+	fTokenHeader
+	fSecretHeader
+	fHeader
+	fEncoding
+	fPrefix
+	fTimestampHeader
+	fTimestampPart
+	fSignaturePart
+	fSigned
+	fTimestampFormat
+	fKeyIDHeader
+	fSecrets
+	fTolerance
+	fQuery
+	fKeys
+	fTokens
+)
+
+// at is a pointer to field id of c: *string, *time.Duration, *Secret or *[]Secret.
+func (c *Config) at(id fieldID) any {
+	switch id {
+	case fUsername:
+		return &c.Username
+	case fPassword:
+		return &c.Password
+	case fToken:
+		return &c.Token
+	case fTokenSecret:
+		return &c.TokenSecret
+	case fTokenHeader:
+		return &c.TokenHeader
+	case fSecretHeader:
+		return &c.SecretHeader
+	case fHeader:
+		return &c.Header
+	case fEncoding:
+		return &c.Encoding
+	case fPrefix:
+		return &c.Prefix
+	case fTimestampHeader:
+		return &c.TimestampHeader
+	case fTimestampPart:
+		return &c.TimestampPart
+	case fSignaturePart:
+		return &c.SignaturePart
+	case fSigned:
+		return &c.Signed
+	case fTimestampFormat:
+		return &c.TimestampFormat
+	case fKeyIDHeader:
+		return &c.KeyIDHeader
+	case fSecrets:
+		return &c.Secrets
+	case fTolerance:
+		return &c.Tolerance
+	case fQuery:
+		return &c.Query
+	case fKeys:
+		return &c.Keys
+	case fTokens:
+		return &c.Tokens
+	}
+	return nil
 }
 
 // SetText stores a KeyText, KeyHeader or KeyEnum value in cfg.
-func (k Key) SetText(cfg *Config, v string) { *k.field(cfg).(*string) = v }
+func (k Key) SetText(cfg *Config, v string) { *cfg.at(k.field).(*string) = v }
 
 // SetDuration stores a KeyDuration value in cfg.
-func (k Key) SetDuration(cfg *Config, v time.Duration) { *k.field(cfg).(*time.Duration) = v }
+func (k Key) SetDuration(cfg *Config, v time.Duration) { *cfg.at(k.field).(*time.Duration) = v }
 
 // SetSecrets stores a KeySecret (the first of list) or KeySecrets value in cfg. ids, for a
 // key with IDs, holds each secret's id ("" for none) and may be nil when none has one.
 func (k Key) SetSecrets(cfg *Config, list []Secret, ids []string) {
-	switch f := k.field(cfg).(type) {
+	switch f := cfg.at(k.field).(type) {
 	case *Secret:
 		if len(list) > 0 {
 			*f = list[0]
@@ -165,7 +247,7 @@ func (k Key) SetSecrets(cfg *Config, list []Secret, ids []string) {
 
 // isSet reports whether cfg gives the key a value.
 func (k Key) isSet(cfg *Config) bool {
-	switch f := k.field(cfg).(type) {
+	switch f := cfg.at(k.field).(type) {
 	case *string:
 		return *f != ""
 	case *time.Duration:
@@ -180,15 +262,15 @@ func (k Key) isSet(cfg *Config) bool {
 
 // copyTo sets the key in dst to its value in src.
 func (k Key) copyTo(dst, src *Config) {
-	switch f := k.field(dst).(type) {
+	switch f := dst.at(k.field).(type) {
 	case *string:
-		*f = *k.field(src).(*string)
+		*f = *src.at(k.field).(*string)
 	case *time.Duration:
-		*f = *k.field(src).(*time.Duration)
+		*f = *src.at(k.field).(*time.Duration)
 	case *Secret:
-		*f = *k.field(src).(*Secret)
+		*f = *src.at(k.field).(*Secret)
 	case *[]Secret:
-		*f = *k.field(src).(*[]Secret)
+		*f = *src.at(k.field).(*[]Secret)
 	}
 }
 
@@ -196,26 +278,20 @@ func (k Key) copyTo(dst, src *Config) {
 func (k Key) secret() bool { return k.Kind == KeySecret || k.Kind == KeySecrets }
 
 // Constructors of the table's keys, so each entry reads as one line.
-func textKey(name string, f func(*Config) *string) Key {
-	return Key{Name: name, Kind: KeyText, field: func(c *Config) any { return f(c) }}
+func textKey(name string, f fieldID) Key { return Key{Name: name, Kind: KeyText, field: f} }
+
+func headerKey(name string, f fieldID) Key { return Key{Name: name, Kind: KeyHeader, field: f} }
+
+func enumKey(name string, values []string, f fieldID) Key {
+	return Key{Name: name, Kind: KeyEnum, Values: values, field: f}
 }
 
-func headerKey(name string, f func(*Config) *string) Key {
-	return Key{Name: name, Kind: KeyHeader, field: func(c *Config) any { return f(c) }}
+func durationKey(name string, f fieldID) Key { return Key{Name: name, Kind: KeyDuration, field: f} }
+
+func secretKey(name, need string, f fieldID) Key {
+	return Key{Name: name, Kind: KeySecret, Need: need, field: f}
 }
 
-func enumKey(name string, values []string, f func(*Config) *string) Key {
-	return Key{Name: name, Kind: KeyEnum, Values: values, field: func(c *Config) any { return f(c) }}
-}
-
-func durationKey(name string, f func(*Config) *time.Duration) Key {
-	return Key{Name: name, Kind: KeyDuration, field: func(c *Config) any { return f(c) }}
-}
-
-func secretKey(name, need string, f func(*Config) *Secret) Key {
-	return Key{Name: name, Kind: KeySecret, Need: need, field: func(c *Config) any { return f(c) }}
-}
-
-func secretsKey(name, need string, f func(*Config) *[]Secret) Key {
-	return Key{Name: name, Kind: KeySecrets, Need: need, field: func(c *Config) any { return f(c) }}
+func secretsKey(name, need string, f fieldID) Key {
+	return Key{Name: name, Kind: KeySecrets, Need: need, field: f}
 }

@@ -24,7 +24,7 @@ func TestEveryMethodTableEntryIsComplete(t *testing.T) {
 				}
 				names = append(names, k.Name)
 				var cfg Config
-				f := k.field(&cfg)
+				f := cfg.at(k.field)
 				var ok bool
 				switch k.Kind {
 				case KeyText, KeyHeader, KeyEnum:

@@ -37,14 +37,19 @@ func (c Config) RedactHeaders(h http.Header) map[string][]string {
 		mask(name)
 	}
 	for _, name := range c.credentialHeaders() {
-		mask(name)
-		mask(cgiName(name))
+		if name != "" {
+			mask(name)
+			mask(cgiName(name))
+		}
 	}
 	return out
 }
 
 // RedactQuery returns the raw query with the api_key parameter's values replaced.
 func (c Config) RedactQuery(q url.Values) string {
+	if len(q) == 0 {
+		return ""
+	}
 	_, name := c.credentials()
 	if name == "" || len(q[name]) == 0 {
 		return q.Encode()
@@ -57,17 +62,17 @@ func (c Config) RedactQuery(q url.Values) string {
 	return masked.Encode()
 }
 
-func (c Config) credentialHeaders() []string {
+func (c Config) credentialHeaders() credentialHeaders {
 	h, _ := c.credentials()
 	return h
 }
 
 // credentials asks c's method where its credentials travel.
-func (c Config) credentials() (headers []string, query string) {
+func (c Config) credentials() (headers credentialHeaders, query string) {
 	var p problems
 	c = withPreset(c, &p)
 	if m := lookup(c.Method); m != nil {
 		return m.credentials(c)
 	}
-	return nil, ""
+	return credentialHeaders{}, ""
 }

@@ -20,22 +20,22 @@ import (
 var signatureMethod = method{
 	name: Signature,
 	keys: []Key{
-		headerKey("header", func(c *Config) *string { return &c.Header }),
+		headerKey("header", fHeader),
 		{Name: "secrets", Kind: KeySecrets, Need: "secrets: a list of at least one secret reference", IDs: true,
-			field: func(c *Config) any { return &c.Secrets }},
-		enumKey("encoding", []string{"base64", "hex"}, func(c *Config) *string { return &c.Encoding }),
-		textKey("prefix", func(c *Config) *string { return &c.Prefix }),
-		headerKey("timestamp_header", func(c *Config) *string { return &c.TimestampHeader }),
-		textKey("timestamp_part", func(c *Config) *string { return &c.TimestampPart }),
-		textKey("signature_part", func(c *Config) *string { return &c.SignaturePart }),
-		textKey("signed", func(c *Config) *string { return &c.Signed }),
-		enumKey("timestamp_format", []string{"unix", "rfc3339"}, func(c *Config) *string { return &c.TimestampFormat }),
-		durationKey("tolerance", func(c *Config) *time.Duration { return &c.Tolerance }),
-		headerKey("key_id_header", func(c *Config) *string { return &c.KeyIDHeader }),
+			field: fSecrets},
+		enumKey("encoding", []string{"base64", "hex"}, fEncoding),
+		textKey("prefix", fPrefix),
+		headerKey("timestamp_header", fTimestampHeader),
+		textKey("timestamp_part", fTimestampPart),
+		textKey("signature_part", fSignaturePart),
+		textKey("signed", fSigned),
+		enumKey("timestamp_format", []string{"unix", "rfc3339"}, fTimestampFormat),
+		durationKey("tolerance", fTolerance),
+		headerKey("key_id_header", fKeyIDHeader),
 	},
 	prepare: newSignature,
-	credentials: func(cfg Config) ([]string, string) {
-		return []string{orDefault(cfg.Header, DefaultSignatureHeader)}, ""
+	credentials: func(cfg Config) (credentialHeaders, string) {
+		return credentialHeaders{orDefault(cfg.Header, DefaultSignatureHeader)}, ""
 	},
 }
 
@@ -250,7 +250,8 @@ func (s *signatureScheme) timestampWhere() string {
 	return s.header + " part " + s.tsPart
 }
 
-func (s *signatureScheme) check(r *Request, c *Check) *Failure {
+func (s *signatureScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	// single's trimming also drops the "\n" Ruby's Base64.encode64 appends when the sender forgets
 	// the .gsub("\n", "") of the platform's example.
 	v, st := single(headerValues(r.Header, s.header))
@@ -434,7 +435,8 @@ func (s *signatureScheme) write(h hash.Hash, ts string, body []byte) {
 // message has the same id however its header is dressed (parts reordered, a bogus
 // signature part added), and another needs the key. It is remembered for twice the
 // tolerance, as long as a replay could pass the timestamp check.
-func (s *signatureScheme) messageID(r *Request) (string, time.Duration) {
+func (s *signatureScheme) messageID(req Request) (string, time.Duration) {
+	r := &req
 	if !s.timestamped() {
 		return "", 0
 	}

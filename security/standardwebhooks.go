@@ -30,12 +30,12 @@ const whsecPrefix = "whsec_"
 var standardWebhooksMethod = method{
 	name: StandardWebhooks,
 	keys: []Key{
-		secretsKey("secrets", "secrets: a list of at least one secret reference", func(c *Config) *[]Secret { return &c.Secrets }),
-		durationKey("tolerance", func(c *Config) *time.Duration { return &c.Tolerance }),
+		secretsKey("secrets", "secrets: a list of at least one secret reference", fSecrets),
+		durationKey("tolerance", fTolerance),
 	},
 	prepare: newStandardWebhooks,
-	credentials: func(Config) ([]string, string) {
-		return []string{HeaderWebhookSignature}, ""
+	credentials: func(Config) (credentialHeaders, string) {
+		return credentialHeaders{HeaderWebhookSignature}, ""
 	},
 }
 
@@ -88,7 +88,8 @@ func decodeWhsec(s string) ([]byte, error) {
 	return k, nil
 }
 
-func (s *standardWebhooksScheme) check(r *Request, c *Check) *Failure {
+func (s *standardWebhooksScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	id, idSt := single(headerValues(r.Header, HeaderWebhookID))
 	ts, tsSt := single(headerValues(r.Header, HeaderWebhookTimestamp))
 	// Several webhook-signature fields are read as one space-separated list, as RFC 9110
@@ -144,7 +145,8 @@ func checkAge(m Method, header string, now, sent time.Time, tolerance time.Durat
 // messageID is the webhook-id a message was signed with, and how long to remember it: a
 // message accepted at t carries a timestamp of at most t+tolerance, so it can pass the
 // timestamp check again until t+2×tolerance, and not after.
-func (s *standardWebhooksScheme) messageID(r *Request) (string, time.Duration) {
+func (s *standardWebhooksScheme) messageID(req Request) (string, time.Duration) {
+	r := &req
 	id, st := single(headerValues(r.Header, HeaderWebhookID))
 	if st != present {
 		return "", 0

@@ -10,14 +10,14 @@ import (
 var tokenMethod = method{
 	name: Token,
 	keys: []Key{
-		secretKey("token", "a token (a secret reference)", func(c *Config) *Secret { return &c.Token }),
-		secretKey("secret", "a secret (a secret reference)", func(c *Config) *Secret { return &c.TokenSecret }),
-		headerKey("token_header", func(c *Config) *string { return &c.TokenHeader }),
-		headerKey("secret_header", func(c *Config) *string { return &c.SecretHeader }),
+		secretKey("token", "a token (a secret reference)", fToken),
+		secretKey("secret", "a secret (a secret reference)", fTokenSecret),
+		headerKey("token_header", fTokenHeader),
+		headerKey("secret_header", fSecretHeader),
 	},
 	prepare: newToken,
-	credentials: func(cfg Config) ([]string, string) {
-		return []string{orDefault(cfg.TokenHeader, DefaultTokenHeader), orDefault(cfg.SecretHeader, DefaultSecretHeader)}, ""
+	credentials: func(cfg Config) (credentialHeaders, string) {
+		return credentialHeaders{orDefault(cfg.TokenHeader, DefaultTokenHeader), orDefault(cfg.SecretHeader, DefaultSecretHeader)}, ""
 	},
 }
 
@@ -48,7 +48,8 @@ func newToken(cfg Config, p *problems) (scheme, material) {
 	return s, material{digests: []digest{digestOf(cfg.Token.b), digestOf(cfg.TokenSecret.b)}}
 }
 
-func (s *tokenScheme) check(r *Request, c *Check) *Failure {
+func (s *tokenScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	tok, tst := headerOrCGI(r.Header, s.tokenHeader)
 	sec, sst := headerOrCGI(r.Header, s.secretHeader)
 	switch {
@@ -82,7 +83,7 @@ func (s *tokenScheme) sign(c *Check, _ *signing, h http.Header, _ url.Values) er
 	return nil
 }
 
-func (*tokenScheme) messageID(*Request) (string, time.Duration) { return "", 0 }
+func (*tokenScheme) messageID(Request) (string, time.Duration) { return "", 0 }
 
 func orDefault(v, def string) string {
 	if v == "" {
