@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ const loanSchema = `{
   }
 }`
 
-func startSchemaApp(t *testing.T) *App {
+func startSchemaApp(t *testing.T) (*App, string) {
 	t.Helper()
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
@@ -49,11 +50,11 @@ endpoints:
 			t.Errorf("stop: %v", err)
 		}
 	})
-	return a
+	return a, dir
 }
 
 func TestPayloadSchemasRefuseBadBodiesBeforeAnythingIsRecorded(t *testing.T) {
-	a := startSchemaApp(t)
+	a, _ := startSchemaApp(t)
 	c := newAdmin(t, a)
 	good := `{"eventId":"e-1","meta":{"resourceId":"10d191c3-c97b"}}`
 	if code, body := post(t, a, "checked", good); code != 200 || body["run_id"] == nil {
@@ -150,4 +151,25 @@ func TestPayloadSchemasRefuseBadBodiesBeforeAnythingIsRecorded(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestAnEditedSchemaFileIsPickedUpWithoutARestart(t *testing.T) {
+	a, dir := startSchemaApp(t)
+	body := `{"eventId":"e-1","meta":{"resourceId":"10d191c3-c97b"}}`
+	if code, _ := post(t, a, "checked", body); code != 200 {
+		t.Fatalf("before the edit: %d", code)
+	}
+	before := a.Current()
+	stricter := strings.Replace(loanSchema, `"required": ["eventId", "meta"]`, `"required": ["eventId", "eventType", "meta"]`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "partners/loan.schema.json"), []byte(stricter), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); a.Current() == before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the schema edit was not picked up")
+		}
+	}
+	if code, answer := post(t, a, "checked", body); code != 400 || !strings.Contains(answer["message"].(string), "missing property 'eventType'") {
+		t.Fatalf("after the edit: %d %v", code, answer)
+	}
 }
