@@ -63,6 +63,13 @@ type Options struct {
 	Limiter *security.ClientLimiter
 	Metrics http.Handler
 	Logger  *zap.Logger
+	// Rejections are the gateway's latest schema rejections; nil lists none.
+	Rejections RejectionSource
+}
+
+// RejectionSource lists the latest requests refused for their body's schema, newest first.
+type RejectionSource interface {
+	Recent(partner, site, endpoint string, limit int) []gateway.Rejection
 }
 
 // API serves the admin listener.
@@ -107,6 +114,7 @@ func New(o Options) (*API, error) {
 	g.GET("/sagas/:name/versions/:n", a.sagaVersion)
 	g.POST("/sagas/:name/versions/:n/restore", a.restoreSaga)
 	g.POST("/sagas/:name/plan", a.plan)
+	g.GET("/rejections", a.rejections)
 	g.GET("/runs", a.listRuns)
 	g.GET("/runs/:id", a.getRun)
 	g.POST("/runs/:id/replay", a.replay)
@@ -247,8 +255,10 @@ type endpointView struct {
 	Scope     string `json:"scope"` // partner | site
 	Inherited bool   `json:"inherited,omitempty"`
 	Method    string `json:"method"`
+	Preset    string `json:"preset,omitempty"`
 	Saga      string `json:"saga"`
 	Mode      string `json:"mode"`
+	Schema    string `json:"schema,omitempty"` // the payload schema's file, as configured
 }
 
 func (a *API) endpoints(c echo.Context) error {
@@ -256,7 +266,10 @@ func (a *API) endpoints(c echo.Context) error {
 	out := []endpointView{}
 	view := func(p *config.Partner, s *config.Site, e *config.Endpoint, inherited bool) endpointView {
 		v := endpointView{URL: "/pushback/" + p.ID, Partner: p.ID, Endpoint: e.Name, Scope: "partner",
-			Method: string(e.Security.Method), Saga: e.Saga, Mode: string(e.Mode), Inherited: inherited}
+			Method: string(e.Security.Method), Preset: e.Security.Resolved().Preset, Saga: e.Saga, Mode: string(e.Mode), Inherited: inherited}
+		if e.Schema != nil {
+			v.Schema = e.Schema.Path
+		}
 		if s != nil {
 			v.URL += "/" + s.ID
 			v.Site, v.Scope = s.ID, "site"
@@ -282,6 +295,29 @@ func (a *API) endpoints(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"endpoints": out})
+}
+
+// maxRejections is every rejection the gateway keeps.
+const maxRejections = gateway.RejectionsPerEndpoint * gateway.RejectionEndpoints
+
+// rejections lists the latest schema rejections, filtered by partner, site and endpoint.
+func (a *API) rejections(c echo.Context) error {
+	q := c.QueryParams()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxRejections {
+			return &apiError{code: http.StatusBadRequest, message: "limit must be 1.." + strconv.Itoa(maxRejections)}
+		}
+		limit = n
+	}
+	out := []gateway.Rejection{}
+	if a.o.Rejections != nil {
+		if r := a.o.Rejections.Recent(q.Get("partner"), q.Get("site"), q.Get("endpoint"), limit); r != nil {
+			out = r
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"rejections": out})
 }
 
 func (a *API) sagas(c echo.Context) error {

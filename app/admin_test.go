@@ -94,6 +94,7 @@ func TestEveryAdminRouteNeedsTheToken(t *testing.T) {
 		{"POST", "/admin/v1/sagas/answers/versions/1/restore", "", 200},
 		{"POST", "/admin/v1/sagas/answers/plan", `{"body": {"loan": "L-2"}}`, 200},
 		{"GET", "/admin/v1/runs", "", 200},
+		{"GET", "/admin/v1/rejections", "", 200},
 		{"GET", fmt.Sprintf("/admin/v1/runs/%v", runID), "", 200},
 		{"POST", fmt.Sprintf("/admin/v1/runs/%v/replay", runID), "", 202},
 		{"POST", "/admin/v1/reload", "", 200},
@@ -335,9 +336,9 @@ func TestMetricsCountAKnownSequence(t *testing.T) {
 		m = scrape(t, c)
 	}
 	want := map[string]float64{
-		`pushbackd_requests_total{code="201",endpoint="answers",partner="acme"}`:                                     3,
-		`pushbackd_requests_total{code="401",endpoint="answers",partner="acme"}`:                                     2,
-		`pushbackd_requests_total{code="404",endpoint="",partner=""}`:                                                1,
+		`pushbackd_requests_total{code="201",endpoint="answers",partner="acme",reason=""}`:                           3,
+		`pushbackd_requests_total{code="401",endpoint="answers",partner="acme",reason=""}`:                           2,
+		`pushbackd_requests_total{code="404",endpoint="",partner="",reason=""}`:                                      1,
 		`pushbackd_auth_failures_total{endpoint="answers",method="bearer",partner="acme",reason="mismatch",site=""}`: 2,
 		`pushbackd_runs_total{saga="answers",status="succeeded"}`:                                                    3,
 		`pushbackd_step_duration_seconds_count{action="http",saga="answers",status="succeeded"}`:                     3,

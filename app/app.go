@@ -129,7 +129,7 @@ func New(opts Options) (*App, error) {
 	})
 	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
 	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log})
-	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin")}); err != nil {
+	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin"), Rejections: a.gateway.Rejections()}); err != nil {
 		return nil, errors.Join(err, a.store.Close())
 	}
 	a.recordSagaVersions(context.Background(), cfg, "start")

@@ -306,7 +306,8 @@ func (a *App) watch(ctx context.Context, wt *watcher) {
 				return
 			}
 			base := filepath.Base(ev.Name)
-			if strings.HasPrefix(base, ".") || !(strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml")) {
+			// YAML configuration, and JSON for the payload schemas endpoints name.
+			if strings.HasPrefix(base, ".") || !(strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml") || strings.HasSuffix(base, ".json")) {
 				continue // editors' swap files and our own temp files
 			}
 			timer.Reset(quiet)

@@ -10,6 +10,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/goccy/go-yaml/ast"
+
+	"github.com/pushbackd/pushbackd/payload"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/yamlconf"
@@ -207,13 +210,14 @@ const (
 // Endpoint is one pushback URL.
 type Endpoint struct {
 	Pos            yamlconf.Pos
-	Name           string    `yaml:"name,required"`
-	Saga           string    `yaml:"saga,required"`
-	Mode           Mode      `yaml:"mode"`
-	Security       *Security `yaml:"security"` // a loaded endpoint's points at its own sec
-	IdempotencyKey string    `yaml:"idempotency_key"`
-	AcceptStatus   int       `yaml:"accept_status"`
-	MaxInFlight    int       `yaml:"max_in_flight"`
+	Name           string     `yaml:"name,required"`
+	Saga           string     `yaml:"saga,required"`
+	Mode           Mode       `yaml:"mode"`
+	Security       *Security  `yaml:"security"` // a loaded endpoint's points at its own sec
+	IdempotencyKey string     `yaml:"idempotency_key"`
+	AcceptStatus   int        `yaml:"accept_status"`
+	MaxInFlight    int        `yaml:"max_in_flight"`
+	Schema         *SchemaRef `yaml:"schema"` // nil for most endpoints: one pointer each
 
 	// Filled by Load.
 	saga        *saga.Saga
@@ -228,6 +232,32 @@ func (e *Endpoint) Verifier() security.Verifier {
 		return nil
 	}
 	return &e.Security.check
+}
+
+// PayloadSchema is the compiled schema bodies must match, nil when the endpoint has none.
+func (e *Endpoint) PayloadSchema() *payload.Schema {
+	if e.Schema == nil {
+		return nil
+	}
+	return e.Schema.compiled
+}
+
+// SchemaRef is an endpoint's `schema: <file>.json` (relative to the partner file): the
+// path as written, where it is written, and the schema compiled from it at load.
+type SchemaRef struct {
+	Pos  yamlconf.Pos
+	Path string
+
+	compiled *payload.Schema
+}
+
+// UnmarshalYAMLNode reads the path and remembers where it is, for load errors.
+func (r *SchemaRef) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
+	r.Pos = yamlconf.PosOf(n)
+	d.Decode(n, &r.Path)
+	if r.Path == "" {
+		d.Errorf(n, "schema: the path is empty")
+	}
 }
 
 // Idempotency is the compiled idempotency_key template, nil when the endpoint has none.

@@ -203,13 +203,22 @@ func TestBadConfigsReportFileLineColumnAndMessage(t *testing.T) {
 		{"an unknown security method", map[string]string{"partners/acme.yaml": endpoint("{method: hmac}")}, "partners/acme.yaml", 5, 24, `unknown security method "hmac"`},
 		{"a key of another method", map[string]string{"partners/acme.yaml": endpoint("{method: signature, secrets: [{value: k}], password: {value: p}}")}, "partners/acme.yaml", 5, 58, `key "password" does not apply to method signature`},
 		{"a basic endpoint without a password", map[string]string{"partners/acme.yaml": endpoint("{method: basic, username: u}")}, "partners/acme.yaml", 5, 15, "needs a password"},
-		{"an api key with both header and query", map[string]string{"partners/acme.yaml": endpoint("{method: api_key, header: X-Key, query: key, keys: [{value: k}]}")}, "partners/acme.yaml", 5, 15, "exactly one of header or query"},
+		{"an api key with both header and query", map[string]string{"partners/acme.yaml": endpoint("{method: api_key, header: X-Key, query: key, keys: [{value: k}]}")}, "partners/acme.yaml", 5, 55, "exactly one of header or query"},
 		{"a secret given as a bare string", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [plain-text]}")}, "partners/acme.yaml", 5, 41, "not a bare string"},
 		{"a secret reference with two sources", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{env: A, value: b}]}")}, "partners/acme.yaml", 5, 41, "exactly one of env, file or value"},
 		{"a secret from an unset environment variable", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{env: PUSHBACKD_TEST_SURELY_UNSET}]}")}, "partners/acme.yaml", 5, 41, "environment variable PUSHBACKD_TEST_SURELY_UNSET is not set"},
 		{"a secret from a missing file", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{file: nope.txt}]}")}, "partners/acme.yaml", 5, 41, "cannot read secret file nope.txt"},
-		{"a standard-webhooks secret that is not whsec base64", map[string]string{"partners/acme.yaml": endpoint("{method: standard_webhooks, secrets: [{value: 'whsec_!!'}]}")}, "partners/acme.yaml", 5, 15, "security:"},
-		{"an allow_ips entry that is not an address", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{value: t}], allow_ips: [10.0.0.0/33]}")}, "partners/acme.yaml", 5, 15, `"10.0.0.0/33" is not an IP address or CIDR range`},
+		{"a standard-webhooks secret that is not whsec base64 is reported at the secret", map[string]string{"partners/acme.yaml": endpoint("{method: standard_webhooks, secrets: [{value: 'whsec_!!'}]}")}, "partners/acme.yaml", 5, 53, "security: secrets[0]: not a whsec_<base64> secret"},
+		{"an allow_ips entry that is not an address is reported at the entry", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{value: t}], allow_ips: [10.0.0.0/33]}")}, "partners/acme.yaml", 5, 66, `"10.0.0.0/33" is not an IP address or CIDR range`},
+		{"an unknown preset is reported at its name", map[string]string{"partners/acme.yaml": endpoint("{preset: paypal, secrets: [{value: k}]}")}, "partners/acme.yaml", 5, 24, `unknown security preset "paypal" (known: encompass, snapdocs, github, stripe, slack, shopify, standard_webhooks)`},
+		{"a preset beside a method is refused", map[string]string{"partners/acme.yaml": endpoint("{method: signature, preset: github, secrets: [{value: k}]}")}, "partners/acme.yaml", 5, 43, "method and preset are mutually exclusive"},
+		{"a key of another method under a preset is refused", map[string]string{"partners/acme.yaml": endpoint("{preset: github, secrets: [{value: k}], username: u}")}, "partners/acme.yaml", 5, 55, `key "username" does not apply to method signature`},
+		{"a key no method takes lists the method's keys", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{value: t}], tokenz: []}")}, "partners/acme.yaml", 5, 54, `unknown key "tokenz" (method bearer takes: tokens, allow_ips)`},
+		{"a signed template without the body is reported at signed", map[string]string{"partners/acme.yaml": endpoint("{method: signature, timestamp_header: X-Ts, signed: 'v0:{timestamp}', secrets: [{value: k}]}")}, "partners/acme.yaml", 5, 67, "security: signed must contain {body}"},
+		{"a tolerance on a signature without a timestamp is reported at tolerance", map[string]string{"partners/acme.yaml": endpoint("{method: signature, tolerance: 5m, secrets: [{value: k}]}")}, "partners/acme.yaml", 5, 46, "security: tolerance applies only to timestamped signatures"},
+		{"a secret id without key_id_header is reported at the secret", map[string]string{"partners/acme.yaml": endpoint("{method: signature, secrets: [{value: k}, {id: sub-1, value: k2}]}")}, "partners/acme.yaml", 5, 57, "security: secrets[1] has an id, which needs key_id_header"},
+		{"an id on a bearer token is refused", map[string]string{"partners/acme.yaml": endpoint("{method: bearer, tokens: [{id: a, value: t}]}")}, "partners/acme.yaml", 5, 42, `unknown key "id"`},
+		{"an empty secret id is refused", map[string]string{"partners/acme.yaml": endpoint("{preset: encompass, secrets: [{id: '', value: k}]}")}, "partners/acme.yaml", 5, 50, "id: the key id is empty"},
 		{"a saga that does not exist", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "saga: echo", "saga: nope", 1)}, "partners/acme.yaml", 3, 5, `saga "nope" not found in sagas_dir (known: echo)`},
 		{"an endpoint defined twice", map[string]string{"partners/acme.yaml": "id: acme\nendpoints:\n  - {name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}\n  - {name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}\n"}, "partners/acme.yaml", 4, 5, `endpoint "e" appears twice`},
 		{"a mode that does not exist", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "saga: echo", "saga: echo\n    mode: later", 1)}, "partners/acme.yaml", 3, 5, `mode must be async or sync, not "later"`},
@@ -234,6 +243,57 @@ func TestBadConfigsReportFileLineColumnAndMessage(t *testing.T) {
 				}
 			}
 			t.Fatalf("want %s:%d:%d: ...%s...; got\n%v", tc.file, tc.line, tc.col, tc.msg, err)
+		})
+	}
+}
+
+func TestPresetsLoadAsTheirMethodWithTheirSettings(t *testing.T) {
+	t.Setenv("PUSHBACKD_TEST_SUB_B", "key-of-sub-b")
+	path := writeConfig(t, map[string]string{"partners/acme.yaml": `id: acme
+endpoints:
+  - {name: stripe, saga: echo, security: {preset: stripe, secrets: [{value: whsec_abc}]}}
+  - {name: slack, saga: echo, security: {preset: slack, tolerance: 1m, secrets: [{value: s}]}}
+  - name: encompass
+    saga: echo
+    security:
+      preset: encompass
+      secrets:
+        - {id: sub-a, value: key-of-sub-a}
+        - {id: sub-b, env: PUSHBACKD_TEST_SUB_B}
+        - {value: any-subscription}
+  - {name: snapdocs, saga: echo, security: {preset: snapdocs, signed: "{timestamp}{body}", secrets: [{value: s}]}}
+`})
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		endpoint string
+		check    func(security.Config) bool
+	}{
+		{"stripe", func(c security.Config) bool {
+			return c.Header == "Stripe-Signature" && c.TimestampPart == "t" && c.SignaturePart == "v1" && c.Encoding == "hex"
+		}},
+		{"slack", func(c security.Config) bool {
+			return c.Tolerance == time.Minute && c.TimestampHeader == "X-Slack-Request-Timestamp" && c.Signed == "v0:{timestamp}:{body}"
+		}},
+		{"encompass", func(c security.Config) bool {
+			return c.KeyIDHeader == "Elli-SubscriptionId" && fmt.Sprint(c.SecretIDs) == "[sub-a sub-b ]" &&
+				len(c.Secrets) == 3 && string(c.Secrets[1].Reveal()) == "key-of-sub-b"
+		}},
+		{"snapdocs", func(c security.Config) bool {
+			return c.Signed == "{timestamp}{body}" && c.TimestampFormat == "rfc3339" && c.Header == "X-Authorization-Signature"
+		}},
+	} {
+		t.Run("preset "+tc.endpoint+" loads with its settings and the endpoint's overrides", func(t *testing.T) {
+			route, ok := cfg.Lookup("acme", "", tc.endpoint)
+			if !ok {
+				t.Fatal("no endpoint")
+			}
+			sec := route.Endpoint.Security.Resolved()
+			if route.Endpoint.Verifier().Method() != security.Signature || sec.Preset != tc.endpoint || !tc.check(sec) {
+				t.Fatalf("loaded as %s: %+v", route.Endpoint.Verifier().Method(), sec)
+			}
 		})
 	}
 }
@@ -521,6 +581,52 @@ endpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}
 			if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
 				t.Errorf("loading allocated %d bytes", grew)
 			}
+		})
+	}
+}
+
+func TestPayloadSchemasCompileAtLoad(t *testing.T) {
+	partner := func(schema string) string {
+		return "id: acme\nendpoints:\n  - name: e\n    saga: echo\n    schema: " + schema + "\n    security: {method: bearer, tokens: [{value: t}]}\n" +
+			"  - {name: f, saga: echo, schema: s.json, security: {method: bearer, tokens: [{value: t}]}}\n"
+	}
+	t.Run("endpoints naming one file share its compiled schema", func(t *testing.T) {
+		path := writeConfig(t, map[string]string{"partners/acme.yaml": partner("s.json"), "partners/s.json": `{"type":"object"}`})
+		cfg, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := cfg.Lookup("acme", "", "e")
+		f, _ := cfg.Lookup("acme", "", "f")
+		if e.Endpoint.PayloadSchema() == nil || e.Endpoint.PayloadSchema() != f.Endpoint.PayloadSchema() || e.Endpoint.PayloadSchema().File() != "s.json" {
+			t.Fatalf("schemas %p %p", e.Endpoint.PayloadSchema(), f.Endpoint.PayloadSchema())
+		}
+		if got := e.Endpoint.PayloadSchema().Check("text"); len(got) != 1 {
+			t.Fatalf("a string against an object schema: %v", got)
+		}
+	})
+	for _, tc := range []struct {
+		name, schema, file, src string
+		col                     int
+		msg                     string
+	}{
+		{"a missing schema file is reported at schema", "gone.json", "", "", 13, `endpoint "e": schema gone.json: `},
+		{"a schema that is not JSON is reported with its own line and column", "bad.json", "partners/bad.json", "{\n  \"type\": object\n}", 13, `endpoint "e": schema bad.json:2:11: invalid character 'o'`},
+		{"a schema that breaks the metaschema says where", "bad.json", "partners/bad.json", `{"properties": {"a": {"minLength": -1}}}`, 13, "not a valid JSON Schema: at /properties/a/minLength"},
+		{"an empty schema path is refused", "''", "", "", 13, "schema: the path is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"partners/acme.yaml": partner(tc.schema), "partners/s.json": `{}`}
+			if tc.file != "" {
+				files[tc.file] = tc.src
+			}
+			_, err := Load(writeConfig(t, files))
+			for _, e := range yamlconf.AsErrors(err) {
+				if strings.HasSuffix(e.File, "acme.yaml") && e.Line == 5 && e.Column == tc.col && strings.Contains(e.Message, tc.msg) {
+					return
+				}
+			}
+			t.Fatalf("want acme.yaml:5:%d: ...%s...; got\n%v", tc.col, tc.msg, err)
 		})
 	}
 }

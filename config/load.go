@@ -21,6 +21,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 
+	"github.com/pushbackd/pushbackd/payload"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/yamlconf"
@@ -408,7 +409,7 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga, ec egress
 		wg.Go(func() {
 			// One decoder per worker: its type and string caches serve all its files.
 			d := yamlconf.NewDecoder("")
-			share := securityShare{}
+			share := &shared{schemas: map[string]schemaResult{}}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(files) {
@@ -434,7 +435,7 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga, ec egress
 // loadPartner reads one partner file with d, returning the partner when it has no errors,
 // and the file's warnings. It must not touch the loader's state: workers call it
 // concurrently.
-func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string, sagas map[string]*saga.Saga, ec egressCheck) (*Partner, yamlconf.Errors, yamlconf.Errors) {
+func (l *loader) loadPartner(d *yamlconf.Decoder, share *shared, f string, sagas map[string]*saga.Saga, ec egressCheck) (*Partner, yamlconf.Errors, yamlconf.Errors) {
 	src, err := l.readFile(f)
 	if err != nil {
 		return nil, yamlconf.Errors{{File: f, Line: 1, Column: 1, Message: unwrapPathError(err).Error()}}, nil
@@ -465,7 +466,7 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share securityShare, f string,
 	return p, nil, warns
 }
 
-func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string, share securityShare) {
+func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string, share *shared) {
 	if p.ID != "" {
 		if !validID(p.ID) {
 			d.ErrorAt(p.Pos, "partner id %q must match %s", p.ID, IDPattern)
@@ -524,7 +525,7 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 	}
 }
 
-func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string, share securityShare) {
+func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string, share *shared) {
 	var seen map[string]bool // only for long lists: short ones are scanned
 	if len(list) > indexMin {
 		seen = make(map[string]bool, len(list))
@@ -583,11 +584,48 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 			d.ErrorAt(e.Pos, "endpoint %q: max_in_flight must not be negative", e.Name)
 		}
 		if e.Security == nil {
-			d.ErrorAt(e.Pos, "endpoint %q has no security method: every endpoint needs one (%s)", e.Name, methodList())
+			d.ErrorAt(e.Pos, "endpoint %q has no security method: every endpoint needs one (%s) or a preset (%s)", e.Name, methodList(), presetList())
 			continue
 		}
-		e.Security.build(d, dir, share)
+		if e.Schema != nil && e.Schema.Path != "" {
+			e.Schema.compiled = share.schema(d, dir, e.Name, e.Schema)
+		}
+		e.Security.build(d, dir, &share.templates)
 	}
+}
+
+// shared is what one loading worker reuses across the endpoints of its files: security
+// templates, and schemas compiled once per file however many endpoints name them.
+type shared struct {
+	templates security.Templates
+	schemas   map[string]schemaResult // by absolute path
+}
+
+type schemaResult struct {
+	s   *payload.Schema
+	err error
+}
+
+// schema compiles the schema ref names (relative to dir), reporting a failure at ref.
+func (sh *shared) schema(d *yamlconf.Decoder, dir, endpoint string, ref *SchemaRef) *payload.Schema {
+	path := ref.Path
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		d.ErrorAt(ref.Pos, "endpoint %q: schema: %v", endpoint, err)
+		return nil
+	}
+	r, ok := sh.schemas[abs]
+	if !ok {
+		r.s, r.err = payload.Compile(abs, ref.Path)
+		sh.schemas[abs] = r
+	}
+	if r.err != nil {
+		d.ErrorAt(ref.Pos, "endpoint %q: %v", endpoint, r.err)
+	}
+	return r.s
 }
 
 // indexMin is how many endpoints (or sites) a scope has before lookups go through a map;

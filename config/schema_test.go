@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/saga"
+	"github.com/pushbackd/pushbackd/security"
 )
 
 // The JSON Schemas in configs/schema exist for editors (yaml-language-server); the loaders
@@ -239,6 +241,15 @@ func loadFixture(t *testing.T, fixture string) error {
 		"sagas/echo.yaml":       minimalSaga,
 		"partners/minimal.yaml": minimalPartner,
 	}
+	// Payload schemas beside a fixture go beside the partner file, where it names them.
+	jsons, _ := filepath.Glob(filepath.Join(filepath.Dir(fixture), "*.json"))
+	for _, j := range jsons {
+		b, err := os.ReadFile(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["partners/"+filepath.Base(j)] = string(b)
+	}
 	if kind == kindServer {
 		files["pushbackd.yaml"] = string(src)
 	} else {
@@ -331,6 +342,12 @@ func TestStructurallyBadFilesAreRefusedByBothLoaderAndSchema(t *testing.T) {
 		{"api_key with both header and query is refused", "api-key-header-and-query.partner.yaml", "exactly one of header or query", "/endpoints/0/security"},
 		{"a signature encoding other than base64 or hex is refused", "bad-encoding.partner.yaml", "encoding must be base64 or hex", "/endpoints/0/security/encoding"},
 		{"a tolerance that is not a Go duration is refused", "bad-tolerance.partner.yaml", `invalid duration "5 minutes"`, "/endpoints/0/security/tolerance"},
+		{"an unknown security preset is refused", "unknown-preset.partner.yaml", `unknown security preset "paypal"`, "/endpoints/0/security/preset"},
+		{"a preset beside a method is refused", "preset-and-method.partner.yaml", "method and preset are mutually exclusive", "/endpoints/0/security"},
+		{"a signed template without {body} is refused", "signed-without-body.partner.yaml", "signed must contain {body}", "/endpoints/0/security/signed"},
+		{"an id on a secret that cannot have one is refused", "secret-id-on-bearer.partner.yaml", `unknown key "id"`, "/endpoints/0/security/tokens/0"},
+		{"a signature part name with = is refused", "bad-part-name.partner.yaml", `signature_part "v1=" must be a part name`, "/endpoints/0/security/signature_part"},
+		{"a key of another method under a preset is refused", "key-of-other-method-under-preset.partner.yaml", `key "username" does not apply to method signature`, "/endpoints/0/security"},
 		{"a bare string where a secret reference belongs is refused", "bare-secret.partner.yaml", "not a bare string", "/endpoints/0/security/tokens/0"},
 		{"a secret reference with two sources is refused", "two-secret-sources.partner.yaml", "exactly one of env, file or value", "/endpoints/0/security/tokens/0"},
 		{"a secret reference with an empty env name is refused", "empty-secret-env.partner.yaml", "the variable name is empty", "/endpoints/0/security/tokens/0/env"},
@@ -392,5 +409,88 @@ func TestStructurallyBadFilesAreRefusedByBothLoaderAndSchema(t *testing.T) {
 		if !covered[filepath.Base(f)] {
 			t.Errorf("%s has no row in this table", f)
 		}
+	}
+}
+
+// TestPartnerSchemaAgreesWithTheSecurityTable: the schema's security block is written by
+// hand for editors; the security package's method table is what the loader obeys. Every
+// method's and preset's keys, and which are required, must be the same in both.
+func TestPartnerSchemaAgreesWithTheSecurityTable(t *testing.T) {
+	f, err := os.Open(filepath.Join(schemaDir, kindPartner.schemaFile()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := doc.(map[string]any)["$defs"].(map[string]any)["security"].(map[string]any)
+	props := sec["properties"].(map[string]any)
+	strs := func(v any) []string {
+		var out []string
+		for _, x := range v.([]any) {
+			out = append(out, x.(string))
+		}
+		slices.Sort(out)
+		return out
+	}
+	methodNames := []string{}
+	for _, m := range security.Methods() {
+		methodNames = append(methodNames, string(m))
+	}
+	slices.Sort(methodNames)
+	if got := strs(props["method"].(map[string]any)["enum"]); !slices.Equal(got, methodNames) {
+		t.Errorf("method enum %v, the table has %v", got, methodNames)
+	}
+	presets := slices.Sorted(slices.Values(security.Presets()))
+	if got := strs(props["preset"].(map[string]any)["enum"]); !slices.Equal(got, presets) {
+		t.Errorf("preset enum %v, the table has %v", got, presets)
+	}
+	// branch finds the allOf entry whose if names value for field (method or preset).
+	branch := func(field, value string) map[string]any {
+		for _, b := range sec["allOf"].([]any) {
+			cond := b.(map[string]any)["if"].(map[string]any)["properties"].(map[string]any)[field]
+			if cond == nil {
+				continue
+			}
+			c := cond.(map[string]any)
+			if c["const"] == value || (c["enum"] != nil && slices.Contains(strs(c["enum"]), value)) {
+				return b.(map[string]any)["then"].(map[string]any)
+			}
+		}
+		return nil
+	}
+	check := func(t *testing.T, field, value string, m security.Method) {
+		then := branch(field, value)
+		if then == nil {
+			t.Fatalf("no allOf branch for %s %s", field, value)
+		}
+		keys, _ := security.MethodKeys(m)
+		want, required := []string{field, "allow_ips"}, []string{}
+		for _, k := range keys {
+			want = append(want, k.Name)
+			if props[k.Name] == nil {
+				t.Errorf("key %s has no property", k.Name)
+			}
+			if k.Need != "" {
+				required = append(required, k.Name)
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(required)
+		if got := strs(then["propertyNames"].(map[string]any)["enum"]); !slices.Equal(got, want) {
+			t.Errorf("keys %v, the table has %v", got, want)
+		}
+		if got := strs(then["required"]); !slices.Equal(got, required) {
+			t.Errorf("required %v, the table has %v", got, required)
+		}
+	}
+	for _, m := range security.Methods() {
+		t.Run("method "+string(m)+" has the table's keys", func(t *testing.T) { check(t, "method", string(m), m) })
+	}
+	for _, p := range security.Presets() {
+		m, _ := security.PresetMethod(p)
+		t.Run("preset "+p+" has its method's keys", func(t *testing.T) { check(t, "preset", p, m) })
 	}
 }

@@ -1,7 +1,7 @@
 package config
 
 import (
-	"net/netip"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -12,52 +12,79 @@ import (
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
 
-// methodKeys lists the keys each method takes besides `method` and `allow_ips`. A key of
-// another method is an error: `password:` under a signature endpoint is a mistake that would
-// otherwise silently leave the endpoint checked by something the admin did not mean.
-var methodKeys = map[security.Method][]string{
-	security.Basic:            {"username", "password"},
-	security.Token:            {"token", "secret", "token_header", "secret_header"},
-	security.Signature:        {"header", "secrets", "encoding", "prefix"},
-	security.StandardWebhooks: {"secrets", "tolerance"},
-	security.APIKey:           {"header", "query", "keys"},
-	security.Bearer:           {"tokens"},
-}
-
 // securitySpec is a security block as written. It lives while its file loads: build
-// checks it, resolves its secrets and keeps in Security only what verification needs.
+// resolves its secrets, compiles it and keeps in Security only what verification needs.
+// Which keys a method takes, and what each holds, come from the security package's table:
+// nothing here names a method.
 type securitySpec struct {
-	Pos          yamlconf.Pos
-	Method       security.Method `yaml:"method"`
-	Username     string          `yaml:"username"`
-	Password     SecretRef       `yaml:"password"`
-	Token        SecretRef       `yaml:"token"`
-	Secret       SecretRef       `yaml:"secret"`
-	TokenHeader  string          `yaml:"token_header"`
-	SecretHeader string          `yaml:"secret_header"`
-	Header       string          `yaml:"header"`
-	Secrets      []SecretRef     `yaml:"secrets"`
-	Encoding     string          `yaml:"encoding"`
-	Prefix       string          `yaml:"prefix"`
-	Tolerance    time.Duration   `yaml:"tolerance"`
-	Query        string          `yaml:"query"`
-	Keys         []SecretRef     `yaml:"keys"`
-	Tokens       []SecretRef     `yaml:"tokens"`
-	AllowIPs     []string        `yaml:"allow_ips"`
+	Pos      yamlconf.Pos
+	node     *ast.MappingNode // the block, for positioning errors found at build (alive until the file is done)
+	cfg      security.Config  // what was written but secrets and allow_ips
+	keys     []security.Key   // the method's keys
+	set      []string         // the keys written
+	secrets  []pendingSecrets
+	allowIPs []string
+	allowAt  ast.Node
 
 	invalid bool // did not decode cleanly; build skips it, its errors already told
+}
+
+// pendingSecrets are a secret key's references, resolved by build.
+type pendingSecrets struct {
+	key  security.Key
+	refs []SecretRef
+	ids  []string // for keys whose secrets may carry ids; nil otherwise
+}
+
+// keyedSecretRef is a secret reference that may carry an id: {id: sub-1, env: NAME}.
+type keyedSecretRef struct {
+	ID string
+	SecretRef
+}
+
+// UnmarshalYAMLNode takes `id` out and decodes the rest as a SecretRef.
+func (r *keyedSecretRef) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
+	var m *ast.MappingNode
+	switch t := d.Resolve(n).(type) {
+	case *ast.MappingNode:
+		m = t
+	case *ast.MappingValueNode:
+		m = &ast.MappingNode{BaseNode: t.BaseNode, Start: t.Start, Values: []*ast.MappingValueNode{t}}
+	}
+	if m == nil {
+		r.SecretRef.UnmarshalYAMLNode(d, n)
+		return
+	}
+	rest := make([]*ast.MappingValueNode, 0, len(m.Values))
+	for _, mv := range m.Values {
+		if d.KeyName(mv) != "id" {
+			rest = append(rest, mv)
+			continue
+		}
+		d.Decode(mv.Value, &r.ID)
+		if r.ID == "" {
+			d.Errorf(mv.Value, "id: the key id is empty")
+		}
+	}
+	if len(rest) == len(m.Values) {
+		r.SecretRef.UnmarshalYAMLNode(d, n)
+		return
+	}
+	r.SecretRef.UnmarshalYAMLNode(d, &ast.MappingNode{BaseNode: m.BaseNode, Start: m.Start, IsFlowStyle: m.IsFlowStyle, Values: rest})
+	r.SecretRef.Pos = yamlconf.PosOf(n)
 }
 
 // UnmarshalYAMLNode decodes the block as written, for build to turn into what is kept.
 func (s *Security) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
 	s.spec = &securitySpec{}
 	s.spec.UnmarshalYAMLNode(d, n)
-	s.Method = s.spec.Method
+	s.Method = s.spec.cfg.Method
 }
 
-// UnmarshalYAMLNode reads `method` first so that keys can be checked against it.
+// UnmarshalYAMLNode reads `method` or `preset` first, so that the other keys can be checked
+// against the method's, and decodes each by the kind of value the method's table says it
+// holds.
 func (s *securitySpec) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
-	type plain securitySpec // no UnmarshalYAMLNode: decodes field by field
 	s.Pos = yamlconf.PosOf(n)
 	s.invalid = true // until decoded cleanly; build then skips it, its errors already told
 	before := len(d.Errors())
@@ -65,152 +92,175 @@ func (s *securitySpec) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
 	if m == nil {
 		return
 	}
-	var methodNode ast.Node
+	s.node, s.Pos = m, yamlconf.PosOf(m)
+	var methodNode, presetNode ast.Node
 	for _, mv := range m.Values {
-		if d.KeyName(mv) == "method" {
+		switch d.KeyName(mv) {
+		case "method":
 			methodNode = mv.Value
+		case "preset":
+			presetNode = mv.Value
 		}
 	}
-	if methodNode == nil {
-		d.Errorf(m, "security needs a method (%s)", methodList())
+	var method security.Method
+	switch {
+	case methodNode == nil && presetNode == nil:
+		d.Errorf(m, "security needs a method (%s) or a preset (%s)", methodList(), presetList())
 		return
-	}
-	name, _ := d.Scalar(methodNode)
-	method := security.Method(name)
-	allowed, known := methodKeys[method]
-	if !known {
-		d.Errorf(methodNode, "unknown security method %q (known: %s)", name, methodList())
+	case methodNode != nil && presetNode != nil:
+		d.Errorf(presetNode, "method and preset are mutually exclusive: a preset names its method")
 		return
+	case presetNode != nil:
+		name, _ := d.Scalar(presetNode)
+		pm, ok := security.PresetMethod(name)
+		if !ok {
+			d.Errorf(presetNode, "unknown security preset %q (known: %s)", name, presetList())
+			return
+		}
+		s.cfg.Preset, method = name, pm
+	default:
+		name, _ := d.Scalar(methodNode)
+		if i := slices.Index(methods, security.Method(name)); i >= 0 {
+			method = methods[i] // the constant, not the file's copy of the word
+		} else {
+			d.Errorf(methodNode, "unknown security method %q (known: %s)", name, methodList())
+			return
+		}
 	}
-	// Keys of another method are reported here and left out of the decode; the filtered
-	// copy is made only when there is one to leave out, which a valid file never has.
-	var kept []*ast.MappingValueNode
-	for i, mv := range m.Values {
-		key := d.KeyName(mv)
-		if key != "method" && key != "allow_ips" && !slices.Contains(allowed, key) && isSecurityKey(key) {
-			d.Errorf(mv.Key, "key %q does not apply to method %s (it takes: %s)", key, method, strings.Join(allowed, ", "))
-			if kept == nil {
-				kept = append(make([]*ast.MappingValueNode, 0, len(m.Values)), m.Values[:i]...)
+	s.cfg.Method = method
+	s.keys, _ = security.MethodKeys(method)
+	for _, mv := range m.Values {
+		name := d.KeyName(mv)
+		switch name {
+		case "method", "preset":
+			continue
+		case "allow_ips":
+			d.Decode(mv.Value, &s.allowIPs)
+			s.allowAt = mv.Value
+			continue
+		}
+		i := slices.IndexFunc(s.keys, func(k security.Key) bool { return k.Name == name })
+		if i < 0 {
+			if security.IsKey(name) {
+				d.Errorf(mv.Key, "key %q does not apply to method %s (it takes: %s)", name, method, keyNames(s.keys))
+			} else {
+				d.Errorf(mv.Key, "unknown key %q (method %s takes: %s, allow_ips)", name, method, keyNames(s.keys))
 			}
 			continue
 		}
-		if kept != nil {
-			kept = append(kept, mv)
+		if slices.Contains(s.set, name) {
+			d.Errorf(mv.Key, "key %q appears twice", name)
+			continue
 		}
+		s.set = append(s.set, name)
+		s.decodeKey(d, s.keys[i], mv.Value)
 	}
-	body := m
-	if kept != nil {
-		body = &ast.MappingNode{BaseNode: m.BaseNode, Start: m.Start, Values: kept}
-	}
-	d.Decode(body, (*plain)(s))
-	s.Pos = yamlconf.PosOf(m)
 	s.invalid = len(d.Errors()) > before
 }
 
-func isSecurityKey(key string) bool {
-	for _, keys := range methodKeys {
-		if slices.Contains(keys, key) {
-			return true
+// decodeKey decodes one key's value by its kind.
+func (s *securitySpec) decodeKey(d *yamlconf.Decoder, k security.Key, v ast.Node) {
+	switch k.Kind {
+	case security.KeyText, security.KeyHeader, security.KeyEnum:
+		var text string
+		d.Decode(v, &text)
+		k.SetText(&s.cfg, text)
+	case security.KeyDuration:
+		var dur time.Duration
+		d.Decode(v, &dur)
+		k.SetDuration(&s.cfg, dur)
+	case security.KeySecret:
+		var ref SecretRef
+		d.Decode(v, &ref)
+		s.secrets = append(s.secrets, pendingSecrets{key: k, refs: []SecretRef{ref}})
+	case security.KeySecrets:
+		ps := pendingSecrets{key: k}
+		if k.IDs {
+			var keyed []keyedSecretRef
+			d.Decode(v, &keyed)
+			for _, r := range keyed {
+				ps.refs, ps.ids = append(ps.refs, r.SecretRef), append(ps.ids, r.ID)
+			}
+		} else {
+			d.Decode(v, &ps.refs)
 		}
+		s.secrets = append(s.secrets, ps)
 	}
-	return false
 }
 
-// securityKey is everything of a security.Config but its secrets, as written: endpoints
-// whose blocks agree on it share one template.
-type securityKey struct {
-	method                                                        security.Method
-	username, tokenHeader, secretHeader, header, encoding, prefix string
-	query, allowIPs                                               string
-	tolerance                                                     time.Duration
+func keyNames(keys []security.Key) string {
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.Name
+	}
+	return strings.Join(names, ", ")
 }
-
-// securityShare holds the templates handed out so far; one per loading worker.
-type securityShare map[securityKey]*security.Template
 
 // methods are the security.Method constants: a loaded block names its method with one of
 // them, not with a copy of the text in the file.
 var methods = security.Methods()
 
-// build checks what each method requires, resolves the secrets and compiles the verifier.
-// It leaves s with its method and verifier, and drops the spec.
-func (s *Security) build(d *yamlconf.Decoder, dir string, share securityShare) {
+// build checks what the method requires, resolves the secrets and compiles the verifier,
+// sharing templates through ts. It leaves s with its method and verifier, and drops the
+// spec.
+func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates) {
 	w := s.spec
 	s.spec = nil
 	if w == nil || w.invalid {
 		return
 	}
 	before := len(d.Errors())
-	need := func(ok bool, what string) {
-		if !ok {
-			d.ErrorAt(w.Pos, "security method %s needs %s", w.Method, what)
+	for _, k := range w.keys {
+		if k.Need != "" && !slices.Contains(w.set, k.Name) {
+			d.ErrorAt(w.Pos, "security method %s needs %s", w.cfg.Method, k.Need)
 		}
 	}
-	resolveAll := func(refs []SecretRef) []security.Secret {
-		out := make([]security.Secret, 0, len(refs))
-		for i := range refs {
-			refs[i].resolve(d, dir)
-			out = append(out, refs[i].Secret)
+	for _, ps := range w.secrets {
+		list := make([]security.Secret, len(ps.refs))
+		for i := range ps.refs {
+			ps.refs[i].resolve(d, dir)
+			list[i] = ps.refs[i].Secret
 		}
-		return out
+		ps.key.SetSecrets(&w.cfg, list, ps.ids)
 	}
-	var secrets []security.Secret
-	switch w.Method {
-	case security.Basic:
-		need(w.Username != "", "a username")
-		need(w.Password.IsSet(), "a password (a secret reference)")
-		w.Password.resolve(d, dir)
-		secrets = []security.Secret{w.Password.Secret}
-	case security.Token:
-		need(w.Token.IsSet(), "a token (a secret reference)")
-		need(w.Secret.IsSet(), "a secret (a secret reference)")
-		w.Token.resolve(d, dir)
-		w.Secret.resolve(d, dir)
-		secrets = []security.Secret{w.Token.Secret, w.Secret.Secret}
-	case security.Signature, security.StandardWebhooks:
-		need(len(w.Secrets) > 0, "secrets: a list of at least one secret reference")
-		secrets = resolveAll(w.Secrets)
-	case security.APIKey:
-		need((w.Header == "") != (w.Query == ""), "exactly one of header or query")
-		need(len(w.Keys) > 0, "keys: a list of at least one secret reference")
-		secrets = resolveAll(w.Keys)
-	case security.Bearer:
-		need(len(w.Tokens) > 0, "tokens: a list of at least one secret reference")
-		secrets = resolveAll(w.Tokens)
-	}
-	var allow []netip.Prefix
-	if len(w.AllowIPs) > 0 {
-		allow = parsePrefixes(d, nil, w.Pos, w.AllowIPs)
+	if len(w.allowIPs) > 0 {
+		w.cfg.AllowIPs = parsePrefixes(d, w.allowAt, w.Pos, w.allowIPs)
 	}
 	if len(d.Errors()) > before {
 		return
 	}
-	method := w.Method
-	if i := slices.Index(methods, method); i >= 0 {
-		method = methods[i]
-	}
-	key := securityKey{method: method, username: w.Username, tokenHeader: w.TokenHeader, secretHeader: w.SecretHeader,
-		header: w.Header, encoding: w.Encoding, prefix: w.Prefix, query: w.Query,
-		allowIPs: strings.Join(w.AllowIPs, "\x00"), tolerance: w.Tolerance}
-	cfg := security.Config{Method: method, Username: w.Username, TokenHeader: w.TokenHeader, SecretHeader: w.SecretHeader,
-		Header: w.Header, Encoding: w.Encoding, Prefix: w.Prefix, Tolerance: w.Tolerance, Query: w.Query, AllowIPs: allow}
-	switch method {
-	case security.Basic:
-		cfg.Password = secrets[0]
-	case security.Token:
-		cfg.Token, cfg.TokenSecret = secrets[0], secrets[1]
-	case security.Signature, security.StandardWebhooks:
-		cfg.Secrets = secrets
-	case security.APIKey:
-		cfg.Keys = secrets
-	case security.Bearer:
-		cfg.Tokens = secrets
-	}
-	check, err := security.Compile(cfg, share[key])
+	check, err := ts.Compile(w.cfg)
 	if err != nil {
-		d.ErrorAt(w.Pos, "security: %v", err)
+		errs := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		}
+		for _, e := range errs {
+			pos := w.Pos
+			var ce *security.ConfigError
+			if errors.As(e, &ce) {
+				pos = w.posOf(d, ce.Key, ce.Index)
+			}
+			d.ErrorAt(pos, "security: %v", e)
+		}
 		return
 	}
-	s.Method, s.check = method, check
-	share[key] = check.Template()
+	s.Method, s.check = check.Method(), check
 }
+
+// posOf is where key's value (its index-th item, for a list) is written, or the block's
+// position when the key is not written there (a preset's setting, a missing key).
+func (w *securitySpec) posOf(d *yamlconf.Decoder, key string, index int) yamlconf.Pos {
+	if key == "" || w.node == nil {
+		return w.Pos
+	}
+	for _, mv := range w.node.Values {
+		if d.KeyName(mv) != key {
+			continue
+		}
+		return itemPos(d, mv.Value, max(index, 0), yamlconf.PosOf(mv.Value))
+	}
+	return w.Pos
+}
+
+func presetList() string { return strings.Join(security.Presets(), ", ") }

@@ -25,6 +25,7 @@ import (
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/dispatch"
 	"github.com/pushbackd/pushbackd/internal/jsonenc"
+	"github.com/pushbackd/pushbackd/payload"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
@@ -48,13 +49,14 @@ type Runs interface {
 
 // Observer hears what the gateway answers, for metrics.
 type Observer interface {
-	Request(partner, endpoint string, code int)
+	// Request counts an answer; reason is "" or one of the Reason constants.
+	Request(partner, endpoint string, code int, reason string)
 	AuthFailure(partner, site, endpoint string, method security.Method, reason security.Reason)
 }
 
 type noObserver struct{}
 
-func (noObserver) Request(string, string, int)                                          {}
+func (noObserver) Request(string, string, int, string)                                  {}
 func (noObserver) AuthFailure(string, string, string, security.Method, security.Reason) {}
 
 // Options are the gateway's collaborators.
@@ -78,7 +80,16 @@ type Gateway struct {
 	// not hand an attacker fresh tries.
 	clients   *security.ClientLimiter
 	endpoints *security.FailureLimiter
+	// rejections are the latest schema rejections, for the admin API.
+	rejections *Rejections
 }
+
+// Reasons a request is answered as it is, besides its status: the reason label of
+// pushbackd_requests_total, "" for every other answer.
+const (
+	ReasonSchema      = "schema"      // 400: the body does not match the endpoint's schema
+	ReasonUnparseable = "unparseable" // 400: the body cannot be parsed as its content type says
+)
 
 // maxLimiterKeys bounds the memory of each failure limiter.
 const maxLimiterKeys = 100_000
@@ -106,7 +117,7 @@ func New(opts Options) *Gateway {
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
-	g := &Gateway{opts: opts, clients: opts.ClientLimiter}
+	g := &Gateway{opts: opts, clients: opts.ClientLimiter, rejections: NewRejections()}
 	_, g.endpoints = NewFailureLimiters(opts.Config.Current().Server.Limits.AuthFailures)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -119,6 +130,9 @@ func New(opts Options) *Gateway {
 	g.echo = e
 	return g
 }
+
+// Rejections are the latest requests refused for their body's schema.
+func (g *Gateway) Rejections() *Rejections { return g.rejections }
 
 // ServeHTTP makes the gateway an http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.echo.ServeHTTP(w, r) }
@@ -142,13 +156,16 @@ type Answer struct {
 	Message   string `json:"message,omitempty"`
 	RunID     string `json:"run_id,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
+	// Errors say where a body fails its endpoint's schema (400 only).
+	Errors []payload.Problem `json:"errors,omitempty"`
 }
 
 // httpError is an answer decided before the saga runs.
 type httpError struct {
-	code    int
-	message string
-	header  http.Header
+	code     int
+	message  string
+	header   http.Header
+	problems []payload.Problem
 }
 
 func (e *httpError) Error() string { return e.message }
@@ -164,6 +181,7 @@ const unauthorizedMessage = "authentication failed"
 const (
 	partnerKey  = "partner"
 	endpointKey = "endpoint"
+	reasonKey   = "reason"
 )
 
 // observe counts every answer once it is written, errors included.
@@ -174,7 +192,8 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		partner, _ := c.Get(partnerKey).(string)
 		endpoint, _ := c.Get(endpointKey).(string)
-		g.opts.Observer.Request(partner, endpoint, c.Response().Status)
+		reason, _ := c.Get(reasonKey).(string)
+		g.opts.Observer.Request(partner, endpoint, c.Response().Status, reason)
 		return nil
 	}
 }
@@ -197,7 +216,7 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	for k, vs := range he.header {
 		c.Response().Header()[k] = vs
 	}
-	writeJSON(c, he.code, Answer{Status: http.StatusText(he.code), Code: he.code, Message: he.message})
+	writeJSON(c, he.code, Answer{Status: http.StatusText(he.code), Code: he.code, Message: he.message, Errors: he.problems})
 }
 
 func writeJSON(c echo.Context, code int, v any) {
@@ -303,14 +322,22 @@ func (g *Gateway) handle(c echo.Context) error {
 		return err
 	}
 	query := r.URL.Query()
-	if err := verifier.Verify(&security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}); err != nil {
+	sreq := &security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}
+	if err := verifier.Verify(sreq); err != nil {
 		return g.refuse(err, route, site, remote, log)
 	}
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)
 	if err != nil {
 		log.Info("body rejected", zap.String("content_type", contentType), zap.Error(err))
+		c.Set(reasonKey, ReasonUnparseable)
 		return &httpError{code: http.StatusBadRequest, message: err.Error()}
+	}
+	// The schema is checked before anything is recorded: a refused body leaves no run.
+	if ps := route.Endpoint.PayloadSchema(); ps != nil {
+		if problems := ps.Check(body); problems != nil {
+			return g.refuseBody(c, route, site, reqID, client, ps, problems, log)
+		}
 	}
 
 	runID, err := uuid.NewV7()
@@ -342,9 +369,10 @@ func (g *Gateway) handle(c echo.Context) error {
 			run.IdempotencyKey = store.IdempotencyKey(scope, key)
 		}
 	}
-	// A signed message id (Standard Webhooks' webhook-id) is remembered for as long as a
-	// replay of the message could pass verification, so a replay runs nothing.
-	if id, remember := verifier.MessageID(r.Header); id != "" {
+	// A signed message id (Standard Webhooks' webhook-id, a timestamped signature's signed
+	// content) is remembered for as long as a replay of the message could pass
+	// verification, so a replay runs nothing.
+	if id, remember := verifier.MessageID(sreq); id != "" {
 		run.MessageKey, opts.MessageTTL = store.MessageKey(scope, id), remember
 	}
 	if limit := route.Endpoint.MaxInFlight; limit > 0 {
@@ -384,6 +412,21 @@ func (g *Gateway) refuse(err error, route config.Route, site string, client neti
 		h.Set(echo.HeaderWWWAuthenticate, ch)
 	}
 	return &httpError{code: http.StatusUnauthorized, message: unauthorizedMessage, header: h}
+}
+
+// refuseBody answers a body that fails its endpoint's schema: 400 with where and why, so the
+// sender can fix it. Answering 4xx tells senders such as Encompass that the event was
+// delivered, so the operator can look at the latest ones on the admin API.
+func (g *Gateway) refuseBody(c echo.Context, route config.Route, site, reqID, client string, ps *payload.Schema, problems []payload.Problem, log *reqLog) error {
+	c.Set(reasonKey, ReasonSchema)
+	g.rejections.Add(Rejection{At: g.opts.Now(), Partner: route.Partner.ID, Site: site, Endpoint: route.Endpoint.Name,
+		RequestID: reqID, RemoteIP: client, Schema: ps.File(), Problems: problems})
+	log.Info("body does not match the endpoint's schema", zap.String("schema", ps.File()), zap.Stringer("problem", problems[0]), zap.Int("problems", len(problems)))
+	msg := "body does not match the endpoint's schema: " + problems[0].String()
+	if n := len(problems) - 1; n > 0 {
+		msg += " (and " + strconv.Itoa(n) + " more in errors)"
+	}
+	return &httpError{code: http.StatusBadRequest, message: msg, problems: problems}
 }
 
 // tooManyFailures is the answer once a failure budget is spent: like the 401, it says

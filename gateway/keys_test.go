@@ -3,11 +3,16 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +32,10 @@ import (
 // engine and a bbolt file, because what they check — which run a key points at, which run
 // a debounce supersedes, what survives a restart — lives in the store.
 
-const whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+const (
+	whsec        = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	stripeSecret = "whsec_gateway-stripe-secret"
+)
 
 // keysPartner has endpoints at the partner and at two sites: branch defines its own (with
 // its own token), east inherits the partner's.
@@ -39,6 +47,7 @@ endpoints:
   - {name: waits-partner, saga: wait-partner, security: {method: bearer, tokens: [{value: partner-token}]}}
   - {name: hooks, saga: note, security: {method: standard_webhooks, secrets: [{value: ` + whsec + `}]}}
   - {name: hooks-keyed, saga: note, idempotency_key: "${ body.eventId }", security: {method: standard_webhooks, secrets: [{value: ` + whsec + `}]}}
+  - {name: stripe, saga: note, security: {preset: stripe, secrets: [{value: ` + stripeSecret + `}]}}
 sites:
   - id: branch
     endpoints:
@@ -273,6 +282,66 @@ func signed(t *testing.T, body, msgID string, sent time.Time) map[string]string 
 		out[k] = h.Get(k)
 	}
 	return out
+}
+
+// stripeSigned is a Stripe event as Stripe would post it at sent: the HMAC computed here
+// from Stripe's documented scheme, not by the security package.
+func stripeSigned(body string, sent time.Time) map[string]string {
+	ts := strconv.FormatInt(sent.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(stripeSecret))
+	m.Write([]byte(ts + "." + body))
+	return map[string]string{"Content-Type": "application/json", "Stripe-Signature": "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))}
+}
+
+func TestTimestampedSignaturesAreNotReplayed(t *testing.T) {
+	const body = `{"id":"evt_1"}`
+	t.Run("three posts of one signed message make one run", func(t *testing.T) {
+		l := startLive(t)
+		msg := stripeSigned(body, l.clock.Now())
+		first := l.post("/pushback/p/stripe", msg, body)
+		for i := 0; i < 2; i++ {
+			again := l.post("/pushback/p/stripe", msg, body)
+			if again.body["duplicate"] != true || runID(again) != runID(first) {
+				t.Fatalf("replay %d: %s; want a duplicate of %s", i+1, again.raw, runID(first))
+			}
+		}
+		if n := l.runs("stripe"); n != 1 {
+			t.Fatalf("%d runs, want 1", n)
+		}
+	})
+	t.Run("a replay with its parts reordered and a forged v1 added is still a duplicate", func(t *testing.T) {
+		l := startLive(t)
+		msg := stripeSigned(body, l.clock.Now())
+		first := l.post("/pushback/p/stripe", msg, body)
+		t1, v1, _ := strings.Cut(msg["Stripe-Signature"], ",")
+		dressed := map[string]string{"Content-Type": "application/json", "Stripe-Signature": v1 + ",v1=" + strings.Repeat("0", 64) + "," + t1}
+		again := l.post("/pushback/p/stripe", dressed, body)
+		if again.body["duplicate"] != true || runID(again) != runID(first) {
+			t.Fatalf("dressed replay: %s; want a duplicate of %s", again.raw, runID(first))
+		}
+	})
+	t.Run("the same body signed a second later is a new message", func(t *testing.T) {
+		l := startLive(t)
+		first := l.post("/pushback/p/stripe", stripeSigned(body, l.clock.Now()), body)
+		next := l.post("/pushback/p/stripe", stripeSigned(body, l.clock.Now().Add(time.Second)), body)
+		if next.body["duplicate"] == true || runID(next) == runID(first) {
+			t.Fatalf("a new signing: %s; want a new run", next.raw)
+		}
+	})
+	t.Run("a replay is refused for as long as its timestamp passes", func(t *testing.T) {
+		l := startLive(t)
+		msg := stripeSigned(body, l.clock.Now().Add(5*time.Minute-time.Second))
+		l.post("/pushback/p/stripe", msg, body)
+		l.clock.Advance(10*time.Minute - 2*time.Second)
+		if again := l.post("/pushback/p/stripe", msg, body); again.body["duplicate"] != true {
+			t.Fatalf("a replay 9m58s later: %s; want a duplicate", again.raw)
+		}
+		l.clock.Advance(3 * time.Second)
+		h := &harness{srv: l.srv}
+		if late := h.post(t, "/pushback/p/stripe", msg, []byte(body)); late.code != http.StatusUnauthorized {
+			t.Fatalf("past twice the tolerance: %d %s; want 401 (expired)", late.code, late.raw)
+		}
+	})
 }
 
 func TestStandardWebhooksMessagesAreNotReplayed(t *testing.T) {

@@ -35,8 +35,8 @@ func New(queueDepth func() int) *Metrics {
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushbackd_requests_total",
-			Help: "Pushback requests by partner, endpoint and answer status. Requests to unknown endpoints count under empty labels, so a scanner cannot grow the label set.",
-		}, []string{"partner", "endpoint", "code"}),
+			Help: "Pushback requests by partner, endpoint, answer status and reason (schema: the body failed the endpoint's schema; unparseable: the body could not be parsed; empty otherwise). Requests to unknown endpoints count under empty labels, so a scanner cannot grow the label set.",
+		}, []string{"partner", "endpoint", "code", "reason"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushbackd_auth_failures_total",
 			Help: "Failed authentications by endpoint, security method and reason.",
@@ -80,9 +80,9 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Request counts one answered pushback.
-func (m *Metrics) Request(partner, endpoint string, code int) {
-	m.requests.WithLabelValues(partner, endpoint, strconv.Itoa(code)).Inc()
+// Request counts one answered pushback; reason is "" or a gateway Reason constant.
+func (m *Metrics) Request(partner, endpoint string, code int, reason string) {
+	m.requests.WithLabelValues(partner, endpoint, strconv.Itoa(code), reason).Inc()
 }
 
 // AuthFailure counts one failed authentication.

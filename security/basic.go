@@ -8,34 +8,42 @@ import (
 	"time"
 )
 
-// basicScheme checks Authorization: Basic base64(user:pass).
-type basicScheme struct {
-	username   string
-	password   []byte
-	user, pass digest
+var basicMethod = method{
+	name: Basic,
+	keys: []Key{
+		{Name: "username", Kind: KeyText, Need: "a username", field: fUsername},
+		secretKey("password", "a password (a secret reference)", fPassword),
+	},
+	challenge:   `Basic realm="pushbackd"`,
+	prepare:     newBasic,
+	credentials: func(Config) (credentialHeaders, string) { return credentialHeaders{}, "" }, // Authorization is always redacted
 }
 
-func newBasic(cfg Config, p *problems) *basicScheme {
+// basicScheme checks Authorization: Basic base64(user:pass). Its Check holds the password
+// and the password's digest.
+type basicScheme struct {
+	username string
+	user     digest
+}
+
+func newBasic(cfg Config, p *problems) (scheme, material) {
 	if cfg.Username == "" {
-		p.add("username is required")
+		p.at("username", "username is required")
 	}
 	// RFC 7617 splits user-id and password at the first colon, so a colon in the username
 	// could never be matched.
 	if strings.Contains(cfg.Username, ":") {
-		p.add("username must not contain ':'")
+		p.at("username", "username must not contain ':'")
 	}
 	if cfg.Password.IsZero() {
-		p.add("password is required")
+		p.at("password", "password is required")
 	}
-	return &basicScheme{
-		username: cfg.Username,
-		password: cfg.Password.b,
-		user:     digestOf([]byte(cfg.Username)),
-		pass:     digestOf(cfg.Password.b),
-	}
+	s := &basicScheme{username: cfg.Username, user: digestOf([]byte(cfg.Username))}
+	return s, material{digests: []digest{digestOf(cfg.Password.b)}}
 }
 
-func (s *basicScheme) check(r *Request) *Failure {
+func (s *basicScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	user, pass, f := parseBasic(r.Header)
 	if f != nil {
 		return f
@@ -43,7 +51,7 @@ func (s *basicScheme) check(r *Request) *Failure {
 	// Both comparisons always run, and are combined without short-circuiting, so timing
 	// says nothing about whether the username alone was right.
 	u := equalDigest(digestOf(user), s.user)
-	pw := equalDigest(digestOf(pass), s.pass)
+	pw := equalDigest(digestOf(pass), c.digests[0])
 	switch {
 	case u&pw == 1:
 		return nil
@@ -82,9 +90,12 @@ func parseBasic(h http.Header) (user, pass []byte, f *Failure) {
 	return raw[:i], raw[i+1:], nil
 }
 
-func (s *basicScheme) sign(_ []byte, _ string, _ time.Time, h http.Header, _ url.Values) error {
-	cred := make([]byte, 0, len(s.username)+1+len(s.password))
-	cred = append(append(append(cred, s.username...), ':'), s.password...)
+func (s *basicScheme) sign(c *Check, _ *signing, h http.Header, _ url.Values) error {
+	password := c.raw(0)
+	cred := make([]byte, 0, len(s.username)+1+len(password))
+	cred = append(append(append(cred, s.username...), ':'), password...)
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString(cred))
 	return nil
 }
+
+func (*basicScheme) messageID(Request) (string, time.Duration) { return "", 0 }

@@ -1,29 +1,36 @@
 package security
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 )
 
-// bearerScheme checks Authorization: Bearer <token> against a list of tokens.
-type bearerScheme struct {
-	tokens  [][]byte
-	digests []digest
+var bearerMethod = method{
+	name: Bearer,
+	keys: []Key{
+		secretsKey("tokens", "tokens: a list of at least one secret reference", fTokens),
+	},
+	challenge:   `Bearer realm="pushbackd"`,
+	prepare:     newBearer,
+	credentials: func(Config) (credentialHeaders, string) { return credentialHeaders{}, "" }, // Authorization is always redacted
 }
 
-func newBearer(cfg Config, p *problems) *bearerScheme {
-	s := &bearerScheme{tokens: requireSecrets("tokens", cfg.Tokens, p)}
-	s.digests = digestsOf(s.tokens)
-	for i, t := range s.tokens {
-		checkSendable(fmt.Sprintf("tokens[%d]", i), t, p)
+// bearerScheme checks Authorization: Bearer <token> against the digests of a list of
+// tokens, which its Check holds.
+type bearerScheme struct{}
+
+func newBearer(cfg Config, p *problems) (scheme, material) {
+	tokens := requireSecrets("tokens", cfg.Tokens, p)
+	for i, t := range tokens {
+		checkSendable("tokens", i, t, p)
 	}
-	return s
+	return bearerScheme{}, material{digests: digestsOf(tokens)}
 }
 
-func (s *bearerScheme) check(r *Request) *Failure {
+func (bearerScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	scheme, tok, st := authorization(r.Header)
 	switch st {
 	case absent:
@@ -37,13 +44,15 @@ func (s *bearerScheme) check(r *Request) *Failure {
 	if tok == "" {
 		return fail(Bearer, ReasonMalformed, "Authorization Bearer has no token")
 	}
-	if !matchesAny([]byte(tok), s.digests) {
+	if !matchesAny([]byte(tok), c.digests) {
 		return fail(Bearer, ReasonMismatch, "no configured token matches")
 	}
 	return nil
 }
 
-func (s *bearerScheme) sign(_ []byte, _ string, _ time.Time, h http.Header, _ url.Values) error {
-	h.Set("Authorization", "Bearer "+string(s.tokens[0]))
+func (bearerScheme) sign(c *Check, _ *signing, h http.Header, _ url.Values) error {
+	h.Set("Authorization", "Bearer "+string(c.raw(0)))
 	return nil
 }
+
+func (bearerScheme) messageID(Request) (string, time.Duration) { return "", 0 }

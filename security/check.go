@@ -6,23 +6,24 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 )
 
 // Check is a verifier as a value, for an owner that keeps hundreds of thousands of them and
 // embeds each in a larger object: a *Check is a Verifier, and a Check is no heap object of
 // its own. What endpoints with the same settings have in common (the Config but for its
-// secrets, the normalised allow list, defaulted header names, digests of a username) lives
-// in a Template they share; a Check holds its secrets and, for the methods that compare
-// digests or decoded keys, those. For the signature method that is the secrets alone, so
-// a garbage collection visits nothing per endpoint beyond the owner's own memory.
+// secrets, the normalised allow list, the method's prepared scheme) lives in a Template
+// they share; a Check holds its secrets and, for the methods that compare digests or
+// decoded keys, those. For the signature method that is the secrets alone, so a garbage
+// collection visits nothing per endpoint beyond the owner's own memory.
 //
 // The zero Check is not a verifier; Compile makes valid ones. A Check is immutable after
 // Compile (MoveSecrets aside, which cannot change what it accepts) and safe for concurrent
 // use.
 type Check struct {
 	t       *Template
-	secrets []Secret // basic: password; token: token, secret; otherwise the method's list
+	secrets []Secret // the method's secret keys' values, in the order its keys list them
 	digests []digest // basic: password; token: token, secret; api_key, bearer: one per key
 	keys    [][]byte // standard_webhooks: the decoded whsec keys
 }
@@ -30,102 +31,115 @@ type Check struct {
 // Template is the part of a validated Config that holds no secret, prepared once and shared
 // by the Checks of every Config that differs from it only in secrets.
 type Template struct {
-	cfg   Config // as given, secrets left out
-	kind  kind   // cfg.Method, to switch on without comparing strings
-	allow []netip.Prefix
-
-	// The method's scheme with its per-endpoint fields left zero; Verify fills them in a
-	// copy on its stack.
-	basic  basicScheme
-	token  tokenScheme
-	sig    signatureScheme
-	sw     standardWebhooksScheme
-	apiKey apiKeyScheme
+	cfg    Config // presets applied, secrets left out
+	key    string // cfg as templateKey writes it: what sharing compares
+	m      *method
+	scheme scheme
+	allow  []netip.Prefix
 }
 
 var _ Verifier = (*Check)(nil)
-
-// kind numbers the methods for Verify's dispatch.
-type kind uint8
-
-const (
-	kindBasic kind = iota + 1
-	kindToken
-	kindSignature
-	kindStandardWebhooks
-	kindAPIKey
-	kindBearer
-)
 
 // Compile validates cfg exactly as New does, with the same errors, and returns its verifier
 // as a value. like, when not nil, is a Template to share: it is used when its Config equals
 // cfg but for secrets, and a new one is made otherwise.
 func Compile(cfg Config, like *Template) (Check, error) {
-	v, err := build(cfg)
+	b, err := build(cfg)
 	if err != nil {
 		return Check{}, err
 	}
+	key := templateKey(b.cfg)
 	t := like
-	if t == nil || !t.matches(cfg) {
-		t = newTemplate(cfg, v)
+	if t == nil || t.key != key {
+		t = b.template(key)
 	}
-	c := Check{t: t}
-	switch s := v.scheme.(type) {
-	case *basicScheme:
-		c.secrets = []Secret{cfg.Password}
-		c.digests = []digest{s.pass}
-	case *tokenScheme:
-		c.secrets = []Secret{cfg.Token, cfg.TokenSecret}
-		c.digests = []digest{s.tokenDigest, s.secretDigest}
-	case *signatureScheme:
-		c.secrets = slices.Clone(cfg.Secrets) // the caller may reuse its slice
-	case *standardWebhooksScheme:
-		c.secrets = slices.Clone(cfg.Secrets)
-		c.keys = s.keys
-	case *apiKeyScheme:
-		c.secrets = slices.Clone(cfg.Keys)
-		c.digests = s.digests
-	case *bearerScheme:
-		c.secrets = slices.Clone(cfg.Tokens)
-		c.digests = s.digests
-	}
-	return c, nil
+	return b.check(t), nil
 }
 
-// secretFree is cfg with its secrets left out.
-func secretFree(cfg Config) Config {
-	cfg.Password, cfg.Token, cfg.TokenSecret = Secret{}, Secret{}, Secret{}
-	cfg.Secrets, cfg.Keys, cfg.Tokens = nil, nil, nil
+// Templates hands out shared Templates, one per Config but for its secrets. It is not safe
+// for concurrent use: a loader keeps one per worker.
+type Templates struct{ m map[string]*Template }
+
+// Compile is the package's Compile with the Template chosen from those handed out before.
+func (ts *Templates) Compile(cfg Config) (Check, error) {
+	b, err := build(cfg)
+	if err != nil {
+		return Check{}, err
+	}
+	key := templateKey(b.cfg)
+	t := ts.m[key]
+	if t == nil {
+		t = b.template(key)
+		if ts.m == nil {
+			ts.m = map[string]*Template{}
+		}
+		ts.m[key] = t
+	}
+	return b.check(t), nil
+}
+
+func (b *built) template(key string) *Template {
+	cfg := secretFree(b.m, b.cfg)
+	cfg.AllowIPs, cfg.SecretIDs = slices.Clone(cfg.AllowIPs), slices.Clone(cfg.SecretIDs)
+	return &Template{cfg: cfg, key: key, m: b.m, scheme: b.scheme, allow: b.allow}
+}
+
+// check is b's Check on t. Its secret list is its own: the caller may reuse its slices.
+func (b *built) check(t *Template) Check {
+	var list []Secret
+	for _, k := range b.m.keys {
+		switch f := b.cfg.at(k.field).(type) {
+		case *Secret:
+			list = append(list, *f)
+		case *[]Secret:
+			list = append(list, *f...)
+		}
+	}
+	return Check{t: t, secrets: list, digests: b.mat.digests, keys: b.mat.keys}
+}
+
+// secretFree is cfg with the method's secrets left out.
+func secretFree(m *method, cfg Config) Config {
+	for _, k := range m.keys {
+		if k.secret() {
+			k.copyTo(&cfg, &Config{})
+		}
+	}
 	return cfg
 }
 
-func newTemplate(cfg Config, v *verifier) *Template {
-	t := &Template{cfg: secretFree(cfg), allow: v.allow}
-	t.cfg.AllowIPs = slices.Clone(cfg.AllowIPs)
-	switch s := v.scheme.(type) {
-	case *basicScheme:
-		t.kind, t.basic = kindBasic, basicScheme{username: s.username, user: s.user}
-	case *tokenScheme:
-		t.kind, t.token = kindToken, tokenScheme{tokenHeader: s.tokenHeader, secretHeader: s.secretHeader}
-	case *signatureScheme:
-		t.kind, t.sig = kindSignature, signatureScheme{header: s.header, encoding: s.encoding, prefix: s.prefix}
-	case *standardWebhooksScheme:
-		t.kind, t.sw = kindStandardWebhooks, standardWebhooksScheme{tolerance: s.tolerance}
-	case *apiKeyScheme:
-		t.kind, t.apiKey = kindAPIKey, apiKeyScheme{header: s.header, query: s.query}
-	case *bearerScheme:
-		t.kind = kindBearer
+// templateKey writes out everything of cfg that is not a secret, so that two Configs share
+// a Template exactly when their keys are equal. It walks the method's key table, so a key
+// added there is compared without further code.
+func templateKey(cfg Config) string {
+	b := make([]byte, 0, 128)
+	b = append(append(b, cfg.Method...), 0)
+	b = append(append(b, cfg.Preset...), 0)
+	var keys []Key
+	if m := lookup(cfg.Method); m != nil {
+		keys = m.keys
 	}
-	return t
-}
-
-// matches reports whether cfg equals t's Config but for secrets.
-func (t *Template) matches(cfg Config) bool {
-	a, b := t.cfg, secretFree(cfg)
-	return a.Method == b.Method && a.Username == b.Username && a.TokenHeader == b.TokenHeader &&
-		a.SecretHeader == b.SecretHeader && a.Header == b.Header && a.Encoding == b.Encoding &&
-		a.Prefix == b.Prefix && a.Tolerance == b.Tolerance && a.Query == b.Query &&
-		slices.Equal(a.AllowIPs, b.AllowIPs)
+	for _, k := range keys {
+		switch f := cfg.at(k.field).(type) {
+		case *string:
+			b = append(append(append(b, k.Name...), '='), *f...)
+		case *time.Duration:
+			b = strconv.AppendInt(append(append(b, k.Name...), '='), int64(*f), 10)
+		default:
+			continue
+		}
+		b = append(b, 0)
+	}
+	for _, p := range cfg.AllowIPs {
+		b, _ = p.AppendText(b)
+		b = append(b, ',')
+	}
+	b = append(b, 0)
+	for _, id := range cfg.SecretIDs {
+		b = append(append(b, strconv.Itoa(len(id))...), ':')
+		b = append(b, id...)
+	}
+	return string(b)
 }
 
 // Template is what c shares with the Checks of Configs that differ only in secrets: pass it
@@ -143,24 +157,22 @@ func (c *Check) Method() Method {
 	return c.t.cfg.Method
 }
 
-// Config is the Config c was compiled from, secrets included, or the zero Config for the
-// zero Check. It allocates nothing: its secret lists are c's own, not to be modified.
+// Config is the Config c was compiled from, presets applied and secrets included, or the
+// zero Config for the zero Check. It allocates nothing: its secret lists are c's own, not
+// to be modified.
 func (c *Check) Config() Config {
 	if c.t == nil {
 		return Config{}
 	}
 	cfg := c.t.cfg
-	switch cfg.Method {
-	case Basic:
-		cfg.Password = c.secrets[0]
-	case Token:
-		cfg.Token, cfg.TokenSecret = c.secrets[0], c.secrets[1]
-	case Signature, StandardWebhooks:
-		cfg.Secrets = c.secrets
-	case APIKey:
-		cfg.Keys = c.secrets
-	case Bearer:
-		cfg.Tokens = c.secrets
+	rest := c.secrets
+	for _, k := range c.t.m.keys {
+		switch f := cfg.at(k.field).(type) {
+		case *Secret:
+			*f, rest = rest[0], rest[1:]
+		case *[]Secret:
+			*f, rest = rest, nil
+		}
 	}
 	return cfg
 }
@@ -219,85 +231,24 @@ func (c *Check) Verify(r *Request) error {
 			return f
 		}
 	}
-	if f := c.check(r); f != nil {
+	if f := t.scheme.check(*r, c); f != nil {
 		return f
 	}
 	return nil
 }
 
-// MessageID: see Verifier.
-func (c *Check) MessageID(h http.Header) (string, time.Duration) {
-	if c.t == nil || c.t.kind != kindStandardWebhooks {
+// MessageID: see Verifier. r must be a request Verify accepted.
+func (c *Check) MessageID(r *Request) (string, time.Duration) {
+	if c.t == nil || r == nil {
 		return "", 0
 	}
-	return c.t.sw.messageID(h)
-}
-
-// check runs the method's scheme: the shared half from the Template, completed on the
-// stack with c's secrets, so no call allocates for it.
-func (c *Check) check(r *Request) *Failure {
-	t := c.t
-	switch t.kind {
-	case kindSignature:
-		return t.sig.checkKeys(r, c.secrets)
-	case kindBasic:
-		s := t.basic
-		s.password, s.pass = c.secrets[0].b, c.digests[0]
-		return s.check(r)
-	case kindToken:
-		s := t.token
-		s.token, s.secret = c.secrets[0].b, c.secrets[1].b
-		s.tokenDigest, s.secretDigest = c.digests[0], c.digests[1]
-		return s.check(r)
-	case kindStandardWebhooks:
-		s := t.sw
-		s.keys = c.keys
-		return s.check(r)
-	case kindAPIKey:
-		s := t.apiKey
-		s.digests = c.digests
-		return s.check(r)
-	case kindBearer:
-		s := bearerScheme{digests: c.digests}
-		return s.check(r)
-	}
-	return fail(t.cfg.Method, ReasonMissing, "unknown security method")
+	return c.t.scheme.messageID(*r)
 }
 
 // sign is what a correct sender would add to a request; see Sign.
-func (c *Check) sign(body []byte, msgID string, now time.Time, h http.Header, q url.Values) error {
-	t := c.t
-	raw := func() [][]byte {
-		out := make([][]byte, len(c.secrets))
-		for i, s := range c.secrets {
-			out[i] = s.b
-		}
-		return out
-	}
-	var s scheme
-	switch t.cfg.Method {
-	case Signature:
-		sig := t.sig
-		sig.keys = c.secrets
-		s = &sig
-	case Basic:
-		b := t.basic
-		b.password = c.secrets[0].b
-		s = &b
-	case Token:
-		tk := t.token
-		tk.token, tk.secret = c.secrets[0].b, c.secrets[1].b
-		s = &tk
-	case StandardWebhooks:
-		sw := t.sw
-		sw.keys = c.keys
-		s = &sw
-	case APIKey:
-		a := t.apiKey
-		a.keys = raw()
-		s = &a
-	case Bearer:
-		s = &bearerScheme{tokens: raw()}
-	}
-	return s.sign(body, msgID, now, h, q)
+func (c *Check) sign(in *signing, h http.Header, q url.Values) error {
+	return c.t.scheme.sign(c, in, h, q)
 }
+
+// raw is c's secrets as bytes, for schemes that send them as they are.
+func (c *Check) raw(i int) []byte { return c.secrets[i].b }

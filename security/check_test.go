@@ -166,3 +166,41 @@ func TestCheckVerifyAllocatesNothingForBearer(t *testing.T) {
 		t.Fatalf("Verify allocates %v times", n)
 	}
 }
+
+// The gateway builds a Request per pushback on its stack; verifying must not move it to the
+// heap (through the scheme interface it would, were it passed by pointer).
+func TestVerifyDoesNotMoveTheRequestToTheHeap(t *testing.T) {
+	c, err := Compile(bearerConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hdr("Authorization", "Bearer "+bearer1)
+	if n := testing.AllocsPerRun(100, func() {
+		r := Request{Header: h, Body: body, Now: testNow}
+		if err := c.Verify(&r); err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := c.MessageID(&r); id != "" {
+			t.Fatal(id)
+		}
+	}); n != 0 {
+		t.Fatalf("Verify and MessageID allocate %v times", n)
+	}
+}
+
+// Redacting a recorded request asks the method where its credentials are; that costs no
+// allocation beyond the copy of the headers.
+func TestCheckConfigAllocatesNothing(t *testing.T) {
+	c, err := Compile(Config{Preset: "stripe", Secrets: secrets(sigKey1)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		cfg := c.Config()
+		if h := cfg.credentialHeaders(); h[0] != "Stripe-Signature" {
+			t.Fatal(h)
+		}
+	}); n != 0 {
+		t.Fatalf("Config and its credentials allocate %v times", n)
+	}
+}

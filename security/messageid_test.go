@@ -29,7 +29,7 @@ func TestMessageIDIsRememberedForTwiceTheTolerance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			id, remember := v.MessageID(tc.header)
+			id, remember := v.MessageID(&Request{Header: tc.header})
 			if id != tc.id || remember != tc.remember {
 				t.Fatalf("MessageID = %q, %v; want %q, %v", id, remember, tc.id, tc.remember)
 			}

@@ -37,37 +37,42 @@ func (c Config) RedactHeaders(h http.Header) map[string][]string {
 		mask(name)
 	}
 	for _, name := range c.credentialHeaders() {
-		mask(name)
-		mask(cgiName(name))
+		if name != "" {
+			mask(name)
+			mask(cgiName(name))
+		}
 	}
 	return out
 }
 
 // RedactQuery returns the raw query with the api_key parameter's values replaced.
 func (c Config) RedactQuery(q url.Values) string {
-	if c.Method != APIKey || c.Query == "" || len(q[c.Query]) == 0 {
+	if len(q) == 0 {
+		return ""
+	}
+	_, name := c.credentials()
+	if name == "" || len(q[name]) == 0 {
 		return q.Encode()
 	}
 	masked := make(url.Values, len(q))
 	for k, v := range q {
 		masked[k] = v
 	}
-	masked[c.Query] = []string{Redacted}
+	masked[name] = []string{Redacted}
 	return masked.Encode()
 }
 
-func (c Config) credentialHeaders() []string {
-	switch c.Method {
-	case Token:
-		return []string{orDefault(c.TokenHeader, DefaultTokenHeader), orDefault(c.SecretHeader, DefaultSecretHeader)}
-	case Signature:
-		return []string{orDefault(c.Header, DefaultSignatureHeader)}
-	case StandardWebhooks:
-		return []string{HeaderWebhookSignature}
-	case APIKey:
-		if c.Header != "" {
-			return []string{c.Header}
-		}
+func (c Config) credentialHeaders() credentialHeaders {
+	h, _ := c.credentials()
+	return h
+}
+
+// credentials asks c's method where its credentials travel.
+func (c Config) credentials() (headers credentialHeaders, query string) {
+	var p problems
+	c = withPreset(c, &p)
+	if m := lookup(c.Method); m != nil {
+		return m.credentials(c)
 	}
-	return nil
+	return credentialHeaders{}, ""
 }

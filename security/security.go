@@ -1,11 +1,11 @@
 // Package security verifies that a pushback came from its configured sender.
 //
 // Each endpoint has exactly one method (basic, token, signature, standard_webhooks,
-// api_key, bearer) plus an optional IP allow list. New validates an endpoint's Config once,
-// at config load, and returns a Verifier; Verify answers nil or a *Failure whose Reason is a
-// stable metric label. The gateway answers every failure with the same 401, so the reason
-// only ever reaches logs and metrics, and no Failure ever carries a credential or a header
-// value.
+// api_key, bearer: each one entry of methodTable), or a preset over one of them, plus an
+// optional IP allow list. New validates an endpoint's Config once, at config load, and
+// returns a Verifier; Verify answers nil or a *Failure whose Reason is a stable metric
+// label. The gateway answers every failure with the same 401, so the reason only ever
+// reaches logs and metrics, and no Failure ever carries a credential or a header value.
 package security
 
 import (
@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -30,22 +29,22 @@ const (
 	Bearer           Method = "bearer"
 )
 
-// Methods returns every method, in the order the documentation lists them.
-func Methods() []Method {
-	return []Method{Basic, Token, Signature, StandardWebhooks, APIKey, Bearer}
-}
-
 // Defaults of the optional Config fields.
 const (
 	DefaultTokenHeader     = "Access-Token"
 	DefaultSecretHeader    = "Access-Secret"
 	DefaultSignatureHeader = "Pushback-Signature"
 	DefaultTolerance       = 5 * time.Minute
+	// DefaultSigned is what a timestamped signature covers unless signed says otherwise.
+	DefaultSigned = "{timestamp}.{body}"
 )
 
 // Config is one endpoint's security, secrets already resolved.
 type Config struct {
 	Method Method
+	// Preset, when set, names a shorthand (github, stripe, ...) whose settings fill the
+	// keys this Config leaves empty; Method may then be left empty.
+	Preset string
 
 	// basic
 	Username string
@@ -65,10 +64,27 @@ type Config struct {
 	Encoding string
 	Prefix   string
 
+	// signature, timestamped: the timestamp comes from a header of its own
+	// (TimestampHeader) or from a part of a multi-part signature header such as Stripe's
+	// "t=...,v1=..." (TimestampPart "t" with SignaturePart "v1"; several signature parts
+	// are rotation). Signed is what the HMAC covers: a template of {timestamp}, {body} and
+	// literal text, DefaultSigned when empty. TimestampFormat is "unix" (seconds, the
+	// default) or "rfc3339". Tolerance bounds the timestamp's age both ways.
+	TimestampHeader string
+	TimestampPart   string
+	SignaturePart   string
+	Signed          string
+	TimestampFormat string
+	// KeyIDHeader names a header by which a request says which key signed it (Encompass's
+	// Elli-SubscriptionId). SecretIDs are the secrets' ids, parallel to Secrets ("" for a
+	// secret tried whatever the request names), or nil when none has one.
+	KeyIDHeader string
+	SecretIDs   []string
+
 	// Secrets are the signature method's HMAC keys (several = rotation, any may match) or
 	// standard_webhooks' "whsec_<base64>" secrets.
 	Secrets   []Secret
-	Tolerance time.Duration // standard_webhooks; 0 means DefaultTolerance
+	Tolerance time.Duration // standard_webhooks and timestamped signatures; 0 means DefaultTolerance
 
 	Query string   // api_key
 	Keys  []Secret // api_key
@@ -85,7 +101,14 @@ type Request struct {
 	Query    url.Values
 	Body     []byte // exact raw bytes received; signatures are over these
 	RemoteIP netip.Addr
-	Now      time.Time // standard_webhooks tolerance; zero means time.Now()
+	Now      time.Time // for timestamp tolerances; zero means time.Now()
+}
+
+func (r *Request) now() time.Time {
+	if r.Now.IsZero() {
+		return time.Now()
+	}
+	return r.Now
 }
 
 // Reason says why a request failed verification. The set is small and stable because it is
@@ -96,7 +119,7 @@ const (
 	ReasonMissing   Reason = "missing"        // credential header or parameter absent
 	ReasonMalformed Reason = "malformed"      // present but unparseable
 	ReasonMismatch  Reason = "mismatch"       // well-formed but wrong
-	ReasonExpired   Reason = "expired"        // standard_webhooks timestamp outside tolerance
+	ReasonExpired   Reason = "expired"        // an authentic message whose timestamp is outside the tolerance
 	ReasonIPDenied  Reason = "ip_not_allowed" // remote address outside allow_ips
 	// ReasonRateLimited is not a verdict on a credential: the client had no tries left, so
 	// nothing was checked.
@@ -132,34 +155,7 @@ type Verifier interface {
 	// MessageID is the id a verified request gives its message, and how long the gateway
 	// must remember it to refuse every replay the method's timestamp check lets through;
 	// "" for methods whose messages carry no id.
-	MessageID(h http.Header) (id string, remember time.Duration)
-}
-
-// Challenge is the WWW-Authenticate value a 401 should carry for m, "" if the method has
-// none. Only the schemes HTTP itself defines get one; a challenge for a custom header
-// scheme would tell clients nothing they can act on.
-func Challenge(m Method) string {
-	switch m {
-	case Basic:
-		return `Basic realm="pushbackd"`
-	case Bearer:
-		return `Bearer realm="pushbackd"`
-	}
-	return ""
-}
-
-// scheme is the method-specific half of a verifier: how it checks a request and what a
-// correct sender would send.
-type scheme interface {
-	check(r *Request) *Failure
-	sign(body []byte, msgID string, now time.Time, h http.Header, q url.Values) error
-}
-
-// verifier is what build validates and prepares; Compile keeps its parts in a Check.
-type verifier struct {
-	method Method
-	allow  []netip.Prefix
-	scheme scheme
+	MessageID(r *Request) (id string, remember time.Duration)
 }
 
 // checkIP refuses a remote address outside a non-empty allow list.
@@ -183,8 +179,8 @@ func fail(m Method, r Reason, detail string) *Failure {
 }
 
 // New validates cfg and returns its verifier. All problems are reported at once, joined
-// with errors.Join, each a plain lower-case message naming the config key; none contains a
-// secret value.
+// with errors.Join, each a *ConfigError: a plain lower-case message naming the config key,
+// never containing a secret value.
 func New(cfg Config) (Verifier, error) {
 	c, err := Compile(cfg, nil)
 	if err != nil {
@@ -193,36 +189,34 @@ func New(cfg Config) (Verifier, error) {
 	return &c, nil
 }
 
-func build(cfg Config) (*verifier, error) {
+// built is a validated Config on its way to becoming a Check.
+type built struct {
+	cfg    Config // presets applied
+	m      *method
+	scheme scheme
+	mat    material
+	allow  []netip.Prefix
+}
+
+func build(cfg Config) (*built, error) {
 	var p problems
-	var s scheme
-	switch cfg.Method {
-	case Basic:
-		s = newBasic(cfg, &p)
-	case Token:
-		s = newToken(cfg, &p)
-	case Signature:
-		s = newSignature(cfg, &p)
-	case StandardWebhooks:
-		s = newStandardWebhooks(cfg, &p)
-	case APIKey:
-		s = newAPIKey(cfg, &p)
-	case Bearer:
-		s = newBearer(cfg, &p)
-	case "":
+	cfg = withPreset(cfg, &p)
+	m := lookup(cfg.Method)
+	var b built
+	switch {
+	case m != nil:
+		b.scheme, b.mat = m.prepare(cfg, &p)
+	case cfg.Method == "" && cfg.Preset == "":
 		p.add("security method is required")
-	default:
-		names := make([]string, 0, 6)
-		for _, m := range Methods() {
-			names = append(names, string(m))
-		}
-		p.add("unknown security method %q (want one of %s)", string(cfg.Method), strings.Join(names, ", "))
+	case cfg.Method != "":
+		p.at("method", "unknown security method %q (want one of %s)", string(cfg.Method), methodNames())
 	}
-	allow := normalizePrefixes(cfg.AllowIPs, &p)
+	b.allow = normalizePrefixes(cfg.AllowIPs, &p)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return &verifier{method: cfg.Method, allow: allow, scheme: s}, nil
+	b.cfg, b.m = cfg, m
+	return &b, nil
 }
 
 // normalizePrefixes masks each prefix and rewrites IPv4-mapped IPv6 prefixes as IPv4 ones,
@@ -234,7 +228,7 @@ func normalizePrefixes(in []netip.Prefix, p *problems) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(in))
 	for i, pr := range in {
 		if !pr.IsValid() {
-			p.add("allow_ips[%d] is not a valid CIDR prefix", i)
+			p.item("allow_ips", i, "allow_ips[%d] is not a valid CIDR prefix", i)
 			continue
 		}
 		a := pr.Addr().WithZone("")
@@ -247,11 +241,29 @@ func normalizePrefixes(in []netip.Prefix, p *problems) []netip.Prefix {
 	return out
 }
 
+// ConfigError is one problem with a Config. Key names the config key it concerns ("" for
+// the block as a whole) and Index the item of a list key (-1 for none), so the loader can
+// point at the exact line; the message never quotes a secret.
+type ConfigError struct {
+	Key   string
+	Index int
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return e.Msg }
+
 // problems collects validation errors so New reports all of them, not only the first.
 type problems struct{ errs []error }
 
-func (p *problems) add(format string, args ...any) {
-	p.errs = append(p.errs, fmt.Errorf(format, args...))
+// add records a problem of the block as a whole.
+func (p *problems) add(format string, args ...any) { p.item("", -1, format, args...) }
+
+// at records a problem of key.
+func (p *problems) at(key, format string, args ...any) { p.item(key, -1, format, args...) }
+
+// item records a problem of the i-th entry of list key.
+func (p *problems) item(key string, i int, format string, args ...any) {
+	p.errs = append(p.errs, &ConfigError{Key: key, Index: i, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *problems) err() error { return errors.Join(p.errs...) }
@@ -259,13 +271,13 @@ func (p *problems) err() error { return errors.Join(p.errs...) }
 // requireSecrets checks a list of secrets and returns their bytes.
 func requireSecrets(key string, list []Secret, p *problems) [][]byte {
 	if len(list) == 0 {
-		p.add("%s is required (at least one)", key)
+		p.at(key, "%s is required (at least one)", key)
 		return nil
 	}
 	out := make([][]byte, 0, len(list))
 	for i, s := range list {
 		if s.IsZero() {
-			p.add("%s[%d] is empty", key, i)
+			p.item(key, i, "%s[%d] is empty", key, i)
 		}
 		out = append(out, s.b) // even when empty, so indexes in later messages stay right
 	}
@@ -273,11 +285,17 @@ func requireSecrets(key string, list []Secret, p *problems) [][]byte {
 }
 
 // checkSendable rejects a credential that cannot arrive intact in a header or query
-// parameter. A secret read from a file with a trailing newline is the usual cause, and would
-// otherwise fail every request with "mismatch".
-func checkSendable(key string, b []byte, p *problems) {
-	if why := unsendable(string(b)); why != "" {
-		p.add("%s %s", key, why)
+// parameter (the i-th of list key, or key itself when i < 0). A secret read from a file
+// with a trailing newline is the usual cause, and would otherwise fail every request with
+// "mismatch".
+func checkSendable(key string, i int, b []byte, p *problems) {
+	why := unsendable(string(b))
+	switch {
+	case why == "":
+	case i < 0:
+		p.at(key, "%s %s", key, why)
+	default:
+		p.item(key, i, "%s[%d] %s", key, i, why)
 	}
 }
 

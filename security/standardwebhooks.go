@@ -27,34 +27,51 @@ const (
 // whsecPrefix leads a Standard Webhooks secret; the rest is the base64 key.
 const whsecPrefix = "whsec_"
 
+var standardWebhooksMethod = method{
+	name: StandardWebhooks,
+	keys: []Key{
+		secretsKey("secrets", "secrets: a list of at least one secret reference", fSecrets),
+		durationKey("tolerance", fTolerance),
+	},
+	prepare: newStandardWebhooks,
+	credentials: func(Config) (credentialHeaders, string) {
+		return credentialHeaders{HeaderWebhookSignature}, ""
+	},
+}
+
 // standardWebhooksScheme checks webhook-signature: "v1,<base64 HMAC-SHA256(key,
 // id.timestamp.body)>" entries against every configured key, and the timestamp against a
-// tolerance in both directions.
+// tolerance in both directions. Its Check holds the keys decoded from whsec_<base64>.
 type standardWebhooksScheme struct {
-	keys      [][]byte // decoded from whsec_<base64>
 	tolerance time.Duration
 }
 
-func newStandardWebhooks(cfg Config, p *problems) *standardWebhooksScheme {
-	s := &standardWebhooksScheme{tolerance: cfg.Tolerance}
-	switch {
-	case cfg.Tolerance < 0:
-		p.add("tolerance must not be negative")
-	case cfg.Tolerance == 0:
-		s.tolerance = DefaultTolerance
-	}
+func newStandardWebhooks(cfg Config, p *problems) (scheme, material) {
+	s := &standardWebhooksScheme{tolerance: tolerance(cfg.Tolerance, p)}
+	var keys [][]byte
 	for i, raw := range requireSecrets("secrets", cfg.Secrets, p) {
 		if len(raw) == 0 {
 			continue // already reported
 		}
 		k, err := decodeWhsec(string(raw))
 		if err != nil {
-			p.add("secrets[%d]: %v", i, err)
+			p.item("secrets", i, "secrets[%d]: %v", i, err)
 			continue
 		}
-		s.keys = append(s.keys, k)
+		keys = append(keys, k)
 	}
-	return s
+	return s, material{keys: keys}
+}
+
+// tolerance validates a configured tolerance and applies the default.
+func tolerance(d time.Duration, p *problems) time.Duration {
+	switch {
+	case d < 0:
+		p.at("tolerance", "tolerance must not be negative")
+	case d == 0:
+		return DefaultTolerance
+	}
+	return d
 }
 
 // decodeWhsec decodes a "whsec_<base64>" secret. Like the reference libraries it also
@@ -71,7 +88,8 @@ func decodeWhsec(s string) ([]byte, error) {
 	return k, nil
 }
 
-func (s *standardWebhooksScheme) check(r *Request) *Failure {
+func (s *standardWebhooksScheme) check(req Request, c *Check) *Failure {
+	r := &req
 	id, idSt := single(headerValues(r.Header, HeaderWebhookID))
 	ts, tsSt := single(headerValues(r.Header, HeaderWebhookTimestamp))
 	// Several webhook-signature fields are read as one space-separated list, as RFC 9110
@@ -98,7 +116,7 @@ func (s *standardWebhooksScheme) check(r *Request) *Failure {
 		return fail(StandardWebhooks, ReasonMalformed, HeaderWebhookSignature+" header has no well-formed v1 signature")
 	}
 	ok := 0
-	for _, k := range s.keys { // all keys and all entries, no early exit
+	for _, k := range c.keys { // all keys and all entries, no early exit
 		mac := standardWebhooksMAC(k, id, ts, r.Body)
 		for _, c := range cands {
 			ok |= subtle.ConstantTimeCompare(mac, c)
@@ -110,16 +128,16 @@ func (s *standardWebhooksScheme) check(r *Request) *Failure {
 	// The timestamp is judged after the signature so that "expired" always means an
 	// authentic message that is too old or too new (a replay, or a skewed clock), and a
 	// forgery with a stale timestamp is reported as the mismatch it is.
-	now := r.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	sent := time.Unix(int64(sec), 0)
+	return checkAge(StandardWebhooks, HeaderWebhookTimestamp, r.now(), time.Unix(int64(sec), 0), s.tolerance)
+}
+
+// checkAge refuses a timestamp sent more than tolerance before or after now, as expired.
+func checkAge(m Method, header string, now, sent time.Time, tolerance time.Duration) *Failure {
 	switch d := now.Sub(sent); { // Sub saturates instead of overflowing on absurd timestamps
-	case d > s.tolerance:
-		return fail(StandardWebhooks, ReasonExpired, fmt.Sprintf("%s is %s in the past, tolerance %s", HeaderWebhookTimestamp, roundAge(d), s.tolerance))
-	case d < -s.tolerance:
-		return fail(StandardWebhooks, ReasonExpired, fmt.Sprintf("%s is %s in the future, tolerance %s", HeaderWebhookTimestamp, roundAge(-d), s.tolerance))
+	case d > tolerance:
+		return fail(m, ReasonExpired, fmt.Sprintf("%s is %s in the past, tolerance %s", header, roundAge(d), tolerance))
+	case d < -tolerance:
+		return fail(m, ReasonExpired, fmt.Sprintf("%s is %s in the future, tolerance %s", header, roundAge(-d), tolerance))
 	}
 	return nil
 }
@@ -127,8 +145,9 @@ func (s *standardWebhooksScheme) check(r *Request) *Failure {
 // messageID is the webhook-id a message was signed with, and how long to remember it: a
 // message accepted at t carries a timestamp of at most t+tolerance, so it can pass the
 // timestamp check again until t+2×tolerance, and not after.
-func (s *standardWebhooksScheme) messageID(h http.Header) (string, time.Duration) {
-	id, st := single(headerValues(h, HeaderWebhookID))
+func (s *standardWebhooksScheme) messageID(req Request) (string, time.Duration) {
+	r := &req
+	id, st := single(headerValues(r.Header, HeaderWebhookID))
 	if st != present {
 		return "", 0
 	}
@@ -175,7 +194,8 @@ func parseV1Signatures(v string) [][]byte {
 	return out
 }
 
-func (s *standardWebhooksScheme) sign(body []byte, msgID string, now time.Time, h http.Header, _ url.Values) error {
+func (s *standardWebhooksScheme) sign(c *Check, in *signing, h http.Header, _ url.Values) error {
+	msgID, now := in.msgID, in.now
 	if why := unsendable(msgID); why != "" {
 		return fmt.Errorf("message id %s", why)
 	}
@@ -193,7 +213,7 @@ func (s *standardWebhooksScheme) sign(body []byte, msgID string, now time.Time, 
 		return fmt.Errorf("timestamp %s is before 1970, which webhook-timestamp cannot express", now.UTC().Format(time.RFC3339))
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)
-	mac := standardWebhooksMAC(s.keys[0], msgID, ts, body)
+	mac := standardWebhooksMAC(c.keys[0], msgID, ts, in.body)
 	h.Set(HeaderWebhookID, msgID)
 	h.Set(HeaderWebhookTimestamp, ts)
 	h.Set(HeaderWebhookSignature, "v1,"+base64.StdEncoding.EncodeToString(mac))

@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -125,8 +127,20 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	secretEnv := fs.String("secret-env", "", "environment variable holding the shared secret")
 	secretFile := fs.String("secret-file", "", "file holding the shared secret (instead of -secret-env)")
 	file := fs.String("file", "", "body to sign (default: standard input)")
-	encoding := fs.String("encoding", "base64", "base64 or hex")
+	method := fs.String("method", "", "signature or standard_webhooks (default signature)")
+	preset := fs.String("preset", "", "a provider's settings: "+strings.Join(security.Presets(), ", "))
+	encoding := fs.String("encoding", "", "base64 or hex (default base64, or the preset's)")
 	prefix := fs.String("prefix", "", `text before the signature, e.g. "sha256="`)
+	header := fs.String("header", "", "signature header (default Pushback-Signature, or the preset's)")
+	tsHeader := fs.String("timestamp-header", "", "timestamped: the header carrying the timestamp")
+	tsPart := fs.String("timestamp-part", "", "timestamped: the signature header's timestamp part, e.g. t")
+	sigPart := fs.String("signature-part", "", "the signature header's signature part, e.g. v1")
+	signed := fs.String("signed", "", `timestamped: what is signed, e.g. "v0:{timestamp}:{body}"`)
+	tsFormat := fs.String("timestamp-format", "", "timestamped: unix or rfc3339")
+	keyIDHeader := fs.String("key-id-header", "", "header naming the key (the encompass preset's is Elli-SubscriptionId)")
+	keyID := fs.String("key-id", "", "the key's id, sent in the key id header")
+	msgID := fs.String("msg-id", "", "standard_webhooks: the message id (default: a random msg_...)")
+	at := fs.String("timestamp", "", "the signing time: unix seconds or RFC 3339 (default: now)")
 	if _, err := parseArgs(fs, args); err != nil {
 		return 2
 	}
@@ -150,17 +164,64 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 		fmt.Fprintln(stderr, "pushbackd sign: give exactly one of -secret-env NAME or -secret-file PATH")
 		return 2
 	}
-	if *encoding != "base64" && *encoding != "hex" {
-		fmt.Fprintf(stderr, "pushbackd sign: -encoding must be base64 or hex, not %q\n", *encoding)
-		return 2
+	now := time.Now()
+	if *at != "" {
+		t, err := parseSigningTime(*at)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushbackd sign: -timestamp: %v\n", err)
+			return 2
+		}
+		now = t
 	}
 	body, err := readInput(*file, stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushbackd sign: %v\n", err)
 		return 1
 	}
-	fmt.Fprintln(stdout, security.SignatureValue([]byte(secret), body, *encoding, *prefix))
+	cfg := security.Config{Method: security.Method(*method), Preset: *preset, Header: *header, Encoding: *encoding, Prefix: *prefix,
+		TimestampHeader: *tsHeader, TimestampPart: *tsPart, SignaturePart: *sigPart, Signed: *signed, TimestampFormat: *tsFormat,
+		KeyIDHeader: *keyIDHeader, Secrets: []security.Secret{security.NewSecret(secret)}}
+	if *keyID != "" {
+		cfg.SecretIDs = []string{*keyID}
+	}
+	legacy := *preset == "" && *method == "" && *header == "" && *tsHeader == "" && *tsPart == "" && *sigPart == "" &&
+		*signed == "" && *keyIDHeader == "" && *keyID == ""
+	if legacy {
+		// As before presets: the signature method's value alone, for `-H "X-Sig: $(...)"`.
+		if *encoding == "" {
+			*encoding = "base64"
+		}
+		if *encoding != "base64" && *encoding != "hex" {
+			fmt.Fprintf(stderr, "pushbackd sign: -encoding must be base64 or hex, not %q\n", *encoding)
+			return 2
+		}
+		fmt.Fprintln(stdout, security.SignatureValue([]byte(secret), body, *encoding, *prefix))
+		return 0
+	}
+	if cfg.Method == "" && cfg.Preset == "" {
+		cfg.Method = security.Signature
+	}
+	h, _, err := security.Sign(cfg, body, *msgID, now)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd sign: %v\n", err)
+		return 2
+	}
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		fmt.Fprintf(stdout, "%s: %s\n", name, h.Get(name))
+	}
 	return 0
+}
+
+// parseSigningTime reads unix seconds or an RFC 3339 time.
+func parseSigningTime(s string) (time.Time, error) {
+	if sec, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(sec, 0), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither unix seconds nor an RFC 3339 time", s)
+	}
+	return t, nil
 }
 
 func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -233,8 +294,12 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	}
 	lines = append(lines, "--data-binary "+shellQuote("@"+*file))
 	fmt.Fprintln(stdout, strings.Join(lines, " \\\n  "))
-	if route.Endpoint.Security.Method == security.StandardWebhooks {
-		fmt.Fprintln(stderr, "note: the webhook-timestamp is now; the command is accepted for the endpoint's tolerance (default 5m)")
+	if sec := route.Endpoint.Security.Resolved(); security.Timestamped(sec) {
+		tol := sec.Tolerance
+		if tol == 0 {
+			tol = security.DefaultTolerance
+		}
+		fmt.Fprintf(stderr, "note: the command is signed with the time now: it is accepted for the endpoint's tolerance (%s), and once: a replay within %s is answered as a duplicate\n", tol, 2*tol)
 	}
 	return 0
 }

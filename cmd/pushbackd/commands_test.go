@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/internal/sigfixtures"
 )
 
@@ -136,6 +137,8 @@ func TestCurlPrintsACommandWithTheEndpointsCredentials(t *testing.T) {
 		{"acme/encompass", []string{"'Elli-Signature: "}},
 		{"acme/events", []string{"'Webhook-Id: msg_", "'Webhook-Signature: v1,", "'Webhook-Timestamp: "}},
 		{"acme/crm", []string{"'Access-Token: demo-access-token'", "'Access-Secret: demo-access-secret'"}},
+		{"acme/stripe", []string{"'Stripe-Signature: t="}},
+		{"acme/slack", []string{"'X-Slack-Request-Timestamp: ", "'X-Slack-Signature: v0="}},
 	}
 	body := "../../testdata/payloads/snapdocs-preview-available.json"
 	for _, tc := range cases {
@@ -288,5 +291,47 @@ func TestRunsCommandTalksToTheAdminAPI(t *testing.T) {
 	bad := []string{"-config", cfgPath, "-admin", "http://" + a.AdminAddr(), "-token-file", wrong}
 	if code, _, errOut := runCLI(t, "", append([]string{"runs", "list"}, bad...)...); code != 1 || !strings.Contains(errOut, "401") {
 		t.Errorf("wrong token: exit %d %s", code, errOut)
+	}
+}
+
+// Every endpoint of the demo, whatever its method or preset, answers 200 to the command
+// `curl` prints: the printed command is run with bash and curl against a started demo.
+func TestCurlCommandsWorkForEveryDemoEndpoint(t *testing.T) {
+	requireTools(t, "bash", "curl")
+	a := startDemo(t)
+	cfg, err := config.Load("../../configs/pushbackd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, p := range cfg.Partners {
+		for _, e := range p.Endpoints {
+			targets = append(targets, p.ID+"/"+e.Name)
+		}
+		for _, s := range p.Sites {
+			for _, e := range s.Endpoints {
+				targets = append(targets, p.ID+"/"+s.ID+"/"+e.Name)
+			}
+		}
+	}
+	if len(targets) < 11 {
+		t.Fatalf("only %d demo endpoints", len(targets))
+	}
+	body := "../../testdata/payloads/encompass-loan-milestone.json"
+	for _, target := range targets {
+		t.Run(target+" accepts the printed command", func(t *testing.T) {
+			code, cmd, errOut := runCLI(t, "", "curl", target, "-file", body, "-config", "../../configs/pushbackd.yaml", "-url", "http://"+a.Addr())
+			if code != 0 {
+				t.Fatalf("curl: exit %d: %s", code, errOut)
+			}
+			out, err := exec.Command("bash", "-c", strings.TrimSpace(cmd)+" -w '\\n%{http_code}'").Output()
+			if err != nil {
+				t.Fatalf("running %s: %v", cmd, err)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if status := lines[len(lines)-1]; status != "200" {
+				t.Fatalf("%s\nanswered %s: %s", cmd, status, out)
+			}
+		})
 	}
 }

@@ -121,6 +121,7 @@ func TestReadmeExamples(t *testing.T) {
 			// The README talks to the default port; this server has a free one.
 			script := strings.ReplaceAll(ex.script, "127.0.0.1:8080", a.Addr())
 			script = strings.ReplaceAll(script, "go run ./cmd/pushbackd curl", bin+" curl -url http://"+a.Addr())
+			script = strings.ReplaceAll(script, "go run ./cmd/pushbackd sign", bin+" sign")
 			cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 			cmd.Dir = repoRoot
 			var stderr bytes.Buffer

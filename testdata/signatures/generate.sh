@@ -43,8 +43,31 @@ sw_id="msg_p5jXN8AQM9LWM0D4loKWxJek"
 sw_ts="1614265330"
 sw_hexkey=$(printf '%s' "${sw_secret#whsec_}" | base64 -d | xxd -p -c 256)
 
+# Timestamped signatures and presets, each over "<what is signed>" as its provider documents
+# it. GitHub's and Slack's keys, and Slack's timestamp, are those of their published examples
+# (github-example.txt and slack-example.txt are the published bodies), so those two rows
+# must reproduce the published signatures; the check at the end says so.
+github_key="It's a Secret to Everybody"
+github_published="sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+slack_key="8f742231b10e8888abcd99yyyzzz85a5"
+slack_ts="1531420618"
+slack_published="v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+# Stripe signs "<t>.<body>" in hex with the whole whsec_... string as the key.
+stripe_key="whsec_fixtureStripeSigningSecret0001"
+stripe_ts="1492774577"
+# Snapdocs: an RFC 3339 timestamp header; "<timestamp>.<body>" is the preset's assumption.
+snapdocs_key="snapdocs-hmac-key-0001"
+snapdocs_ts="2021-12-17T19:08:59Z"
+shopify_key="shopify-app-client-secret-0001"
+
 hmac_b64() { # key file
 	openssl dgst -sha256 -hmac "$1" -binary <"$2" | base64 -w0
+}
+signed_hex() { # key prefix-text file: HMAC over the text, then the body
+	{ printf '%s' "$2"; cat "$3"; } | openssl dgst -sha256 -hmac "$1" -binary | xxd -p -c 256
+}
+signed_b64() { # key prefix-text file
+	{ printf '%s' "$2"; cat "$3"; } | openssl dgst -sha256 -hmac "$1" -binary | base64 -w0
 }
 hmac_hex() { # key file
 	openssl dgst -sha256 -hmac "$1" -binary <"$2" | xxd -p -c 256
@@ -68,11 +91,24 @@ out="$tmp/expected.tsv"
 			printf '%s\t%s\thex-prefixed\t%s\t-\t-\t%s%s\n' "$f" "$sum" "$k" "$sig_prefix" "$(hmac_hex "$k" "$path")"
 		done
 		printf '%s\t%s\tstandard_webhooks\t%s\t%s\t%s\tv1,%s\n' "$f" "$sum" "$sw_secret" "$sw_id" "$sw_ts" "$(sw_sig "$path")"
+		printf '%s\t%s\tgithub\t%s\t-\t-\tsha256=%s\n' "$f" "$sum" "$github_key" "$(hmac_hex "$github_key" "$path")"
+		printf '%s\t%s\tslack\t%s\t-\t%s\tv0=%s\n' "$f" "$sum" "$slack_key" "$slack_ts" "$(signed_hex "$slack_key" "v0:$slack_ts:" "$path")"
+		printf '%s\t%s\tstripe\t%s\t-\t%s\tt=%s,v1=%s\n' "$f" "$sum" "$stripe_key" "$stripe_ts" "$stripe_ts" "$(signed_hex "$stripe_key" "$stripe_ts." "$path")"
+		printf '%s\t%s\tsnapdocs\t%s\t-\t%s\t%s\n' "$f" "$sum" "$snapdocs_key" "$snapdocs_ts" "$(signed_b64 "$snapdocs_key" "$snapdocs_ts." "$path")"
+		printf '%s\t%s\tshopify\t%s\t-\t-\t%s\n' "$f" "$sum" "$shopify_key" "$(hmac_b64 "$shopify_key" "$path")"
 	done
 } >"$out"
 
 if ! grep -q $'^svix-example.json\t.*\tv1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=$' "$out"; then
 	echo "generate.sh: openssl does not reproduce the published standard-webhooks example" >&2
+	exit 1
+fi
+if ! grep -qF "github-example.txt	" "$out" || ! grep -F "github-example.txt	" "$out" | grep -qF "	github	$github_key	-	-	$github_published"; then
+	echo "generate.sh: openssl does not reproduce GitHub's published example" >&2
+	exit 1
+fi
+if ! grep -F "slack-example.txt	" "$out" | grep -qF "	slack	$slack_key	-	$slack_ts	$slack_published"; then
+	echo "generate.sh: openssl does not reproduce Slack's published example" >&2
 	exit 1
 fi
 mv "$out" "$dir/expected.tsv"
