@@ -88,6 +88,10 @@ func main() {
 		def("partners", func() { o.partners = 1_000 })
 		def("warmup", func() { o.warmup = 300 * time.Millisecond })
 	}
+	if o.conns < 1 || o.wrkThreads < 1 || o.conns%min(o.wrkThreads, o.conns) != 0 {
+		fmt.Fprintf(os.Stderr, "bench: -conns %d must be at least 1 and divide evenly among -wrk-threads %d\n", o.conns, o.wrkThreads)
+		os.Exit(2)
+	}
 	for s := range strings.SplitSeq(scenarios, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > 6 {
