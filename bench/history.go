@@ -113,7 +113,8 @@ func (b *bench) scenarioHistory() error {
 	ready := pb.readyIn
 	_, idle := pb.mem()
 	b.add(row{scenario: fmt.Sprintf("6 history: start→ready with %d runs (file %.0f MB)", n, float64(size)/(1<<20)),
-		peakRSS: idle, peakAnon: pb.anon(), target: "ready ≤ 1 s", holds: holds(ready <= time.Second, "%.2f s", ready.Seconds())})
+		peakRSS: idle, peakAnon: pb.anon(), target: "ready ≤ 1 s", holds: holds(ready <= time.Second, "%.2f s", ready.Seconds()),
+		by: "start→/readyz polled by the bench; RSS: /proc"})
 
 	p50, p99, count, err := listing(pb, "endpoint=async&limit=50", 200)
 	if err != nil {
@@ -121,17 +122,24 @@ func (b *bench) scenarioHistory() error {
 		return err
 	}
 	b.add(row{scenario: "6 history: GET /admin/v1/runs?endpoint=async&limit=50 (200 calls, sequential)", p50: p50, p99: p99,
-		errors: fmt.Sprint(0), target: "p50 ≤ 5 ms", holds: holds(p50 <= 5*time.Millisecond && count == 50, "%s, %d runs/page", fmtMs(p50), count)})
+		errors: fmt.Sprint(0), target: "p50 ≤ 5 ms", holds: holds(p50 <= 5*time.Millisecond && count == 50, "%s, %d runs/page", fmtMs(p50), count),
+		by: "the bench's Go HTTP client, one call at a time"})
 	q50, q99, qcount, err := listing(pb, "partner=bench&endpoint=async&limit=50", 200)
 	if err == nil {
 		b.note("scenario 6: partner=bench&endpoint=async&limit=50: p50 %s, p99 %s, %d runs/page", fmtMs(q50), fmtMs(q99), qcount)
 	}
 
 	accept := b.request(pb.addr, "async", true, http.StatusOK)
-	attack(accept, b.o.conns, b.o.warmup)
-	without := attack(accept, b.o.conns, b.o.duration*time.Duration(b.o.rounds))
+	if _, err := b.attack(accept, b.o.warmup); err != nil {
+		b.stopPB(pb)
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	without, err := b.attack(accept, b.o.duration*time.Duration(b.o.rounds))
 	peakA, _ := pb.mem()
 	b.stopPB(pb)
+	if err != nil {
+		return err
+	}
 	b.add(row{scenario: "6 history: async accept, no pruning", pbRPS: without.RPS(), p50: without.Quantile(0.5), p99: without.Quantile(0.99),
 		errors: errString(without, http.StatusOK), peakRSS: peakA, peakAnon: pb.anonPeak.Load(), target: "(reference)", holds: "–"})
 
@@ -149,7 +157,10 @@ func (b *bench) scenarioHistory() error {
 	defer b.stopPB(pb)
 	accept = b.request(pb.addr, "async", true, http.StatusOK)
 	o0 := oldestRun(pb)
-	with := attack(accept, b.o.conns, b.o.duration*time.Duration(b.o.rounds))
+	with, err := b.attack(accept, b.o.duration*time.Duration(b.o.rounds))
+	if err != nil {
+		return err
+	}
 	o1 := oldestRun(pb)
 	time.Sleep(time.Second)
 	o2 := oldestRun(pb)

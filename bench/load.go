@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"slices"
 	"time"
-
-	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
 // target is one request the load generator repeats.
@@ -19,16 +17,27 @@ type target struct {
 	Expect2 int // another one, when not 0
 }
 
-// loadResult is what one closed-loop attack measured.
+// loadResult is what one closed-loop attack (or several rounds, merged) measured.
 type loadResult struct {
-	Requests int            // responses received (any code) plus transport errors
+	Requests int            // responses received (any code) plus socket errors
 	OK       int            // responses with the expected code
-	Codes    map[int]int    // status code -> count (0 = transport error)
-	Errors   map[string]int // transport errors by message
+	Codes    map[int]int    // status code -> count (0 = socket error)
+	Errors   map[string]int // socket errors by kind (connect, read, write, timeout)
 	Elapsed  time.Duration
-	// serverCPU is the server process's CPU time during the attack, when known.
-	serverCPU time.Duration
-	lat       []time.Duration // latencies of the OK responses
+	// serverCPU is the server process's CPU time during the attack, when known;
+	// clientCPU is the load generator's.
+	serverCPU, clientCPU time.Duration
+	// roundRPS is each merged round's RPS, in order.
+	roundRPS []float64
+	// lat is the latency distribution of every answer (any code) as wrk's histogram
+	// reported it: masses at percentile grid points, so rounds merge by concatenation.
+	lat []latMass
+}
+
+// latMass is a number of answers (w) at a latency (v).
+type latMass struct {
+	v time.Duration
+	w float64
 }
 
 func (r *loadResult) RPS() float64 {
@@ -49,6 +58,12 @@ func (r *loadResult) merge(o *loadResult) {
 	r.OK += o.OK
 	r.Elapsed += o.Elapsed
 	r.serverCPU += o.serverCPU
+	r.clientCPU += o.clientCPU
+	if len(o.roundRPS) > 0 {
+		r.roundRPS = append(r.roundRPS, o.roundRPS...)
+	} else {
+		r.roundRPS = append(r.roundRPS, o.RPS())
+	}
 	r.lat = append(r.lat, o.lat...)
 	for k, v := range o.Codes {
 		r.Codes[k] += v
@@ -58,19 +73,33 @@ func (r *loadResult) merge(o *loadResult) {
 	}
 }
 
-// Quantile of the OK latencies (0 when none).
-func (r *loadResult) Quantile(q float64) time.Duration {
-	if len(r.lat) == 0 {
+// Quantile is the latency below which a fraction q of the answers fell (0 when none).
+// The 50th and 99th percentiles are grid points, so for one attack they are wrk's own.
+func (r *loadResult) Quantile(q float64) time.Duration { return quantile(r.lat, q) }
+
+// quantile of a distribution given as masses: the smallest latency at which the masses
+// at or below it reach q of the total.
+func quantile(lat []latMass, q float64) time.Duration {
+	total := 0.0
+	for _, m := range lat {
+		total += m.w
+	}
+	if total <= 0 {
 		return 0
 	}
-	if !slices.IsSorted(r.lat) {
-		slices.Sort(r.lat)
+	sorted := slices.SortedFunc(slices.Values(lat), func(a, b latMass) int { return int(a.v - b.v) })
+	// The grid's masses are sums of floats: allow for their rounding at the boundary.
+	want, sum := q*total*(1-1e-9), 0.0
+	for _, m := range sorted {
+		sum += m.w
+		if sum >= want {
+			return m.v
+		}
 	}
-	i := int(q * float64(len(r.lat)-1))
-	return r.lat[i]
+	return sorted[len(sorted)-1].v
 }
 
-// codesString summarises the unexpected answers, e.g. "503×12, conn-err×1".
+// codesString summarises the unexpected answers, e.g. "503×12, socket-error×1".
 func (r *loadResult) codesString(expect ...int) string {
 	s := ""
 	for _, c := range slices.Sorted(mapKeys(r.Codes)) {
@@ -81,7 +110,7 @@ func (r *loadResult) codesString(expect ...int) string {
 			s += ", "
 		}
 		if c == 0 {
-			s += fmt.Sprintf("transport-error×%d", r.Codes[c])
+			s += fmt.Sprintf("socket-error×%d", r.Codes[c])
 		} else {
 			s += fmt.Sprintf("%d×%d", c, r.Codes[c])
 		}
@@ -106,40 +135,4 @@ func mustLoopback(raw string) {
 	if err != nil || u.Hostname() != "127.0.0.1" {
 		panic(fmt.Sprintf("bench: refusing non-loopback target %q", raw))
 	}
-}
-
-// attack saturates t with conns concurrent closed-loop workers (each sends its next
-// request when its previous answer arrived) for d.
-func attack(t target, conns int, d time.Duration) *loadResult {
-	mustLoopback(t.URL)
-	atk := vegeta.NewAttacker(
-		vegeta.Workers(uint64(conns)),
-		vegeta.MaxWorkers(uint64(conns)),
-		vegeta.Connections(conns),
-		vegeta.MaxConnections(conns),
-		vegeta.KeepAlive(true),
-		vegeta.Redirects(vegeta.NoFollow),
-		vegeta.MaxBody(0), // read and discard answers; we only need the status
-		vegeta.Timeout(30*time.Second),
-	)
-	tr := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: t.URL, Body: t.Body, Header: t.Header})
-	res := &loadResult{Codes: map[int]int{}, Errors: map[string]int{}}
-	res.lat = make([]time.Duration, 0, 1<<16)
-	start := time.Now()
-	// Rate{Freq: 0} is the unbounded pacer: with MaxWorkers = conns the attack is a
-	// closed loop of conns workers.
-	for r := range atk.Attack(tr, vegeta.Rate{Freq: 0}, d, "bench") {
-		res.Requests++
-		code := int(r.Code)
-		res.Codes[code]++
-		if code == 0 && r.Error != "" {
-			res.Errors[r.Error]++
-		}
-		if code == t.Expect || (t.Expect2 != 0 && code == t.Expect2) {
-			res.OK++
-			res.lat = append(res.lat, r.Latency)
-		}
-	}
-	res.Elapsed = time.Since(start)
-	return res
 }

@@ -1,9 +1,10 @@
 // Command bench is pushbackd's load benchmark: on loopback only, it starts a bare Echo v4
 // handler (reads the body, answers 200) and pushbackd (the real binary, built here, with a
 // generated bench config) as separate processes side by side, drives both with the same
-// closed-loop load generator (vegeta as a library, 64 connections), alternating
-// bare/pushbackd over several rounds, and prints per scenario the throughput ratio
-// pushbackd / bare, p50 and p99 latency, errors and peak RSS against the targets.
+// closed-loop load generator (wrk, its own process: 64 connections, a Lua script for the
+// signed POST body), alternating bare/pushbackd over several rounds, and prints per
+// scenario the throughput ratio pushbackd / bare, p50 and p99 latency, errors and peak
+// RSS against the targets. wrk is installed from Debian's package when missing.
 //
 //	go run ./bench                       # everything (~10 minutes on 2 cores)
 //	go run ./bench -quick                # a short smoke run
@@ -38,6 +39,7 @@ type options struct {
 	warmup      time.Duration
 	profile     string
 	keep        bool
+	wrkThreads  int
 }
 
 func main() {
@@ -50,6 +52,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measured round per server")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per scenario (bare, pushbackd, bare, pushbackd, ...)")
 	flag.IntVar(&o.conns, "conns", 64, "concurrent connections (closed loop)")
+	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads (each an event loop; conns must divide evenly)")
 	flag.StringVar(&scenarios, "scenarios", "1,2,3,4,5,6", "scenarios to run, comma-separated")
 	flag.BoolVar(&o.quick, "quick", false, "short smoke run: 1s rounds, 1 round, 10s end to end, 20k stored runs, 1,000 partners")
 	flag.StringVar(&o.out, "out", "", "also write the table (markdown) to this file")
@@ -85,6 +88,10 @@ func main() {
 		def("partners", func() { o.partners = 1_000 })
 		def("warmup", func() { o.warmup = 300 * time.Millisecond })
 	}
+	if o.conns < 1 || o.wrkThreads < 1 || o.conns%min(o.wrkThreads, o.conns) != 0 {
+		fmt.Fprintf(os.Stderr, "bench: -conns %d must be at least 1 and divide evenly among -wrk-threads %d\n", o.conns, o.wrkThreads)
+		os.Exit(2)
+	}
 	for s := range strings.SplitSeq(scenarios, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > 6 {
@@ -110,6 +117,10 @@ func run(o options) error {
 		defer os.RemoveAll(tmp)
 	}
 	b := &bench{o: o, tmp: tmp}
+	if b.wrk, err = newWrk(tmp, o.wrkThreads); err != nil {
+		return err
+	}
+	fmt.Println("load generator:", b.wrk.version, "at", b.wrk.bin)
 	if err := b.setup(); err != nil {
 		return err
 	}
@@ -157,6 +168,7 @@ type bench struct {
 	o        options
 	tmp      string
 	bin      string // the pushbackd binary
+	wrk      *wrk
 	self     string // this program, re-executed for the bare and mock servers
 	bare     *proc
 	bareAddr string
@@ -236,6 +248,8 @@ type row struct {
 	peakAnon      uint64 // 0: not shown
 	target        string
 	holds         string
+	// by says what measured the row's figures (wrk, the Go client, /metrics, /proc).
+	by string
 }
 
 func (b *bench) add(r row) { b.rows = append(b.rows, r) }
@@ -301,11 +315,12 @@ func fmtMem(hwm, anon uint64) string {
 func (b *bench) table() string {
 	var s strings.Builder
 	nproc := runtime.NumCPU()
-	fmt.Fprintf(&s, "pushbackd bench — %s, %d CPUs, %s, %s; %d conns, %d round(s) × %v per server; started %s\n\n",
-		runtime.GOOS+"/"+runtime.GOARCH, nproc, memTotal(), runtime.Version(), b.o.conns, b.o.rounds, b.o.duration, b.started.Format("2006-01-02 15:04"))
+	fmt.Fprintf(&s, "pushbackd bench — %s, %d CPUs, %s, %s; %s, %d threads, %d conns, %d round(s) × %v per server; started %s\n\n",
+		runtime.GOOS+"/"+runtime.GOARCH, nproc, memTotal(), runtime.Version(), b.wrk.version, min(b.o.wrkThreads, b.o.conns), b.o.conns, b.o.rounds, b.o.duration, b.started.Format("2006-01-02 15:04"))
+	s.WriteString("req/s, p50 and p99 come from wrk (a separate process; latency from its own histogram, every answer counted, after its coordinated-omission correction) unless the \"by\" column says otherwise. ")
 	s.WriteString("Peak RSS is the server's VmHWM from /proc; \"anon\" is its highest sampled RssAnon (heap and stacks, without the mapped bbolt file).\n\n")
-	s.WriteString("| scenario | pushbackd req/s | bare req/s | ratio | p50 | p99 | errors | peak RSS | target | holds? |\n")
-	s.WriteString("|---|---:|---:|---:|---:|---:|---|---:|---|---|\n")
+	s.WriteString("| scenario | pushbackd req/s | bare req/s | ratio | p50 | p99 | errors | peak RSS | target | holds? | by |\n")
+	s.WriteString("|---|---:|---:|---:|---:|---:|---|---:|---|---|---|\n")
 	for _, r := range b.rows {
 		ratio := "–"
 		if r.ratio != 0 {
@@ -315,8 +330,12 @@ func (b *bench) table() string {
 		if errs == "" {
 			errs = "0"
 		}
-		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.scenario, fmtRPS(r.pbRPS), fmtRPS(r.bareRS), ratio, fmtDur(r.p50), fmtDur(r.p99), errs, fmtMem(r.peakRSS, r.peakAnon), r.target, r.holds)
+		by := r.by
+		if by == "" {
+			by = "wrk"
+		}
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.scenario, fmtRPS(r.pbRPS), fmtRPS(r.bareRS), ratio, fmtDur(r.p50), fmtDur(r.p99), errs, fmtMem(r.peakRSS, r.peakAnon), r.target, r.holds, by)
 	}
 	if len(b.notes) > 0 {
 		s.WriteString("\nNotes:\n\n")
@@ -348,11 +367,18 @@ type side struct {
 	p    *proc // the server, for its CPU time; may be nil
 }
 
+// attack drives t with o.conns connections for d.
+func (b *bench) attack(t target, d time.Duration) (*loadResult, error) {
+	return b.wrk.attack(t, b.o.conns, d)
+}
+
 // compare warms every side up, then runs o.rounds rounds of each in turn (A B A B …),
 // and returns each side's merged result.
-func (b *bench) compare(sides ...side) []*loadResult {
+func (b *bench) compare(sides ...side) ([]*loadResult, error) {
 	for _, s := range sides {
-		attack(s.t, b.o.conns, b.o.warmup)
+		if _, err := b.attack(s.t, b.o.warmup); err != nil {
+			return nil, fmt.Errorf("warm-up %s: %w", s.name, err)
+		}
 	}
 	out := make([]*loadResult, len(sides))
 	for i := range out {
@@ -364,16 +390,36 @@ func (b *bench) compare(sides ...side) []*loadResult {
 			if s.p != nil {
 				cpu0 = s.p.cpu()
 			}
-			res := attack(s.t, b.o.conns, b.o.duration)
+			res, err := b.attack(s.t, b.o.duration)
+			if err != nil {
+				return nil, fmt.Errorf("round %d %s: %w", r, s.name, err)
+			}
 			if s.p != nil {
 				res.serverCPU = s.p.cpu() - cpu0
 			}
 			out[i].merge(res)
-			fmt.Printf("  round %d %-10s %8.0f req/s  p50 %-8s p99 %-8s unexpected %d %s\n", r, s.name, res.RPS(),
+			fmt.Printf("  round %d %-11s %8.0f req/s  p50 %-8s p99 %-8s unexpected %d %s\n", r, s.name, res.RPS(),
 				fmtMs(res.Quantile(0.5)), fmtMs(res.Quantile(0.99)), res.Failed(), res.codesString(s.t.Expect, s.t.Expect2))
 		}
 	}
-	return out
+	return out, nil
+}
+
+// roundRatios lists a/b round by round: each pair ran back to back, so their spread shows
+// how much the shared machine moved during the scenario.
+func roundRatios(a, b *loadResult) string {
+	s := ""
+	for i := range min(len(a.roundRPS), len(b.roundRPS)) {
+		if s != "" {
+			s += ", "
+		}
+		if b.roundRPS[i] > 0 {
+			s += fmt.Sprintf("%.3f", a.roundRPS[i]/b.roundRPS[i])
+		} else {
+			s += "–"
+		}
+	}
+	return s
 }
 
 func errString(r *loadResult, expect ...int) string {
@@ -403,19 +449,28 @@ func loadavg() string {
 }
 
 // cpuNote reports each side's server CPU time per answered request during the measured
-// rounds: a figure the shared load generator does not distort.
+// rounds (a figure the load generator's share of the cores does not distort), and wrk's
+// own CPU per answer, which is what the load generator took from the servers.
 func (b *bench) cpuNote(label string, sides []side, res []*loadResult) {
-	s := ""
+	s, c := "", ""
 	for i, sd := range sides {
-		if sd.p == nil || res[i].OK == 0 {
+		if res[i].OK == 0 {
 			continue
 		}
-		if s != "" {
-			s += ", "
+		if sd.p != nil {
+			if s != "" {
+				s += ", "
+			}
+			s += fmt.Sprintf("%s %.0f µs", sd.name, float64(res[i].serverCPU.Microseconds())/float64(res[i].OK))
 		}
-		s += fmt.Sprintf("%s %.0f µs", sd.name, float64(res[i].serverCPU.Microseconds())/float64(res[i].OK))
+		if res[i].Requests > 0 {
+			if c != "" {
+				c += ", "
+			}
+			c += fmt.Sprintf("against %s %.1f µs", sd.name, float64(res[i].clientCPU.Microseconds())/float64(res[i].Requests))
+		}
 	}
 	if s != "" {
-		b.note("%s: server CPU per answered request: %s", label, s)
+		b.note("%s: server CPU per answered request: %s; wrk CPU per answer: %s", label, s, c)
 	}
 }

@@ -19,8 +19,7 @@ import (
 
 // profileAll runs each selected scenario (1-4) against pushbackd started in this process
 // with app.New, under a CPU profile, and prints the profile's top entries. The load
-// generator shares the process, so its functions (vegeta, net/http client) appear too;
-// read the server's share from the gateway/saga/store/dispatch/echo entries.
+// generator is wrk, a separate process, so the profile holds the server alone.
 func (b *bench) profileAll() error {
 	if err := os.MkdirAll(b.o.profile, 0o755); err != nil {
 		return err
@@ -71,7 +70,9 @@ func (b *bench) profileOne(n int) error {
 		expect = http.StatusUnauthorized
 	}
 	t := b.request(a.Addr(), ep, good, expect)
-	attack(t, b.o.conns, b.o.warmup)
+	if _, err := b.attack(t, b.o.warmup); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
 	path := filepath.Join(b.o.profile, fmt.Sprintf("cpu-s%d.pprof", n))
 	f, err := os.Create(path)
 	if err != nil {
@@ -82,9 +83,12 @@ func (b *bench) profileOne(n int) error {
 		return err
 	}
 	d := b.o.duration * time.Duration(b.o.rounds)
-	res := attack(t, b.o.conns, d)
+	res, err := b.attack(t, d)
 	pprof.StopCPUProfile()
 	f.Close()
+	if err != nil {
+		return err
+	}
 	fmt.Printf("\n== scenario %d in-process: %.0f req/s, p50 %s, p99 %s, unexpected %d %s; profile %s\n",
 		n, res.RPS(), fmtMs(res.Quantile(0.5)), fmtMs(res.Quantile(0.99)), res.Failed(), res.codesString(expect), path)
 	for _, args := range [][]string{
