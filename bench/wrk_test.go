@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -184,12 +185,15 @@ func TestQuantileMergesRounds(t *testing.T) {
 
 // TestWrkScript runs the real wrk with the bench's script against a local server: the
 // server must receive the POST body and signature header, and the codes wrk.lua counts
-// must add up to what wrk reports. It needs wrk on PATH (the bench installs it; CI does
-// not), so it skips without it.
+// must add up to what wrk reports. It needs wrk on PATH (the bench and .ci/run install
+// it): without it the test skips, or fails when PUSHBACKD_REQUIRE_TOOLS is set, as in CI.
 func TestWrkScript(t *testing.T) {
 	bin, err := exec.LookPath("wrk")
 	if err != nil {
-		t.Skip("wrk not on PATH (apt-get install wrk)")
+		if os.Getenv("PUSHBACKD_REQUIRE_TOOLS") != "" {
+			t.Fatal("wrk is not installed")
+		}
+		t.Skip("wrk not on PATH (apt-get install wrk; set PUSHBACKD_REQUIRE_TOOLS=1 to make this a failure)")
 	}
 	body := []byte(`{"eventType":"milestone","meta":{"resourceId":"loan-1"}}`)
 	var (
