@@ -102,14 +102,14 @@ type Config struct {
 // Request is what verification sees. The gateway reads the body once, under its size
 // limit, and resolves RemoteIP (peer address or trusted proxy header) before calling.
 type Request struct {
-	Header   http.Header
-	Query    url.Values
-	Body     []byte // exact raw bytes received; signatures are over these
+	Header http.Header
+	Query  url.Values
+	Body   []byte // exact raw bytes received; signatures are over these
 	// Method, Host and Path (escaped, as received) are what aws_sigv4 signs besides
 	// headers; Method "" reads as POST.
 	Method, Host, Path string
-	RemoteIP netip.Addr
-	Now      time.Time // for timestamp tolerances; zero means time.Now()
+	RemoteIP           netip.Addr
+	Now                time.Time // for timestamp tolerances; zero means time.Now()
 }
 
 func (r *Request) now() time.Time {
