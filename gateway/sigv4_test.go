@@ -65,7 +65,7 @@ func (o *reasonLog) last() security.Reason {
 
 // startSigV4Gateway runs the real gateway, on loopback, with the test config plus a partner
 // whose endpoint verifies aws_sigv4.
-func startSigV4Gateway(t *testing.T, now time.Time) (*httptest.Server, *reasonLog) {
+func startSigV4Gateway(t *testing.T, now time.Time) (*httptest.Server, *reasonLog, *fakeRuns) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("testdata/config")); err != nil {
@@ -84,14 +84,14 @@ func startSigV4Gateway(t *testing.T, now time.Time) (*httptest.Server, *reasonLo
 		Now: func() time.Time { return now }})
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
-	return srv, obs
+	return srv, obs, runner
 }
 
 // TestAWSSigV4RequestsSignedByTheAWSSDK sends requests signed by the AWS SDK for Go v2's
 // signer, an implementation independent of ours, over loopback to the real gateway.
 func TestAWSSigV4RequestsSignedByTheAWSSDK(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	srv, obs := startSigV4Gateway(t, now)
+	srv, obs, _ := startSigV4Gateway(t, now)
 	body := []byte(`{"event":"loan.updated","id":"L-1"}`)
 	type sdkReq struct {
 		path, query string
@@ -205,3 +205,43 @@ func TestAWSSigV4RequestsSignedByTheAWSSDK(t *testing.T) {
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
+
+// TestAWSSigV4ResentRequestCarriesTheSameMessageKey: the run of a verified request carries
+// its signature as message key, so the store answers a resend within 2×tolerance as a
+// duplicate; a request signed at another second is another message.
+func TestAWSSigV4ResentRequestCarriesTheSameMessageKey(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	srv, _, runner := startSigV4Gateway(t, now)
+	body := []byte(`{"event":"loan.updated"}`)
+	send := func(req *http.Request) string {
+		t.Helper()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		return runner.lastRun(t).MessageKey
+	}
+	signed := func(at time.Time) *http.Request {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/pushback/maxwell/events", bytes.NewReader(body))
+		sum := sha256.Sum256(body)
+		if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: sigv4AccessKey, SecretAccessKey: sigv4Secret},
+			req, hex.EncodeToString(sum[:]), "pushbackd", "us-east-1", at); err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	first := signed(now)
+	resent := first.Clone(context.Background())
+	resent.Body = nopCloser{bytes.NewReader(body)}
+	k1, k2, k3 := send(first), send(resent), send(signed(now.Add(time.Second)))
+	if k1 == "" || k1 != k2 {
+		t.Errorf("message keys %q then %q, want the same non-empty key", k1, k2)
+	}
+	if k3 == k1 {
+		t.Error("a request signed a second later has the same message key")
+	}
+}
