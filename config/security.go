@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -175,7 +176,9 @@ func (s *securitySpec) decodeKey(d *yamlconf.Decoder, k security.Key, v ast.Node
 		s.secrets = append(s.secrets, pendingSecrets{key: k, refs: []SecretRef{ref}})
 	case security.KeySecrets:
 		ps := pendingSecrets{key: k}
-		if k.IDs {
+		if k.SecretName != "" {
+			ps.refs, ps.ids = decodeKeyPairs(d, k, v)
+		} else if k.IDs {
 			var keyed []keyedSecretRef
 			d.Decode(v, &keyed)
 			for _, r := range keyed {
@@ -186,6 +189,42 @@ func (s *securitySpec) decodeKey(d *yamlconf.Decoder, k security.Key, v ast.Node
 		}
 		s.secrets = append(s.secrets, ps)
 	}
+}
+
+// decodeKeyPairs decodes a list of {<k.IDName>: id, <k.SecretName>: <secret reference>},
+// such as aws_sigv4's credentials, every entry with both keys and no other.
+func decodeKeyPairs(d *yamlconf.Decoder, k security.Key, v ast.Node) (refs []SecretRef, ids []string) {
+	items, ok := d.Sequence(v)
+	if !ok {
+		return nil, nil
+	}
+	what := fmt.Sprintf("{%s: ..., %s: <secret reference>}", k.IDName, k.SecretName)
+	for _, it := range items {
+		m := d.Mapping(it, what)
+		if m == nil {
+			continue
+		}
+		var ref SecretRef
+		var id string
+		var haveID, haveSecret bool
+		for _, mv := range m.Values {
+			switch d.KeyName(mv) {
+			case k.IDName:
+				d.Decode(mv.Value, &id)
+				haveID = true
+			case k.SecretName:
+				d.Decode(mv.Value, &ref)
+				haveSecret = true
+			default:
+				d.Errorf(mv.Key, "unknown key %q in %s (want %s)", d.KeyName(mv), k.Name, what)
+			}
+		}
+		if !haveID || !haveSecret {
+			d.Errorf(m, "%s entries need both %s and %s", k.Name, k.IDName, k.SecretName)
+		}
+		refs, ids = append(refs, ref), append(ids, id)
+	}
+	return refs, ids
 }
 
 func keyNames(keys []security.Key) string {

@@ -322,7 +322,8 @@ func (g *Gateway) handle(c echo.Context) error {
 		return err
 	}
 	query := r.URL.Query()
-	sreq := &security.Request{Header: r.Header, Query: query, Body: raw, RemoteIP: remote, Now: g.opts.Now()}
+	sreq := &security.Request{Header: r.Header, Query: query, Body: raw, Method: r.Method, Host: r.Host,
+		Path: r.URL.EscapedPath(), RemoteIP: remote, Now: g.opts.Now()}
 	if err := verifier.Verify(sreq); err != nil {
 		return g.refuse(err, route, site, remote, log)
 	}

@@ -58,11 +58,14 @@ type signing struct {
 	body  []byte
 	msgID string
 	now   time.Time
+	// target is the URL the request goes to, for methods that sign it (aws_sigv4); nil
+	// when unknown.
+	target *url.URL
 }
 
 // methodTable lists every method in the order the documentation gives them. It is never
 // modified.
-var methodTable = [...]*method{&basicMethod, &tokenMethod, &signatureMethod, &standardWebhooksMethod, &apiKeyMethod, &bearerMethod}
+var methodTable = [...]*method{&basicMethod, &tokenMethod, &signatureMethod, &standardWebhooksMethod, &apiKeyMethod, &bearerMethod, &awsSigV4Method}
 
 // lookup finds a method by name.
 func lookup(name Method) *method {
@@ -143,6 +146,10 @@ type Key struct {
 	// IDs is true for a KeySecrets whose entries may each carry an id, which a request
 	// names to pick its key (see Config.SecretIDs).
 	IDs bool
+	// IDName and SecretName, when set, spell a keyed entry as {IDName: id, SecretName:
+	// <secret reference>} instead of {id: id, env: ...}: aws_sigv4's {access_key_id,
+	// secret_access_key}.
+	IDName, SecretName string
 	// field is the Config field the key fills; Config.at gives a pointer to it.
 	field fieldID
 }
@@ -174,6 +181,8 @@ const (
 	fQuery
 	fKeys
 	fTokens
+	fRegion
+	fService
 )
 
 // at is a pointer to field id of c: *string, *time.Duration, *Secret or *[]Secret.
@@ -219,6 +228,10 @@ func (c *Config) at(id fieldID) any {
 		return &c.Keys
 	case fTokens:
 		return &c.Tokens
+	case fRegion:
+		return &c.Region
+	case fService:
+		return &c.Service
 	}
 	return nil
 }

@@ -142,12 +142,13 @@ func TestNewAcceptsValidConfig(t *testing.T) {
 }
 
 func TestEveryMethodIsListedAndBuildable(t *testing.T) {
-	want := []Method{"basic", "token", "signature", "standard_webhooks", "api_key", "bearer"}
+	want := []Method{"basic", "token", "signature", "standard_webhooks", "api_key", "bearer", "aws_sigv4"}
 	if got := fmt.Sprint(Methods()); got != fmt.Sprint(want) {
 		t.Fatalf("Methods() = %v, want %v", got, want)
 	}
 	cfgs := map[Method]Config{Basic: basicConfig(), Token: tokenConfig(), Signature: signatureConfig(),
-		StandardWebhooks: standardWebhooksConfig(), APIKey: apiKeyQueryConfig(), Bearer: bearerConfig()}
+		StandardWebhooks: standardWebhooksConfig(), APIKey: apiKeyQueryConfig(), Bearer: bearerConfig(),
+		AWSSigV4: sigv4Config()}
 	for _, m := range Methods() {
 		if _, err := New(cfgs[m]); err != nil {
 			t.Errorf("New(%s): %v", m, err)

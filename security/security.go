@@ -27,6 +27,7 @@ const (
 	StandardWebhooks Method = "standard_webhooks"
 	APIKey           Method = "api_key"
 	Bearer           Method = "bearer"
+	AWSSigV4         Method = "aws_sigv4"
 )
 
 // Defaults of the optional Config fields.
@@ -91,17 +92,24 @@ type Config struct {
 
 	Tokens []Secret // bearer
 
+	// aws_sigv4: the region and service the credential scope must name. The key pairs are
+	// Secrets (secret access keys) with SecretIDs (their access key ids).
+	Region, Service string
+
 	AllowIPs []netip.Prefix // optional for every method; empty allows any address
 }
 
 // Request is what verification sees. The gateway reads the body once, under its size
 // limit, and resolves RemoteIP (peer address or trusted proxy header) before calling.
 type Request struct {
-	Header   http.Header
-	Query    url.Values
-	Body     []byte // exact raw bytes received; signatures are over these
-	RemoteIP netip.Addr
-	Now      time.Time // for timestamp tolerances; zero means time.Now()
+	Header http.Header
+	Query  url.Values
+	Body   []byte // exact raw bytes received; signatures are over these
+	// Method, Host and Path (escaped, as received) are what aws_sigv4 signs besides
+	// headers; Method "" reads as POST.
+	Method, Host, Path string
+	RemoteIP           netip.Addr
+	Now                time.Time // for timestamp tolerances; zero means time.Now()
 }
 
 func (r *Request) now() time.Time {

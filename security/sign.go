@@ -13,12 +13,18 @@ import (
 // msgID (a random "msg_<hex>" when empty); timestamped methods use now (time.Now() when
 // zero).
 func Sign(cfg Config, body []byte, msgID string, now time.Time) (http.Header, url.Values, error) {
+	return SignFor(cfg, nil, body, msgID, now)
+}
+
+// SignFor is Sign for a request to target, which aws_sigv4 signs too (its host, path and
+// query); the other methods ignore it.
+func SignFor(cfg Config, target *url.URL, body []byte, msgID string, now time.Time) (http.Header, url.Values, error) {
 	c, err := Compile(cfg, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("invalid security config: %w", err)
 	}
 	h, q := http.Header{}, url.Values{}
-	if err := c.sign(&signing{body: body, msgID: msgID, now: now}, h, q); err != nil {
+	if err := c.sign(&signing{body: body, msgID: msgID, now: now, target: target}, h, q); err != nil {
 		return nil, nil, err
 	}
 	return h, q, nil
@@ -29,5 +35,5 @@ func Sign(cfg Config, body []byte, msgID string, now time.Time) (http.Header, ur
 func Timestamped(cfg Config) bool {
 	var p problems
 	cfg = withPreset(cfg, &p)
-	return cfg.Method == StandardWebhooks || cfg.Method == Signature && (cfg.TimestampHeader != "" || cfg.TimestampPart != "")
+	return cfg.Method == StandardWebhooks || cfg.Method == AWSSigV4 || cfg.Method == Signature && (cfg.TimestampHeader != "" || cfg.TimestampPart != "")
 }

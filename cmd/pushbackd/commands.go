@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -127,7 +128,10 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	secretEnv := fs.String("secret-env", "", "environment variable holding the shared secret")
 	secretFile := fs.String("secret-file", "", "file holding the shared secret (instead of -secret-env)")
 	file := fs.String("file", "", "body to sign (default: standard input)")
-	method := fs.String("method", "", "signature or standard_webhooks (default signature)")
+	method := fs.String("method", "", "signature, standard_webhooks or aws_sigv4 (default signature)")
+	target := fs.String("url", "", "aws_sigv4: the URL the request goes to (its host, path and query are signed)")
+	region := fs.String("region", "", "aws_sigv4: the region")
+	service := fs.String("service", "", "aws_sigv4: the service")
 	preset := fs.String("preset", "", "a provider's settings: "+strings.Join(security.Presets(), ", "))
 	encoding := fs.String("encoding", "", "base64 or hex (default base64, or the preset's)")
 	prefix := fs.String("prefix", "", `text before the signature, e.g. "sha256="`)
@@ -138,7 +142,7 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	signed := fs.String("signed", "", `timestamped: what is signed, e.g. "v0:{timestamp}:{body}"`)
 	tsFormat := fs.String("timestamp-format", "", "timestamped: unix or rfc3339")
 	keyIDHeader := fs.String("key-id-header", "", "header naming the key (the encompass preset's is Elli-SubscriptionId)")
-	keyID := fs.String("key-id", "", "the key's id, sent in the key id header")
+	keyID := fs.String("key-id", "", "the key's id, sent in the key id header; aws_sigv4: the access key id")
 	msgID := fs.String("msg-id", "", "standard_webhooks: the message id (default: a random msg_...)")
 	at := fs.String("timestamp", "", "the signing time: unix seconds or RFC 3339 (default: now)")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -180,12 +184,12 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	cfg := security.Config{Method: security.Method(*method), Preset: *preset, Header: *header, Encoding: *encoding, Prefix: *prefix,
 		TimestampHeader: *tsHeader, TimestampPart: *tsPart, SignaturePart: *sigPart, Signed: *signed, TimestampFormat: *tsFormat,
-		KeyIDHeader: *keyIDHeader, Secrets: []security.Secret{security.NewSecret(secret)}}
+		KeyIDHeader: *keyIDHeader, Region: *region, Service: *service, Secrets: []security.Secret{security.NewSecret(secret)}}
 	if *keyID != "" {
 		cfg.SecretIDs = []string{*keyID}
 	}
 	legacy := *preset == "" && *method == "" && *header == "" && *tsHeader == "" && *tsPart == "" && *sigPart == "" &&
-		*signed == "" && *keyIDHeader == "" && *keyID == ""
+		*signed == "" && *keyIDHeader == "" && *keyID == "" && *target == ""
 	if legacy {
 		// As before presets: the signature method's value alone, for `-H "X-Sig: $(...)"`.
 		if *encoding == "" {
@@ -201,7 +205,14 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if cfg.Method == "" && cfg.Preset == "" {
 		cfg.Method = security.Signature
 	}
-	h, _, err := security.Sign(cfg, body, *msgID, now)
+	var u *neturl.URL
+	if *target != "" {
+		if u, err = neturl.Parse(*target); err != nil || u.Host == "" {
+			fmt.Fprintf(stderr, "pushbackd sign: -url must be an absolute URL like https://host/pushback/partner/endpoint\n")
+			return 2
+		}
+	}
+	h, _, err := security.SignFor(cfg, u, body, *msgID, now)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushbackd sign: %v\n", err)
 		return 2
@@ -264,15 +275,20 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "pushbackd curl: %v\n", err)
 		return 1
 	}
-	headers, query, err := security.Sign(route.Endpoint.Security.Resolved(), body, "", time.Now())
-	if err != nil {
-		fmt.Fprintf(stderr, "pushbackd curl: %v\n", err)
-		return 1
-	}
 	if *base == "" {
 		*base = "http://" + dialable(cfg.Server.Listen)
 	}
 	url := strings.TrimRight(*base, "/") + "/pushback/" + pos[0]
+	target, err := neturl.Parse(url)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd curl: -url: %v\n", err)
+		return 2
+	}
+	headers, query, err := security.SignFor(route.Endpoint.Security.Resolved(), target, body, "", time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "pushbackd curl: %v\n", err)
+		return 1
+	}
 	if len(query) > 0 {
 		url += "?" + query.Encode()
 	}
