@@ -154,6 +154,8 @@ type Options struct {
 
 	// openFile replaces os.OpenFile in tests, to make the file fail writes.
 	openFile func(string, int, os.FileMode) (*os.File, error)
+	// listScan replaces store.MaxListScan in tests, so a short scan needs few runs.
+	listScan int
 }
 
 // Defaults for Options.
@@ -172,6 +174,7 @@ type Store struct {
 	ids      store.IDGen
 	maxDelay time.Duration
 	maxBatch int
+	listScan int
 
 	mu      sync.RWMutex // closed and sends on queue
 	closed  bool
@@ -232,6 +235,7 @@ func Open(path string, o Options) (*Store, error) {
 		clock:    o.Clock,
 		maxDelay: o.MaxBatchDelay,
 		maxBatch: o.MaxBatchSize,
+		listScan: o.listScan,
 		queue:    make(chan *writeReq, o.MaxBatchSize),
 		stopped:  make(chan struct{}),
 	}

@@ -294,6 +294,9 @@ func (b *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string,
 	if err != nil {
 		return nil, "", fmt.Errorf("list runs: %w", err)
 	}
+	if b.listScan > 0 {
+		q.Scan = b.listScan
+	}
 	var out []*store.Run
 	next := ""
 	err = b.view(ctx, func(tx *bbolt.Tx) error {
