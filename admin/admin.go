@@ -65,6 +65,8 @@ type Options struct {
 	Logger  *zap.Logger
 	// Rejections are the gateway's latest schema rejections; nil lists none.
 	Rejections RejectionSource
+	// Clock anchors relative times in run filters (since=2h); nil is the system clock.
+	Clock store.Clock
 }
 
 // RejectionSource lists the latest requests refused for their body's schema, newest first.
@@ -92,6 +94,9 @@ var SagaName = store.SagaNamePattern
 func New(o Options) (*API, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Clock == nil {
+		o.Clock = store.SystemClock{}
 	}
 	bearer, err := security.New(security.Config{Method: security.Bearer, Tokens: []security.Secret{o.Token}})
 	if err != nil {
@@ -570,30 +575,9 @@ func viewRun(r *store.Run, full bool) runView {
 }
 
 func (a *API) listRuns(c echo.Context) error {
-	q := c.QueryParams()
-	f := store.Filter{Partner: q.Get("partner"), Site: q.Get("site"), Endpoint: q.Get("endpoint"),
-		Status: store.Status(q.Get("status")), Cursor: q.Get("cursor"), Oldest: q.Get("order") == "oldest"}
-	if f.Status != "" && !f.Status.Valid() {
-		return &apiError{code: http.StatusBadRequest, message: "unknown status " + strconv.Quote(q.Get("status")) + "; a status is one of " + statusList()}
-	}
-	for _, t := range []struct {
-		key string
-		dst *time.Time
-	}{{"since", &f.Since}, {"until", &f.Until}} {
-		if s := q.Get(t.key); s != "" {
-			v, err := time.Parse(time.RFC3339, s)
-			if err != nil {
-				return &apiError{code: http.StatusBadRequest, message: t.key + " must be an RFC 3339 time like 2026-11-22T10:00:00Z"}
-			}
-			*t.dst = v
-		}
-	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > store.MaxListLimit {
-			return &apiError{code: http.StatusBadRequest, message: "limit must be 1.." + strconv.Itoa(store.MaxListLimit)}
-		}
-		f.Limit = n
+	f, err := parseRunFilter(c.QueryParams(), a.o.Clock.Now())
+	if err != nil {
+		return &apiError{code: http.StatusBadRequest, message: err.Error()}
 	}
 	runs, next, err := a.o.Store.List(c.Request().Context(), f)
 	if errors.Is(err, store.ErrInvalid) {

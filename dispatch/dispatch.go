@@ -67,12 +67,20 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 type Observer interface {
 	RunFinished(res *saga.Result)
 	StoreCommit(op string, d time.Duration)
+	// Duplicate hears of a request answered as a duplicate (its idempotency key or its
+	// message id named a run already accepted): nothing was recorded for it.
+	Duplicate(partner, endpoint string)
+	// Superseded hears of n runs of saga that a newer run with their debounce key ended:
+	// they never run, so RunFinished never hears of them.
+	Superseded(saga string, n int)
 }
 
 type noObserver struct{}
 
 func (noObserver) RunFinished(*saga.Result)          {}
 func (noObserver) StoreCommit(string, time.Duration) {}
+func (noObserver) Duplicate(string, string)          {}
+func (noObserver) Superseded(string, int)            {}
 
 // DefaultLeaseTTL is how long a worker's hold on a run lasts without renewal. Workers renew
 // every third of it; a process that dies leaves its runs to others (with a shared store)
@@ -404,6 +412,15 @@ func (d *Dispatcher) create(ctx context.Context, run *store.Run, opts store.Crea
 	start := time.Now()
 	res, err := d.o.Store.Create(ctx, run, opts)
 	d.o.Observer.StoreCommit("create", time.Since(start))
+	// Every create passes here, sync or async, pure or not: the one place to count what the
+	// store decided in the create's transaction.
+	if err == nil && res.DuplicateOf != "" {
+		d.o.Observer.Duplicate(run.Partner, run.Endpoint)
+	}
+	if err == nil && len(res.Superseded) > 0 {
+		// A debounce key holds the saga's name, so the runs it superseded are of run's saga.
+		d.o.Observer.Superseded(run.Saga, len(res.Superseded))
+	}
 	return res, err
 }
 

@@ -22,6 +22,7 @@ type Metrics struct {
 	requests      *prometheus.CounterVec
 	authFailures  *prometheus.CounterVec
 	runs          *prometheus.CounterVec
+	duplicates    *prometheus.CounterVec
 	stepDuration  *prometheus.HistogramVec
 	storeLatency  *prometheus.HistogramVec
 	reloadSuccess prometheus.Gauge
@@ -43,8 +44,12 @@ func New(queueDepth func() int) *Metrics {
 		}, []string{"partner", "site", "endpoint", "method", "reason"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushbackd_runs_total",
-			Help: "Saga runs that reached a final status, by saga and status (succeeded, failed, compensated, compensation_failed, ...). compensation_failed: a compensation did not succeed, so the run may have left something half-undone.",
+			Help: "Saga runs that reached a final status, by saga and status (succeeded, failed, compensated, compensation_failed, superseded, ...). compensation_failed: a compensation did not succeed, so the run may have left something half-undone. superseded: a newer run with its debounce key replaced it before it started.",
 		}, []string{"saga", "status"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushbackd_duplicates_total",
+			Help: "Requests answered as duplicates of an accepted run (same idempotency key or webhook-id while it lives), by partner and endpoint. Nothing runs or is recorded for them.",
+		}, []string{"partner", "endpoint"}),
 		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pushbackd_step_duration_seconds",
 			Help:    "Duration of saga steps (all tries), by saga, action and step status.",
@@ -64,7 +69,7 @@ func New(queueDepth func() int) *Metrics {
 			Help: "Unix time of the last successful configuration load.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.authFailures, m.runs, m.stepDuration, m.storeLatency, m.reloadSuccess, m.reloadTime,
+	reg.MustRegister(m.requests, m.authFailures, m.runs, m.duplicates, m.stepDuration, m.storeLatency, m.reloadSuccess, m.reloadTime,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pushbackd_queue_depth",
 			Help: "Runnable runs in the store: queued, or waiting (a debounce window, a suspended retry wait, or parked behind an earlier run with their serialize_by key).",
@@ -99,6 +104,16 @@ func (m *Metrics) RunFinished(res *saga.Result) {
 		}
 		m.stepDuration.WithLabelValues(res.Saga, st.Action, st.Status).Observe(st.Duration.Seconds())
 	}
+}
+
+// Duplicate counts one request answered as a duplicate.
+func (m *Metrics) Duplicate(partner, endpoint string) {
+	m.duplicates.WithLabelValues(partner, endpoint).Inc()
+}
+
+// Superseded counts runs a newer one superseded: final, without RunFinished.
+func (m *Metrics) Superseded(sagaName string, n int) {
+	m.runs.WithLabelValues(sagaName, "superseded").Add(float64(n))
 }
 
 // StoreCommit observes how long a durable write took.

@@ -186,15 +186,25 @@ type ListQuery struct {
 	Limit  int
 	Desc   bool
 	Lo, Hi *RunID // Lo inclusive, Hi exclusive; nil = open
+	// Scan is how many runs a backend may read for one page (MaxListScan).
+	Scan int
 }
 
 func NewListQuery(f Filter) (ListQuery, error) {
-	q := ListQuery{Filter: f, Limit: f.Limit, Desc: !f.Oldest}
-	if err := validateNames(f.Partner, f.Site, f.Endpoint); err != nil {
+	q := ListQuery{Filter: f, Limit: f.Limit, Desc: !f.Oldest, Scan: MaxListScan}
+	if err := validateNames(f.Partner, f.Site, f.Endpoint, f.Saga, f.IdempotencyKey); err != nil {
 		return q, err
 	}
 	if f.Status != "" && !f.Status.Valid() {
 		return q, fmt.Errorf("%w: status %q", ErrInvalid, f.Status)
+	}
+	if f.ReplayOf != "" {
+		id, err := ParseRunID(f.ReplayOf)
+		if err != nil {
+			return q, err
+		}
+		q.Filter.ReplayOf = id.String() // runs store the canonical form
+
 	}
 	if q.Limit <= 0 {
 		q.Limit = DefaultListLimit
@@ -241,7 +251,10 @@ func (q *ListQuery) Matches(r *Run) bool {
 	return (f.Partner == "" || r.Partner == f.Partner) &&
 		(f.Site == "" || r.Site == f.Site) &&
 		(f.Endpoint == "" || r.Endpoint == f.Endpoint) &&
-		(f.Status == "" || r.Status == f.Status)
+		(f.Status == "" || r.Status == f.Status) &&
+		(f.Saga == "" || r.Saga == f.Saga) &&
+		(f.IdempotencyKey == "" || r.IdempotencyKey == f.IdempotencyKey) &&
+		(f.ReplayOf == "" || r.ReplayOf == f.ReplayOf)
 }
 
 func incID(id RunID) (RunID, bool) {

@@ -246,6 +246,11 @@ type CreateResult struct {
 type Filter struct {
 	Partner, Site, Endpoint string // "" = any
 	Status                  Status // "" = any
+	Saga                    string // "" = any
+	// IdempotencyKey matches the run's stored (scoped) key exactly, as runs show it; every
+	// backend answers it from an index, so a lookup by key never scans the history.
+	IdempotencyKey string
+	ReplayOf       string // id of the run replayed; "" = any
 	// Since (inclusive) and Until (exclusive) bound ReceivedAt through the id's time, so
 	// both are truncated to the millisecond. Zero = open.
 	Since, Until time.Time
@@ -258,6 +263,11 @@ type Filter struct {
 const (
 	DefaultListLimit = 50
 	MaxListLimit     = 1000
+	// MaxListScan bounds the runs one List call reads to fill a page when a filter no index
+	// answers (saga, replay_of) leaves most of them out: a page may then come back short,
+	// even empty, with a next cursor that resumes the scan, so no query, however unlikely
+	// to match, holds a read transaction over the whole history.
+	MaxListScan = 10000
 )
 
 // Runs is the run history and the durable work queue.

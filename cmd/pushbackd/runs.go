@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,13 +19,16 @@ import (
 	"github.com/pushbackd/pushbackd/store"
 )
 
-const runsUsage = `usage: pushbackd runs list [-partner P] [-site S] [-endpoint E] [-status S] [-since T] [-until T] [-limit N] [-cursor C] [-json]
+const runsUsage = `usage: pushbackd runs list [-partner P] [-site S] [-endpoint E] [-status S] [-saga S] [-idempotency-key K]
+           [-replay-of ID] [-since T] [-until T] [-limit N] [-oldest] [-cursor C] [-local] [-json]
        pushbackd runs show ID [-json]
        pushbackd runs replay ID [-json]
 common flags: -config configs/pushbackd.yaml  -admin http://host:port  -token-file PATH
 The token is read from PUSHBACKD_ADMIN_TOKEN, else -token-file, else <data_dir>/admin.token.
 -status compensation_failed finds the runs whose compensations did not all succeed: something
-they did may still be in place ("runs show ID" lists each undo step and its error).`
+they did may still be in place ("runs show ID" lists each undo step and its error).
+-since and -until take a duration ago (2h, 30m) or a time: RFC 3339, or "2006-01-02 15:04[:05]"
+read in the zone RECEIVED is shown in: UTC, or this machine's zone with -local.`
 
 // runsCmd talks to the admin API of a running server.
 type runsCmd struct {
@@ -33,6 +37,70 @@ type runsCmd struct {
 	json   bool
 	stdout io.Writer
 	client *http.Client
+	// zone is where list shows and reads times (UTC unless -local); again is the command
+	// line that repeated the list, less its filters, for the "more:" hint.
+	zone  *time.Location
+	again []string
+}
+
+// runFilterFlags maps the list's flags to the admin API's query parameters.
+var runFilterFlags = []struct{ flag, param string }{
+	{"partner", "partner"}, {"site", "site"}, {"endpoint", "endpoint"}, {"status", "status"}, {"saga", "saga"},
+	{"idempotency-key", "idempotency_key"}, {"replay-of", "replay_of"}, {"since", "since"}, {"until", "until"},
+	{"limit", "limit"}, {"cursor", "cursor"},
+}
+
+// listQuery builds the API query. Relative and zoneless times are resolved here, against
+// this machine's clock and rc.zone, so the "more:" hint repeats the very same window
+// rather than one that has moved on since.
+func (rc *runsCmd) listQuery(filters map[string]*string, oldest bool, now time.Time) (url.Values, error) {
+	q := url.Values{}
+	for _, f := range runFilterFlags {
+		v := *filters[f.flag]
+		if v == "" {
+			continue
+		}
+		if f.flag == "since" || f.flag == "until" {
+			t, err := parseWhen(v, now, rc.zone)
+			if err != nil {
+				return nil, fmt.Errorf("-%s: %w", f.flag, err)
+			}
+			v = t.UTC().Format(time.RFC3339Nano)
+			*filters[f.flag] = v
+		}
+		q.Set(f.param, v)
+	}
+	if oldest {
+		q.Set("order", "oldest")
+	}
+	return q, nil
+}
+
+// localLayouts are the zoneless forms -since and -until take, read in the list's zone.
+var localLayouts = []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"}
+
+func parseWhen(s string, now time.Time, zone *time.Location) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range localLayouts {
+		if t, err := time.ParseInLocation(layout, s, zone); err == nil {
+			return t, nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither a duration ago like 2h or 30m nor a time like 2026-11-22T10:00:00Z or \"2026-11-22 10:00\" (%s)", s, zoneName(zone))
+}
+
+// rc0 names a zone for messages and the RECEIVED header.
+func zoneName(zone *time.Location) string {
+	if zone == time.UTC {
+		return "UTC"
+	}
+	name, _ := time.Now().In(zone).Zone()
+	return "local, " + name
 }
 
 func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -41,13 +109,18 @@ func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	adminURL := fs.String("admin", "", "admin API base URL (default: http://<admin.listen>)")
 	tokenFile := fs.String("token-file", "", "file holding the admin token (default: <data_dir>/admin.token)")
 	asJSON := fs.Bool("json", false, "print the API's JSON instead of a table")
+	local := fs.Bool("local", false, "show and read times in this machine's time zone instead of UTC")
+	oldest := fs.Bool("oldest", false, "list the oldest runs first")
 	filters := map[string]*string{}
-	for _, f := range []string{"partner", "site", "endpoint", "status", "since", "until", "limit", "cursor"} {
-		usage := "filter: " + f
-		if f == "status" {
+	for _, f := range runFilterFlags {
+		usage := "filter: " + f.param
+		switch f.flag {
+		case "status":
 			usage += " (" + statusNames() + ")"
+		case "since", "until":
+			usage += " (a duration ago like 2h, or a time)"
 		}
-		filters[f] = fs.String(f, "", usage)
+		filters[f.flag] = fs.String(f.flag, "", usage)
 	}
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -64,11 +137,23 @@ func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	switch {
 	case pos[0] == "list" && len(pos) == 1:
-		q := url.Values{}
-		for k, v := range filters {
-			if *v != "" {
-				q.Set(k, *v)
+		rc.zone = time.UTC
+		if *local {
+			rc.zone = time.Local
+		}
+		var q url.Values
+		if q, err = rc.listQuery(filters, *oldest, time.Now()); err != nil {
+			fmt.Fprintf(stderr, "pushbackd runs list: %v\n", err)
+			return 2
+		}
+		rc.again = []string{"pushbackd", "runs", "list"}
+		for _, name := range []string{"config", "admin", "token-file"} {
+			if f := fs.Lookup(name); f != nil && f.Value.String() != f.DefValue {
+				rc.again = append(rc.again, "-"+name, f.Value.String())
 			}
+		}
+		if *local {
+			rc.again = append(rc.again, "-local")
 		}
 		err = rc.list(ctx, q)
 	case pos[0] == "show" && len(pos) == 2:
@@ -176,18 +261,41 @@ func (rc *runsCmd) list(ctx context.Context, q url.Values) error {
 		return rc.printJSON(raw)
 	}
 	tw := tabwriter.NewWriter(rc.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tRECEIVED\tSTATUS\tPARTNER\tSITE\tENDPOINT\tSAGA\tATTEMPT\tERROR")
+	fmt.Fprintf(tw, "RUN\tRECEIVED (%s)\tSTATUS\tPARTNER\tSITE\tENDPOINT\tSAGA\tATTEMPT\tERROR\n", zoneName(rc.zone))
 	for _, r := range page.Runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.ReceivedAt.Local().Format("2006-01-02 15:04:05"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.ReceivedAt.In(rc.zone).Format("2006-01-02 15:04:05"),
 			r.Status, r.Partner, dash(r.Site), r.Endpoint, r.Saga, r.Attempt, clip(r.Error, 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if page.Next != "" {
-		fmt.Fprintf(rc.stdout, "more: pushbackd runs list -cursor %s\n", page.Next)
+		// The next page is the same query from the cursor on: repeat every filter.
+		args := slices.Clone(rc.again)
+		for _, f := range runFilterFlags {
+			if v := q.Get(f.param); v != "" && f.param != "cursor" {
+				args = append(args, "-"+f.flag, v)
+			}
+		}
+		if q.Get("order") == "oldest" {
+			args = append(args, "-oldest")
+		}
+		args = append(args, "-cursor", page.Next)
+		for i, a := range args {
+			args[i] = hintWord(a)
+		}
+		fmt.Fprintf(rc.stdout, "more: %s\n", strings.Join(args, " "))
 	}
 	return nil
+}
+
+// hintWord leaves plain words as they are and single-quotes the rest, so the hint can be
+// pasted into a POSIX shell whatever a filter holds.
+func hintWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:+=@,") == "" {
+		return s
+	}
+	return shellQuote(s)
 }
 
 // statusNames lists the statuses a run can have, as the store defines them.

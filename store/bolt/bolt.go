@@ -35,6 +35,8 @@ package bolt
 //	  <due: int64 BE unix ns> <id> -> ""
 //	idx_serial/                        unfinished runs with a serialize_by key, by arrival
 //	  <uvarint len(key)> <key> <id> -> ""
+//	idx_idem/                          every run with an idempotency key, for List's exact filter
+//	  <uvarint len(key)> <key> <id> -> ""
 //
 //	idem/                              idempotency keys and message keys (store.IdempotencyKey, store.MessageKey)
 //	  <key> -> <id> <expires: int64 BE unix ns>
@@ -54,6 +56,11 @@ package bolt
 // saga_versions came after layout version 1 shipped without a version bump: it is purely
 // additive, so open creates it in an older file, and a file that cannot be written then
 // still opens, reading as having no saga versions.
+//
+// idx_idem came after layout version 3, also without a bump: open creates it and fills it
+// from the runs in the same transaction. Unlike idem it keeps a key as long as its run, so
+// a run stays findable by key after the key stopped refusing duplicates. A file that
+// cannot be written opens without it, and List answers the filter by a bounded scan.
 //
 // Layout version 3 added the work queue: queue, idx_due, idx_serial and the runnable
 // count. Open builds them for a version 2 file from its unfinished runs, in one
@@ -106,6 +113,7 @@ var (
 	bucketQueue          = []byte("queue")
 	bucketIdxDue         = []byte("idx_due")
 	bucketIdxSerial      = []byte("idx_serial")
+	bucketIdxIdem        = []byte("idx_idem")
 	bucketUpgrade        = []byte("upgrade") // while an upgrade is under way: the old key buckets
 
 	metaSchema   = []byte("schema")
@@ -123,7 +131,7 @@ func requiredBuckets() [][]byte {
 
 // allBuckets adds the buckets added without a version bump, which open creates when missing.
 func allBuckets() [][]byte {
-	return append(requiredBuckets(), bucketSagaVersions)
+	return append(requiredBuckets(), bucketSagaVersions, bucketIdxIdem)
 }
 
 const schemaVersion = 3
@@ -146,6 +154,8 @@ type Options struct {
 
 	// openFile replaces os.OpenFile in tests, to make the file fail writes.
 	openFile func(string, int, os.FileMode) (*os.File, error)
+	// listScan replaces store.MaxListScan in tests, so a short scan needs few runs.
+	listScan int
 }
 
 // Defaults for Options.
@@ -164,6 +174,7 @@ type Store struct {
 	ids      store.IDGen
 	maxDelay time.Duration
 	maxBatch int
+	listScan int
 
 	mu      sync.RWMutex // closed and sends on queue
 	closed  bool
@@ -224,6 +235,7 @@ func Open(path string, o Options) (*Store, error) {
 		clock:    o.Clock,
 		maxDelay: o.MaxBatchDelay,
 		maxBatch: o.MaxBatchSize,
+		listScan: o.listScan,
 		queue:    make(chan *writeReq, o.MaxBatchSize),
 		stopped:  make(chan struct{}),
 	}
@@ -239,7 +251,7 @@ var errNotInitialised = errors.New("data file not initialised")
 // for reading: the admin API can show history while accepts answer 503.
 func prepareFile(db *bbolt.DB, now time.Time) error {
 	var version uint64
-	var missing, upgrading bool
+	var missing, upgrading, noIdemIndex bool
 	_ = db.View(func(tx *bbolt.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil {
 			version = u64(meta.Get(metaSchema))
@@ -248,6 +260,7 @@ func prepareFile(db *bbolt.DB, now time.Time) error {
 			missing = missing || tx.Bucket(name) == nil
 		}
 		upgrading = tx.Bucket(bucketUpgrade) != nil
+		noIdemIndex = tx.Bucket(bucketIdxIdem) == nil && tx.Bucket(bucketRuns) != nil
 		return nil
 	})
 	switch {
@@ -262,11 +275,22 @@ func prepareFile(db *bbolt.DB, now time.Time) error {
 		if err := db.Update(func(tx *bbolt.Tx) error { return upgradeV2(tx, now) }); err != nil {
 			return fmt.Errorf("upgrade the data file from layout version 2 to %d: %w", schemaVersion, err)
 		}
-	case missing:
+	}
+	if missing {
 		if err := db.Update(initBuckets); err != nil && db.View(checkRequired) != nil {
 			// (An initialised file that only lacks later buckets opens without them.)
 			return err
 		}
+	}
+	if noIdemIndex || upgrading || version == 1 || version == 2 {
+		// An upgrade may have created idx_idem empty (and crashed after). Every run already stored joins the new index, in the transaction that creates it.
+		// (A file that cannot be written opens without it, as above.)
+		_ = db.Update(func(tx *bbolt.Tx) error {
+			if _, err := tx.CreateBucketIfNotExists(bucketIdxIdem); err != nil {
+				return err
+			}
+			return backfillIdemIndex(tx)
+		})
 	}
 	return db.View(checkRequired)
 }

@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 
 	"github.com/pushbackd/pushbackd/store"
 	"go.etcd.io/bbolt"
@@ -60,6 +61,30 @@ func debouncePrefix(key string) []byte {
 
 var empty = []byte{}
 
+// idemIndexKey is run id's idx_idem entry: length-prefixed like idx_debounce, so one key's
+// entries are one prefix that no longer key shares.
+func idemIndexKey(key string, id store.RunID) []byte {
+	return append(debouncePrefix(key), id[:]...)
+}
+
+// backfillIdemIndex fills a new idx_idem from the runs already stored.
+func backfillIdemIndex(tx *bbolt.Tx) error {
+	idx := tx.Bucket(bucketIdxIdem)
+	return tx.Bucket(bucketRuns).ForEach(func(k, v []byte) error {
+		if len(k) != 16 {
+			return nil // Check reports it
+		}
+		var r store.Run
+		if _, err := store.DecodeRun(v, &r, false); err != nil {
+			return fmt.Errorf("index run %x by idempotency key: %w", k, err)
+		}
+		if r.IdempotencyKey == "" {
+			return nil
+		}
+		return idx.Put(idemIndexKey(r.IdempotencyKey, store.RunID(k)), empty)
+	})
+}
+
 // putIndexes writes every index entry of run id, the record itself excepted.
 func putIndexes(tx *bbolt.Tx, id store.RunID, r *store.Run) error {
 	puts := []struct {
@@ -71,6 +96,12 @@ func putIndexes(tx *bbolt.Tx, id store.RunID, r *store.Run) error {
 	}
 	for _, p := range puts {
 		if err := tx.Bucket(p.bucket).Put(p.key, empty); err != nil {
+			return err
+		}
+	}
+	// (A file from before idx_idem has none until open fills it from the runs.)
+	if idx := tx.Bucket(bucketIdxIdem); idx != nil && r.IdempotencyKey != "" {
+		if err := idx.Put(idemIndexKey(r.IdempotencyKey, id), empty); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -393,5 +394,130 @@ func TestBoltCheckFindsABrokenQueue(t *testing.T) {
 				t.Fatalf("Check = %v, want a complaint about %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestBoltIndexesIdempotencyKeysOfAFileFromBeforeTheIndex(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "runs.db")
+	b, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyed []string
+	for i := 0; i < 5; i++ {
+		r := &store.Run{Partner: "acme", Endpoint: "e", Status: store.StatusSucceeded}
+		if i%2 == 0 {
+			r.IdempotencyKey = "acme//e/order-7"
+		}
+		if _, err := b.Create(ctx, r, store.CreateOptions{IdempotencyTTL: time.Nanosecond}); err != nil {
+			t.Fatal(err)
+		}
+		if r.IdempotencyKey != "" {
+			keyed = append([]string{r.ID}, keyed...) // newest first, as List answers
+		}
+		time.Sleep(2 * time.Millisecond) // the key expires, so the next run may take it
+	}
+	if err := b.db.Update(func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucketIdxIdem) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	find := func(t *testing.T, b *Store) {
+		t.Helper()
+		runs, next, err := b.List(ctx, store.Filter{IdempotencyKey: "acme//e/order-7"})
+		if err != nil || next != "" {
+			t.Fatalf("List = %v, %q", err, next)
+		}
+		got := make([]string, len(runs))
+		for i, r := range runs {
+			got[i] = r.ID
+		}
+		if !slices.Equal(got, keyed) {
+			t.Errorf("List by key = %v, want %v", got, keyed)
+		}
+		if err := b.Check(); err != nil {
+			t.Errorf("Check: %v", err)
+		}
+	}
+
+	t.Run("a read-only open finds the runs by a scan", func(t *testing.T) {
+		readOnly := func(name string, _ int, _ os.FileMode) (*os.File, error) { return os.Open(name) }
+		b, err := Open(path, Options{openFile: readOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		find(t, b)
+	})
+	t.Run("a writable open builds the index from the runs", func(t *testing.T) {
+		b, err := Open(path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		n := 0
+		_ = b.db.View(func(tx *bbolt.Tx) error {
+			if idx := tx.Bucket(bucketIdxIdem); idx != nil {
+				n = idx.Stats().KeyN
+			}
+			return nil
+		})
+		if n != len(keyed) {
+			t.Fatalf("idx_idem holds %d entries, want %d", n, len(keyed))
+		}
+		find(t, b)
+	})
+}
+
+func TestBoltListReadsABoundedNumberOfRunsPerPage(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(filepath.Join(t.TempDir(), "runs.db"), Options{listScan: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var want []string
+	for i := 0; i < 10; i++ {
+		r := &store.Run{Partner: "acme", Endpoint: "e", Saga: "common"}
+		if i == 1 || i == 8 {
+			r.Saga, r.IdempotencyKey = "rare", fmt.Sprintf("acme//e/rare-%d", i)
+		}
+		if _, err := b.Create(ctx, r, store.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if r.Saga == "rare" {
+			want = append(want, r.ID)
+		}
+	}
+	f := store.Filter{Saga: "rare", Oldest: true}
+	var got []string
+	pages := 0
+	for {
+		runs, next, err := b.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, r := range runs {
+			got = append(got, r.ID)
+		}
+		if next == "" {
+			break
+		}
+		f.Cursor = next
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("runs = %v, want %v", got, want)
+	}
+	// 10 runs read 4 at a time: the scan stops twice and resumes where it stopped.
+	if pages != 3 {
+		t.Errorf("pages = %d, want 3 (each reading at most 4 runs)", pages)
+	}
+	// The key's index reads only its own run: one page, where a scan would stop at 4.
+	runs, next, err := b.List(ctx, store.Filter{IdempotencyKey: "acme//e/rare-8", Oldest: true})
+	if err != nil || next != "" || len(runs) != 1 || runs[0].ID != want[1] {
+		t.Errorf("List by key = %d runs, next %q, %v; want the one run at once", len(runs), next, err)
 	}
 }

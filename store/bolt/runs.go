@@ -294,11 +294,21 @@ func (b *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string,
 	if err != nil {
 		return nil, "", fmt.Errorf("list runs: %w", err)
 	}
+	if b.listScan > 0 {
+		q.Scan = b.listScan
+	}
 	var out []*store.Run
 	next := ""
 	err = b.view(ctx, func(tx *bbolt.Tx) error {
 		m := listPlan(tx, &q)
-		for len(out) < q.Limit {
+		// Filters no index answers are checked on each run read; q.Scan bounds the reads, and
+		// a page cut short by it resumes after the last run read.
+		var last store.RunID
+		for read := 0; ; read++ {
+			if read == q.Scan {
+				next = store.EncodeCursor(last)
+				return nil
+			}
 			id, ok := m.next()
 			if !ok {
 				return nil
@@ -310,13 +320,18 @@ func (b *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string,
 			if r == nil {
 				return fmt.Errorf("%w: index entry for missing run %s", store.ErrCorrupt, id)
 			}
+			last = id
+			if !q.Matches(r) {
+				continue
+			}
+			if len(out) == q.Limit {
+				// One more matches: there is a next page, after the last run returned.
+				lid, _ := store.ParseRunID(out[len(out)-1].ID)
+				next = store.EncodeCursor(lid)
+				return nil
+			}
 			out = append(out, r)
 		}
-		if _, more := m.next(); more {
-			id, _ := store.ParseRunID(out[len(out)-1].ID)
-			next = store.EncodeCursor(id)
-		}
-		return nil
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("list runs: %w", err)
@@ -324,8 +339,9 @@ func (b *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string,
 	return out, next, nil
 }
 
-// listPlan picks the index that holds exactly the matching runs, so no run is read only to
-// be filtered out.
+// listPlan picks the index that holds the fewest runs beyond the matching ones: exactly
+// them for partner, site, endpoint and status; an idempotency key's few runs when one is
+// asked for. Saga and replay_of are checked on the runs read.
 func listPlan(tx *bbolt.Tx, q *store.ListQuery) *merger {
 	f := &q.Filter
 	scoped := f.Partner != "" || f.Site != "" || f.Endpoint != ""
@@ -333,6 +349,9 @@ func listPlan(tx *bbolt.Tx, q *store.ListQuery) *merger {
 	var bucket *bbolt.Bucket
 	var prefixes [][]byte
 	switch {
+	case f.IdempotencyKey != "" && tx.Bucket(bucketIdxIdem) != nil:
+		// Few runs share a key: read them all and let Matches apply the other filters.
+		bucket, prefixes = tx.Bucket(bucketIdxIdem), [][]byte{debouncePrefix(f.IdempotencyKey)}
 	case !scoped && f.Status == "":
 		bucket, prefixes = tx.Bucket(bucketRuns), [][]byte{nil}
 	case !scoped:
@@ -503,6 +522,9 @@ func deleteRun(tx *bbolt.Tx, id store.RunID) error {
 	if r.DebounceKey != "" {
 		dels = append(dels, struct{ bucket, key []byte }{bucketIdxDebounce, append(debouncePrefix(r.DebounceKey), id[:]...)})
 	}
+	if r.IdempotencyKey != "" && tx.Bucket(bucketIdxIdem) != nil {
+		dels = append(dels, struct{ bucket, key []byte }{bucketIdxIdem, idemIndexKey(r.IdempotencyKey, id)})
+	}
 	for _, d := range dels {
 		if err := tx.Bucket(d.bucket).Delete(d.key); err != nil {
 			return err
@@ -585,7 +607,7 @@ func checkIndexes(tx *bbolt.Tx) []error {
 		}
 	}
 	want := map[string]map[string]bool{} // bucket -> keys the runs imply
-	for _, b := range [][]byte{bucketIdxStatus, bucketIdxScope, bucketIdxStatusScope, bucketIdxDebounce, bucketIdem} {
+	for _, b := range [][]byte{bucketIdxStatus, bucketIdxScope, bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdxIdem} {
 		want[string(b)] = map[string]bool{}
 	}
 	n := 0
@@ -604,6 +626,9 @@ func checkIndexes(tx *bbolt.Tx) []error {
 		want[string(bucketIdxStatus)][string(statusKey(r.Status, id))] = true
 		want[string(bucketIdxScope)][string(scopeKey(&r, id))] = true
 		want[string(bucketIdxStatusScope)][string(statusScopeKey(r.Status, &r, id))] = true
+		if r.IdempotencyKey != "" {
+			want[string(bucketIdxIdem)][string(idemIndexKey(r.IdempotencyKey, id))] = true
+		}
 		if r.DebounceKey != "" && !r.Status.Final() {
 			want[string(bucketIdxDebounce)][string(append(debouncePrefix(r.DebounceKey), id[:]...))] = true
 		}
@@ -616,7 +641,7 @@ func checkIndexes(tx *bbolt.Tx) []error {
 		bad("meta: run count %d, runs bucket holds %d", c, n)
 	}
 	for name, keys := range want {
-		if name == string(bucketIdem) {
+		if name == string(bucketIdem) || (name == string(bucketIdxIdem) && tx.Bucket(bucketIdxIdem) == nil) {
 			continue
 		}
 		seen := 0

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -257,6 +258,62 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 					}
 				}
 			}
+		}
+	})
+
+	t.Run("list finds runs by saga, idempotency key and replayed run across pages", func(t *testing.T) {
+		clock := NewManualClock()
+		s := newStore(t, clock)
+		var all []*store.Run
+		for i := 0; i < 40; i++ {
+			r := sampleRun([]string{"acme", "globex"}[i%2], "", "e")
+			r.Saga = []string{"one", "two", "three"}[i%3]
+			r.Status = store.StatusSucceeded // final, so Prune may take it
+			if i%4 == 0 {
+				// Keys repeat once their ttl is over, so one key names several runs.
+				r.IdempotencyKey = fmt.Sprintf("acme//e/k%d", i%3)
+			}
+			if i > 0 && i%5 == 0 {
+				r.ReplayOf = all[i/5].ID
+			}
+			res, err := s.Create(ctx, r, store.CreateOptions{IdempotencyTTL: time.Second})
+			if err != nil || res.DuplicateOf != "" {
+				t.Fatalf("Create = %+v, %v", res, err)
+			}
+			all = append(all, r)
+			clock.Advance(2 * time.Second)
+		}
+		filters := []store.Filter{
+			{Saga: "two"}, {Saga: "two", Partner: "acme"}, {Saga: "nothing"},
+			{IdempotencyKey: "acme//e/k0"}, {IdempotencyKey: "acme//e/k1", Partner: "acme"},
+			{IdempotencyKey: "acme//e/k2", Saga: "one"}, {IdempotencyKey: "acme//e/k"},
+			{IdempotencyKey: "acme//e/k0", Since: all[10].ReceivedAt},
+			{ReplayOf: all[3].ID}, {ReplayOf: strings.ToUpper(all[5].ID)}, {ReplayOf: all[39].ID},
+		}
+		for _, f := range filters {
+			for _, oldest := range []bool{false, true} {
+				for _, limit := range []int{1, 2, 0} {
+					f := f
+					f.Oldest, f.Limit = oldest, limit
+					want := expected(all, f)
+					if got := listAll(t, s, f); !slices.Equal(ids(got), ids(want)) {
+						t.Errorf("List(%+v):\n got %v\nwant %v", f, ids(got), ids(want))
+					}
+				}
+			}
+		}
+		if len(expected(all, store.Filter{IdempotencyKey: "acme//e/k0"})) < 2 {
+			t.Fatal("the test needs a key shared by several runs")
+		}
+		// Pruned runs leave the key's index with them.
+		if _, err := s.Prune(ctx, all[20].ReceivedAt, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := listAll(t, s, store.Filter{IdempotencyKey: "acme//e/k0"}), expected(all[20:], store.Filter{IdempotencyKey: "acme//e/k0"}); !slices.Equal(ids(got), ids(want)) {
+			t.Errorf("after prune: got %v, want %v", ids(got), ids(want))
+		}
+		if _, _, err := s.List(ctx, store.Filter{ReplayOf: "not-a-run-id"}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("List(replay_of not an id) = %v, want ErrInvalid", err)
 		}
 	})
 
@@ -682,7 +739,9 @@ func expected(all []*store.Run, f store.Filter) []*store.Run {
 		ms := r.ReceivedAt.UnixMilli()
 		if (f.Partner == "" || r.Partner == f.Partner) && (f.Site == "" || r.Site == f.Site) &&
 			(f.Endpoint == "" || r.Endpoint == f.Endpoint) && (f.Status == "" || r.Status == f.Status) &&
-			(f.Since.IsZero() || ms >= f.Since.UnixMilli()) && (f.Until.IsZero() || ms < f.Until.UnixMilli()) {
+			(f.Since.IsZero() || ms >= f.Since.UnixMilli()) && (f.Until.IsZero() || ms < f.Until.UnixMilli()) &&
+			(f.Saga == "" || r.Saga == f.Saga) && (f.IdempotencyKey == "" || r.IdempotencyKey == f.IdempotencyKey) &&
+			(f.ReplayOf == "" || strings.EqualFold(r.ReplayOf, f.ReplayOf)) {
 			out = append(out, r)
 		}
 	}
