@@ -165,6 +165,10 @@ func (s *securitySpec) decodeKey(d *yamlconf.Decoder, k security.Key, v ast.Node
 		var text string
 		d.Decode(v, &text)
 		k.SetText(&s.cfg, text)
+	case security.KeyTexts:
+		var list []string
+		d.Decode(v, &list)
+		k.SetTexts(&s.cfg, list)
 	case security.KeyDuration:
 		var dur time.Duration
 		d.Decode(v, &dur)

@@ -51,6 +51,7 @@ type scheme interface {
 type material struct {
 	digests []digest // SHA-256 of each secret, for methods that compare credentials
 	keys    [][]byte // decoded keys, for methods whose secrets are encoded
+	jwt     []jwtKey // jwt: the parsed public keys
 }
 
 // signing is what Sign was asked for.
@@ -62,7 +63,7 @@ type signing struct {
 
 // methodTable lists every method in the order the documentation gives them. It is never
 // modified.
-var methodTable = [...]*method{&basicMethod, &tokenMethod, &signatureMethod, &standardWebhooksMethod, &apiKeyMethod, &bearerMethod}
+var methodTable = [...]*method{&basicMethod, &tokenMethod, &signatureMethod, &standardWebhooksMethod, &apiKeyMethod, &bearerMethod, &jwtMethod}
 
 // lookup finds a method by name.
 func lookup(name Method) *method {
@@ -130,6 +131,7 @@ const (
 	KeyDuration                    // a Go duration
 	KeySecret                      // one secret reference
 	KeySecrets                     // a list of secret references
+	KeyTexts                       // a list of text, each one of Key.Values when those are set
 )
 
 // Key is one config key of a method.
@@ -174,9 +176,13 @@ const (
 	fQuery
 	fKeys
 	fTokens
+	fAlgorithms
+	fIssuer
+	fAudience
+	fLeeway
 )
 
-// at is a pointer to field id of c: *string, *time.Duration, *Secret or *[]Secret.
+// at is a pointer to field id of c: *string, *[]string, *time.Duration, *Secret or *[]Secret.
 func (c *Config) at(id fieldID) any {
 	switch id {
 	case fUsername:
@@ -219,12 +225,23 @@ func (c *Config) at(id fieldID) any {
 		return &c.Keys
 	case fTokens:
 		return &c.Tokens
+	case fAlgorithms:
+		return &c.Algorithms
+	case fIssuer:
+		return &c.Issuer
+	case fAudience:
+		return &c.Audience
+	case fLeeway:
+		return &c.Leeway
 	}
 	return nil
 }
 
 // SetText stores a KeyText, KeyHeader or KeyEnum value in cfg.
 func (k Key) SetText(cfg *Config, v string) { *cfg.at(k.field).(*string) = v }
+
+// SetTexts stores a KeyTexts value in cfg.
+func (k Key) SetTexts(cfg *Config, v []string) { *cfg.at(k.field).(*[]string) = v }
 
 // SetDuration stores a KeyDuration value in cfg.
 func (k Key) SetDuration(cfg *Config, v time.Duration) { *cfg.at(k.field).(*time.Duration) = v }
@@ -252,6 +269,8 @@ func (k Key) isSet(cfg *Config) bool {
 		return *f != ""
 	case *time.Duration:
 		return *f != 0
+	case *[]string:
+		return len(*f) > 0
 	case *Secret:
 		return !f.IsZero()
 	case *[]Secret:
@@ -267,6 +286,8 @@ func (k Key) copyTo(dst, src *Config) {
 		*f = *src.at(k.field).(*string)
 	case *time.Duration:
 		*f = *src.at(k.field).(*time.Duration)
+	case *[]string:
+		*f = *src.at(k.field).(*[]string)
 	case *Secret:
 		*f = *src.at(k.field).(*Secret)
 	case *[]Secret:

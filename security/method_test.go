@@ -31,6 +31,8 @@ func TestEveryMethodTableEntryIsComplete(t *testing.T) {
 					_, ok = f.(*string)
 				case KeyDuration:
 					_, ok = f.(*time.Duration)
+				case KeyTexts:
+					_, ok = f.(*[]string)
 				case KeySecret:
 					_, ok = f.(*Secret)
 					if seenList {

@@ -1,7 +1,7 @@
 // Package security verifies that a pushback came from its configured sender.
 //
 // Each endpoint has exactly one method (basic, token, signature, standard_webhooks,
-// api_key, bearer: each one entry of methodTable), or a preset over one of them, plus an
+// api_key, bearer, jwt: each one entry of methodTable), or a preset over one of them, plus an
 // optional IP allow list. New validates an endpoint's Config once, at config load, and
 // returns a Verifier; Verify answers nil or a *Failure whose Reason is a stable metric
 // label. The gateway answers every failure with the same 401, so the reason only ever
@@ -27,6 +27,7 @@ const (
 	StandardWebhooks Method = "standard_webhooks"
 	APIKey           Method = "api_key"
 	Bearer           Method = "bearer"
+	JWT              Method = "jwt"
 )
 
 // Defaults of the optional Config fields.
@@ -90,6 +91,14 @@ type Config struct {
 	Keys  []Secret // api_key
 
 	Tokens []Secret // bearer
+
+	// jwt: Keys (above) hold the identity provider's public keys, PEM or a JWKS document;
+	// Algorithms pins what a token's alg may be; Issuer and Audience must match iss and
+	// aud; Leeway is the clock skew allowed on exp and nbf (0 means DefaultLeeway).
+	Algorithms []string
+	Issuer     string
+	Audience   string
+	Leeway     time.Duration
 
 	AllowIPs []netip.Prefix // optional for every method; empty allows any address
 }
