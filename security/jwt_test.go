@@ -374,3 +374,40 @@ func BenchmarkRejectJWT(b *testing.B) {
 func BenchmarkRejectJWTMalformed(b *testing.B) {
 	benchReject(b, jwtConfig(b), &Request{Header: hdr("Authorization", "Bearer not-a-jwt"), Now: testNow})
 }
+
+func TestSignJWTMakesATokenAnIndependentVerifierAccepts(t *testing.T) {
+	f := newJWTFixture(t)
+	cfg := Config{Method: JWT, Keys: []Secret{NewSecret(pubPEM(t, &f.rsa.PublicKey))}, Algorithms: []string{"RS256"}, Issuer: jwtIssuer, Audience: jwtAudience}
+	priv := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(f.rsa)})
+	tok, err := SignJWT(cfg, priv, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := josejwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c josejwt.Claims
+	if err := parsed.Claims(&f.rsa.PublicKey, &c); err != nil {
+		t.Fatalf("go-jose refuses the token: %v", err)
+	}
+	if err := c.ValidateWithLeeway(josejwt.Expected{Issuer: jwtIssuer, AnyAudience: josejwt.Audience{jwtAudience}, Time: testNow}, 0); err != nil {
+		t.Errorf("claims: %v", err)
+	}
+	if got := c.Expiry.Time().Sub(testNow); got != JWTLifetime {
+		t.Errorf("lifetime %s, want %s", got, JWTLifetime)
+	}
+	v, _ := New(cfg)
+	assertJWTVerdict(t, v.Verify(&Request{Header: hdr("Authorization", "Bearer "+tok), Now: testNow}), "")
+	t.Run("a public key is refused as the signing key", func(t *testing.T) {
+		if _, err := SignJWT(cfg, []byte(pubPEM(t, &f.rsa.PublicKey)), testNow); err == nil {
+			t.Error("signed with a public key")
+		}
+	})
+	t.Run("a key that fits no algorithm of the endpoint is refused", func(t *testing.T) {
+		der, _ := x509.MarshalPKCS8PrivateKey(f.ec)
+		if _, err := SignJWT(cfg, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), testNow); err == nil || !strings.Contains(err.Error(), "fits none") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
