@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -207,7 +208,7 @@ var methods = security.Methods()
 // build checks what the method requires, resolves the secrets and compiles the verifier,
 // sharing templates through ts. It leaves s with its method and verifier, and drops the
 // spec.
-func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates) {
+func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates, egress http.RoundTripper) {
 	w := s.spec
 	s.spec = nil
 	if w == nil || w.invalid {
@@ -230,6 +231,7 @@ func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates
 	if len(w.allowIPs) > 0 {
 		w.cfg.AllowIPs = parsePrefixes(d, w.allowAt, w.Pos, w.allowIPs)
 	}
+	w.cfg.Egress = egress
 	if len(d.Errors()) > before {
 		return
 	}

@@ -26,7 +26,7 @@ type Check struct {
 	secrets []Secret // the method's secret keys' values, in the order its keys list them
 	digests []digest // basic: password; token: token, secret; api_key, bearer: one per key
 	keys    [][]byte // standard_webhooks: the decoded whsec keys
-	jwt     []jwtKey // jwt: the parsed public keys
+	jwt     *jwtKeys // jwt: its keys, static and from jwks_url
 }
 
 // Template is the part of a validated Config that holds no secret, prepared once and shared

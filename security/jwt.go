@@ -21,7 +21,9 @@ import (
 var jwtMethod = method{
 	name: JWT,
 	keys: []Key{
-		secretsKey("keys", "keys: the identity provider's public keys (PEM or a JWKS document, secret references)", fKeys),
+		// keys or jwks_url, or both: newJWT requires one.
+		secretsKey("keys", "", fKeys),
+		textKey("jwks_url", fJWKSURL),
 		{Name: "algorithms", Kind: KeyTexts, Values: jwtAlgorithms, Need: "algorithms: the signing algorithms to accept, e.g. [RS256]", field: fAlgorithms},
 		{Name: "issuer", Kind: KeyText, Need: "issuer: the iss claim tokens must carry", field: fIssuer},
 		{Name: "audience", Kind: KeyText, Need: "audience: the aud value tokens must carry", field: fAudience},
@@ -93,7 +95,22 @@ func newJWT(cfg Config, p *problems) (scheme, material) {
 	if s.audience == "" {
 		p.at("audience", "audience is required")
 	}
-	srcs := requireSecrets("keys", cfg.Keys, p)
+	var srcs [][]byte
+	var remote *remoteJWKS
+	if cfg.JWKSURL == "" {
+		if len(cfg.Keys) == 0 {
+			p.at("keys", "keys or jwks_url is required: the identity provider's public keys, or where it publishes them")
+		}
+		srcs = requireSecrets("keys", cfg.Keys, &problems{})
+		for i, k := range srcs {
+			if len(k) == 0 {
+				p.item("keys", i, "keys[%d] is empty", i)
+			}
+		}
+	} else {
+		srcs = requireSecrets("keys", cfg.Keys, &problems{}) // may be empty beside jwks_url
+		remote = newRemoteJWKS(cfg.JWKSURL, cfg.Egress, p)
+	}
 	var keys []jwtKey
 	for i, src := range srcs {
 		ks, err := parseJWTKeys(src)
@@ -111,7 +128,13 @@ func newJWT(cfg Config, p *problems) (scheme, material) {
 	if len(keys) > maxJWTKeys {
 		p.at("keys", "keys hold %d keys, more than %d", len(keys), maxJWTKeys)
 	}
-	return s, material{jwt: keys}
+	return s, material{jwt: &jwtKeys{static: keys, remote: remote}}
+}
+
+// jwtKeys are one endpoint's keys: static ones from keys, and its jwks_url's.
+type jwtKeys struct {
+	static []jwtKey
+	remote *remoteJWKS // nil without jwks_url
 }
 
 // parseJWTKeys reads PEM public keys (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE blocks)
@@ -236,13 +259,23 @@ func (s *jwtScheme) check(req Request, c *Check) *Failure {
 	_, err := parser.Parse(tok, func(t *jwt.Token) (any, error) {
 		alg, _ := t.Header["alg"].(string)
 		kid, hasKid := t.Header["kid"].(string)
+		keys := c.jwt.static
+		var fetchErr error
+		if c.jwt.remote != nil {
+			var rk []jwtKey
+			rk, fetchErr = c.jwt.remote.lookup(kid, now)
+			keys = append(slices.Clip(keys), rk...)
+		}
 		var set jwt.VerificationKeySet
-		for _, k := range c.jwt {
+		for _, k := range keys {
 			if keyFits(alg, k.key) && (!hasKid || k.kid == "" || k.kid == kid) {
 				set.Keys = append(set.Keys, k.key)
 			}
 		}
 		if len(set.Keys) == 0 {
+			if fetchErr != nil {
+				return nil, &noKeyError{msg: errNoJWTKey.Error() + ": " + fetchErr.Error()}
+			}
 			return nil, errNoJWTKey
 		}
 		return set, nil
@@ -254,6 +287,12 @@ func (s *jwtScheme) check(req Request, c *Check) *Failure {
 }
 
 var errNoJWTKey = errors.New("no configured key has the token's kid and algorithm")
+
+// noKeyError is errNoJWTKey with why the jwks_url gave none.
+type noKeyError struct{ msg string }
+
+func (e *noKeyError) Error() string        { return e.msg }
+func (e *noKeyError) Is(target error) bool { return target == errNoJWTKey }
 
 // jwtReason maps the library's errors onto the stable reasons.
 func jwtReason(err error) Reason {
@@ -271,6 +310,12 @@ func jwtReason(err error) Reason {
 func jwtDetail(err error) string {
 	switch {
 	case errors.Is(err, errNoJWTKey):
+		// The operator's own settings (the jwks_url's failure) may follow; nothing the
+		// sender wrote does.
+		var nk *noKeyError
+		if errors.As(err, &nk) {
+			return nk.msg
+		}
 		return errNoJWTKey.Error()
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "token is malformed"

@@ -51,7 +51,7 @@ type scheme interface {
 type material struct {
 	digests []digest // SHA-256 of each secret, for methods that compare credentials
 	keys    [][]byte // decoded keys, for methods whose secrets are encoded
-	jwt     []jwtKey // jwt: the parsed public keys
+	jwt     *jwtKeys // jwt: the parsed public keys and the jwks_url cache
 }
 
 // signing is what Sign was asked for.
@@ -180,6 +180,7 @@ const (
 	fIssuer
 	fAudience
 	fLeeway
+	fJWKSURL
 )
 
 // at is a pointer to field id of c: *string, *[]string, *time.Duration, *Secret or *[]Secret.
@@ -233,6 +234,8 @@ func (c *Config) at(id fieldID) any {
 		return &c.Audience
 	case fLeeway:
 		return &c.Leeway
+	case fJWKSURL:
+		return &c.JWKSURL
 	}
 	return nil
 }

@@ -95,7 +95,11 @@ type Config struct {
 	// jwt: Keys (above) hold the identity provider's public keys, PEM or a JWKS document;
 	// Algorithms pins what a token's alg may be; Issuer and Audience must match iss and
 	// aud; Leeway is the clock skew allowed on exp and nbf (0 means DefaultLeeway).
+	// JWKSURL, when set, is where the provider publishes its keys (https, fetched through
+	// Egress, which the loader sets to a transport bound by the egress rules).
 	Algorithms []string
+	JWKSURL    string
+	Egress     http.RoundTripper
 	Issuer     string
 	Audience   string
 	Leeway     time.Duration
