@@ -2,10 +2,12 @@ package config
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/goccy/go-yaml/ast"
 
@@ -97,4 +99,27 @@ func walkScalars(d *yamlconf.Decoder, n ast.Node, path string, depth int, visit 
 	default:
 		visit(path, t)
 	}
+}
+
+// partnerEgress is the transport through which p's security fetches keys (a jwt
+// endpoint's jwks_url): bound by the server's egress list and p's, as its http steps are.
+// It is made on first use, so partners that fetch nothing cost nothing.
+func partnerEgress(p *Partner, c egressCheck) http.RoundTripper {
+	lists := []saga.EgressPolicy{c.server}
+	if p.Egress != nil {
+		lists = append(lists, saga.EgressPolicy{Allow: p.Egress.Allow, Source: "partner " + p.ID})
+	}
+	return &lazyTransport{lists: lists, own: c.own}
+}
+
+type lazyTransport struct {
+	lists []saga.EgressPolicy
+	own   []saga.Listener
+	once  sync.Once
+	rt    http.RoundTripper
+}
+
+func (t *lazyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.once.Do(func() { t.rt = saga.NewEgressTransport(t.lists, t.own) })
+	return t.rt.RoundTrip(r)
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -450,6 +451,7 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share *shared, f string, sagas
 		d.ErrorAt(yamlconf.Pos{Line: 1, Column: 1}, "file is empty")
 	} else {
 		d.Decode(node, p)
+		share.egress = partnerEgress(p, ec)
 		validatePartner(d, p, sagas, filepath.Dir(f), share)
 	}
 	errs := d.Errors()
@@ -590,7 +592,7 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 		if e.Schema != nil && e.Schema.Path != "" {
 			e.Schema.compiled = share.schema(d, dir, e.Name, e.Schema)
 		}
-		e.Security.build(d, dir, &share.templates)
+		e.Security.build(d, dir, &share.templates, share.egress)
 	}
 }
 
@@ -599,6 +601,7 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 type shared struct {
 	templates security.Templates
 	schemas   map[string]schemaResult // by absolute path
+	egress    http.RoundTripper       // the partner's, for methods that fetch keys
 }
 
 type schemaResult struct {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -166,6 +167,10 @@ func (s *securitySpec) decodeKey(d *yamlconf.Decoder, k security.Key, v ast.Node
 		var text string
 		d.Decode(v, &text)
 		k.SetText(&s.cfg, text)
+	case security.KeyTexts:
+		var list []string
+		d.Decode(v, &list)
+		k.SetTexts(&s.cfg, list)
 	case security.KeyDuration:
 		var dur time.Duration
 		d.Decode(v, &dur)
@@ -242,7 +247,7 @@ var methods = security.Methods()
 // build checks what the method requires, resolves the secrets and compiles the verifier,
 // sharing templates through ts. It leaves s with its method and verifier, and drops the
 // spec.
-func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates) {
+func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates, egress http.RoundTripper) {
 	w := s.spec
 	s.spec = nil
 	if w == nil || w.invalid {
@@ -265,6 +270,7 @@ func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates
 	if len(w.allowIPs) > 0 {
 		w.cfg.AllowIPs = parsePrefixes(d, w.allowAt, w.Pos, w.allowIPs)
 	}
+	w.cfg.Egress = egress
 	if len(d.Errors()) > before {
 		return
 	}

@@ -26,6 +26,7 @@ type Check struct {
 	secrets []Secret // the method's secret keys' values, in the order its keys list them
 	digests []digest // basic: password; token: token, secret; api_key, bearer: one per key
 	keys    [][]byte // standard_webhooks: the decoded whsec keys
+	jwt     *jwtKeys // jwt: its keys, static and from jwks_url
 }
 
 // Template is the part of a validated Config that holds no secret, prepared once and shared
@@ -95,7 +96,7 @@ func (b *built) check(t *Template) Check {
 			list = append(list, *f...)
 		}
 	}
-	return Check{t: t, secrets: list, digests: b.mat.digests, keys: b.mat.keys}
+	return Check{t: t, secrets: list, digests: b.mat.digests, keys: b.mat.keys, jwt: b.mat.jwt}
 }
 
 // secretFree is cfg with the method's secrets left out.
@@ -125,6 +126,12 @@ func templateKey(cfg Config) string {
 			b = append(append(append(b, k.Name...), '='), *f...)
 		case *time.Duration:
 			b = strconv.AppendInt(append(append(b, k.Name...), '='), int64(*f), 10)
+		case *[]string:
+			b = append(append(b, k.Name...), '=')
+			for _, v := range *f {
+				b = append(append(b, strconv.Itoa(len(v))...), ':')
+				b = append(b, v...)
+			}
 		default:
 			continue
 		}

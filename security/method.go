@@ -51,6 +51,7 @@ type scheme interface {
 type material struct {
 	digests []digest // SHA-256 of each secret, for methods that compare credentials
 	keys    [][]byte // decoded keys, for methods whose secrets are encoded
+	jwt     *jwtKeys // jwt: the parsed public keys and the jwks_url cache
 }
 
 // signing is what Sign was asked for.
@@ -65,7 +66,7 @@ type signing struct {
 
 // methodTable lists every method in the order the documentation gives them. It is never
 // modified.
-var methodTable = [...]*method{&basicMethod, &tokenMethod, &signatureMethod, &standardWebhooksMethod, &apiKeyMethod, &bearerMethod, &awsSigV4Method}
+var methodTable = [...]*method{&basicMethod, &tokenMethod, &signatureMethod, &standardWebhooksMethod, &apiKeyMethod, &bearerMethod, &awsSigV4Method, &jwtMethod}
 
 // lookup finds a method by name.
 func lookup(name Method) *method {
@@ -133,6 +134,7 @@ const (
 	KeyDuration                    // a Go duration
 	KeySecret                      // one secret reference
 	KeySecrets                     // a list of secret references
+	KeyTexts                       // a list of text, each one of Key.Values when those are set
 )
 
 // Key is one config key of a method.
@@ -183,9 +185,14 @@ const (
 	fTokens
 	fRegion
 	fService
+	fAlgorithms
+	fIssuer
+	fAudience
+	fLeeway
+	fJWKSURL
 )
 
-// at is a pointer to field id of c: *string, *time.Duration, *Secret or *[]Secret.
+// at is a pointer to field id of c: *string, *[]string, *time.Duration, *Secret or *[]Secret.
 func (c *Config) at(id fieldID) any {
 	switch id {
 	case fUsername:
@@ -232,12 +239,25 @@ func (c *Config) at(id fieldID) any {
 		return &c.Region
 	case fService:
 		return &c.Service
+	case fAlgorithms:
+		return &c.Algorithms
+	case fIssuer:
+		return &c.Issuer
+	case fAudience:
+		return &c.Audience
+	case fLeeway:
+		return &c.Leeway
+	case fJWKSURL:
+		return &c.JWKSURL
 	}
 	return nil
 }
 
 // SetText stores a KeyText, KeyHeader or KeyEnum value in cfg.
 func (k Key) SetText(cfg *Config, v string) { *cfg.at(k.field).(*string) = v }
+
+// SetTexts stores a KeyTexts value in cfg.
+func (k Key) SetTexts(cfg *Config, v []string) { *cfg.at(k.field).(*[]string) = v }
 
 // SetDuration stores a KeyDuration value in cfg.
 func (k Key) SetDuration(cfg *Config, v time.Duration) { *cfg.at(k.field).(*time.Duration) = v }
@@ -265,6 +285,8 @@ func (k Key) isSet(cfg *Config) bool {
 		return *f != ""
 	case *time.Duration:
 		return *f != 0
+	case *[]string:
+		return len(*f) > 0
 	case *Secret:
 		return !f.IsZero()
 	case *[]Secret:
@@ -280,6 +302,8 @@ func (k Key) copyTo(dst, src *Config) {
 		*f = *src.at(k.field).(*string)
 	case *time.Duration:
 		*f = *src.at(k.field).(*time.Duration)
+	case *[]string:
+		*f = *src.at(k.field).(*[]string)
 	case *Secret:
 		*f = *src.at(k.field).(*Secret)
 	case *[]Secret:

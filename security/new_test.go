@@ -142,13 +142,13 @@ func TestNewAcceptsValidConfig(t *testing.T) {
 }
 
 func TestEveryMethodIsListedAndBuildable(t *testing.T) {
-	want := []Method{"basic", "token", "signature", "standard_webhooks", "api_key", "bearer", "aws_sigv4"}
+	want := []Method{"basic", "token", "signature", "standard_webhooks", "api_key", "bearer", "aws_sigv4", "jwt"}
 	if got := fmt.Sprint(Methods()); got != fmt.Sprint(want) {
 		t.Fatalf("Methods() = %v, want %v", got, want)
 	}
 	cfgs := map[Method]Config{Basic: basicConfig(), Token: tokenConfig(), Signature: signatureConfig(),
 		StandardWebhooks: standardWebhooksConfig(), APIKey: apiKeyQueryConfig(), Bearer: bearerConfig(),
-		AWSSigV4: sigv4Config()}
+		AWSSigV4: sigv4Config(), JWT: jwtConfig(t)}
 	for _, m := range Methods() {
 		if _, err := New(cfgs[m]); err != nil {
 			t.Errorf("New(%s): %v", m, err)
@@ -163,6 +163,7 @@ func TestChallenge(t *testing.T) {
 	want := map[Method]string{
 		Basic:  `Basic realm="pushbackd"`,
 		Bearer: `Bearer realm="pushbackd"`,
+		JWT:    `Bearer realm="pushbackd"`,
 	}
 	for _, m := range append(Methods(), "unknown") {
 		t.Run(string(m)+" challenges with "+fmt.Sprintf("%q", want[m]), func(t *testing.T) {

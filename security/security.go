@@ -1,7 +1,7 @@
 // Package security verifies that a pushback came from its configured sender.
 //
 // Each endpoint has exactly one method (basic, token, signature, standard_webhooks,
-// api_key, bearer: each one entry of methodTable), or a preset over one of them, plus an
+// api_key, bearer, jwt: each one entry of methodTable), or a preset over one of them, plus an
 // optional IP allow list. New validates an endpoint's Config once, at config load, and
 // returns a Verifier; Verify answers nil or a *Failure whose Reason is a stable metric
 // label. The gateway answers every failure with the same 401, so the reason only ever
@@ -28,6 +28,7 @@ const (
 	APIKey           Method = "api_key"
 	Bearer           Method = "bearer"
 	AWSSigV4         Method = "aws_sigv4"
+	JWT              Method = "jwt"
 )
 
 // Defaults of the optional Config fields.
@@ -95,6 +96,17 @@ type Config struct {
 	// aws_sigv4: the region and service the credential scope must name. The key pairs are
 	// Secrets (secret access keys) with SecretIDs (their access key ids).
 	Region, Service string
+	// jwt: Keys (above) hold the identity provider's public keys, PEM or a JWKS document;
+	// Algorithms pins what a token's alg may be; Issuer and Audience must match iss and
+	// aud; Leeway is the clock skew allowed on exp and nbf (0 means DefaultLeeway).
+	// JWKSURL, when set, is where the provider publishes its keys (https, fetched through
+	// Egress, which the loader sets to a transport bound by the egress rules).
+	Algorithms []string
+	JWKSURL    string
+	Egress     http.RoundTripper
+	Issuer     string
+	Audience   string
+	Leeway     time.Duration
 
 	AllowIPs []netip.Prefix // optional for every method; empty allows any address
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/http"
 	neturl "net/url"
 	"os"
 	"os/signal"
@@ -241,6 +242,7 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	file := fs.String("file", "", "body file to send (required)")
 	contentType := fs.String("content-type", "", "Content-Type (default: from the file extension)")
 	base := fs.String("url", "", "base URL (default: http://<listen> from the config)")
+	jwtKey := fs.String("jwt-key", "", "jwt endpoints: private key PEM to sign a short-lived token with the endpoint's issuer and audience")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return 2
@@ -278,24 +280,43 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	if *base == "" {
 		*base = "http://" + dialable(cfg.Server.Listen)
 	}
-	url := strings.TrimRight(*base, "/") + "/pushback/" + pos[0]
-	target, err := neturl.Parse(url)
+	target := strings.TrimRight(*base, "/") + "/pushback/" + pos[0]
+	targetURL, err := neturl.Parse(target)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushbackd curl: -url: %v\n", err)
 		return 2
 	}
-	headers, query, err := security.SignFor(route.Endpoint.Security.Resolved(), target, body, "", time.Now())
+	var headers http.Header
+	var query neturl.Values
+	if sec := route.Endpoint.Security.Resolved(); sec.Method == security.JWT {
+		// pushbackd holds only the identity provider's public keys: the token must be
+		// signed with a private key the operator has (a test key of the partner's IdP).
+		if *jwtKey == "" {
+			fmt.Fprintln(stderr, "pushbackd curl: endpoint uses jwt: pass -jwt-key FILE, a private key PEM whose public half is in the endpoint's keys")
+			return 2
+		}
+		pemBytes, rerr := os.ReadFile(*jwtKey)
+		if rerr != nil {
+			fmt.Fprintf(stderr, "pushbackd curl: %v\n", rerr)
+			return 1
+		}
+		tok, serr := security.SignJWT(sec, pemBytes, time.Now())
+		err = serr
+		headers = http.Header{"Authorization": {"Bearer " + tok}}
+	} else {
+		headers, query, err = security.SignFor(sec, targetURL, body, "", time.Now())
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "pushbackd curl: %v\n", err)
 		return 1
 	}
 	if len(query) > 0 {
-		url += "?" + query.Encode()
+		target += "?" + query.Encode()
 	}
 	if *contentType == "" {
 		*contentType = contentTypeFor(*file)
 	}
-	lines := []string{"curl -sS -X POST " + shellQuote(url)}
+	lines := []string{"curl -sS -X POST " + shellQuote(target)}
 	lines = append(lines, "-H "+shellQuote("Content-Type: "+*contentType))
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
 		for k := range headers {

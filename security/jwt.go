@@ -1,0 +1,348 @@
+package security
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var jwtMethod = method{
+	name: JWT,
+	keys: []Key{
+		// keys or jwks_url, or both: newJWT requires one.
+		secretsKey("keys", "", fKeys),
+		textKey("jwks_url", fJWKSURL),
+		{Name: "algorithms", Kind: KeyTexts, Values: jwtAlgorithms, Need: "algorithms: the signing algorithms to accept, e.g. [RS256]", field: fAlgorithms},
+		{Name: "issuer", Kind: KeyText, Need: "issuer: the iss claim tokens must carry", field: fIssuer},
+		{Name: "audience", Kind: KeyText, Need: "audience: the aud value tokens must carry", field: fAudience},
+		durationKey("leeway", fLeeway),
+	},
+	challenge:   `Bearer realm="pushbackd"`,
+	prepare:     newJWT,
+	credentials: func(Config) (credentialHeaders, string) { return credentialHeaders{}, "" }, // Authorization is always redacted
+}
+
+// jwtAlgorithms are the asymmetric algorithms an endpoint may pin. HMAC (HS*) is left out
+// on purpose: a shared secret would make the partner's identity provider and pushbackd
+// hold the same key, and an HS* entry is the usual door for algorithm confusion (a token
+// "signed" with a public key as the HMAC secret). none is never accepted.
+var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// Bounds on what a sender controls, so a hostile token costs little before it is refused.
+const (
+	// maxJWTLength bounds the Authorization value: identity providers' tokens are well
+	// under 4 KiB; 16 KiB leaves room for large claim sets.
+	maxJWTLength = 16 << 10
+	// DefaultLeeway is the clock skew allowed on exp and nbf unless leeway says otherwise.
+	DefaultLeeway = 30 * time.Second
+	maxLeeway     = 5 * time.Minute
+	// maxJWTKeys bounds the keys of one endpoint, so that a token without kid costs at most
+	// this many signature checks.
+	maxJWTKeys = 16
+)
+
+// jwtScheme checks Authorization: Bearer <JWT>. It holds what endpoints with the same
+// settings share; the keys, which differ per endpoint, are in the Check.
+type jwtScheme struct {
+	algs     []string
+	issuer   string
+	audience string
+	leeway   time.Duration
+}
+
+// jwtKey is one parsed verification key: kid "" when the source named none.
+type jwtKey struct {
+	kid string
+	key crypto.PublicKey
+}
+
+func newJWT(cfg Config, p *problems) (scheme, material) {
+	s := &jwtScheme{algs: cfg.Algorithms, issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway}
+	if s.leeway == 0 {
+		s.leeway = DefaultLeeway
+	}
+	if s.leeway < 0 || s.leeway > maxLeeway {
+		p.at("leeway", "leeway must be between 0s and %s", maxLeeway)
+	}
+	if len(s.algs) == 0 {
+		p.at("algorithms", "algorithms is required (at least one of %s)", strings.Join(jwtAlgorithms, ", "))
+	}
+	for i, a := range s.algs {
+		switch {
+		case strings.EqualFold(a, "none"):
+			p.item("algorithms", i, "algorithms[%d]: none is never accepted: a token must be signed", i)
+		case strings.HasPrefix(strings.ToUpper(a), "HS"):
+			p.item("algorithms", i, "algorithms[%d]: %s is HMAC, which is not supported: configure the identity provider's public keys and an asymmetric algorithm (%s)", i, a, strings.Join(jwtAlgorithms, ", "))
+		case !slices.Contains(jwtAlgorithms, a):
+			p.item("algorithms", i, "algorithms[%d]: unknown algorithm %q (want one of %s)", i, a, strings.Join(jwtAlgorithms, ", "))
+		}
+	}
+	if s.issuer == "" {
+		p.at("issuer", "issuer is required")
+	}
+	if s.audience == "" {
+		p.at("audience", "audience is required")
+	}
+	var srcs [][]byte
+	var remote *remoteJWKS
+	if cfg.JWKSURL == "" {
+		if len(cfg.Keys) == 0 {
+			p.at("keys", "keys or jwks_url is required: the identity provider's public keys, or where it publishes them")
+		}
+		srcs = requireSecrets("keys", cfg.Keys, &problems{})
+		for i, k := range srcs {
+			if len(k) == 0 {
+				p.item("keys", i, "keys[%d] is empty", i)
+			}
+		}
+	} else {
+		srcs = requireSecrets("keys", cfg.Keys, &problems{}) // may be empty beside jwks_url
+		remote = newRemoteJWKS(cfg.JWKSURL, cfg.Egress, p)
+	}
+	var keys []jwtKey
+	for i, src := range srcs {
+		ks, err := parseJWTKeys(src)
+		if err != nil {
+			p.item("keys", i, "keys[%d]: %v", i, err)
+			continue
+		}
+		for _, k := range ks {
+			if !slices.ContainsFunc(s.algs, func(a string) bool { return keyFits(a, k.key) }) {
+				p.item("keys", i, "keys[%d]: a %s key fits none of algorithms %s", i, keyType(k.key), strings.Join(s.algs, ", "))
+			}
+		}
+		keys = append(keys, ks...)
+	}
+	if len(keys) > maxJWTKeys {
+		p.at("keys", "keys hold %d keys, more than %d", len(keys), maxJWTKeys)
+	}
+	return s, material{jwt: &jwtKeys{static: keys, remote: remote}}
+}
+
+// jwtKeys are one endpoint's keys: static ones from keys, and its jwks_url's.
+type jwtKeys struct {
+	static []jwtKey
+	remote *remoteJWKS // nil without jwks_url
+}
+
+// parseJWTKeys reads PEM public keys (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE blocks)
+// or a JWKS document.
+func parseJWTKeys(b []byte) ([]jwtKey, error) {
+	text := strings.TrimSpace(string(b))
+	if strings.HasPrefix(text, "{") {
+		return parseJWKS(b)
+	}
+	var out []jwtKey
+	rest := []byte(text)
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		var k any
+		var err error
+		switch blk.Type {
+		case "PUBLIC KEY":
+			k, err = x509.ParsePKIXPublicKey(blk.Bytes)
+		case "RSA PUBLIC KEY":
+			k, err = x509.ParsePKCS1PublicKey(blk.Bytes)
+		case "CERTIFICATE":
+			var c *x509.Certificate
+			if c, err = x509.ParseCertificate(blk.Bytes); err == nil {
+				k = c.PublicKey
+			}
+		default:
+			return nil, fmt.Errorf("PEM block %q is not a public key (a private key does not belong here)", blk.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", blk.Type, err)
+		}
+		if err := usableKey(k); err != nil {
+			return nil, err
+		}
+		out = append(out, jwtKey{key: k})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("holds neither a PEM public key nor a JWKS document")
+	}
+	return out, nil
+}
+
+// usableKey refuses key types and sizes no algorithm here verifies safely.
+func usableKey(k any) error {
+	switch k := k.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("RSA key of %d bits is too small (at least 2048)", k.N.BitLen())
+		}
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		return fmt.Errorf("unsupported key type %T", k)
+	}
+	return nil
+}
+
+// keyFits reports whether alg verifies with k, so a token's alg header can only select a
+// key of the matching type.
+func keyFits(alg string, k crypto.PublicKey) bool {
+	switch k := k.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return k.Curve.Params().BitSize == 256
+		case "ES384":
+			return k.Curve.Params().BitSize == 384
+		case "ES512":
+			return k.Curve.Params().BitSize == 521
+		}
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
+}
+
+func keyType(k crypto.PublicKey) string {
+	switch k := k.(type) {
+	case *rsa.PublicKey:
+		return "RSA"
+	case *ecdsa.PublicKey:
+		return "EC " + k.Curve.Params().Name
+	case ed25519.PublicKey:
+		return "Ed25519"
+	}
+	return fmt.Sprintf("%T", k)
+}
+
+func (s *jwtScheme) check(req Request, c *Check) *Failure {
+	r := &req
+	scheme, tok, st := authorization(r.Header)
+	switch st {
+	case absent:
+		return fail(JWT, ReasonMissing, "no Authorization header")
+	case conflicting:
+		return fail(JWT, ReasonMalformed, "Authorization header sent more than once with different values")
+	}
+	switch {
+	case !strings.EqualFold(scheme, "Bearer"):
+		return fail(JWT, ReasonMalformed, "Authorization scheme is not Bearer")
+	case tok == "":
+		return fail(JWT, ReasonMalformed, "Authorization Bearer has no token")
+	case len(tok) > maxJWTLength:
+		return fail(JWT, ReasonMalformed, "token longer than 16 KiB")
+	case strings.Count(tok, ".") != 2:
+		return fail(JWT, ReasonMalformed, "token is not a signed JWT (header.payload.signature)")
+	}
+	now := r.now()
+	parser := jwt.NewParser(
+		jwt.WithValidMethods(s.algs),
+		jwt.WithIssuer(s.issuer),
+		jwt.WithAudience(s.audience),
+		jwt.WithLeeway(s.leeway),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	_, err := parser.Parse(tok, func(t *jwt.Token) (any, error) {
+		alg, _ := t.Header["alg"].(string)
+		kid, hasKid := t.Header["kid"].(string)
+		keys := c.jwt.static
+		var fetchErr error
+		if c.jwt.remote != nil {
+			var rk []jwtKey
+			rk, fetchErr = c.jwt.remote.lookup(kid, now)
+			keys = append(slices.Clip(keys), rk...)
+		}
+		var set jwt.VerificationKeySet
+		for _, k := range keys {
+			if keyFits(alg, k.key) && (!hasKid || k.kid == "" || k.kid == kid) {
+				set.Keys = append(set.Keys, k.key)
+			}
+		}
+		if len(set.Keys) == 0 {
+			if fetchErr != nil {
+				return nil, &noKeyError{msg: errNoJWTKey.Error() + ": " + fetchErr.Error()}
+			}
+			return nil, errNoJWTKey
+		}
+		return set, nil
+	})
+	if err == nil {
+		return nil
+	}
+	return fail(JWT, jwtReason(err), jwtDetail(err))
+}
+
+var errNoJWTKey = errors.New("no configured key has the token's kid and algorithm")
+
+// noKeyError is errNoJWTKey with why the jwks_url gave none.
+type noKeyError struct{ msg string }
+
+func (e *noKeyError) Error() string        { return e.msg }
+func (e *noKeyError) Is(target error) bool { return target == errNoJWTKey }
+
+// jwtReason maps the library's errors onto the stable reasons.
+func jwtReason(err error) Reason {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ReasonExpired
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ReasonMalformed
+	}
+	return ReasonMismatch
+}
+
+// jwtDetail says which check refused the token without quoting it: the library's messages
+// name claims and algorithms, never values a sender chose, except for the key lookup.
+func jwtDetail(err error) string {
+	switch {
+	case errors.Is(err, errNoJWTKey):
+		// The operator's own settings (the jwks_url's failure) may follow; nothing the
+		// sender wrote does.
+		var nk *noKeyError
+		if errors.As(err, &nk) {
+			return nk.msg
+		}
+		return errNoJWTKey.Error()
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "token is malformed"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "signing method not allowed or signature invalid"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token expired (exp)"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "token not valid yet (nbf)"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "token issued in the future (iat)"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "a required claim (exp, iss or aud) is missing"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "iss is not the configured issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "aud does not name the configured audience"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "token cannot be verified with the configured keys"
+	}
+	return "token refused"
+}
+
+// sign cannot make a token: the Check holds the identity provider's public keys only.
+// The CLI signs with a private key of the operator's through SignJWT.
+func (s *jwtScheme) sign(*Check, *signing, http.Header, url.Values) error {
+	return errors.New("jwt: tokens come from the partner's identity provider; pushbackd holds only its public keys")
+}
+
+func (*jwtScheme) messageID(Request) (string, time.Duration) { return "", 0 }
