@@ -46,13 +46,21 @@ func ClaimRun(r *Run, now time.Time) {
 	r.Status, r.WakeAt, r.UpdatedAt = StatusRunning, time.Time{}, now
 }
 
-// CheckSave refuses a Save whose status is not a worker's to write: a worker checkpoints
-// (running), suspends (waiting) or finishes (final); it never queues a run again.
-func CheckSave(r *Run) error {
-	if r.Status == StatusRunning || r.Status == StatusWaiting || r.Status.Final() {
-		return nil
+// CheckSave checks a Save's arguments and returns the run's id: the lease must be for this
+// run, and the status a worker's to write — a worker checkpoints (running), suspends
+// (waiting) or finishes (final); it never queues a run again.
+func CheckSave(r *Run, lease Lease) (RunID, error) {
+	id, err := ParseRunID(r.ID)
+	if err != nil {
+		return id, fmt.Errorf("save run: %w", err)
 	}
-	return fmt.Errorf("%w: a worker cannot save run %s as %q", ErrInvalid, r.ID, r.Status)
+	if r.Status != StatusRunning && r.Status != StatusWaiting && !r.Status.Final() {
+		return id, fmt.Errorf("%w: a worker cannot save run %s as %q", ErrInvalid, r.ID, r.Status)
+	}
+	if lease.RunID != r.ID {
+		return id, fmt.Errorf("save run %s: %w: the lease is for run %s", r.ID, ErrInvalid, lease.RunID)
+	}
+	return id, nil
 }
 
 // LeaseHeld reports whether the stored lease (token, owner, expires) is the caller's l on a

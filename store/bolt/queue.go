@@ -366,15 +366,9 @@ func held(tx *bbolt.Tx, id store.RunID, l store.Lease) (*store.Run, error) {
 }
 
 func (b *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) error {
-	id, err := store.ParseRunID(run.ID)
+	id, err := store.CheckSave(run, lease)
 	if err != nil {
-		return fmt.Errorf("save run: %w", err)
-	}
-	if err := store.CheckSave(run); err != nil {
 		return err
-	}
-	if lease.RunID != run.ID {
-		return fmt.Errorf("save run %s: %w: the lease is for run %s", run.ID, store.ErrInvalid, lease.RunID)
 	}
 	now := b.clock.Now()
 	in := *run

@@ -184,15 +184,9 @@ func (m *Store) held(id store.RunID, l store.Lease) (*store.Run, error) {
 }
 
 func (m *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) error {
-	id, err := store.ParseRunID(run.ID)
+	id, err := store.CheckSave(run, lease)
 	if err != nil {
-		return fmt.Errorf("save run: %w", err)
-	}
-	if err := store.CheckSave(run); err != nil {
 		return err
-	}
-	if lease.RunID != run.ID {
-		return fmt.Errorf("save run %s: %w: the lease is for run %s", run.ID, store.ErrInvalid, lease.RunID)
 	}
 	now := m.clock.Now()
 	if err := m.begin(ctx); err != nil {
