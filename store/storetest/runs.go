@@ -399,29 +399,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 
 	t.Run("fifty concurrent creates with one key make one run", func(t *testing.T) {
 		s := newStore(t, NewManualClock())
-		var mu sync.Mutex
-		var created []string
-		dups := map[string]int{}
-		var wg sync.WaitGroup
-		for i := 0; i < 50; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r := sampleRunWithKey("acme/e/same")
-				res, err := s.Create(ctx, r, store.CreateOptions{})
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err != nil:
-					t.Error(err)
-				case res.DuplicateOf != "":
-					dups[res.DuplicateOf]++
-				default:
-					created = append(created, r.ID)
-				}
-			}()
-		}
-		wg.Wait()
+		created, dups := createConcurrently(t, s, 50, func(int) *store.Run { return sampleRunWithKey("acme/e/same") })
 		if len(created) != 1 || len(dups) != 1 || dups[created[0]] != 49 {
 			t.Fatalf("created %v, duplicates %v; want one run and 49 duplicates of it", created, dups)
 		}
@@ -483,31 +461,12 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 
 	t.Run("fifty concurrent creates with one message key make one run", func(t *testing.T) {
 		s := newStore(t, NewManualClock())
-		var mu sync.Mutex
-		var created []string
-		dups := map[string]int{}
-		var wg sync.WaitGroup
-		for i := 0; i < 50; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r := sampleRun("acme", "", "e")
-				r.IdempotencyKey = fmt.Sprint("acme//e/evt-", i) // distinct: only the message key is shared
-				r.MessageKey = "message-id:acme//e/msg_1"
-				res, err := s.Create(ctx, r, store.CreateOptions{})
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err != nil:
-					t.Error(err)
-				case res.DuplicateOf != "":
-					dups[res.DuplicateOf]++
-				default:
-					created = append(created, r.ID)
-				}
-			}()
-		}
-		wg.Wait()
+		created, dups := createConcurrently(t, s, 50, func(i int) *store.Run {
+			r := sampleRun("acme", "", "e")
+			r.IdempotencyKey = fmt.Sprint("acme//e/evt-", i) // distinct: only the message key is shared
+			r.MessageKey = "message-id:acme//e/msg_1"
+			return r
+		})
 		if len(created) != 1 || len(dups) != 1 || dups[created[0]] != 49 {
 			t.Fatalf("created %v, duplicates %v; want one run and 49 duplicates of it", created, dups)
 		}
@@ -787,4 +746,33 @@ func assertSameRun(t *testing.T, got, want *store.Run) {
 	if !reflect.DeepEqual(g, w) {
 		t.Fatalf("run differs:\n got %+v\nwant %+v", g, w)
 	}
+}
+
+// createConcurrently creates n runs at once, build(i) making each, and returns the ids of
+// those created and, per run id, how many creates were answered as its duplicates.
+func createConcurrently(t *testing.T, s store.Store, n int, build func(i int) *store.Run) (created []string, dups map[string]int) {
+	t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	dups = map[string]int{}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := build(i)
+			res, err := s.Create(context.Background(), r, store.CreateOptions{})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Error(err)
+			case res.DuplicateOf != "":
+				dups[res.DuplicateOf]++
+			default:
+				created = append(created, r.ID)
+			}
+		}()
+	}
+	wg.Wait()
+	return created, dups
 }
