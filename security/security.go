@@ -130,7 +130,7 @@ type Request struct {
 	// Partner is the partner whose endpoint the request is for: oauth2 accepts only tokens
 	// issued for it.
 	Partner string
-	Now                time.Time // for timestamp tolerances; zero means time.Now()
+	Now     time.Time // for timestamp tolerances; zero means time.Now()
 }
 
 func (r *Request) now() time.Time {
