@@ -126,6 +126,7 @@ func New(opts Options) *Gateway {
 	// One catch-all route: the path is parsed here, from the escaped form, so that %2F or
 	// ".." can never smuggle a separator past the router.
 	e.Any("/pushback/*", g.handle)
+	e.Any("/oauth/*", g.token)
 	e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
 	g.echo = e
 	return g
@@ -323,7 +324,7 @@ func (g *Gateway) handle(c echo.Context) error {
 	}
 	query := r.URL.Query()
 	sreq := &security.Request{Header: r.Header, Query: query, Body: raw, Method: r.Method, Host: r.Host,
-		Path: r.URL.EscapedPath(), RemoteIP: remote, Now: g.opts.Now()}
+		Path: r.URL.EscapedPath(), RemoteIP: remote, Partner: partner, Now: g.opts.Now()}
 	if err := verifier.Verify(sreq); err != nil {
 		return g.refuse(err, route, site, remote, log)
 	}

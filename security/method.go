@@ -66,7 +66,7 @@ type signing struct {
 
 // methodTable lists every method in the order the documentation gives them. It is never
 // modified.
-var methodTable = [...]*method{&basicMethod, &tokenMethod, &signatureMethod, &standardWebhooksMethod, &apiKeyMethod, &bearerMethod, &awsSigV4Method, &jwtMethod}
+var methodTable = [...]*method{&basicMethod, &tokenMethod, &signatureMethod, &standardWebhooksMethod, &apiKeyMethod, &bearerMethod, &awsSigV4Method, &jwtMethod, &oauth2Method}
 
 // lookup finds a method by name.
 func lookup(name Method) *method {
@@ -190,6 +190,7 @@ const (
 	fAudience
 	fLeeway
 	fJWKSURL
+	fTokenTTL
 )
 
 // at is a pointer to field id of c: *string, *[]string, *time.Duration, *Secret or *[]Secret.
@@ -249,6 +250,8 @@ func (c *Config) at(id fieldID) any {
 		return &c.Leeway
 	case fJWKSURL:
 		return &c.JWKSURL
+	case fTokenTTL:
+		return &c.TokenTTL
 	}
 	return nil
 }

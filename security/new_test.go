@@ -16,7 +16,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		want []string // substrings, one per expected problem
 	}{
 		{"a config without a method", Config{}, []string{"security method is required"}},
-		{"an unknown method", Config{Method: "oauth2"}, []string{`unknown security method "oauth2"`}},
+		{"an unknown method", Config{Method: "oauth3"}, []string{`unknown security method "oauth3"`}},
 		{"basic without username and password", Config{Method: Basic}, []string{"username is required", "password is required"}},
 		{"basic with a colon in the username", Config{Method: Basic, Username: "a:b", Password: NewSecret("pw-secret-1")}, []string{"username must not contain ':'"}},
 		{"token without token and secret", Config{Method: Token}, []string{"token is required", "secret is required"}},
@@ -142,13 +142,13 @@ func TestNewAcceptsValidConfig(t *testing.T) {
 }
 
 func TestEveryMethodIsListedAndBuildable(t *testing.T) {
-	want := []Method{"basic", "token", "signature", "standard_webhooks", "api_key", "bearer", "aws_sigv4", "jwt"}
+	want := []Method{"basic", "token", "signature", "standard_webhooks", "api_key", "bearer", "aws_sigv4", "jwt", "oauth2"}
 	if got := fmt.Sprint(Methods()); got != fmt.Sprint(want) {
 		t.Fatalf("Methods() = %v, want %v", got, want)
 	}
 	cfgs := map[Method]Config{Basic: basicConfig(), Token: tokenConfig(), Signature: signatureConfig(),
 		StandardWebhooks: standardWebhooksConfig(), APIKey: apiKeyQueryConfig(), Bearer: bearerConfig(),
-		AWSSigV4: sigv4Config(), JWT: jwtConfig(t)}
+		AWSSigV4: sigv4Config(), JWT: jwtConfig(t), OAuth2: oauth2Config()}
 	for _, m := range Methods() {
 		if _, err := New(cfgs[m]); err != nil {
 			t.Errorf("New(%s): %v", m, err)
@@ -164,6 +164,7 @@ func TestChallenge(t *testing.T) {
 		Basic:  `Basic realm="pushbackd"`,
 		Bearer: `Bearer realm="pushbackd"`,
 		JWT:    `Bearer realm="pushbackd"`,
+		OAuth2: `Bearer realm="pushbackd"`,
 	}
 	for _, m := range append(Methods(), "unknown") {
 		t.Run(string(m)+" challenges with "+fmt.Sprintf("%q", want[m]), func(t *testing.T) {

@@ -29,6 +29,7 @@ const (
 	Bearer           Method = "bearer"
 	AWSSigV4         Method = "aws_sigv4"
 	JWT              Method = "jwt"
+	OAuth2           Method = "oauth2"
 )
 
 // Defaults of the optional Config fields.
@@ -108,6 +109,11 @@ type Config struct {
 	Audience   string
 	Leeway     time.Duration
 
+	// oauth2: the clients are Secrets (client secrets) with SecretIDs (client ids; an id
+	// listed twice is a secret being rotated). TokenTTL is how long an issued token works,
+	// 0 meaning DefaultTokenTTL.
+	TokenTTL time.Duration
+
 	AllowIPs []netip.Prefix // optional for every method; empty allows any address
 }
 
@@ -121,7 +127,10 @@ type Request struct {
 	// headers; Method "" reads as POST.
 	Method, Host, Path string
 	RemoteIP           netip.Addr
-	Now                time.Time // for timestamp tolerances; zero means time.Now()
+	// Partner is the partner whose endpoint the request is for: oauth2 accepts only tokens
+	// issued for it.
+	Partner string
+	Now     time.Time // for timestamp tolerances; zero means time.Now()
 }
 
 func (r *Request) now() time.Time {

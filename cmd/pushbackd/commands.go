@@ -288,6 +288,7 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	}
 	var headers http.Header
 	var query neturl.Values
+	oauth2Header := ""
 	if sec := route.Endpoint.Security.Resolved(); sec.Method == security.JWT {
 		// pushbackd holds only the identity provider's public keys: the token must be
 		// signed with a private key the operator has (a test key of the partner's IdP).
@@ -303,6 +304,15 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		tok, serr := security.SignJWT(sec, pemBytes, time.Now())
 		err = serr
 		headers = http.Header{"Authorization": {"Bearer " + tok}}
+	} else if sec.Method == security.OAuth2 {
+		// The sender first gets a token from the token endpoint with the first client's
+		// credentials (client_secret_basic: id and secret form-encoded, RFC 6749 §2.3.1),
+		// then sends it; the script keeps it in a shell variable.
+		tokenURL := strings.TrimRight(*base, "/") + "/oauth/" + partner + "/token"
+		cred := neturl.QueryEscape(sec.SecretIDs[0]) + ":" + neturl.QueryEscape(string(sec.Secrets[0].Reveal()))
+		fmt.Fprintln(stdout, "ACCESS_TOKEN=$(curl -sS -X POST "+shellQuote(tokenURL)+" -u "+shellQuote(cred)+
+			" -d grant_type=client_credentials | sed -n 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/p')")
+		oauth2Header = `-H "Authorization: Bearer $ACCESS_TOKEN"`
 	} else {
 		headers, query, err = security.SignFor(sec, targetURL, body, "", time.Now())
 	}
@@ -328,6 +338,9 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		for _, v := range headers[name] {
 			lines = append(lines, "-H "+shellQuote(name+": "+v))
 		}
+	}
+	if oauth2Header != "" {
+		lines = append(lines, oauth2Header)
 	}
 	lines = append(lines, "--data-binary "+shellQuote("@"+*file))
 	fmt.Fprintln(stdout, strings.Join(lines, " \\\n  "))

@@ -139,6 +139,7 @@ func TestCurlPrintsACommandWithTheEndpointsCredentials(t *testing.T) {
 		{"acme/crm", []string{"'Access-Token: demo-access-token'", "'Access-Secret: demo-access-secret'"}},
 		{"acme/stripe", []string{"'Stripe-Signature: t="}},
 		{"acme/slack", []string{"'X-Slack-Request-Timestamp: ", "'X-Slack-Signature: v0="}},
+		{"acme/oauth2", []string{"ACCESS_TOKEN=$(curl -sS -X POST 'http://127.0.0.1:8080/oauth/acme/token' -u 'demo-client:demo-client-secret' -d grant_type=client_credentials", `-H "Authorization: Bearer $ACCESS_TOKEN"`}},
 	}
 	body := "../../testdata/payloads/snapdocs-preview-available.json"
 	for _, tc := range cases {
