@@ -42,6 +42,12 @@ const (
 	// MaxKeyPath bounds the keys from the top of the document to any value (as in
 	// $.sites[0].endpoints[1].security): the parser stores that path on every node.
 	MaxKeyPath = 512
+	// MaxProperties bounds the tags (!x) and anchors (&a) of one document. The parser nests
+	// the node after a property in ways the token scan cannot always foresee ("0: ! &>" on
+	// each line nests every line one level deeper, at the same column), and its recursion
+	// has no limit of its own; capping the properties caps the nesting the scan could miss.
+	// Configuration files use a few anchors at most.
+	MaxProperties = 1_000
 )
 
 // limitError is one refusal: where, and which limit. Parse adds the file name.
@@ -112,6 +118,7 @@ func scanShape(tks token.Tokens) (deepest, widest int, _ *limitError) {
 	s := &shapeScan{tks: tks, taken: -1}
 	var (
 		count   int
+		props   int  // tags and anchors
 		content bool // a token of the first document's content has been seen
 		ended   bool // "..." closed the first document
 		dirLine = -1 // the line of a %directive: its arguments are not content
@@ -141,6 +148,13 @@ func scanShape(tks token.Tokens) (deepest, widest int, _ *limitError) {
 		}
 		content = true
 		count++
+		if tk.Type == token.TagType || tk.Type == token.AnchorType {
+			props++
+			if props > MaxProperties {
+				return s.deepest, s.widest, &limitError{tokenPos(tk), fmt.Sprintf(
+					"the document has more than %d tags and anchors, the limit", MaxProperties)}
+			}
+		}
 		if count > MaxTokens {
 			return s.deepest, s.widest, &limitError{tokenPos(tk), fmt.Sprintf(
 				"the document has more than %d tokens (keys, values and punctuation), the limit: split it into several files", MaxTokens)}
@@ -423,7 +437,10 @@ func anchorTakesNext(tks token.Tokens, i int) bool {
 	}
 	switch tks[j].Type {
 	case token.MappingValueType:
-		return false
+		// Unless the ":" starts its line, its key on a line above ("0\n: &a\n0:"): then
+		// the parser gives the anchor the next node as for an anchor on a line of its own.
+		k := prevToken(tks, j)
+		return k >= 0 && tks[k].Position.Line != tks[j].Position.Line
 	case token.SequenceEntryType:
 		return nextTaken(tks, i+1, tks[j].Position.Column)
 	}
