@@ -70,6 +70,11 @@ func LeaseHeld(status Status, token uint64, owner string, expires time.Time, l L
 	return status == StatusRunning && !expires.IsZero() && token == l.Token && owner == l.Owner
 }
 
+// LeaseLost is the error a backend returns when l is not the run's current lease.
+func LeaseLost(l Lease) error {
+	return fmt.Errorf("run %s (lease %d of %s): %w", l.RunID, l.Token, l.Owner, ErrLeaseLost)
+}
+
 // CheckClaimArgs validates what Claim and Create take from a worker pool.
 func CheckClaimArgs(owner string, ttl time.Duration) error {
 	if owner == "" {

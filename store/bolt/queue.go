@@ -360,7 +360,7 @@ func held(tx *bbolt.Tx, id store.RunID, l store.Lease) (*store.Run, error) {
 		return nil, err
 	}
 	if !ok || !store.LeaseHeld(r.Status, e.token, e.owner, e.expires, l) {
-		return nil, fmt.Errorf("run %s (lease %d of %s): %w", l.RunID, l.Token, l.Owner, store.ErrLeaseLost)
+		return nil, store.LeaseLost(l)
 	}
 	return r, nil
 }

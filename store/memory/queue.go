@@ -178,7 +178,7 @@ func (m *Store) held(id store.RunID, l store.Lease) (*store.Run, error) {
 	}
 	e := m.entries[id]
 	if e == nil || !store.LeaseHeld(r.Status, e.token, e.owner, e.expires, l) {
-		return nil, fmt.Errorf("run %s (lease %d of %s): %w", l.RunID, l.Token, l.Owner, store.ErrLeaseLost)
+		return nil, store.LeaseLost(l)
 	}
 	return r, nil
 }
