@@ -25,6 +25,7 @@ import (
 	"github.com/pushbackd/pushbackd/gateway"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/tracing"
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
 
@@ -519,6 +520,7 @@ type runView struct {
 	Attempt        int             `json:"attempt"`
 	ReplayOf       string          `json:"replay_of,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	TraceID        string          `json:"trace_id,omitempty"` // the OpenTelemetry trace the run belongs to, when tracing is on
 	Error          string          `json:"error,omitempty"`
 	Request        *requestView    `json:"request,omitempty"`
 	Answer         *answerView     `json:"answer,omitempty"`
@@ -551,7 +553,8 @@ func timePtr(t time.Time) *time.Time {
 func viewRun(r *store.Run, full bool) runView {
 	v := runView{ID: r.ID, Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint, Saga: r.Saga, SagaVersion: r.SagaVersion,
 		Mode: r.Mode, Status: string(r.Status), ReceivedAt: r.ReceivedAt, UpdatedAt: r.UpdatedAt, FinishedAt: timePtr(r.FinishedAt),
-		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, IdempotencyKey: r.IdempotencyKey, Error: r.Error}
+		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, IdempotencyKey: r.IdempotencyKey, Error: r.Error,
+		TraceID: tracing.TraceIDOf(r.TraceParent)}
 	if !full {
 		return v
 	}

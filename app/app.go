@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
 	"github.com/pushbackd/pushbackd/store/bolt"
+	"github.com/pushbackd/pushbackd/tracing"
 )
 
 // Options say where the config is and what a caller overrides.
@@ -40,6 +42,9 @@ type Options struct {
 	DataDir string
 	// AdminListen overrides admin.listen (tests pass 127.0.0.1:0).
 	AdminListen string
+	// Tracing traces requests, runs and steps; nil: none. Run builds it from the OTEL_*
+	// environment (tracing.FromEnv) when it is nil.
+	Tracing trace.TracerProvider
 }
 
 // App is one pushbackd process.
@@ -114,6 +119,7 @@ func New(opts Options) (*App, error) {
 		Logger:    log.Named("runs"),
 		Workers:   lim.Workers,
 		QueueSize: lim.Queue,
+		Tracing:   opts.Tracing,
 	})
 	a.runs = runs
 	a.engine = saga.NewEngine(saga.EngineOptions{
@@ -128,7 +134,7 @@ func New(opts Options) (*App, error) {
 		KVLimits:         lim.KVLimits(),
 	})
 	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
-	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log})
+	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log, Tracing: opts.Tracing})
 	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin"), Rejections: a.gateway.Rejections()}); err != nil {
 		return nil, errors.Join(err, a.store.Close())
 	}
@@ -271,7 +277,22 @@ func (a *App) pruneLoop(ctx context.Context) {
 
 // Run starts the app, reloads the configuration on every value from reload (SIGHUP), and
 // stops it when ctx ends.
-func Run(ctx context.Context, opts Options, reload <-chan os.Signal) error {
+func Run(ctx context.Context, opts Options, reload <-chan os.Signal) (err error) {
+	if opts.Tracing == nil {
+		tp, shutdown, terr := tracing.FromEnv(ctx)
+		if terr != nil {
+			return terr
+		}
+		opts.Tracing = tp
+		defer func() {
+			// Flush the spans still buffered, but never hang the exit on a dead collector.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if serr := shutdown(sctx); serr != nil {
+				err = errors.Join(err, fmt.Errorf("flushing traces: %w", serr))
+			}
+		}()
+	}
 	a, err := New(opts)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/pushbackd/pushbackd/internal/jsonenc"
@@ -101,6 +102,9 @@ type Options struct {
 	QueueSize int           // runnable runs in the store before accepts are refused; default 10000
 	LeaseTTL  time.Duration // default DefaultLeaseTTL
 	Owner     string        // this process in leases; default a fresh UUID
+	// Tracing makes a span per run attempt, a child of the request's span (carried in
+	// store.Run.TraceParent); nil: no tracing.
+	Tracing trace.TracerProvider
 }
 
 // Dispatcher owns the worker pool.
@@ -108,6 +112,7 @@ type Dispatcher struct {
 	o      Options
 	engine Engine
 	log    *zap.Logger
+	tracer trace.Tracer // nil: tracing off
 
 	mu          sync.Mutex
 	free        int             // workers neither executing nor promised a run
@@ -173,9 +178,13 @@ func New(o Options) *Dispatcher {
 	if o.Owner == "" {
 		o.Owner = uuid.NewString()
 	}
-	return &Dispatcher{o: o, log: o.Logger, free: o.Workers, active: map[string]*job{},
+	d := &Dispatcher{o: o, log: o.Logger, free: o.Workers, active: map[string]*job{},
 		jobs: make(chan *job, o.Workers), nudge: make(chan struct{}, 1), quit: make(chan struct{}),
 		filing: make(chan struct{}, 4*o.Workers)}
+	if o.Tracing != nil {
+		d.tracer = o.Tracing.Tracer("github.com/pushbackd/pushbackd/dispatch")
+	}
+	return d
 }
 
 // Start starts the workers; they claim whatever the store holds that is due, including
@@ -394,7 +403,9 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 func (d *Dispatcher) runPure(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (*saga.Result, string, error) {
 	log := d.log.With(zap.String("run_id", run.ID), zap.String("partner", run.Partner), zap.String("saga", run.Saga))
 	run.Attempt = 1
+	ctx, end := d.startAttempt(ctx, run, &log)
 	res := d.engine.Resume(ctx, inv, nil)
+	end(res)
 	d.recordOutcome(run, res)
 	cr, err := d.create(context.WithoutCancel(ctx), run, opts)
 	if err != nil {
@@ -580,11 +591,14 @@ func (d *Dispatcher) renew() {
 func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 	r := j.run
 	log := d.log.With(zap.String("run_id", r.ID), zap.String("partner", r.Partner), zap.String("saga", r.Saga))
+	parent, end := d.startAttempt(parent, r, &log)
+	var res *saga.Result
+	defer func() { end(res) }()
 	if j.inv == nil {
 		inv, err := d.o.Rebuild(r)
 		if err != nil {
 			log.Error("cannot resume run", zap.Error(err))
-			res := &saga.Result{RunID: r.ID, Saga: r.Saga, Status: saga.StatusFailed, Error: "cannot resume: " + err.Error()}
+			res = &saga.Result{RunID: r.ID, Saga: r.Saga, Status: saga.StatusFailed, Error: "cannot resume: " + err.Error()}
 			d.finish(parent, j, res, log)
 			return res
 		}
@@ -610,7 +624,7 @@ func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 		cancel(errShutdown)
 	}
 	d.mu.Unlock()
-	res := d.engine.Resume(ctx, j.inv, state)
+	res = d.engine.Resume(ctx, j.inv, state)
 	d.mu.Lock()
 	delete(d.active, r.ID)
 	d.mu.Unlock()

@@ -20,6 +20,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/pushbackd/pushbackd/config"
@@ -29,6 +31,7 @@ import (
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/tracing"
 )
 
 // ConfigSource hands out the configuration snapshot a request runs under.
@@ -68,6 +71,8 @@ type Options struct {
 	ClientLimiter *security.ClientLimiter
 	Logger        *zap.Logger
 	Now           func() time.Time // defaults to time.Now
+	// Tracing makes a server span per authenticated pushback; nil: no tracing, at no cost.
+	Tracing trace.TracerProvider
 }
 
 // Gateway serves /pushback/...
@@ -82,6 +87,7 @@ type Gateway struct {
 	endpoints *security.FailureLimiter
 	// rejections are the latest schema rejections, for the admin API.
 	rejections *Rejections
+	tracer     trace.Tracer // nil: tracing off
 }
 
 // Reasons a request is answered as it is, besides its status: the reason label of
@@ -118,6 +124,9 @@ func New(opts Options) *Gateway {
 		opts.Observer = noObserver{}
 	}
 	g := &Gateway{opts: opts, clients: opts.ClientLimiter, rejections: NewRejections()}
+	if opts.Tracing != nil {
+		g.tracer = opts.Tracing.Tracer("github.com/pushbackd/pushbackd/gateway")
+	}
 	_, g.endpoints = NewFailureLimiters(opts.Config.Current().Server.Limits.AuthFailures)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -195,6 +204,9 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		endpoint, _ := c.Get(endpointKey).(string)
 		reason, _ := c.Get(reasonKey).(string)
 		g.opts.Observer.Request(partner, endpoint, c.Response().Status, reason)
+		if span, ok := c.Get(spanKey).(trace.Span); ok {
+			endServerSpan(span, c.Response().Status)
+		}
 		return nil
 	}
 }
@@ -308,6 +320,10 @@ func (g *Gateway) handle(c echo.Context) error {
 	log := newReqLog(g.opts.Logger, zap.String("request_id", reqID), zap.String("partner", partner),
 		zap.String("site", site), zap.String("endpoint", endpoint))
 
+	var arrived time.Time
+	if g.tracer != nil {
+		arrived = time.Now()
+	}
 	remote := cfg.Server.Proxy.ClientAddr(r)
 	client := remote.String()
 	verifier := route.Endpoint.Verifier()
@@ -327,6 +343,9 @@ func (g *Gateway) handle(c echo.Context) error {
 		Path: r.URL.EscapedPath(), RemoteIP: remote, Partner: partner, Now: g.opts.Now()}
 	if err := verifier.Verify(sreq); err != nil {
 		return g.refuse(err, route, site, remote, log)
+	}
+	if g.tracer != nil {
+		log = g.startServerSpan(c, arrived, partner, site, endpoint, log)
 	}
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)
@@ -357,6 +376,10 @@ func (g *Gateway) handle(c echo.Context) error {
 			RemoteIP: req.RemoteIP, ContentType: contentType, Body: raw}}
 	if route.Site != nil {
 		run.Site = route.Site.ID
+	}
+	if g.tracer != nil {
+		run.TraceParent = tracing.TraceParent(c.Request().Context())
+		trace.SpanFromContext(c.Request().Context()).SetAttributes(attribute.String("pushbackd.run_id", run.ID))
 	}
 	// Keys are scoped to the URL the request came to: a site's endpoint, even one it
 	// inherits, never shares keys with the partner's own or another site's.

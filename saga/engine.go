@@ -695,7 +695,7 @@ const (
 // for the expressions that follow. done is the tries already made (a run woken from a
 // retry wait). The retry waits of a step or a compensation are checkpointed, and suspend
 // the run when it may (the error is then a *suspension).
-func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, timeout time.Duration, p part, done int) (StepRecord, *Answer, error) {
+func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry Retry, timeout time.Duration, p part, done int) (StepRecord, *Answer, error) {
 	rec := StepRecord{Name: name, Action: a.Kind, Started: r.e.clock.Now()}
 	parentDeadline, parentHasDeadline := ctx.Deadline()
 	resumable := p != partOnFailure

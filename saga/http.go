@@ -353,6 +353,8 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, list
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 	defer cancel()
 
+	ctx, span := startClientSpan(ctx, in.method, u)
+	defer span.end()
 	req, err := http.NewRequestWithContext(ctx, in.method, u.String(), body)
 	if err != nil {
 		return nil, permanent(fmt.Errorf("%s: %w", where, err))
@@ -367,6 +369,7 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, list
 		}
 		req.Header.Set(k, v)
 	}
+	span.inject(ctx, req.Header)
 	client := &http.Client{Transport: t.rt, CheckRedirect: func(next *http.Request, via []*http.Request) error {
 		return checkRedirect(t.guard, in, next, via)
 	}}
@@ -388,9 +391,11 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, list
 		if errors.Is(err, ErrEgressRefused) {
 			err = permanent(err)
 		}
+		span.failed(err)
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	defer resp.Body.Close()
+	span.answered(resp.StatusCode)
 
 	limit := e.opts.MaxResponseBytes
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))

@@ -15,7 +15,8 @@ func codecRun() *Run {
 		Saga: "encompass-milestone", SagaVersion: "7", Mode: "async", Status: StatusRunning,
 		ReceivedAt: now, UpdatedAt: now.Add(time.Second), WakeAt: now.Add(time.Minute), Attempt: 1,
 		IdempotencyKey: "acme/retail/encompass/evt-8f14e45f", DebounceKey: "acme/retail/encompass/encompass-milestone/12345",
-		MessageKey: "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+		MessageKey:  "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		Request: Request{
 			Method: "POST", Path: "/pushback/acme/retail/encompass",
 			Headers: map[string][]string{
@@ -59,28 +60,42 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// Records written before MessageKey existed end their light part at the answer; they
-// still decode, with no message key.
-func TestCodecReadsRecordsWithoutAMessageKey(t *testing.T) {
-	in := codecRun()
-	in.MessageKey = ""
-	rec := EncodeRun(nil, in, in.Request.Body)
-	n, k := binary.Uvarint(rec[1:])
-	light := rec[1+k : 1+k+int(n)]
-	if light[len(light)-1] != 0 {
-		t.Fatal("the light part does not end in an empty message key")
-	}
-	old := append([]byte{codecVersion}, binary.AppendUvarint(nil, n-1)...)
-	old = append(old, light[:len(light)-1]...)
-	old = append(old, rec[1+k+int(n):]...)
-	var out Run
-	body, err := DecodeRun(old, &out, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out.Request.Body = body
-	if !reflect.DeepEqual(&out, in) {
-		t.Fatalf("old record:\n got %+v\nwant %+v", out, *in)
+// Records written before MessageKey (and TraceParent) existed end their light part at the
+// answer, and records written before TraceParent existed end it at the message key; both
+// still decode, with the missing fields empty.
+func TestCodecReadsRecordsWithoutTheLaterFields(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		clear   func(*Run)
+		missing int // empty strings cut from the end of the light part
+	}{
+		{"a record written before message keys decodes with neither key nor trace", func(r *Run) { r.MessageKey, r.TraceParent = "", "" }, 2},
+		{"a record written before trace parents decodes with its message key and no trace", func(r *Run) { r.TraceParent = "" }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := codecRun()
+			tc.clear(in)
+			rec := EncodeRun(nil, in, in.Request.Body)
+			n, k := binary.Uvarint(rec[1:])
+			light := rec[1+k : 1+k+int(n)]
+			for i := 1; i <= tc.missing; i++ {
+				if light[len(light)-i] != 0 {
+					t.Fatal("the light part does not end in empty strings")
+				}
+			}
+			old := append([]byte{codecVersion}, binary.AppendUvarint(nil, n-uint64(tc.missing))...)
+			old = append(old, light[:len(light)-tc.missing]...)
+			old = append(old, rec[1+k+int(n):]...)
+			var out Run
+			body, err := DecodeRun(old, &out, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Request.Body = body
+			if !reflect.DeepEqual(&out, in) {
+				t.Fatalf("old record:\n got %+v\nwant %+v", out, *in)
+			}
+		})
 	}
 }
 

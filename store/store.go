@@ -176,6 +176,9 @@ type Run struct {
 	// MessageKey is the sender's message id (Standard Webhooks' webhook-id), scoped by the
 	// caller (MessageKey); "" = none. Like IdempotencyKey, it admits one run while it lives.
 	MessageKey string
+	// TraceParent is the W3C traceparent of the span that accepted the request ("" when
+	// tracing is off), so a worker that claims the run later continues the same trace.
+	TraceParent string
 
 	Request Request
 	Answer  *Answer // what the sender was told; nil until answered
