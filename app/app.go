@@ -122,6 +122,7 @@ func New(opts Options) (*App, error) {
 		Tracing:   opts.Tracing,
 	})
 	a.runs = runs
+	a.metrics.QueueLimit(runs.QueueLimit())
 	a.engine = saga.NewEngine(saga.EngineOptions{
 		Logger: log.Named("saga"),
 		KV:     a.store,

@@ -268,6 +268,9 @@ func (d *Dispatcher) QueueDepth() int {
 	return n
 }
 
+// QueueLimit is how many runnable runs the store may hold before accepts are refused.
+func (d *Dispatcher) QueueLimit() int { return d.o.QueueSize }
+
 // Accept records an async run durably and returns once it is on disk, so the caller may
 // answer 2xx. With an idempotency or message key already taken it stores nothing and
 // returns the original run's id. A saga with debounce makes the run wait (superseding an

@@ -345,7 +345,7 @@ func (g *Gateway) handle(c echo.Context) error {
 		return g.refuse(err, route, site, remote, log)
 	}
 	if g.tracer != nil {
-		log = g.startServerSpan(c, arrived, partner, site, endpoint, log)
+		log = log.With(zap.String("trace_id", g.startServerSpan(c, arrived, partner, site, endpoint)))
 	}
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)

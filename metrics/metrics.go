@@ -27,6 +27,7 @@ type Metrics struct {
 	storeLatency  *prometheus.HistogramVec
 	reloadSuccess prometheus.Gauge
 	reloadTime    prometheus.Gauge
+	queueLimit    prometheus.Gauge
 }
 
 // New registers the metrics; queueDepth is read at scrape time.
@@ -68,8 +69,12 @@ func New(queueDepth func() int) *Metrics {
 			Name: "pushbackd_config_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful configuration load.",
 		}),
+		queueLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushbackd_queue_limit",
+			Help: "Runnable runs the store may hold (limits.queue) before accepts are refused with 503: alert on pushbackd_queue_depth nearing it.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.authFailures, m.runs, m.duplicates, m.stepDuration, m.storeLatency, m.reloadSuccess, m.reloadTime,
+	reg.MustRegister(m.queueLimit, m.requests, m.authFailures, m.runs, m.duplicates, m.stepDuration, m.storeLatency, m.reloadSuccess, m.reloadTime,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pushbackd_queue_depth",
 			Help: "Runnable runs in the store: queued, or waiting (a debounce window, a suspended retry wait, or parked behind an earlier run with their serialize_by key).",
@@ -120,6 +125,9 @@ func (m *Metrics) Superseded(sagaName string, n int) {
 func (m *Metrics) StoreCommit(op string, d time.Duration) {
 	m.storeLatency.WithLabelValues(op).Observe(d.Seconds())
 }
+
+// QueueLimit records the queue's size limit, for pushbackd_queue_depth to be read against.
+func (m *Metrics) QueueLimit(n int) { m.queueLimit.Set(float64(n)) }
 
 // Reload records a configuration load's outcome.
 func (m *Metrics) Reload(ok bool, at time.Time) {
