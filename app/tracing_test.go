@@ -222,6 +222,23 @@ func TestTracingFollowsAPushbackFromSenderToDownstream(t *testing.T) {
 		}
 	})
 
+	t.Run("a malformed traceparent starts a fresh trace instead of failing the request", func(t *testing.T) {
+		code, runID := tracedPost(t, a, "async", tracedToken, "00-"+strings.Repeat("zz", 4000)+"-01")
+		if code != http.StatusOK {
+			t.Fatalf("answer %d", code)
+		}
+		run := finishedRun(t, admin, runID)
+		id, err := trace.TraceIDFromHex(fmtString(run["trace_id"]))
+		if err != nil {
+			t.Fatalf("run record's trace_id %v: %v", run["trace_id"], err)
+		}
+		for _, s := range spansOf(t, exp, id, 4, 5*time.Second) {
+			if s.SpanKind == trace.SpanKindServer && s.Parent.IsValid() {
+				t.Errorf("the server span has a parent: %v", s.Parent)
+			}
+		}
+	})
+
 	t.Run("no span carries a body, a query, a credential or a header value", func(t *testing.T) {
 		spans := exp.GetSpans()
 		if len(spans) < 8 {
@@ -248,6 +265,8 @@ func TestTracingFollowsAPushbackFromSenderToDownstream(t *testing.T) {
 		}
 	})
 }
+
+func fmtString(v any) string { s, _ := v.(string); return s }
 
 func spanNames(spans tracetest.SpanStubs) []string {
 	var names []string
