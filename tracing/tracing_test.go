@@ -92,3 +92,21 @@ func TestTraceParentHelpers(t *testing.T) {
 		})
 	}
 }
+
+// TraceIDOf reads traceparents stored in run records: whatever the bytes, it answers "" or
+// the 32 hex digits the traceparent carries.
+func FuzzTraceIDOf(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, tp string) {
+		id := TraceIDOf(tp)
+		if id == "" {
+			return
+		}
+		if len(id) != 32 || !strings.Contains(strings.ToLower(tp), id) {
+			t.Fatalf("TraceIDOf(%q) = %q", tp, id)
+		}
+	})
+}
