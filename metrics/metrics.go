@@ -102,13 +102,14 @@ func (m *Metrics) AuthFailure(partner, site, endpoint string, method security.Me
 
 // RunFinished counts a run's final status and observes its steps' durations.
 func (m *Metrics) RunFinished(res *saga.Result) {
-	m.runs.WithLabelValues(res.Saga, res.Status).Inc()
+	// Step durations first, the run last: a scrape that sees the run counted sees its steps.
 	for _, st := range res.Steps {
 		if st.Status == saga.StatusSkipped {
 			continue
 		}
 		m.stepDuration.WithLabelValues(res.Saga, st.Action, st.Status).Observe(st.Duration.Seconds())
 	}
+	m.runs.WithLabelValues(res.Saga, res.Status).Inc()
 }
 
 // Duplicate counts one request answered as a duplicate.
