@@ -248,7 +248,10 @@ steps:
 	case <-time.After(30 * time.Second):
 		t.Fatal("plan had not returned after 30s")
 	}
-	if took := time.Since(start); took > 3*time.Second {
+	// The budgets count operations, not time, so what bounds the plan is deterministic; the
+	// wall-clock bound only catches a hang or an unbounded loop, with room for -race on a
+	// loaded 2-core machine (3 s was exceeded there with nothing wrong).
+	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("plan took %s", took)
 	}
 	want := map[string]string{"burn": "operation budget"}
