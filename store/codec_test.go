@@ -15,7 +15,8 @@ func codecRun() *Run {
 		Saga: "encompass-milestone", SagaVersion: "7", Mode: "async", Status: StatusRunning,
 		ReceivedAt: now, UpdatedAt: now.Add(time.Second), WakeAt: now.Add(time.Minute), Attempt: 1,
 		IdempotencyKey: "acme/retail/encompass/evt-8f14e45f", DebounceKey: "acme/retail/encompass/encompass-milestone/12345",
-		MessageKey: "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+		MessageKey:   "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+		SupersededBy: "019b7ca9-9070-7183-a505-37589cc57c18",
 		Request: Request{
 			Method: "POST", Path: "/pushback/acme/retail/encompass",
 			Headers: map[string][]string{
@@ -59,28 +60,43 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// Records written before MessageKey existed end their light part at the answer; they
-// still decode, with no message key.
-func TestCodecReadsRecordsWithoutAMessageKey(t *testing.T) {
-	in := codecRun()
-	in.MessageKey = ""
-	rec := EncodeRun(nil, in, in.Request.Body)
-	n, k := binary.Uvarint(rec[1:])
-	light := rec[1+k : 1+k+int(n)]
-	if light[len(light)-1] != 0 {
-		t.Fatal("the light part does not end in an empty message key")
-	}
-	old := append([]byte{codecVersion}, binary.AppendUvarint(nil, n-1)...)
-	old = append(old, light[:len(light)-1]...)
-	old = append(old, rec[1+k+int(n):]...)
-	var out Run
-	body, err := DecodeRun(old, &out, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out.Request.Body = body
-	if !reflect.DeepEqual(&out, in) {
-		t.Fatalf("old record:\n got %+v\nwant %+v", out, *in)
+// Fields appended after version 1 shipped (MessageKey, then SupersededBy) are absent from
+// older records, whose light part ends before them; such records still decode, with the
+// missing fields empty.
+func TestCodecReadsRecordsWrittenBeforeLaterFields(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		edit    func(r *Run)
+		dropped int // trailing empty strings (one zero byte each) an older writer did not write
+	}{
+		{"a record written before superseded_by reads with no superseded_by", func(r *Run) { r.SupersededBy = "" }, 1},
+		{"a record written before message keys reads with neither", func(r *Run) { r.MessageKey, r.SupersededBy = "", "" }, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := codecRun()
+			tc.edit(in)
+			rec := EncodeRun(nil, in, in.Request.Body)
+			n, k := binary.Uvarint(rec[1:])
+			light := rec[1+k : 1+k+int(n)]
+			for i := 1; i <= tc.dropped; i++ {
+				if light[len(light)-i] != 0 {
+					t.Fatalf("the light part does not end in %d empty strings", tc.dropped)
+				}
+			}
+			cut := uint64(tc.dropped)
+			old := append([]byte{codecVersion}, binary.AppendUvarint(nil, n-cut)...)
+			old = append(old, light[:len(light)-tc.dropped]...)
+			old = append(old, rec[1+k+int(n):]...)
+			var out Run
+			body, err := DecodeRun(old, &out, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Request.Body = body
+			if !reflect.DeepEqual(&out, in) {
+				t.Fatalf("old record:\n got %+v\nwant %+v", out, *in)
+			}
+		})
 	}
 }
 
