@@ -116,10 +116,6 @@ func parseReplayRequest(body io.Reader, now time.Time) (store.Filter, bool, erro
 	if err := dec.Decode(&req); err != nil {
 		return store.Filter{}, false, fmt.Errorf(`the body must be {"filter": {...}, "dry_run": false}: %s`, truncate(err.Error()))
 	}
-	if len(req.Filter) == 0 {
-		return store.Filter{}, false, fmt.Errorf("filter is empty; name the runs to replay with at least one of %s (e.g. {\"status\": \"failed\", \"since\": \"2h\"})",
-			strings.Join(replayFilterKeys, ", "))
-	}
 	q := url.Values{}
 	var problems []string
 	for _, k := range sortedKeys(req.Filter) {
@@ -132,10 +128,16 @@ func parseReplayRequest(body io.Reader, now time.Time) (store.Filter, bool, erro
 			problems = append(problems, fmt.Sprintf("filter key %q must be a string", k))
 			continue
 		}
-		q.Set(k, v)
+		if v != "" { // "" matches anything, as an absent key does
+			q.Set(k, v)
+		}
 	}
 	if len(problems) > 0 {
 		return store.Filter{}, false, errors.New(strings.Join(problems, "; "))
+	}
+	if len(q) == 0 {
+		return store.Filter{}, false, fmt.Errorf("filter is empty; name the runs to replay with at least one of %s (e.g. {\"status\": \"failed\", \"since\": \"2h\"})",
+			strings.Join(replayFilterKeys, ", "))
 	}
 	f, err := parseRunFilter(q, now)
 	if err != nil {

@@ -35,8 +35,8 @@ const (
 )
 
 // jobRunner runs bulk replay jobs in the background. Every job's progress is written to
-// the store after each run it replays, with the run's id as cursor, so a restart resumes
-// after the last run handled. Each replay carries an idempotency key made of the job's id
+// the store every second and when it stops, with the last run's id as cursor, so a restart
+// resumes after the last run recorded. Each replay carries an idempotency key made of the job's id
 // and the run's (jobKey), so a run replayed but not yet recorded (a crash between the
 // two), or replayed by a second process working on the same job, is a duplicate and not a
 // second run.
@@ -248,30 +248,49 @@ func (j *jobRunner) CancelJob(ctx context.Context, id string) (admin.Job, error)
 	return job, nil
 }
 
-// progress applies fn to the stored job and writes it, unless the job is no longer running
-// (cancelled meanwhile): then it writes nothing and returns false.
-func (j *jobRunner) progress(ctx context.Context, id string, fn func(job *admin.Job)) (bool, error) {
+// progressEvery is how often a running job writes its progress: a write per replay would
+// double the writes a replay costs. A crash loses at most this much of the record, never
+// a replay: the runs handled since are walked again, and their replays, already made, are
+// duplicates by their idempotency key (counted done once more, as they were not yet).
+const progressEvery = time.Second
+
+// flush writes the walk's progress into the stored job. It returns false when the job is
+// no longer running (cancelled meanwhile): the counts are still written — they are what
+// the job did — but the walk must stop.
+func (j *jobRunner) flush(ctx context.Context, p *admin.Job, final bool) (bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	job, err := j.load(ctx, id)
-	if err != nil || job.State != admin.JobRunning {
+	job, err := j.load(ctx, p.ID)
+	if err != nil {
 		return false, err
 	}
-	fn(&job)
+	running := job.State == admin.JobRunning
+	job.Done, job.Failed, job.Cursor, job.LastError = p.Done, p.Failed, p.Cursor, p.LastError
 	job.UpdatedAt = time.Now().UTC()
-	return true, j.save(ctx, &job)
+	if final && running {
+		job.State, job.FinishedAt = admin.JobDone, &job.UpdatedAt
+	}
+	return running, j.save(ctx, &job)
 }
 
 // run walks the job's filter from its cursor, oldest run first, replaying each run at
 // limits.replay_rate (read for every run, so a reload applies it).
-func (j *jobRunner) run(ctx context.Context, id string) error {
+func (j *jobRunner) run(ctx context.Context, id string) (err error) {
 	job, err := j.load(ctx, id)
 	if err != nil {
 		return err
 	}
+	dirty := false
+	defer func() {
+		if dirty && ctx.Err() != nil { // stopped or cancelled here: keep what was done
+			_, ferr := j.flush(context.WithoutCancel(ctx), &job, false)
+			err = errors.Join(err, ferr)
+		}
+	}()
 	f := job.Filter.StoreFilter()
 	f.Limit, f.Cursor = jobPage, job.Cursor
 	var next time.Time // when the next replay may start
+	flushed := time.Now()
 	for {
 		runs, cursor, err := j.a.store.List(ctx, f)
 		if err != nil {
@@ -298,34 +317,32 @@ func (j *jobRunner) run(ctx context.Context, id string) error {
 			if err != nil {
 				return err
 			}
-			ok, err := j.progress(ctx, id, func(job *admin.Job) {
-				job.Cursor = store.EncodeCursor(rid)
-				if replayErr != nil {
-					job.Failed++
-					job.LastError = fmt.Sprintf("run %s: %v", r.ID, replayErr)
-				} else {
-					job.Done++
+			job.Cursor, dirty = store.EncodeCursor(rid), true
+			if replayErr != nil {
+				job.Failed++
+				job.LastError = fmt.Sprintf("run %s: %v", r.ID, replayErr)
+			} else {
+				job.Done++
+			}
+			if time.Since(flushed) >= progressEvery {
+				running, err := j.flush(ctx, &job, false)
+				if err != nil || !running {
+					return err
 				}
-			})
-			if err != nil || !ok {
-				return err
+				dirty, flushed = false, time.Now()
 			}
 		}
 		if cursor == "" {
-			_, err := j.progress(ctx, id, func(job *admin.Job) {
-				now := time.Now().UTC()
-				job.State, job.FinishedAt = admin.JobDone, &now
-			})
-			if err == nil {
-				j.a.log.Info("bulk replay job done", zap.String("job_id", id))
+			if _, err := j.flush(ctx, &job, true); err != nil {
+				return err
 			}
-			return err
+			dirty = false
+			j.a.log.Info("bulk replay job done", zap.String("job_id", id), zap.Int("done", job.Done), zap.Int("failed", job.Failed))
+			return nil
 		}
 		if len(runs) == 0 {
 			// A page the store's scan bound cut short: remember how far it read.
-			if ok, err := j.progress(ctx, id, func(job *admin.Job) { job.Cursor = cursor }); err != nil || !ok {
-				return err
-			}
+			job.Cursor, dirty = cursor, true
 		}
 		f.Cursor = cursor
 	}
