@@ -338,8 +338,10 @@ func clip(s string, n int) string {
 func (rc *runsCmd) show(ctx context.Context, id string) error {
 	var run struct {
 		runSummary
-		SagaVersion string `json:"saga_version"`
-		Request     struct {
+		SagaVersion  string   `json:"saga_version"`
+		Replays      []string `json:"replays"`
+		SupersededBy string   `json:"superseded_by"`
+		Request      struct {
 			Method      string `json:"method"`
 			Path        string `json:"path"`
 			ContentType string `json:"content_type"`
@@ -370,6 +372,12 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 	fmt.Fprintf(w, "received  %s\n", run.ReceivedAt.Local().Format(time.RFC3339))
 	if run.ReplayOf != "" {
 		fmt.Fprintf(w, "replay of %s\n", run.ReplayOf)
+	}
+	if run.SupersededBy != "" {
+		fmt.Fprintf(w, "superseded by %s\n", run.SupersededBy)
+	}
+	if len(run.Replays) > 0 {
+		fmt.Fprintf(w, "replays   %s\n", strings.Join(run.Replays, " "))
 	}
 	fmt.Fprintf(w, "request   %s %s %s from %s, %d bytes\n", run.Request.Method, run.Request.Path, run.Request.ContentType, run.Request.RemoteIP, len(run.Request.Body))
 	if run.Answer != nil {
