@@ -68,6 +68,8 @@ type Options struct {
 	Rejections RejectionSource
 	// Clock anchors relative times in run filters (since=2h); nil is the system clock.
 	Clock store.Clock
+	// Jobs runs bulk replays; nil answers 404 on their routes.
+	Jobs Jobs
 }
 
 // RejectionSource lists the latest requests refused for their body's schema, newest first.
@@ -123,7 +125,11 @@ func New(o Options) (*API, error) {
 	g.GET("/rejections", a.rejections)
 	g.GET("/runs", a.listRuns)
 	g.GET("/runs/:id", a.getRun)
+	g.POST("/runs/replay", a.bulkReplay)
 	g.POST("/runs/:id/replay", a.replay)
+	g.GET("/jobs", a.listJobs)
+	g.GET("/jobs/:id", a.getJob)
+	g.POST("/jobs/:id/cancel", a.cancelJob)
 	g.POST("/reload", a.reload)
 	g.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
 	e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
@@ -505,20 +511,24 @@ func (a *API) reload(c echo.Context) error {
 // runView is a run as the API shows it. The request body is text when it is UTF-8, else
 // base64; the result is the engine's JSON record.
 type runView struct {
-	ID             string          `json:"id"`
-	Partner        string          `json:"partner"`
-	Site           string          `json:"site,omitempty"`
-	Endpoint       string          `json:"endpoint"`
-	Saga           string          `json:"saga"`
-	SagaVersion    string          `json:"saga_version"`
-	Mode           string          `json:"mode"`
-	Status         string          `json:"status"`
-	ReceivedAt     time.Time       `json:"received_at"`
-	UpdatedAt      time.Time       `json:"updated_at"`
-	FinishedAt     *time.Time      `json:"finished_at,omitempty"`
-	WakeAt         *time.Time      `json:"wake_at,omitempty"`
-	Attempt        int             `json:"attempt"`
-	ReplayOf       string          `json:"replay_of,omitempty"`
+	ID          string     `json:"id"`
+	Partner     string     `json:"partner"`
+	Site        string     `json:"site,omitempty"`
+	Endpoint    string     `json:"endpoint"`
+	Saga        string     `json:"saga"`
+	SagaVersion string     `json:"saga_version"`
+	Mode        string     `json:"mode"`
+	Status      string     `json:"status"`
+	ReceivedAt  time.Time  `json:"received_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	WakeAt      *time.Time `json:"wake_at,omitempty"`
+	Attempt     int        `json:"attempt"`
+	ReplayOf    string     `json:"replay_of,omitempty"`
+	// Replays are the runs replaying this one (GET /runs/{id} only); SupersededBy is the
+	// run whose debounce superseded this one.
+	Replays        []string        `json:"replays,omitempty"`
+	SupersededBy   string          `json:"superseded_by,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	TraceID        string          `json:"trace_id,omitempty"` // the OpenTelemetry trace the run belongs to, when tracing is on
 	Error          string          `json:"error,omitempty"`
@@ -553,7 +563,7 @@ func timePtr(t time.Time) *time.Time {
 func viewRun(r *store.Run, full bool) runView {
 	v := runView{ID: r.ID, Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint, Saga: r.Saga, SagaVersion: r.SagaVersion,
 		Mode: r.Mode, Status: string(r.Status), ReceivedAt: r.ReceivedAt, UpdatedAt: r.UpdatedAt, FinishedAt: timePtr(r.FinishedAt),
-		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, IdempotencyKey: r.IdempotencyKey, Error: r.Error,
+		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, SupersededBy: r.SupersededBy, IdempotencyKey: r.IdempotencyKey, Error: r.Error,
 		TraceID: tracing.TraceIDOf(r.TraceParent)}
 	if !full {
 		return v
@@ -604,7 +614,28 @@ func (a *API) getRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, viewRun(r, true))
+	v := viewRun(r, true)
+	if v.Replays, err = a.replaysOf(c.Request().Context(), r); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+// maxLinks bounds the replays a run shows; GET /admin/v1/runs?replay_of=ID lists them all.
+const maxLinks = 100
+
+// replaysOf lists the runs replaying r. A replay is always newer than its original, so the
+// walk starts at r and the store's scan bound applies to runs after it only.
+func (a *API) replaysOf(ctx context.Context, r *store.Run) ([]string, error) {
+	runs, _, err := a.o.Store.List(ctx, store.Filter{ReplayOf: r.ID, Since: r.ReceivedAt, Oldest: true, Limit: maxLinks})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, x := range runs {
+		ids = append(ids, x.ID)
+	}
+	return ids, nil
 }
 
 func (a *API) replay(c echo.Context) error {

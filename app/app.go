@@ -59,6 +59,7 @@ type App struct {
 	engine  *saga.Engine
 	metrics *metrics.Metrics
 	admin   *admin.API
+	jobs    *jobRunner
 	dataDir string
 
 	pushback listener // the senders' listener
@@ -136,7 +137,8 @@ func New(opts Options) (*App, error) {
 	})
 	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
 	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log, Tracing: opts.Tracing})
-	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin"), Rejections: a.gateway.Rejections()}); err != nil {
+	a.jobs = newJobRunner(a)
+	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin"), Rejections: a.gateway.Rejections(), Jobs: a.jobs}); err != nil {
 		return nil, errors.Join(err, a.store.Close())
 	}
 	a.recordSagaVersions(context.Background(), cfg, "start")
@@ -188,6 +190,7 @@ func (a *App) Start(ctx context.Context) error {
 		return errors.Join(err, a.pushback.stop(ctx), a.runs.Stop(ctx))
 	}
 	a.setOwn(a.Addr(), a.AdminAddr())
+	a.jobs.start()
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	wt := a.newWatcher()
@@ -243,6 +246,7 @@ func (a *App) Stop(ctx context.Context) error {
 	if werr := a.gateway.Wait(ctx); werr != nil {
 		err = errors.Join(err, fmt.Errorf("sync sagas still running at shutdown: %w", werr))
 	}
+	a.jobs.stop() // before the workers: a job's replays go to them
 	err = errors.Join(err, a.runs.Stop(ctx), a.adminL.stop(ctx))
 	a.cancel()
 	a.bg.Wait()

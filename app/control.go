@@ -182,27 +182,43 @@ func writeAtomic(path string, src []byte) error {
 // Replay starts a new async run from a stored run's request, linked to it. The request's
 // credentials were redacted when it was stored; the admin's token stands in for them.
 func (a *App) Replay(ctx context.Context, id string) (string, error) {
+	newID, _, err := a.replay(ctx, id, "")
+	return newID, err
+}
+
+// replay makes the replay of run id. An operator asked for this run, so the saga's
+// debounce and the sender's idempotency key do not apply (dispatch.AcceptReplay): three
+// replays are three runs, none superseded. key, when set, is the replay's own idempotency
+// key (a bulk job's): a replay already made with it is not made again, and its id comes
+// back as duplicateOf.
+func (a *App) replay(ctx context.Context, id, key string) (newID, duplicateOf string, err error) {
 	orig, err := a.store.GetRun(ctx, id)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	now := time.Now()
-	newID, err := uuid.NewV7()
+	uid, err := uuid.NewV7()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	run := &store.Run{ID: newID.String(), Partner: orig.Partner, Site: orig.Site, Endpoint: orig.Endpoint, Saga: orig.Saga,
-		ReceivedAt: now, ReplayOf: orig.ID, Request: orig.Request}
+	run := &store.Run{ID: uid.String(), Partner: orig.Partner, Site: orig.Site, Endpoint: orig.Endpoint, Saga: orig.Saga,
+		ReceivedAt: now, ReplayOf: orig.ID, IdempotencyKey: key, Request: orig.Request}
 	inv, err := gateway.InvocationForRun(a.Current(), run)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	run.Saga, run.SagaVersion = inv.Saga.Name, inv.Saga.Version
-	if _, err := a.runs.Accept(ctx, run, inv, store.CreateOptions{}); err != nil {
-		return "", err
+	// Long enough that a job resumed days later still finds its replays.
+	opts := store.CreateOptions{IdempotencyTTL: 30 * 24 * time.Hour}
+	dup, err := a.runs.AcceptReplay(ctx, run, inv, opts)
+	if err != nil {
+		return "", "", err
+	}
+	if dup != "" {
+		return dup, dup, nil
 	}
 	a.log.Info("run replayed", zap.String("run_id", run.ID), zap.String("replay_of", orig.ID))
-	return run.ID, nil
+	return run.ID, "", nil
 }
 
 // rebuild makes a stored run's invocation when it resumes: on the saga version it started

@@ -53,7 +53,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per scenario (bare, pushbackd, bare, pushbackd, ...)")
 	flag.IntVar(&o.conns, "conns", 64, "concurrent connections (closed loop)")
 	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads (each an event loop; conns must divide evenly)")
-	flag.StringVar(&scenarios, "scenarios", "1,2,3,4,5,6", "scenarios to run, comma-separated")
+	flag.StringVar(&scenarios, "scenarios", "1,2,3,4,5,6,7", "scenarios to run, comma-separated (7: accept during a bulk replay)")
 	flag.BoolVar(&o.quick, "quick", false, "short smoke run: 1s rounds, 1 round, 10s end to end, 20k stored runs, 1,000 partners")
 	flag.StringVar(&o.out, "out", "", "also write the table (markdown) to this file")
 	flag.IntVar(&o.runs, "runs", 1_000_000, "scenario 6: stored runs to seed")
@@ -94,8 +94,8 @@ func main() {
 	}
 	for s := range strings.SplitSeq(scenarios, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 6 {
-			fmt.Fprintf(os.Stderr, "bench: bad scenario %q (1-6)\n", s)
+		if err != nil || n < 1 || n > 7 {
+			fmt.Fprintf(os.Stderr, "bench: bad scenario %q (1-7)\n", s)
 			os.Exit(2)
 		}
 		o.scenarios = append(o.scenarios, n)
@@ -145,6 +145,8 @@ func run(o options) error {
 			err = b.scenarioRouting()
 		case 6:
 			err = b.scenarioHistory()
+		case 7:
+			err = b.scenarioReplay()
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %d: %w", n, err)

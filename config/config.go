@@ -68,6 +68,10 @@ type Limits struct {
 	// for a worker before new ones are answered 503 (waiting runs are on disk either way).
 	Workers int `yaml:"workers"`
 	Queue   int `yaml:"queue"`
+	// ReplayRate is how many runs per second a bulk replay job replays, so a replay of
+	// thousands of runs does not crowd out live traffic. Jobs read it as they go, so a
+	// reload applies it.
+	ReplayRate int `yaml:"replay_rate"`
 	// AuthFailures throttles guessing: past the limit, a client's requests (and an
 	// endpoint's failing ones) get 429 instead of another try.
 	AuthFailures AuthFailures `yaml:"auth_failures"`
@@ -149,6 +153,7 @@ func Defaults() Server {
 			SyncTimeout:       25 * time.Second,
 			Workers:           64,
 			Queue:             10000,
+			ReplayRate:        50,
 			AuthFailures:      AuthFailures{PerClient: 20, PerEndpoint: 200, Window: time.Minute},
 
 			KVMaxKeyBytes:          saga.DefaultKVMaxKeyBytes,

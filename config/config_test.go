@@ -196,6 +196,8 @@ func TestBadConfigsReportFileLineColumnAndMessage(t *testing.T) {
 		{"an unknown log format", map[string]string{"pushbackd.yaml": "log: {format: xml}\n"}, "pushbackd.yaml", 1, 15, "log.format must be json or console"},
 		{"a kv key limit of zero", map[string]string{"pushbackd.yaml": "limits:\n  kv_max_key_bytes: 0\n"}, "pushbackd.yaml", 2, 21, "limits.kv_max_key_bytes must be between 1 and 16384, not 0"},
 		{"a kv value limit past what a step should write", map[string]string{"pushbackd.yaml": "limits:\n  kv_max_value_bytes: 1000000000\n"}, "pushbackd.yaml", 2, 23, "limits.kv_max_value_bytes must be between 1 and 16777216, not 1000000000"},
+		{"a replay rate of zero", map[string]string{"pushbackd.yaml": "limits:\n  replay_rate: 0\n"}, "pushbackd.yaml", 2, 16, "limits.replay_rate must be between 1 and 10000 runs per second, not 0"},
+		{"a replay rate past any pacing", map[string]string{"pushbackd.yaml": "limits:\n  replay_rate: 100000\n"}, "pushbackd.yaml", 2, 16, "limits.replay_rate must be between 1 and 10000 runs per second, not 100000"},
 		{"a negative kv entry cap", map[string]string{"pushbackd.yaml": "limits: {kv_max_entries_per_partner: -1}\n"}, "pushbackd.yaml", 1, 38, "limits.kv_max_entries_per_partner must be between 1 and"},
 		{"a partner id that is not its file name", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "id: acme", "id: other", 1)}, "partners/acme.yaml", 1, 1, `must match its file name "acme"`},
 		{"an upper-case endpoint name", map[string]string{"partners/acme.yaml": strings.Replace(endpoint("{method: bearer, tokens: [{value: t}]}"), "name: e", "name: Encompass", 1)}, "partners/acme.yaml", 3, 5, `endpoint name "Encompass" must match`},

@@ -39,6 +39,9 @@ const (
 // segments, so nothing that needs escaping, no upper case, no dots.
 var IDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+// MaxReplayRate bounds limits.replay_rate: above it pacing no longer protects anything.
+const MaxReplayRate = 10000
+
 // validID is IDPattern.MatchString without the regexp engine: it runs for every partner,
 // site and endpoint, hundreds of thousands of times in a large config.
 func validID(s string) bool {
@@ -211,6 +214,9 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 	}
 	if s.Limits.Queue <= 0 {
 		d.Errorf(at("limits", "queue"), "limits.queue must be positive")
+	}
+	if s.Limits.ReplayRate <= 0 || s.Limits.ReplayRate > MaxReplayRate {
+		d.Errorf(at("limits", "replay_rate"), "limits.replay_rate must be between 1 and %d runs per second, not %d", MaxReplayRate, s.Limits.ReplayRate)
 	}
 	if af := s.Limits.AuthFailures; af.PerClient < 0 || af.PerEndpoint < 0 || af.Window <= 0 {
 		d.Errorf(at("limits", "auth_failures"), "limits.auth_failures: per_client and per_endpoint must not be negative (0 turns one off) and window must be positive")

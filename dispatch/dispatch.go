@@ -278,8 +278,21 @@ func (d *Dispatcher) QueueLimit() int { return d.o.QueueSize }
 // free and the run is due at once, it is created already claimed and handed to that worker,
 // with its request still in memory: no second write and no second read.
 func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (duplicateOf string, err error) {
+	return d.accept(ctx, run, inv, opts, true)
+}
+
+// AcceptReplay is Accept for a run an operator asked for again (a replay or a retry): the
+// saga's debounce does not apply, so it neither waits nor supersedes, nor can a later
+// replay supersede it — the operator asked for each one. Idempotency applies only to the
+// key the caller sets (a bulk replay job's own), never to the sender's. serialize_by
+// still orders it behind unfinished runs with its key.
+func (d *Dispatcher) AcceptReplay(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (duplicateOf string, err error) {
+	return d.accept(ctx, run, inv, opts, false)
+}
+
+func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions, debounce bool) (duplicateOf string, err error) {
 	run.Mode, run.Status = "async", store.StatusQueued
-	if err := d.keys(run, inv); err != nil {
+	if err := d.keys(run, inv, debounce); err != nil {
 		return "", err
 	}
 	d.mu.Lock()
@@ -329,10 +342,10 @@ func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 // holding one endpoint's credentials cannot supersede another endpoint's runs. serialize_by
 // keys are scoped to partner and saga: they only order runs, and a partner may want its
 // sites' events about one loan in one line.
-func (d *Dispatcher) keys(run *store.Run, inv *saga.Invocation) error {
+func (d *Dispatcher) keys(run *store.Run, inv *saga.Invocation, debounce bool) error {
 	s := inv.Saga
 	scope := inv.Partner.ID + "/" + s.Name + "/"
-	if s.Debounce != nil {
+	if s.Debounce != nil && debounce {
 		k, err := s.Debounce.Key.Render(inv)
 		if err != nil {
 			return fmt.Errorf("debounce key: %w", err)

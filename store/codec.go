@@ -23,7 +23,7 @@ import (
 //	         answer present (byte); if 1: status (uvarint), body (bytes)
 //	         MessageKey                                                   (string; absent in
 //	                                                                      records written before it)
-//	         TraceParent                                                  (string; likewise)
+//	         TraceParent SupersededBy                                     (strings; likewise)
 //	heavy:   State Result Body                                            (bytes)
 //
 // strings and bytes are a uvarint length and the bytes. The id is the key, not part of the
@@ -61,8 +61,9 @@ func EncodeRun(dst []byte, r *Run, body []byte) []byte {
 		light = binary.AppendUvarint(light, uint64(max(r.Answer.Status, 0)))
 		light = appendBytes(light, r.Answer.Body)
 	}
-	light = appendString(light, r.MessageKey)
-	light = appendString(light, r.TraceParent)
+	for _, f := range r.laterFields() {
+		light = appendString(light, *f)
+	}
 
 	// One allocation for the record: growing it by appends copied the light part and
 	// then the result (the biggest part) again.
@@ -163,12 +164,13 @@ func DecodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
 			r.Answer.Body = nil
 		}
 	}
-	r.MessageKey, r.TraceParent = "", ""
-	if len(d.s) > 0 && d.err == nil {
-		r.MessageKey = d.str()
-	}
-	if len(d.s) > 0 && d.err == nil {
-		r.TraceParent = d.str()
+	// Fields appended to the light part after version 1 shipped: an older record ends
+	// before them, and they read as empty.
+	for _, f := range r.laterFields() {
+		*f = ""
+		if len(d.s) > 0 && d.err == nil {
+			*f = d.str()
+		}
 	}
 	r.State, r.Result = nil, nil
 	if full {
@@ -245,4 +247,10 @@ func (d *decoder) bytes() []byte {
 		return nil
 	}
 	return append([]byte(nil), p...)
+}
+
+// laterFields are the light part's strings appended after version 1 shipped, in record
+// order. A new field goes at the end of this list, and older records read it as empty.
+func (r *Run) laterFields() [3]*string {
+	return [...]*string{&r.MessageKey, &r.TraceParent, &r.SupersededBy}
 }

@@ -15,8 +15,9 @@ func codecRun() *Run {
 		Saga: "encompass-milestone", SagaVersion: "7", Mode: "async", Status: StatusRunning,
 		ReceivedAt: now, UpdatedAt: now.Add(time.Second), WakeAt: now.Add(time.Minute), Attempt: 1,
 		IdempotencyKey: "acme/retail/encompass/evt-8f14e45f", DebounceKey: "acme/retail/encompass/encompass-milestone/12345",
-		MessageKey:  "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
-		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		MessageKey:   "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+		TraceParent:  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		SupersededBy: "019b7ca9-9070-7183-a505-37589cc57c18",
 		Request: Request{
 			Method: "POST", Path: "/pushback/acme/retail/encompass",
 			Headers: map[string][]string{
@@ -60,31 +61,35 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// Records written before MessageKey (and TraceParent) existed end their light part at the
-// answer, and records written before TraceParent existed end it at the message key; both
-// still decode, with the missing fields empty.
-func TestCodecReadsRecordsWithoutTheLaterFields(t *testing.T) {
+// Fields appended after version 1 shipped (MessageKey, then TraceParent, then
+// SupersededBy) are absent from older records, whose light part ends before them; such
+// records still decode, with the missing fields empty.
+func TestCodecReadsRecordsWrittenBeforeLaterFields(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		clear   func(*Run)
-		missing int // empty strings cut from the end of the light part
+		dropped int // trailing empty strings (one zero byte each) an older writer did not write
 	}{
-		{"a record written before message keys decodes with neither key nor trace", func(r *Run) { r.MessageKey, r.TraceParent = "", "" }, 2},
-		{"a record written before trace parents decodes with its message key and no trace", func(r *Run) { r.TraceParent = "" }, 1},
+		{"a record written before superseded_by reads with no superseded_by", 1},
+		{"a record written before trace parents reads with neither", 2},
+		{"a record written before message keys reads with none of the three", 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := codecRun()
-			tc.clear(in)
+			later := in.laterFields()
+			for _, f := range later[len(later)-tc.dropped:] {
+				*f = ""
+			}
 			rec := EncodeRun(nil, in, in.Request.Body)
 			n, k := binary.Uvarint(rec[1:])
 			light := rec[1+k : 1+k+int(n)]
-			for i := 1; i <= tc.missing; i++ {
+			for i := 1; i <= tc.dropped; i++ {
 				if light[len(light)-i] != 0 {
-					t.Fatal("the light part does not end in empty strings")
+					t.Fatalf("the light part does not end in %d empty strings", tc.dropped)
 				}
 			}
-			old := append([]byte{codecVersion}, binary.AppendUvarint(nil, n-uint64(tc.missing))...)
-			old = append(old, light[:len(light)-tc.missing]...)
+			cut := uint64(tc.dropped)
+			old := append([]byte{codecVersion}, binary.AppendUvarint(nil, n-cut)...)
+			old = append(old, light[:len(light)-tc.dropped]...)
 			old = append(old, rec[1+k+int(n):]...)
 			var out Run
 			body, err := DecodeRun(old, &out, true)

@@ -172,9 +172,10 @@ func Supersedable(r *Run) bool {
 	return (r.Status == StatusQueued || r.Status == StatusWaiting) && r.Attempt == 0
 }
 
-// Supersede marks a pending run superseded by a newer one with its debounce key.
-func Supersede(r *Run, now time.Time) {
+// Supersede marks a pending run superseded by the newer run by with its debounce key.
+func Supersede(r *Run, by string, now time.Time) {
 	r.Status = StatusSuperseded
+	r.SupersededBy = by
 	r.UpdatedAt = now
 	r.FinishedAt = now
 	r.WakeAt = time.Time{}

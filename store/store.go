@@ -167,6 +167,9 @@ type Run struct {
 	// resume after a restart increments it.
 	Attempt  int
 	ReplayOf string // id of the run this one replays
+	// SupersededBy is the id of the newer run with this run's debounce key that superseded
+	// it; written in the same transaction as that run's Create.
+	SupersededBy string
 
 	// IdempotencyKey and DebounceKey come scoped by the caller (IdempotencyKey, DebounceKey
 	// build them); "" = none.

@@ -284,6 +284,9 @@ func TestRunsCommandTalksToTheAdminAPI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "replaying "+accepted.RunID) {
 		t.Errorf("replay: exit %d\n%s", code, out)
 	}
+	if code, out, _ := runCLI(t, "", append([]string{"runs", "show", accepted.RunID}, common...)...); code != 0 || !strings.Contains(out, "replays   ") {
+		t.Errorf("show after a replay lists no replays: exit %d\n%s", code, out)
+	}
 	if code, _, errOut := runCLI(t, "", append([]string{"runs", "show", "nope"}, common...)...); code != 1 || !strings.Contains(errOut, "no run nope") {
 		t.Errorf("unknown run: exit %d %s", code, errOut)
 	}

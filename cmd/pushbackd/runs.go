@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,6 +24,7 @@ const runsUsage = `usage: pushbackd runs list [-partner P] [-site S] [-endpoint 
            [-replay-of ID] [-since T] [-until T] [-limit N] [-oldest] [-cursor C] [-local] [-json]
        pushbackd runs show ID [-json]
        pushbackd runs replay ID [-json]
+       pushbackd runs replay [-partner P] [-site S] [-endpoint E] [-status S] [-saga S] [-since T] [-until T] [-yes] [-json]
 common flags: -config configs/pushbackd.yaml  -admin http://host:port  -token-file PATH
 The token is read from PUSHBACKD_ADMIN_TOKEN, else -token-file, else <data_dir>/admin.token.
 -status compensation_failed finds the runs whose compensations did not all succeed: something
@@ -103,7 +105,7 @@ func zoneName(zone *time.Location) string {
 	return "local, " + name
 }
 
-func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func cmdRuns(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("runs", stderr)
 	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (for the admin address and token file)")
 	adminURL := fs.String("admin", "", "admin API base URL (default: http://<admin.listen>)")
@@ -111,6 +113,7 @@ func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	asJSON := fs.Bool("json", false, "print the API's JSON instead of a table")
 	local := fs.Bool("local", false, "show and read times in this machine's time zone instead of UTC")
 	oldest := fs.Bool("oldest", false, "list the oldest runs first")
+	yes := fs.Bool("yes", false, "replay by filter without asking")
 	filters := map[string]*string{}
 	for _, f := range runFilterFlags {
 		usage := "filter: " + f.param
@@ -160,8 +163,18 @@ func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		err = rc.show(ctx, pos[1])
 	case pos[0] == "replay" && len(pos) == 2:
 		err = rc.replay(ctx, pos[1])
+	case pos[0] == "replay" && len(pos) == 1:
+		rc.zone = time.UTC
+		if *local {
+			rc.zone = time.Local
+		}
+		err = rc.bulkReplay(ctx, filters, *yes, stdin, stderr, time.Now())
 	default:
 		fmt.Fprintln(stderr, runsUsage)
+		return 2
+	}
+	if ue := (usageError{}); errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "pushbackd runs: %v\n%s\n", err, runsUsage)
 		return 2
 	}
 	if err != nil {
@@ -325,8 +338,10 @@ func clip(s string, n int) string {
 func (rc *runsCmd) show(ctx context.Context, id string) error {
 	var run struct {
 		runSummary
-		SagaVersion string `json:"saga_version"`
-		Request     struct {
+		SagaVersion  string   `json:"saga_version"`
+		Replays      []string `json:"replays"`
+		SupersededBy string   `json:"superseded_by"`
+		Request      struct {
 			Method      string `json:"method"`
 			Path        string `json:"path"`
 			ContentType string `json:"content_type"`
@@ -357,6 +372,12 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 	fmt.Fprintf(w, "received  %s\n", run.ReceivedAt.Local().Format(time.RFC3339))
 	if run.ReplayOf != "" {
 		fmt.Fprintf(w, "replay of %s\n", run.ReplayOf)
+	}
+	if run.SupersededBy != "" {
+		fmt.Fprintf(w, "superseded by %s\n", run.SupersededBy)
+	}
+	if len(run.Replays) > 0 {
+		fmt.Fprintf(w, "replays   %s\n", strings.Join(run.Replays, " "))
 	}
 	fmt.Fprintf(w, "request   %s %s %s from %s, %d bytes\n", run.Request.Method, run.Request.Path, run.Request.ContentType, run.Request.RemoteIP, len(run.Request.Body))
 	if run.Answer != nil {

@@ -64,7 +64,7 @@ func (b *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 			}
 		}
 		if r.DebounceKey != "" && !r.Status.Final() {
-			sup, err := supersedePending(tx, r.DebounceKey, now)
+			sup, err := supersedePending(tx, r.DebounceKey, r.ID, now)
 			if err != nil {
 				return err
 			}
@@ -150,7 +150,7 @@ func claimKey(tx *bbolt.Tx, key string, id store.RunID, expires time.Time) error
 
 // supersedePending marks every run with the debounce key that has not started yet
 // (store.Supersedable) superseded. Others keep their index entry until they finish.
-func supersedePending(tx *bbolt.Tx, key string, now time.Time) ([]string, error) {
+func supersedePending(tx *bbolt.Tx, key, by string, now time.Time) ([]string, error) {
 	prefix := debouncePrefix(key)
 	var ids []store.RunID
 	c := tx.Bucket(bucketIdxDebounce).Cursor()
@@ -174,7 +174,7 @@ func supersedePending(tx *bbolt.Tx, key string, now time.Time) ([]string, error)
 			continue
 		}
 		old := o.Status
-		store.Supersede(&o, now)
+		store.Supersede(&o, by, now)
 		if err := runs.Put(id[:], store.EncodeRun(nil, &o, nil)); err != nil {
 			return nil, err
 		}

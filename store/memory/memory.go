@@ -134,7 +134,7 @@ func (m *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 			o := m.load(oid, true)
 			if store.Supersedable(o) {
 				old := o.Status
-				store.Supersede(o, now)
+				store.Supersede(o, r.ID, now)
 				m.save(oid, o)
 				m.reschedule(oid, o, old, nil, now)
 				res.Superseded = append(res.Superseded, o.ID)

@@ -516,6 +516,12 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 		if got.Status != store.StatusSuperseded || !got.FinishedAt.Equal(clock.Now()) {
 			t.Fatalf("a is %s finished %v, want superseded now", got.Status, got.FinishedAt)
 		}
+		if got.SupersededBy != b.ID {
+			t.Fatalf("a.SupersededBy = %q, want %q (the run that superseded it)", got.SupersededBy, b.ID)
+		}
+		if page := listAll(t, s, store.Filter{Status: store.StatusSuperseded}); len(page) != 1 || page[0].SupersededBy != b.ID {
+			t.Fatalf("List shows superseded runs %+v, want a with SupersededBy %s", page, b.ID)
+		}
 		a.Status = store.StatusRunning
 		if err := s.Update(ctx, a); !errors.Is(err, store.ErrFinal) {
 			t.Fatalf("starting a superseded run: %v, want ErrFinal", err)
