@@ -46,6 +46,31 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// configArg takes the config path from a lone positional argument, as "validate FILE" and
+// "serve FILE" read naturally; -config says the same. Anything else is refused: a stray word
+// silently ignored once validated the default config instead of the one the user named.
+func configArg(fs *flag.FlagSet, cfgPath *string, pos []string, stderr io.Writer) bool {
+	switch {
+	case len(pos) == 0:
+		return true
+	case len(pos) > 1:
+		fmt.Fprintf(stderr, "%s: too many arguments %q: give one config file, e.g. %s configs/pushbackd.yaml\n", fs.Name(), pos, fs.Name())
+		return false
+	case flagSet(fs, "config") && *cfgPath != pos[0]:
+		fmt.Fprintf(stderr, "%s: two config files, -config %s and %s: give one\n", fs.Name(), *cfgPath, pos[0])
+		return false
+	}
+	*cfgPath = pos[0]
+	return true
+}
+
+// flagSet reports whether the command line set the named flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("pushbackd "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -61,8 +86,12 @@ func printConfigErrors(w io.Writer, err error) {
 
 func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
 	fs := newFlags("serve", stderr)
-	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
-	if _, err := parseArgs(fs, args); err != nil {
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (or give it as the argument)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if !configArg(fs, cfgPath, pos, stderr) {
 		return 2
 	}
 	gcCtx, stopGC := context.WithCancel(ctx)
@@ -71,7 +100,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	err := app.Run(ctx, app.Options{ConfigPath: *cfgPath}, hup)
+	err = app.Run(ctx, app.Options{ConfigPath: *cfgPath}, hup)
 	if err != nil {
 		var ye yamlconf.Errors
 		if errors.As(err, &ye) {
@@ -87,8 +116,12 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 
 func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", stderr)
-	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
-	if _, err := parseArgs(fs, args); err != nil {
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (or give it as the argument)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if !configArg(fs, cfgPath, pos, stderr) {
 		return 2
 	}
 	cfg, err := config.Load(*cfgPath)
@@ -128,7 +161,7 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	fs := newFlags("sign", stderr)
 	secretEnv := fs.String("secret-env", "", "environment variable holding the shared secret")
 	secretFile := fs.String("secret-file", "", "file holding the shared secret (instead of -secret-env)")
-	file := fs.String("file", "", "body to sign (default: standard input)")
+	file := fs.String("file", "", "body to sign, or give it as the argument (default: standard input)")
 	method := fs.String("method", "", "signature, standard_webhooks or aws_sigv4 (default signature)")
 	target := fs.String("url", "", "aws_sigv4: the URL the request goes to (its host, path and query are signed)")
 	region := fs.String("region", "", "aws_sigv4: the region")
@@ -146,8 +179,20 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	keyID := fs.String("key-id", "", "the key's id, sent in the key id header; aws_sigv4: the access key id")
 	msgID := fs.String("msg-id", "", "standard_webhooks: the message id (default: a random msg_...)")
 	at := fs.String("timestamp", "", "the signing time: unix seconds or RFC 3339 (default: now)")
-	if _, err := parseArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
+	}
+	switch {
+	case len(pos) > 1 || len(pos) == 1 && *file != "":
+		// A stray word once made sign read standard input and sign an empty body.
+		if *file != "" {
+			pos = append(pos, *file)
+		}
+		fmt.Fprintf(stderr, "pushbackd sign: one body to sign, not %q: give it as -file FILE or as the argument\n", pos)
+		return 2
+	case len(pos) == 1:
+		*file = pos[0]
 	}
 	var secret string
 	switch {

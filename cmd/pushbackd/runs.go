@@ -126,7 +126,9 @@ func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		return 2
 	}
-	if len(pos) == 0 {
+	// The shape of the command is checked before anything is read or dialled, so a stray
+	// word is a usage error (exit 2), not whatever connecting happens to say.
+	if arity := map[string]int{"list": 1, "show": 2, "replay": 2}; len(pos) == 0 || arity[pos[0]] != len(pos) {
 		fmt.Fprintln(stderr, runsUsage)
 		return 2
 	}
