@@ -570,6 +570,9 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 		default:
 			d.ErrorAt(e.Pos, "endpoint %q: mode must be async or sync, not %q", e.Name, e.Mode)
 		}
+		if e.Mode == ModeSync && e.saga != nil {
+			syncWithQueueing(d, e)
+		}
 		if e.AcceptStatus == 0 {
 			e.AcceptStatus = 200
 		} else if e.AcceptStatus < 200 || e.AcceptStatus > 299 {
@@ -593,6 +596,22 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 			e.Schema.compiled = share.schema(d, dir, e.Name, e.Schema)
 		}
 		e.Security.build(d, dir, &share.templates, share.egress)
+	}
+}
+
+// syncWithQueueing refuses a sync endpoint whose saga debounces or serializes: both make a
+// run wait for other runs, while a sync sender waits for this run's answer. The engine would
+// ignore them for sync runs, so the setting would do nothing without a word.
+func syncWithQueueing(d *yamlconf.Decoder, e *Endpoint) {
+	s := e.saga
+	fix := "use mode: async for this endpoint, or a saga without it"
+	if s.Debounce != nil {
+		d.ErrorAt(e.Pos, "endpoint %q: mode sync cannot use saga %q, which debounces (%s:%d:%d): a sync sender waits for its own run's answer; %s",
+			e.Name, s.Name, s.File, s.Debounce.Pos.Line, s.Debounce.Pos.Column, fix)
+	}
+	if s.SerializeBy != nil {
+		d.ErrorAt(e.Pos, "endpoint %q: mode sync cannot use saga %q, which has serialize_by (%s:%d:%d): a sync sender waits for its own run's answer, not for others' runs; %s",
+			e.Name, s.Name, s.File, s.SerializeByPos.Line, s.SerializeByPos.Column, fix)
 	}
 }
 
