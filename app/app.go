@@ -114,6 +114,8 @@ func New(opts Options) (*App, error) {
 		Logger:    log.Named("runs"),
 		Workers:   lim.Workers,
 		QueueSize: lim.Queue,
+		// The run records the default answer the gateway sends, a failed run's 502 too.
+		SyncAnswer: gateway.SyncAnswer,
 	})
 	a.runs = runs
 	a.engine = saga.NewEngine(saga.EngineOptions{

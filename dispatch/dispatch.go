@@ -101,6 +101,9 @@ type Options struct {
 	QueueSize int           // runnable runs in the store before accepts are refused; default 10000
 	LeaseTTL  time.Duration // default DefaultLeaseTTL
 	Owner     string        // this process in leases; default a fresh UUID
+	// SyncAnswer is the answer a sync run's sender gets when the saga gave none of its own
+	// (the gateway's 200 or 502); the run records it. Nil: only a saga's own answer is.
+	SyncAnswer func(runID, sagaName string, res *saga.Result) *saga.Answer
 }
 
 // Dispatcher owns the worker pool.
@@ -677,6 +680,10 @@ func (d *Dispatcher) recordOutcome(r *store.Run, res *saga.Result) {
 	r.State = nil // the result supersedes the checkpoint
 	if b, err := res.AppendJSON(nil); err == nil {
 		r.Result = b
+	}
+	if r.Mode == "sync" && res.Answer == nil && d.o.SyncAnswer != nil {
+		// Set on res too, so the gateway sends exactly what is recorded.
+		res.Answer = d.o.SyncAnswer(r.ID, r.Saga, res)
 	}
 	if r.Mode == "sync" && res.Answer != nil {
 		if b, err := jsonenc.AppendValue(nil, res.Answer.Body); err == nil {
