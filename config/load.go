@@ -75,9 +75,34 @@ func LoadWith(path string, overlay map[string][]byte) (*Config, error) {
 	return cfg, nil
 }
 
+// LoadServer reads only the main file's server section: commands that talk to a running
+// server need its addresses and data dir, and must work while a partner or saga file is
+// broken — which is when an operator reaches for them.
+func LoadServer(path string) (Server, error) {
+	l := &loader{overlay: map[string][]byte{}, serverOnly: true}
+	cfg := l.load(path)
+	l.errs.Sort()
+	if len(l.errs) > 0 {
+		return Server{}, l.errs
+	}
+	return cfg.Server, nil
+}
+
+// LoadPartial is Load for commands that need only part of the configuration: it returns
+// what did load — every partner and saga whose file is valid — together with all the
+// problems found. The Config is nil only when the main file cannot be read or parsed. It
+// must never be served: a partner left out is a partner refused.
+func LoadPartial(path string) (*Config, yamlconf.Errors) {
+	l := &loader{overlay: map[string][]byte{}}
+	cfg := l.load(path)
+	l.errs.Sort()
+	return cfg, l.errs
+}
+
 type loader struct {
-	errs    yamlconf.Errors
-	overlay map[string][]byte
+	errs       yamlconf.Errors
+	overlay    map[string][]byte
+	serverOnly bool // stop after the main file
 }
 
 func (l *loader) readFile(path string) ([]byte, error) {
@@ -124,6 +149,9 @@ func (l *loader) load(path string) *Config {
 	}
 	l.validateServer(d, node, cfg)
 	l.errs = append(l.errs, d.Errors()...)
+	if l.serverOnly {
+		return cfg
+	}
 
 	cfg.Sagas = l.loadSagas(cfg.resolve(cfg.Server.SagasDir))
 	cfg.partners = map[string]*Partner{}

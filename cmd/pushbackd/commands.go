@@ -150,6 +150,25 @@ func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 	return 0
 }
 
+// loadFor loads the config for a command that needs one part of it (a partner, a saga),
+// which needs says is there. Problems in other files are printed as warnings and the
+// command goes on; problems in the main file, or a part that is missing (perhaps because
+// its own file is broken), stop it with every problem printed.
+func loadFor(stderr io.Writer, path string, needs func(*config.Config) bool) (*config.Config, bool) {
+	cfg, errs := config.LoadPartial(path)
+	if len(errs) == 0 {
+		return cfg, true
+	}
+	if cfg == nil || !needs(cfg) || slices.ContainsFunc(errs, func(e yamlconf.Error) bool { return e.File == cfg.File }) {
+		printConfigErrors(stderr, errs)
+		return nil, false
+	}
+	for _, e := range errs {
+		fmt.Fprintf(stderr, "%s:%d:%d: warning: %s (in a file this command does not need; validate before serving)\n", e.File, e.Line, e.Column, e.Message)
+	}
+	return cfg, true
+}
+
 func readInput(file string, stdin io.Reader) ([]byte, error) {
 	if file == "" || file == "-" {
 		return io.ReadAll(stdin)
@@ -307,9 +326,11 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "pushbackd curl: %q is not PARTNER/ENDPOINT or PARTNER/SITE/ENDPOINT\n", pos[0])
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		printConfigErrors(stderr, err)
+	cfg, ok := loadFor(stderr, *cfgPath, func(cfg *config.Config) bool {
+		_, ok := cfg.Lookup(partner, site, endpoint)
+		return ok
+	})
+	if !ok {
 		return 1
 	}
 	route, ok := cfg.Lookup(partner, site, endpoint)
@@ -440,9 +461,8 @@ func cmdPlan(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 		fmt.Fprintln(stderr, "usage: pushbackd plan SAGA [-file request.json] [-config ...]")
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		printConfigErrors(stderr, err)
+	cfg, ok := loadFor(stderr, *cfgPath, func(cfg *config.Config) bool { return cfg.Sagas[pos[0]] != nil })
+	if !ok {
 		return 1
 	}
 	sample, err := readInput(*file, stdin)

@@ -173,14 +173,16 @@ func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	return 0
 }
 
-// connect finds the admin API and its token. The config is read only for addresses and
-// the data dir; its secrets need not resolve here.
+// connect finds the admin API and its token. Only the main file's server section is read,
+// for addresses and the data dir: a broken partner or saga file must not stop an operator
+// looking at runs.
 func (rc *runsCmd) connect(cfgPath, adminURL, tokenFile string) error {
-	server := config.Defaults()
-	if cfg, err := config.Load(cfgPath); err == nil {
-		server = cfg.Server
-	} else if adminURL == "" || (tokenFile == "" && os.Getenv("PUSHBACKD_ADMIN_TOKEN") == "") {
-		return fmt.Errorf("cannot read %s for the admin address and token: %w", cfgPath, err)
+	server, err := config.LoadServer(cfgPath)
+	if err != nil {
+		server = config.Defaults()
+	}
+	if err != nil && (adminURL == "" || (tokenFile == "" && os.Getenv("PUSHBACKD_ADMIN_TOKEN") == "")) {
+		return fmt.Errorf("cannot read %s for the admin address and token (or give -admin and -token-file): %w", cfgPath, err)
 	}
 	rc.base = strings.TrimRight(adminURL, "/")
 	if rc.base == "" {
