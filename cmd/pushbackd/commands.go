@@ -87,12 +87,20 @@ func printConfigErrors(w io.Writer, err error) {
 func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
 	fs := newFlags("serve", stderr)
 	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (or give it as the argument)")
+	withParentFlag := fs.Bool("exit-with-parent", underGoRun(), "stop (gracefully) when the process that started serve exits; default on under go run, so that killing go run stops the server")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return 2
 	}
 	if !configArg(fs, cfgPath, pos, stderr) {
 		return 2
+	}
+	if *withParentFlag {
+		var stop context.CancelFunc
+		ctx, stop = withParent(ctx, os.Getppid, 250*time.Millisecond, func() {
+			fmt.Fprintln(stderr, "pushbackd: the process that started serve has exited; stopping")
+		})
+		defer stop()
 	}
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
