@@ -681,13 +681,15 @@ func (d *Dispatcher) recordOutcome(r *store.Run, res *saga.Result) {
 	if b, err := res.AppendJSON(nil); err == nil {
 		r.Result = b
 	}
-	if r.Mode == "sync" && res.Answer == nil && d.o.SyncAnswer != nil {
-		// Set on res too, so the gateway sends exactly what is recorded.
-		res.Answer = d.o.SyncAnswer(r.ID, r.Saga, res)
+	answer := res.Answer
+	if r.Mode == "sync" && answer == nil && d.o.SyncAnswer != nil {
+		// The gateway computes the same answer from the same result to send it; res is
+		// not written to, since the gateway may be reading it while this runs.
+		answer = d.o.SyncAnswer(r.ID, r.Saga, res)
 	}
-	if r.Mode == "sync" && res.Answer != nil {
-		if b, err := jsonenc.AppendValue(nil, res.Answer.Body); err == nil {
-			r.Answer = &store.Answer{Status: res.Answer.Status, Body: b}
+	if r.Mode == "sync" && answer != nil {
+		if b, err := jsonenc.AppendValue(nil, answer.Body); err == nil {
+			r.Answer = &store.Answer{Status: answer.Status, Body: b}
 		}
 	}
 }
