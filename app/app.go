@@ -121,6 +121,8 @@ func New(opts Options) (*App, error) {
 		Workers:   lim.Workers,
 		QueueSize: lim.Queue,
 		Tracing:   opts.Tracing,
+		// The run records the default answer the gateway sends, a failed run's 502 too.
+		SyncAnswer: gateway.SyncAnswer,
 	})
 	a.runs = runs
 	a.metrics.QueueLimit(runs.QueueLimit())

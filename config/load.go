@@ -78,9 +78,34 @@ func LoadWith(path string, overlay map[string][]byte) (*Config, error) {
 	return cfg, nil
 }
 
+// LoadServer reads only the main file's server section: commands that talk to a running
+// server need its addresses and data dir, and must work while a partner or saga file is
+// broken — which is when an operator reaches for them.
+func LoadServer(path string) (Server, error) {
+	l := &loader{overlay: map[string][]byte{}, serverOnly: true}
+	cfg := l.load(path)
+	l.errs.Sort()
+	if len(l.errs) > 0 {
+		return Server{}, l.errs
+	}
+	return cfg.Server, nil
+}
+
+// LoadPartial is Load for commands that need only part of the configuration: it returns
+// what did load — every partner and saga whose file is valid — together with all the
+// problems found. The Config is nil only when the main file cannot be read or parsed. It
+// must never be served: a partner left out is a partner refused.
+func LoadPartial(path string) (*Config, yamlconf.Errors) {
+	l := &loader{overlay: map[string][]byte{}}
+	cfg := l.load(path)
+	l.errs.Sort()
+	return cfg, l.errs
+}
+
 type loader struct {
-	errs    yamlconf.Errors
-	overlay map[string][]byte
+	errs       yamlconf.Errors
+	overlay    map[string][]byte
+	serverOnly bool // stop after the main file
 }
 
 func (l *loader) readFile(path string) ([]byte, error) {
@@ -127,6 +152,9 @@ func (l *loader) load(path string) *Config {
 	}
 	l.validateServer(d, node, cfg)
 	l.errs = append(l.errs, d.Errors()...)
+	if l.serverOnly {
+		return cfg
+	}
 
 	cfg.Sagas = l.loadSagas(cfg.resolve(cfg.Server.SagasDir))
 	cfg.partners = map[string]*Partner{}
@@ -576,6 +604,9 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 		default:
 			d.ErrorAt(e.Pos, "endpoint %q: mode must be async or sync, not %q", e.Name, e.Mode)
 		}
+		if e.Mode == ModeSync && e.saga != nil {
+			syncWithQueueing(d, e)
+		}
 		if e.AcceptStatus == 0 {
 			e.AcceptStatus = 200
 		} else if e.AcceptStatus < 200 || e.AcceptStatus > 299 {
@@ -599,6 +630,22 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 			e.Schema.compiled = share.schema(d, dir, e.Name, e.Schema)
 		}
 		e.Security.build(d, dir, &share.templates, share.egress)
+	}
+}
+
+// syncWithQueueing refuses a sync endpoint whose saga debounces or serializes: both make a
+// run wait for other runs, while a sync sender waits for this run's answer. The engine would
+// ignore them for sync runs, so the setting would do nothing without a word.
+func syncWithQueueing(d *yamlconf.Decoder, e *Endpoint) {
+	s := e.saga
+	fix := "use mode: async for this endpoint, or a saga without it"
+	if s.Debounce != nil {
+		d.ErrorAt(e.Pos, "endpoint %q: mode sync cannot use saga %q, which debounces (%s:%d:%d): a sync sender waits for its own run's answer; %s",
+			e.Name, s.Name, s.File, s.Debounce.Pos.Line, s.Debounce.Pos.Column, fix)
+	}
+	if s.SerializeBy != nil {
+		d.ErrorAt(e.Pos, "endpoint %q: mode sync cannot use saga %q, which has serialize_by (%s:%d:%d): a sync sender waits for its own run's answer, not for others' runs; %s",
+			e.Name, s.Name, s.File, s.SerializeByPos.Line, s.SerializeByPos.Column, fix)
 	}
 }
 

@@ -105,6 +105,9 @@ type Options struct {
 	// Tracing makes a span per run attempt, a child of the request's span (carried in
 	// store.Run.TraceParent); nil: no tracing.
 	Tracing trace.TracerProvider
+	// SyncAnswer is the answer a sync run's sender gets when the saga gave none of its own
+	// (the gateway's 200 or 502); the run records it. Nil: only a saga's own answer is.
+	SyncAnswer func(runID, sagaName string, res *saga.Result) *saga.Answer
 }
 
 // Dispatcher owns the worker pool.
@@ -708,9 +711,15 @@ func (d *Dispatcher) recordOutcome(r *store.Run, res *saga.Result) {
 	if b, err := res.AppendJSON(nil); err == nil {
 		r.Result = b
 	}
-	if r.Mode == "sync" && res.Answer != nil {
-		if b, err := jsonenc.AppendValue(nil, res.Answer.Body); err == nil {
-			r.Answer = &store.Answer{Status: res.Answer.Status, Body: b}
+	answer := res.Answer
+	if r.Mode == "sync" && answer == nil && d.o.SyncAnswer != nil {
+		// The gateway computes the same answer from the same result to send it; res is
+		// not written to, since the gateway may be reading it while this runs.
+		answer = d.o.SyncAnswer(r.ID, r.Saga, res)
+	}
+	if r.Mode == "sync" && answer != nil {
+		if b, err := jsonenc.AppendValue(nil, answer.Body); err == nil {
+			r.Answer = &store.Answer{Status: answer.Status, Body: b}
 		}
 	}
 }

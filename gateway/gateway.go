@@ -576,21 +576,29 @@ func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, 
 	}
 	res := out.res
 	log.Info("saga finished", zap.String("saga", inv.Saga.Name), zap.String("status", res.Status))
-	if res.Answer != nil {
-		return writeSagaAnswer(c, res.Answer, inv.RunID)
-	}
-	if res.Status == saga.StatusSucceeded {
-		writeJSON(c, http.StatusOK, Answer{Status: "OK", Code: http.StatusOK, Message: "saga " + inv.Saga.Name + " succeeded", RunID: inv.RunID})
+	return writeSagaAnswer(c, SyncAnswer(inv.RunID, inv.Saga.Name, res), inv.RunID)
+}
+
+// SyncAnswer is what the sender of a sync request is told when its run has ended: the
+// saga's own answer (a respond step) if it gave one, else 200 or 502. The dispatcher records
+// the same answer in the run before the gateway sends it, so the history shows what the
+// sender got. Nil while the run has not ended.
+func SyncAnswer(runID, sagaName string, res *saga.Result) *saga.Answer {
+	switch {
+	case res.Answer != nil:
+		return res.Answer
+	case res.Status == saga.StatusSucceeded:
+		return &saga.Answer{Status: http.StatusOK, Body: Answer{Status: "OK", Code: http.StatusOK, Message: "saga " + sagaName + " succeeded", RunID: runID}}
+	case res.Status == saga.StatusWaiting || res.Status == saga.StatusInterrupted:
 		return nil
 	}
 	// The step and a generic reason only: res.Error names downstream URLs, answers and dial
 	// errors, which are the operator's to read in the run record, not the sender's.
 	msg := res.SenderError
 	if msg == "" {
-		msg = "saga " + inv.Saga.Name + " failed"
+		msg = "saga " + sagaName + " failed"
 	}
-	writeJSON(c, http.StatusBadGateway, Answer{Status: http.StatusText(http.StatusBadGateway), Code: http.StatusBadGateway, Message: msg, RunID: inv.RunID})
-	return nil
+	return &saga.Answer{Status: http.StatusBadGateway, Body: Answer{Status: http.StatusText(http.StatusBadGateway), Code: http.StatusBadGateway, Message: msg, RunID: runID}}
 }
 
 // writeSagaAnswer sends a `respond` step's answer. Without a body the sender gets the usual

@@ -241,7 +241,7 @@ func (c *compiler) saga(file string, raw *rawSaga) *Saga {
 	}
 	none := exprScope{steps: map[string]bool{}, all: c.all}
 	if raw.Debounce != nil {
-		s.Debounce = &Debounce{Wait: raw.Debounce.Wait}
+		s.Debounce = &Debounce{Wait: raw.Debounce.Wait, Pos: raw.Debounce.Pos}
 		if raw.Debounce.Key.n != nil {
 			s.Debounce.Key = c.exportedTemplate(raw.Debounce.Key.n, none, "debounce.key")
 		}
@@ -259,6 +259,7 @@ func (c *compiler) saga(file string, raw *rawSaga) *Saga {
 	}
 	if raw.SerializeBy.n != nil {
 		s.SerializeBy = c.exportedTemplate(raw.SerializeBy.n, none, "serialize_by")
+		s.SerializeByPos = yamlconf.PosOf(raw.SerializeBy.n)
 	}
 
 	known := map[string]bool{}

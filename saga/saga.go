@@ -88,6 +88,8 @@ type Saga struct {
 	// The store renders their keys with Template.Render before it schedules a run.
 	Debounce    *Debounce
 	SerializeBy *Template
+	// SerializeByPos is where serialize_by is in File, for errors about its use.
+	SerializeByPos yamlconf.Pos
 }
 
 // Debounce makes the last event for one key within Wait win.
@@ -97,6 +99,7 @@ type Debounce struct {
 	// Scope is where events must arrive to share a key: ScopeEndpoint (the default) or,
 	// when the saga says so, ScopeSite or ScopePartner.
 	Scope Scope
+	Pos   yamlconf.Pos // where debounce is in the saga's file, for errors about its use
 }
 
 // Scope is how far a debounce key reaches. Keys are scoped so that a sender holding one

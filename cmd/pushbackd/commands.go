@@ -46,6 +46,31 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// configArg takes the config path from a lone positional argument, as "validate FILE" and
+// "serve FILE" read naturally; -config says the same. Anything else is refused: a stray word
+// silently ignored once validated the default config instead of the one the user named.
+func configArg(fs *flag.FlagSet, cfgPath *string, pos []string, stderr io.Writer) bool {
+	switch {
+	case len(pos) == 0:
+		return true
+	case len(pos) > 1:
+		fmt.Fprintf(stderr, "%s: too many arguments %q: give one config file, e.g. %s configs/pushbackd.yaml\n", fs.Name(), pos, fs.Name())
+		return false
+	case flagSet(fs, "config") && *cfgPath != pos[0]:
+		fmt.Fprintf(stderr, "%s: two config files, -config %s and %s: give one\n", fs.Name(), *cfgPath, pos[0])
+		return false
+	}
+	*cfgPath = pos[0]
+	return true
+}
+
+// flagSet reports whether the command line set the named flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("pushbackd "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -61,9 +86,21 @@ func printConfigErrors(w io.Writer, err error) {
 
 func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
 	fs := newFlags("serve", stderr)
-	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
-	if _, err := parseArgs(fs, args); err != nil {
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (or give it as the argument)")
+	withParentFlag := fs.Bool("exit-with-parent", underGoRun(), "stop (gracefully) when the process that started serve exits; default on under go run, so that killing go run stops the server")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
+	}
+	if !configArg(fs, cfgPath, pos, stderr) {
+		return 2
+	}
+	if *withParentFlag {
+		var stop context.CancelFunc
+		ctx, stop = withParent(ctx, os.Getppid, 250*time.Millisecond, func() {
+			fmt.Fprintln(stderr, "pushbackd: the process that started serve has exited; stopping")
+		})
+		defer stop()
 	}
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
@@ -71,7 +108,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	err := app.Run(ctx, app.Options{ConfigPath: *cfgPath}, hup)
+	err = app.Run(ctx, app.Options{ConfigPath: *cfgPath}, hup)
 	if err != nil {
 		var ye yamlconf.Errors
 		if errors.As(err, &ye) {
@@ -87,8 +124,12 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 
 func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", stderr)
-	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
-	if _, err := parseArgs(fs, args); err != nil {
+	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (or give it as the argument)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if !configArg(fs, cfgPath, pos, stderr) {
 		return 2
 	}
 	cfg, err := config.Load(*cfgPath)
@@ -117,6 +158,25 @@ func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 	return 0
 }
 
+// loadFor loads the config for a command that needs one part of it (a partner, a saga),
+// which needs says is there. Problems in other files are printed as warnings and the
+// command goes on; problems in the main file, or a part that is missing (perhaps because
+// its own file is broken), stop it with every problem printed.
+func loadFor(stderr io.Writer, path string, needs func(*config.Config) bool) (*config.Config, bool) {
+	cfg, errs := config.LoadPartial(path)
+	if len(errs) == 0 {
+		return cfg, true
+	}
+	if cfg == nil || !needs(cfg) || slices.ContainsFunc(errs, func(e yamlconf.Error) bool { return e.File == cfg.File }) {
+		printConfigErrors(stderr, errs)
+		return nil, false
+	}
+	for _, e := range errs {
+		fmt.Fprintf(stderr, "%s:%d:%d: warning: %s (in a file this command does not need; validate before serving)\n", e.File, e.Line, e.Column, e.Message)
+	}
+	return cfg, true
+}
+
 func readInput(file string, stdin io.Reader) ([]byte, error) {
 	if file == "" || file == "-" {
 		return io.ReadAll(stdin)
@@ -128,7 +188,7 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	fs := newFlags("sign", stderr)
 	secretEnv := fs.String("secret-env", "", "environment variable holding the shared secret")
 	secretFile := fs.String("secret-file", "", "file holding the shared secret (instead of -secret-env)")
-	file := fs.String("file", "", "body to sign (default: standard input)")
+	file := fs.String("file", "", "body to sign, or give it as the argument (default: standard input)")
 	method := fs.String("method", "", "signature, standard_webhooks or aws_sigv4 (default signature)")
 	target := fs.String("url", "", "aws_sigv4: the URL the request goes to (its host, path and query are signed)")
 	region := fs.String("region", "", "aws_sigv4: the region")
@@ -146,8 +206,20 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	keyID := fs.String("key-id", "", "the key's id, sent in the key id header; aws_sigv4: the access key id")
 	msgID := fs.String("msg-id", "", "standard_webhooks: the message id (default: a random msg_...)")
 	at := fs.String("timestamp", "", "the signing time: unix seconds or RFC 3339 (default: now)")
-	if _, err := parseArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
+	}
+	switch {
+	case len(pos) > 1 || len(pos) == 1 && *file != "":
+		// A stray word once made sign read standard input and sign an empty body.
+		if *file != "" {
+			pos = append(pos, *file)
+		}
+		fmt.Fprintf(stderr, "pushbackd sign: one body to sign, not %q: give it as -file FILE or as the argument\n", pos)
+		return 2
+	case len(pos) == 1:
+		*file = pos[0]
 	}
 	var secret string
 	switch {
@@ -262,9 +334,11 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "pushbackd curl: %q is not PARTNER/ENDPOINT or PARTNER/SITE/ENDPOINT\n", pos[0])
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		printConfigErrors(stderr, err)
+	cfg, ok := loadFor(stderr, *cfgPath, func(cfg *config.Config) bool {
+		_, ok := cfg.Lookup(partner, site, endpoint)
+		return ok
+	})
+	if !ok {
 		return 1
 	}
 	route, ok := cfg.Lookup(partner, site, endpoint)
@@ -395,9 +469,8 @@ func cmdPlan(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 		fmt.Fprintln(stderr, "usage: pushbackd plan SAGA [-file request.json] [-config ...]")
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		printConfigErrors(stderr, err)
+	cfg, ok := loadFor(stderr, *cfgPath, func(cfg *config.Config) bool { return cfg.Sagas[pos[0]] != nil })
+	if !ok {
 		return 1
 	}
 	sample, err := readInput(*file, stdin)

@@ -14,9 +14,9 @@ import (
 const usage = `usage: pushbackd <command> [flags] [args]
 
 commands:
-  serve    [-config configs/pushbackd.yaml]         run the gateway
-  validate [-config ...]                            check a config; exit 1 with file:line:col errors
-  sign     -secret-env NAME [-file body] [-preset P] print the signature header value(s) for a body
+  serve    [configs/pushbackd.yaml | -config ...]   run the gateway
+  validate [configs/pushbackd.yaml | -config ...]   check a config; exit 1 with file:line:col errors
+  sign     -secret-env NAME [body | -file body] [-preset P]  print the signature header value(s) for a body
   curl     PARTNER[/SITE]/ENDPOINT -file BODY       print a ready curl command for an endpoint
   plan     SAGA -file request.json                  show which steps a saga would run, calling nothing
   runs     list|show ID|replay ID [filters] [-json]  run history, through the admin API

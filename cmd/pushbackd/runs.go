@@ -129,7 +129,9 @@ func cmdRuns(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return 2
 	}
-	if len(pos) == 0 {
+	// The shape of the command is checked before anything is read or dialled, so a stray
+	// word is a usage error (exit 2), not whatever connecting happens to say.
+	if arity := map[string]int{"list": 1, "show": 2, "replay": 2}; len(pos) == 0 || arity[pos[0]] != len(pos) {
 		fmt.Fprintln(stderr, runsUsage)
 		return 2
 	}
@@ -184,14 +186,16 @@ func cmdRuns(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	return 0
 }
 
-// connect finds the admin API and its token. The config is read only for addresses and
-// the data dir; its secrets need not resolve here.
+// connect finds the admin API and its token. Only the main file's server section is read,
+// for addresses and the data dir: a broken partner or saga file must not stop an operator
+// looking at runs.
 func (rc *runsCmd) connect(cfgPath, adminURL, tokenFile string) error {
-	server := config.Defaults()
-	if cfg, err := config.Load(cfgPath); err == nil {
-		server = cfg.Server
-	} else if adminURL == "" || (tokenFile == "" && os.Getenv("PUSHBACKD_ADMIN_TOKEN") == "") {
-		return fmt.Errorf("cannot read %s for the admin address and token: %w", cfgPath, err)
+	server, err := config.LoadServer(cfgPath)
+	if err != nil {
+		server = config.Defaults()
+	}
+	if err != nil && (adminURL == "" || (tokenFile == "" && os.Getenv("PUSHBACKD_ADMIN_TOKEN") == "")) {
+		return fmt.Errorf("cannot read %s for the admin address and token (or give -admin and -token-file): %w", cfgPath, err)
 	}
 	rc.base = strings.TrimRight(adminURL, "/")
 	if rc.base == "" {
@@ -257,6 +261,7 @@ type runSummary struct {
 	Mode       string    `json:"mode"`
 	Attempt    int       `json:"attempt"`
 	ReceivedAt time.Time `json:"received_at"`
+	FinishedAt time.Time `json:"finished_at"`
 	Error      string    `json:"error"`
 	ReplayOf   string    `json:"replay_of"`
 }
@@ -274,10 +279,10 @@ func (rc *runsCmd) list(ctx context.Context, q url.Values) error {
 		return rc.printJSON(raw)
 	}
 	tw := tabwriter.NewWriter(rc.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "RUN\tRECEIVED (%s)\tSTATUS\tPARTNER\tSITE\tENDPOINT\tSAGA\tATTEMPT\tERROR\n", zoneName(rc.zone))
+	fmt.Fprintf(tw, "RUN\tRECEIVED (%s)\tSTATUS\tDURATION\tPARTNER\tSITE\tENDPOINT\tSAGA\tATTEMPT\tERROR\n", zoneName(rc.zone))
 	for _, r := range page.Runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.ReceivedAt.In(rc.zone).Format("2006-01-02 15:04:05"),
-			r.Status, r.Partner, dash(r.Site), r.Endpoint, r.Saga, r.Attempt, clip(r.Error, 60))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.ReceivedAt.In(rc.zone).Format("2006-01-02 15:04:05"),
+			r.Status, r.took(), r.Partner, dash(r.Site), r.Endpoint, r.Saga, r.Attempt, clip(r.Error, 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -370,6 +375,9 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 	fmt.Fprintf(w, "status    %s (attempt %d, %s)\n", run.Status, run.Attempt, run.Mode)
 	fmt.Fprintf(w, "endpoint  %s/%s%s  saga %s@%s\n", run.Partner, siteSlash(run.Site), run.Endpoint, run.Saga, run.SagaVersion)
 	fmt.Fprintf(w, "received  %s\n", run.ReceivedAt.Local().Format(time.RFC3339))
+	if !run.FinishedAt.IsZero() {
+		fmt.Fprintf(w, "finished  %s (took %s)\n", run.FinishedAt.Local().Format(time.RFC3339), run.took())
+	}
 	if run.ReplayOf != "" {
 		fmt.Fprintf(w, "replay of %s\n", run.ReplayOf)
 	}
@@ -393,7 +401,7 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nSTEP\tACTION\tSTATUS\tATTEMPTS\tDURATION\tERROR")
 		print := func(prefix string, s stepLine) {
-			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", prefix, s.Name, s.Action, s.Status, s.Attempts, time.Duration(s.Duration), clip(s.Error, 60))
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", prefix, s.Name, s.Action, s.Status, s.Attempts, humanDuration(time.Duration(s.Duration)), clip(s.Error, 60))
 		}
 		for _, s := range run.Result.Steps {
 			print("", s)
@@ -407,6 +415,33 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 		return tw.Flush()
 	}
 	return nil
+}
+
+// took is how long the run took from its arrival to its end; "-" while it has not ended.
+func (r runSummary) took() string {
+	if r.FinishedAt.IsZero() {
+		return "-"
+	}
+	return humanDuration(r.FinishedAt.Sub(r.ReceivedAt))
+}
+
+// humanDuration rounds d to what a reader compares at a glance — "340ms", "1.2s", "2m3s" —
+// rather than Go's nanosecond-exact "1.234567891s".
+func humanDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	// "26h4m", not "26h4m0s": seconds do not matter at this size.
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
 type stepLine struct {
