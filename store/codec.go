@@ -23,6 +23,7 @@ import (
 //	         answer present (byte); if 1: status (uvarint), body (bytes)
 //	         MessageKey                                                   (string; absent in
 //	                                                                      records written before it)
+//	         RetryOf                                                      (string; likewise)
 //	heavy:   State Result Body                                            (bytes)
 //
 // strings and bytes are a uvarint length and the bytes. The id is the key, not part of the
@@ -61,6 +62,7 @@ func EncodeRun(dst []byte, r *Run, body []byte) []byte {
 		light = appendBytes(light, r.Answer.Body)
 	}
 	light = appendString(light, r.MessageKey)
+	light = appendString(light, r.RetryOf)
 
 	// One allocation for the record: growing it by appends copied the light part and
 	// then the result (the biggest part) again.
@@ -161,9 +163,13 @@ func DecodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
 			r.Answer.Body = nil
 		}
 	}
-	r.MessageKey = ""
+	// Fields appended after version 1 shipped: a record written before them ends here.
+	r.MessageKey, r.RetryOf = "", ""
 	if len(d.s) > 0 && d.err == nil {
 		r.MessageKey = d.str()
+	}
+	if len(d.s) > 0 && d.err == nil {
+		r.RetryOf = d.str()
 	}
 	r.State, r.Result = nil, nil
 	if full {

@@ -16,6 +16,7 @@ func codecRun() *Run {
 		ReceivedAt: now, UpdatedAt: now.Add(time.Second), WakeAt: now.Add(time.Minute), Attempt: 1,
 		IdempotencyKey: "acme/retail/encompass/evt-8f14e45f", DebounceKey: "acme/retail/encompass/encompass-milestone/12345",
 		MessageKey: "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+		RetryOf:    "019b7ca9-9070-7183-a505-37589cc57c17",
 		Request: Request{
 			Method: "POST", Path: "/pushback/acme/retail/encompass",
 			Headers: map[string][]string{
@@ -59,28 +60,42 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// Records written before MessageKey existed end their light part at the answer; they
-// still decode, with no message key.
-func TestCodecReadsRecordsWithoutAMessageKey(t *testing.T) {
-	in := codecRun()
-	in.MessageKey = ""
-	rec := EncodeRun(nil, in, in.Request.Body)
-	n, k := binary.Uvarint(rec[1:])
-	light := rec[1+k : 1+k+int(n)]
-	if light[len(light)-1] != 0 {
-		t.Fatal("the light part does not end in an empty message key")
-	}
-	old := append([]byte{codecVersion}, binary.AppendUvarint(nil, n-1)...)
-	old = append(old, light[:len(light)-1]...)
-	old = append(old, rec[1+k+int(n):]...)
-	var out Run
-	body, err := DecodeRun(old, &out, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out.Request.Body = body
-	if !reflect.DeepEqual(&out, in) {
-		t.Fatalf("old record:\n got %+v\nwant %+v", out, *in)
+// Records written before MessageKey or RetryOf existed end their light part earlier; they
+// still decode, with those fields empty.
+func TestCodecReadsRecordsWrittenBeforeLaterFields(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		strip func(*Run) // the fields the old record lacks
+		cut   int        // bytes of the light part those empty fields took
+	}{
+		{"a record without a retry_of decodes with none", func(r *Run) { r.RetryOf = "" }, 1},
+		{"a record without a message key nor a retry_of decodes with neither", func(r *Run) { r.MessageKey, r.RetryOf = "", "" }, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := codecRun()
+			tc.strip(in)
+			rec := EncodeRun(nil, in, in.Request.Body)
+			n, k := binary.Uvarint(rec[1:])
+			light := rec[1+k : 1+k+int(n)]
+			for _, b := range light[len(light)-tc.cut:] {
+				if b != 0 {
+					t.Fatal("the light part does not end in empty strings")
+				}
+			}
+			m := n - uint64(tc.cut)
+			old := append([]byte{codecVersion}, binary.AppendUvarint(nil, m)...)
+			old = append(old, light[:m]...)
+			old = append(old, rec[1+k+int(n):]...)
+			var out Run
+			body, err := DecodeRun(old, &out, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Request.Body = body
+			if !reflect.DeepEqual(&out, in) {
+				t.Fatalf("old record:\n got %+v\nwant %+v", out, *in)
+			}
+		})
 	}
 }
 

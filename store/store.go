@@ -167,6 +167,8 @@ type Run struct {
 	// resume after a restart increments it.
 	Attempt  int
 	ReplayOf string // id of the run this one replays
+	// RetryOf is the id of the failed run this one retries from its failed step.
+	RetryOf string
 
 	// IdempotencyKey and DebounceKey come scoped by the caller (IdempotencyKey, DebounceKey
 	// build them); "" = none.
@@ -251,6 +253,7 @@ type Filter struct {
 	// backend answers it from an index, so a lookup by key never scans the history.
 	IdempotencyKey string
 	ReplayOf       string // id of the run replayed; "" = any
+	RetryOf        string // id of the run retried; "" = any
 	// Since (inclusive) and Until (exclusive) bound ReceivedAt through the id's time, so
 	// both are truncated to the millisecond. Zero = open.
 	Since, Until time.Time
@@ -264,7 +267,7 @@ const (
 	DefaultListLimit = 50
 	MaxListLimit     = 1000
 	// MaxListScan bounds the runs one List call reads to fill a page when a filter no index
-	// answers (saga, replay_of) leaves most of them out: a page may then come back short,
+	// answers (saga, replay_of, retry_of) leaves most of them out: a page may then come back short,
 	// even empty, with a next cursor that resumes the scan, so no query, however unlikely
 	// to match, holds a read transaction over the whole history.
 	MaxListScan = 10000
