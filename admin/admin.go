@@ -39,6 +39,9 @@ type Control interface {
 	ApplySaga(ctx context.Context, name string, src []byte, origin string) (store.SagaVersion, error)
 	// Replay starts a new async run from run id's stored request.
 	Replay(ctx context.Context, id string) (string, error)
+	// Retry starts a new async run of failed run id from its failed step; a run that cannot
+	// be retried is refused with ErrRefused.
+	Retry(ctx context.Context, id string) (string, error)
 	// Ready says whether the config is loaded and the store writable; LastReload is the
 	// error of the last reload, nil when it succeeded.
 	Ready(ctx context.Context) error
@@ -123,6 +126,7 @@ func New(o Options) (*API, error) {
 	g.GET("/runs", a.listRuns)
 	g.GET("/runs/:id", a.getRun)
 	g.POST("/runs/:id/replay", a.replay)
+	g.POST("/runs/:id/retry", a.retry)
 	g.POST("/reload", a.reload)
 	g.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
 	e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
@@ -518,6 +522,8 @@ type runView struct {
 	WakeAt         *time.Time      `json:"wake_at,omitempty"`
 	Attempt        int             `json:"attempt"`
 	ReplayOf       string          `json:"replay_of,omitempty"`
+	RetryOf        string          `json:"retry_of,omitempty"`
+	Retries        []string        `json:"retries,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	Error          string          `json:"error,omitempty"`
 	Request        *requestView    `json:"request,omitempty"`
@@ -551,7 +557,7 @@ func timePtr(t time.Time) *time.Time {
 func viewRun(r *store.Run, full bool) runView {
 	v := runView{ID: r.ID, Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint, Saga: r.Saga, SagaVersion: r.SagaVersion,
 		Mode: r.Mode, Status: string(r.Status), ReceivedAt: r.ReceivedAt, UpdatedAt: r.UpdatedAt, FinishedAt: timePtr(r.FinishedAt),
-		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, IdempotencyKey: r.IdempotencyKey, Error: r.Error}
+		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, RetryOf: r.RetryOf, IdempotencyKey: r.IdempotencyKey, Error: r.Error}
 	if !full {
 		return v
 	}
@@ -601,7 +607,11 @@ func (a *API) getRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, viewRun(r, true))
+	v := viewRun(r, true)
+	if v.Retries, err = a.retries(c.Request().Context(), r); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
 }
 
 func (a *API) replay(c echo.Context) error {

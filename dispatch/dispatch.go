@@ -320,7 +320,9 @@ func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 func (d *Dispatcher) keys(run *store.Run, inv *saga.Invocation) error {
 	s := inv.Saga
 	scope := inv.Partner.ID + "/" + s.Name + "/"
-	if s.Debounce != nil {
+	// A retry was asked for by an operator, for this run: a debounce window must not
+	// supersede it, nor hold it back.
+	if s.Debounce != nil && run.RetryOf == "" {
 		k, err := s.Debounce.Key.Render(inv)
 		if err != nil {
 			return fmt.Errorf("debounce key: %w", err)

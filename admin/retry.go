@@ -1,0 +1,55 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushbackd/pushbackd/store"
+)
+
+// ErrRefused wraps why Control refused to act on a run as asked (retry a run that did not
+// fail, or whose saga changed): the API answers 409 with the message.
+var ErrRefused = errors.New("refused")
+
+// maxRetriesShown bounds the retries GET /runs/{id} lists: an operator retries a run a few
+// times, not thousands, and the lookup is a bounded scan (store.MaxListScan).
+const maxRetriesShown = 100
+
+func (a *API) retry(c echo.Context) error {
+	id, err := a.o.Control.Retry(c.Request().Context(), c.Param("id"))
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		return &apiError{code: http.StatusNotFound, message: "no run " + c.Param("id")}
+	case errors.Is(err, ErrRefused):
+		return &apiError{code: http.StatusConflict, message: refusal(err)}
+	case err != nil:
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"run_id": id, "retry_of": c.Param("id")})
+}
+
+// refusal is err's message without the "refused: " its wrapping put in front.
+func refusal(err error) string {
+	msg := err.Error()
+	if p := ErrRefused.Error() + ": "; len(msg) > len(p) && msg[:len(p)] == p {
+		return msg[len(p):]
+	}
+	return msg
+}
+
+// retries lists the ids of the runs retrying r, oldest first. A retry is created after the
+// run it retries, so the lookup starts at r's own time.
+func (a *API) retries(ctx context.Context, r *store.Run) ([]string, error) {
+	runs, _, err := a.o.Store.List(ctx, store.Filter{RetryOf: r.ID, Since: r.ReceivedAt, Oldest: true, Limit: maxRetriesShown})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(runs))
+	for i, x := range runs {
+		ids[i] = x.ID
+	}
+	return ids, nil
+}
