@@ -24,6 +24,7 @@ import (
 //	         MessageKey                                                   (string; absent in
 //	                                                                      records written before it)
 //	         RetryOf                                                      (string; likewise)
+//	         CancelRequested                                              (byte; likewise)
 //	heavy:   State Result Body                                            (bytes)
 //
 // strings and bytes are a uvarint length and the bytes. The id is the key, not part of the
@@ -63,6 +64,7 @@ func EncodeRun(dst []byte, r *Run, body []byte) []byte {
 	}
 	light = appendString(light, r.MessageKey)
 	light = appendString(light, r.RetryOf)
+	light = append(light, byte(boolInt(r.CancelRequested)))
 
 	// One allocation for the record: growing it by appends copied the light part and
 	// then the result (the biggest part) again.
@@ -164,12 +166,15 @@ func DecodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
 		}
 	}
 	// Fields appended after version 1 shipped: a record written before them ends here.
-	r.MessageKey, r.RetryOf = "", ""
+	r.MessageKey, r.RetryOf, r.CancelRequested = "", "", false
 	if len(d.s) > 0 && d.err == nil {
 		r.MessageKey = d.str()
 	}
 	if len(d.s) > 0 && d.err == nil {
 		r.RetryOf = d.str()
+	}
+	if len(d.s) > 0 && d.err == nil {
+		r.CancelRequested = d.byte() == 1
 	}
 	r.State, r.Result = nil, nil
 	if full {
@@ -246,4 +251,11 @@ func (d *decoder) bytes() []byte {
 		return nil
 	}
 	return append([]byte(nil), p...)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -16,7 +16,7 @@ func codecRun() *Run {
 		ReceivedAt: now, UpdatedAt: now.Add(time.Second), WakeAt: now.Add(time.Minute), Attempt: 1,
 		IdempotencyKey: "acme/retail/encompass/evt-8f14e45f", DebounceKey: "acme/retail/encompass/encompass-milestone/12345",
 		MessageKey: "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
-		RetryOf:    "019b7ca9-9070-7183-a505-37589cc57c17",
+		RetryOf:    "019b7ca9-9070-7183-a505-37589cc57c17", CancelRequested: true,
 		Request: Request{
 			Method: "POST", Path: "/pushback/acme/retail/encompass",
 			Headers: map[string][]string{
@@ -68,8 +68,9 @@ func TestCodecReadsRecordsWrittenBeforeLaterFields(t *testing.T) {
 		strip func(*Run) // the fields the old record lacks
 		cut   int        // bytes of the light part those empty fields took
 	}{
-		{"a record without a retry_of decodes with none", func(r *Run) { r.RetryOf = "" }, 1},
-		{"a record without a message key nor a retry_of decodes with neither", func(r *Run) { r.MessageKey, r.RetryOf = "", "" }, 2},
+		{"a record without a cancel request decodes with none", func(r *Run) { r.CancelRequested = false }, 1},
+		{"a record without a retry_of decodes with none", func(r *Run) { r.RetryOf, r.CancelRequested = "", false }, 2},
+		{"a record without a message key nor a retry_of decodes with neither", func(r *Run) { r.MessageKey, r.RetryOf, r.CancelRequested = "", "", false }, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := codecRun()

@@ -27,6 +27,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 	t.Run("sagas", func(t *testing.T) { TestSagas(t, newStore) })
 
 	t.Run("queue", func(t *testing.T) { TestQueue(t, newStore) })
+	t.Run("cancel", func(t *testing.T) { TestCancel(t, newStore) })
 
 	t.Run("a created run reads back whole", func(t *testing.T) {
 		clock := NewManualClock()
