@@ -42,6 +42,9 @@ type Control interface {
 	// Retry starts a new async run of failed run id from its failed step; a run that cannot
 	// be retried is refused with ErrRefused.
 	Retry(ctx context.Context, id string) (string, error)
+	// Cancel cancels unfinished run id and returns its status after: cancelled, or the one
+	// it keeps until its worker has compensated it. A final run is refused with ErrRefused.
+	Cancel(ctx context.Context, id string) (store.Status, error)
 	// Ready says whether the config is loaded and the store writable; LastReload is the
 	// error of the last reload, nil when it succeeded.
 	Ready(ctx context.Context) error
@@ -127,6 +130,7 @@ func New(o Options) (*API, error) {
 	g.GET("/runs/:id", a.getRun)
 	g.POST("/runs/:id/replay", a.replay)
 	g.POST("/runs/:id/retry", a.retry)
+	g.POST("/runs/:id/cancel", a.cancel)
 	g.POST("/reload", a.reload)
 	g.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
 	e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })

@@ -53,3 +53,22 @@ func (a *API) retries(ctx context.Context, r *store.Run) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// cancel answers 200 when the run is cancelled already (it never started), 202 when a
+// worker still has to compensate what it did (GET the run to see it end cancelled).
+func (a *API) cancel(c echo.Context) error {
+	st, err := a.o.Control.Cancel(c.Request().Context(), c.Param("id"))
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		return &apiError{code: http.StatusNotFound, message: "no run " + c.Param("id")}
+	case errors.Is(err, ErrRefused):
+		return &apiError{code: http.StatusConflict, message: refusal(err)}
+	case err != nil:
+		return err
+	}
+	code := http.StatusAccepted
+	if st == store.StatusCancelled {
+		code = http.StatusOK
+	}
+	return c.JSON(code, map[string]any{"run_id": c.Param("id"), "status": st, "cancel_requested": st != store.StatusCancelled})
+}

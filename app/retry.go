@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -61,4 +62,18 @@ func (a *App) Retry(ctx context.Context, id string) (string, error) {
 	a.log.Info("run retried from its failed step", zap.String("run_id", run.ID), zap.String("retry_of", orig.ID),
 		zap.String("saga_version", run.SagaVersion))
 	return run.ID, nil
+}
+
+// Cancel cancels run id (dispatch.Dispatcher.Cancel) and returns its status after: cancelled
+// when it never started, else the status it is in until a worker compensates it. A final
+// run is refused (admin.ErrRefused).
+func (a *App) Cancel(ctx context.Context, id string) (store.Status, error) {
+	r, err := a.runs.Cancel(ctx, id)
+	if errors.Is(err, store.ErrFinal) {
+		return "", fmt.Errorf("%w: run %s is final (%w); only a queued, waiting or running run can be cancelled", admin.ErrRefused, id, err)
+	}
+	if err != nil {
+		return "", err
+	}
+	return r.Status, nil
 }

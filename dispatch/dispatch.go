@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -147,6 +148,9 @@ type job struct {
 	// suspended: its last checkpoint suspended the run, so the store holds it as waiting
 	// and the lease is gone.
 	suspended bool
+	// cancelled: an operator cancelled the run (store.Run.CancelRequested, read at the
+	// claim or from a checkpoint's Save); the engine asks it before each step.
+	cancelled atomic.Bool
 }
 
 // New makes a dispatcher; Start gives it its engine and starts the workers. The engine is
@@ -595,6 +599,10 @@ func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 	// A run that has started is never superseded (store.Supersedable), so every wait,
 	// compensation waits included, may free the worker.
 	j.inv.Suspend, j.inv.Attempt = true, r.Attempt
+	if r.CancelRequested {
+		j.cancelled.Store(true)
+	}
+	j.inv.Cancelled = j.cancelled.Load
 	var state *saga.State
 	if len(r.State) > 0 {
 		state = new(saga.State)
@@ -710,6 +718,9 @@ func (d *Dispatcher) Checkpoint(ctx context.Context, st *saga.State) error {
 		r.Status, r.WakeAt = store.StatusWaiting, st.WaitUntil
 	}
 	err = d.save(context.WithoutCancel(ctx), r, j.lease)
+	if r.CancelRequested {
+		j.cancelled.Store(true) // the run stops before its next step
+	}
 	switch {
 	case err == nil && suspend:
 		j.suspended = true
