@@ -70,7 +70,11 @@ func (a *App) Retry(ctx context.Context, id string) (string, error) {
 func (a *App) Cancel(ctx context.Context, id string) (store.Status, error) {
 	r, err := a.runs.Cancel(ctx, id)
 	if errors.Is(err, store.ErrFinal) {
-		return "", fmt.Errorf("%w: run %s is final (%w); only a queued, waiting or running run can be cancelled", admin.ErrRefused, id, err)
+		status := "final"
+		if r, gerr := a.store.GetRun(ctx, id); gerr == nil {
+			status = string(r.Status)
+		}
+		return "", fmt.Errorf("%w: run %s is %s, which is final: only a queued, waiting or running run can be cancelled", admin.ErrRefused, id, status)
 	}
 	if err != nil {
 		return "", err

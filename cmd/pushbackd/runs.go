@@ -20,9 +20,11 @@ import (
 )
 
 const runsUsage = `usage: pushbackd runs list [-partner P] [-site S] [-endpoint E] [-status S] [-saga S] [-idempotency-key K]
-           [-replay-of ID] [-since T] [-until T] [-limit N] [-oldest] [-cursor C] [-local] [-json]
+           [-replay-of ID] [-retry-of ID] [-since T] [-until T] [-limit N] [-oldest] [-cursor C] [-local] [-json]
        pushbackd runs show ID [-json]
        pushbackd runs replay ID [-json]
+       pushbackd runs retry ID [-json]     (a failed run, from its failed step)
+       pushbackd runs cancel ID [-json]    (a queued, waiting or running run)
 common flags: -config configs/pushbackd.yaml  -admin http://host:port  -token-file PATH
 The token is read from PUSHBACKD_ADMIN_TOKEN, else -token-file, else <data_dir>/admin.token.
 -status compensation_failed finds the runs whose compensations did not all succeed: something
@@ -46,7 +48,7 @@ type runsCmd struct {
 // runFilterFlags maps the list's flags to the admin API's query parameters.
 var runFilterFlags = []struct{ flag, param string }{
 	{"partner", "partner"}, {"site", "site"}, {"endpoint", "endpoint"}, {"status", "status"}, {"saga", "saga"},
-	{"idempotency-key", "idempotency_key"}, {"replay-of", "replay_of"}, {"since", "since"}, {"until", "until"},
+	{"idempotency-key", "idempotency_key"}, {"replay-of", "replay_of"}, {"retry-of", "retry_of"}, {"since", "since"}, {"until", "until"},
 	{"limit", "limit"}, {"cursor", "cursor"},
 }
 
@@ -160,6 +162,10 @@ func cmdRuns(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		err = rc.show(ctx, pos[1])
 	case pos[0] == "replay" && len(pos) == 2:
 		err = rc.replay(ctx, pos[1])
+	case pos[0] == "retry" && len(pos) == 2:
+		err = rc.retry(ctx, pos[1])
+	case pos[0] == "cancel" && len(pos) == 2:
+		err = rc.cancel(ctx, pos[1])
 	default:
 		fmt.Fprintln(stderr, runsUsage)
 		return 2
@@ -325,7 +331,9 @@ func clip(s string, n int) string {
 func (rc *runsCmd) show(ctx context.Context, id string) error {
 	var run struct {
 		runSummary
-		SagaVersion string `json:"saga_version"`
+		SagaVersion string   `json:"saga_version"`
+		RetryOf     string   `json:"retry_of"`
+		Retries     []string `json:"retries"`
 		Request     struct {
 			Method      string `json:"method"`
 			Path        string `json:"path"`
@@ -357,6 +365,12 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 	fmt.Fprintf(w, "received  %s\n", run.ReceivedAt.Local().Format(time.RFC3339))
 	if run.ReplayOf != "" {
 		fmt.Fprintf(w, "replay of %s\n", run.ReplayOf)
+	}
+	if run.RetryOf != "" {
+		fmt.Fprintf(w, "retry of  %s\n", run.RetryOf)
+	}
+	if len(run.Retries) > 0 {
+		fmt.Fprintf(w, "retries   %s\n", strings.Join(run.Retries, " "))
 	}
 	fmt.Fprintf(w, "request   %s %s %s from %s, %d bytes\n", run.Request.Method, run.Request.Path, run.Request.ContentType, run.Request.RemoteIP, len(run.Request.Body))
 	if run.Answer != nil {
