@@ -30,7 +30,7 @@ func RetryState(old, cur *Saga, runID string, result []byte) (*State, error) {
 		return nil, err
 	}
 	st := &State{
-		RunID: runID, SagaVersion: cur.Version, Started: res.Started, Phase: PhaseForward,
+		RunID: runID, SagaVersion: cur.Version, Phase: PhaseForward, // Started: the retry times itself
 		Next: n - 1, Vars: res.Vars, Steps: make(map[string]StepState, n-1),
 		Records: res.Steps[:n-1],
 	}
