@@ -70,6 +70,13 @@ settings: {down: "` + down.srv.URL + `"}
 endpoints:
   - {name: three, saga: three, security: {method: bearer, tokens: [{value: t}]}}
   - {name: undone, saga: undone, security: {method: bearer, tokens: [{value: t}]}}
+  - {name: bounce, saga: bounce, security: {method: bearer, tokens: [{value: t}]}}
+`,
+		"sagas/bounce.yaml": `name: bounce
+debounce: {key: "k", wait: 300ms}
+steps:
+  - name: call
+    http: {method: POST, url: "${ settings.down }/c"}
 `,
 		"sagas/three.yaml": threeSteps,
 		"sagas/undone.yaml": `name: undone
@@ -178,6 +185,23 @@ func TestRetryGoesOnFromTheFailedStep(t *testing.T) {
 		msg := c.json("POST", "/admin/v1/runs/"+id+"/retry", "", http.StatusConflict)["error"].(string)
 		if !strings.Contains(msg, "succeeded") {
 			t.Errorf("message %q", msg)
+		}
+	})
+
+	t.Run("a retry is not held back by the saga's debounce window", func(t *testing.T) {
+		id := acceptRun(t, a, "bounce")
+		if run := finishedRun(t, c, id); run["status"] != "failed" {
+			t.Fatalf("first run: %v", run)
+		}
+		down.fixed.Store(true)
+		defer down.fixed.Store(false)
+		ans := c.json("POST", "/admin/v1/runs/"+id+"/retry", "", http.StatusAccepted)
+		retry := c.json("GET", "/admin/v1/runs/"+ans["run_id"].(string), "", http.StatusOK)
+		if retry["status"] == "waiting" || retry["wake_at"] != nil {
+			t.Errorf("the retry waits in a debounce window: %v", retry)
+		}
+		if retry = finishedRun(t, c, ans["run_id"].(string)); retry["status"] != "succeeded" {
+			t.Errorf("retry: %v", retry)
 		}
 	})
 
