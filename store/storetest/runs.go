@@ -171,7 +171,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 
 	t.Run("every final status is listed by its filter, stays final and is pruned", func(t *testing.T) {
 		final := []store.Status{store.StatusSucceeded, store.StatusFailed, store.StatusCompensated,
-			store.StatusCompensationFailed, store.StatusSuperseded, store.StatusDuplicate}
+			store.StatusCompensationFailed, store.StatusSuperseded, store.StatusDuplicate, store.StatusCancelled}
 		for _, st := range store.Statuses() {
 			if st.Final() != slices.Contains(final, st) {
 				t.Errorf("%s: Final() = %v", st, st.Final())
