@@ -40,6 +40,12 @@ type Control interface {
 	ApplySaga(ctx context.Context, name string, src []byte, origin string) (store.SagaVersion, error)
 	// Replay starts a new async run from run id's stored request.
 	Replay(ctx context.Context, id string) (string, error)
+	// Retry starts a new async run of failed run id from its failed step; a run that cannot
+	// be retried is refused with ErrRefused.
+	Retry(ctx context.Context, id string) (string, error)
+	// Cancel cancels unfinished run id and returns its status after: cancelled, or the one
+	// it keeps until its worker has compensated it. A final run is refused with ErrRefused.
+	Cancel(ctx context.Context, id string) (store.Status, error)
 	// Ready says whether the config is loaded and the store writable; LastReload is the
 	// error of the last reload, nil when it succeeded.
 	Ready(ctx context.Context) error
@@ -130,6 +136,8 @@ func New(o Options) (*API, error) {
 	g.GET("/jobs", a.listJobs)
 	g.GET("/jobs/:id", a.getJob)
 	g.POST("/jobs/:id/cancel", a.cancelJob)
+	g.POST("/runs/:id/retry", a.retry)
+	g.POST("/runs/:id/cancel", a.cancel)
 	g.POST("/reload", a.reload)
 	g.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
 	e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
@@ -525,10 +533,12 @@ type runView struct {
 	WakeAt      *time.Time `json:"wake_at,omitempty"`
 	Attempt     int        `json:"attempt"`
 	ReplayOf    string     `json:"replay_of,omitempty"`
-	// Replays are the runs replaying this one (GET /runs/{id} only); SupersededBy is the
-	// run whose debounce superseded this one.
+	// Links, on GET /runs/{id} only but superseded_by and retry_of: the runs replaying and
+	// retrying this one, the run whose debounce superseded it, the run it retries.
 	Replays        []string        `json:"replays,omitempty"`
+	Retries        []string        `json:"retries,omitempty"`
 	SupersededBy   string          `json:"superseded_by,omitempty"`
+	RetryOf        string          `json:"retry_of,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	TraceID        string          `json:"trace_id,omitempty"` // the OpenTelemetry trace the run belongs to, when tracing is on
 	Error          string          `json:"error,omitempty"`
@@ -563,8 +573,8 @@ func timePtr(t time.Time) *time.Time {
 func viewRun(r *store.Run, full bool) runView {
 	v := runView{ID: r.ID, Partner: r.Partner, Site: r.Site, Endpoint: r.Endpoint, Saga: r.Saga, SagaVersion: r.SagaVersion,
 		Mode: r.Mode, Status: string(r.Status), ReceivedAt: r.ReceivedAt, UpdatedAt: r.UpdatedAt, FinishedAt: timePtr(r.FinishedAt),
-		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, SupersededBy: r.SupersededBy, IdempotencyKey: r.IdempotencyKey, Error: r.Error,
-		TraceID: tracing.TraceIDOf(r.TraceParent)}
+		WakeAt: timePtr(r.WakeAt), Attempt: r.Attempt, ReplayOf: r.ReplayOf, RetryOf: r.RetryOf, SupersededBy: r.SupersededBy,
+		IdempotencyKey: r.IdempotencyKey, Error: r.Error, TraceID: tracing.TraceIDOf(r.TraceParent)}
 	if !full {
 		return v
 	}
@@ -615,25 +625,32 @@ func (a *API) getRun(c echo.Context) error {
 		return err
 	}
 	v := viewRun(r, true)
-	if v.Replays, err = a.replaysOf(c.Request().Context(), r); err != nil {
+	ctx := c.Request().Context()
+	// A replay or retry is always newer than its original, so each walk starts at r and the
+	// store's scan bound applies to runs after it only.
+	if v.Replays, err = a.linkedRuns(ctx, store.Filter{ReplayOf: r.ID, Since: r.ReceivedAt}); err != nil {
+		return err
+	}
+	if v.Retries, err = a.linkedRuns(ctx, store.Filter{RetryOf: r.ID, Since: r.ReceivedAt}); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, v)
 }
 
-// maxLinks bounds the replays a run shows; GET /admin/v1/runs?replay_of=ID lists them all.
+// maxLinks bounds the replays and retries a run shows; GET /admin/v1/runs?replay_of=ID
+// (or retry_of) lists them all.
 const maxLinks = 100
 
-// replaysOf lists the runs replaying r. A replay is always newer than its original, so the
-// walk starts at r and the store's scan bound applies to runs after it only.
-func (a *API) replaysOf(ctx context.Context, r *store.Run) ([]string, error) {
-	runs, _, err := a.o.Store.List(ctx, store.Filter{ReplayOf: r.ID, Since: r.ReceivedAt, Oldest: true, Limit: maxLinks})
+// linkedRuns lists the ids of the first runs f finds, oldest first.
+func (a *API) linkedRuns(ctx context.Context, f store.Filter) ([]string, error) {
+	f.Oldest, f.Limit = true, maxLinks
+	runs, _, err := a.o.Store.List(ctx, f)
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
-	for _, x := range runs {
-		ids = append(ids, x.ID)
+	ids := make([]string, len(runs))
+	for i, x := range runs {
+		ids[i] = x.ID
 	}
 	return ids, nil
 }

@@ -14,7 +14,7 @@ import (
 // runQueryKeys are the query parameters GET /admin/v1/runs reads. Anything else is refused:
 // a misspelt filter (?stauts=failed) that was ignored would list every run as if they
 // matched.
-var runQueryKeys = []string{"partner", "site", "endpoint", "status", "saga", "idempotency_key", "replay_of",
+var runQueryKeys = []string{"partner", "site", "endpoint", "status", "saga", "idempotency_key", "replay_of", "retry_of",
 	"since", "until", "limit", "cursor", "order"}
 
 // maxQueryValue bounds each value: the longest a stored key can be (a scoped idempotency
@@ -57,6 +57,12 @@ func parseRunFilter(q url.Values, now time.Time) (store.Filter, error) {
 			bad("replay_of must be a run id, not %q", truncate(s))
 		}
 		f.ReplayOf = s
+	}
+	if s := q.Get("retry_of"); s != "" {
+		if _, err := store.ParseRunID(s); err != nil {
+			bad("retry_of must be a run id, not %q", truncate(s))
+		}
+		f.RetryOf = s
 	}
 	for _, t := range []struct {
 		key string

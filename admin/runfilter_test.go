@@ -40,6 +40,7 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 	mid := create(&store.Run{Saga: "notify", Status: store.StatusSucceeded})
 	clock.Advance(90 * time.Minute)
 	replay := create(&store.Run{Saga: "forward", ReplayOf: old})
+	retry := create(&store.Run{Saga: "forward", RetryOf: old})
 
 	const token = "0123456789abcdef0123456789abcdef"
 	api, err := admin.New(admin.Options{Control: control{cfg: &config.Config{}}, Store: readOnly{mem},
@@ -70,14 +71,15 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 		name, query string
 		want        []string // newest first
 	}{
-		{"saga selects that saga's runs", "saga=forward", []string{replay, old}},
+		{"saga selects that saga's runs", "saga=forward", []string{retry, replay, old}},
 		{"idempotency_key selects the run with that stored key", "idempotency_key=acme//orders/order-1", []string{old}},
 		{"replay_of selects the replays of a run", "replay_of=" + old, []string{replay}},
 		{"replay_of accepts the id in capitals", "replay_of=" + strings.ToUpper(old), []string{replay}},
-		{"since takes a duration before now", "since=2h", []string{replay, mid}},
+		{"retry_of selects the retries of a run", "retry_of=" + old, []string{retry}},
+		{"since takes a duration before now", "since=2h", []string{retry, replay, mid}},
 		{"until takes a duration before now", "until=30m", []string{mid, old}},
 		{"since and until combine", "since=2h&until=1h", []string{mid}},
-		{"since still takes an RFC 3339 time", "since=" + clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339), []string{replay}},
+		{"since still takes an RFC 3339 time", "since=" + clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339), []string{retry, replay}},
 		{"filters combine with order and status", "saga=forward&status=failed&order=oldest", []string{old}},
 	}
 	for _, tt := range found {
@@ -108,6 +110,7 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 		{"a duration beyond ten years is refused", "since=1000000h", []string{"since:"}},
 		{"since after until is refused", "since=1h&until=2h", []string{"since", "must be before until"}},
 		{"replay_of must be a run id", "replay_of=abc", []string{"replay_of must be a run id"}},
+		{"retry_of must be a run id", "retry_of=abc", []string{"retry_of must be a run id"}},
 		{"an unknown order is refused", "order=random", []string{"order must be newest or oldest"}},
 		{"a limit out of range is refused", "limit=5000", []string{"limit must be 1..1000"}},
 		{"a huge value is refused before any lookup", "idempotency_key=" + strings.Repeat("k", 2000), []string{`"idempotency_key" is longer than 1024 bytes`}},

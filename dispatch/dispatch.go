@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -155,6 +156,9 @@ type job struct {
 	// suspended: its last checkpoint suspended the run, so the store holds it as waiting
 	// and the lease is gone.
 	suspended bool
+	// cancelled: an operator cancelled the run (store.Run.CancelRequested, read at the
+	// claim or from a checkpoint's Save); the engine asks it before each step.
+	cancelled atomic.Bool
 }
 
 // New makes a dispatcher; Start gives it its engine and starts the workers. The engine is
@@ -348,7 +352,9 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 func (d *Dispatcher) keys(run *store.Run, inv *saga.Invocation, debounce bool) error {
 	s := inv.Saga
 	scope := inv.Partner.ID + "/" + s.Name + "/"
-	if s.Debounce != nil && debounce {
+	// A retry was asked for by an operator, for this run: a debounce window must not
+	// supersede it, nor hold it back (replays come with debounce false for the same reason).
+	if s.Debounce != nil && debounce && run.RetryOf == "" {
 		k, err := s.Debounce.Key.Render(inv)
 		if err != nil {
 			return fmt.Errorf("debounce key: %w", err)
@@ -626,6 +632,10 @@ func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 	// A run that has started is never superseded (store.Supersedable), so every wait,
 	// compensation waits included, may free the worker.
 	j.inv.Suspend, j.inv.Attempt = true, r.Attempt
+	if r.CancelRequested {
+		j.cancelled.Store(true)
+	}
+	j.inv.Cancelled = j.cancelled.Load
 	var state *saga.State
 	if len(r.State) > 0 {
 		state = new(saga.State)
@@ -747,6 +757,9 @@ func (d *Dispatcher) Checkpoint(ctx context.Context, st *saga.State) error {
 		r.Status, r.WakeAt = store.StatusWaiting, st.WaitUntil
 	}
 	err = d.save(context.WithoutCancel(ctx), r, j.lease)
+	if r.CancelRequested {
+		j.cancelled.Store(true) // the run stops before its next step
+	}
 	switch {
 	case err == nil && suspend:
 		j.suspended = true

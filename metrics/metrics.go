@@ -45,7 +45,7 @@ func New(queueDepth func() int) *Metrics {
 		}, []string{"partner", "site", "endpoint", "method", "reason"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushbackd_runs_total",
-			Help: "Saga runs that reached a final status, by saga and status (succeeded, failed, compensated, compensation_failed, superseded, ...). compensation_failed: a compensation did not succeed, so the run may have left something half-undone. superseded: a newer run with its debounce key replaced it before it started.",
+			Help: "Saga runs that reached a final status, by saga and status (succeeded, failed, compensated, compensation_failed, superseded, ...). compensation_failed: a compensation did not succeed, so the run may have left something half-undone. superseded: a newer run with its debounce key replaced it before it started. cancelled: an operator cancelled it (POST /admin/v1/runs/{id}/cancel) and the steps it had completed were undone.",
 		}, []string{"saga", "status"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushbackd_duplicates_total",

@@ -134,6 +134,9 @@ const (
 type Failure struct {
 	Step    string `json:"step"`
 	Message string `json:"message"`
+	// Cancelled: the forward pass stopped because the run was cancelled, not because
+	// Step failed (Step is the step it stopped before).
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // Engine runs compiled sagas. It is safe for concurrent use; each Run is independent.
@@ -392,7 +395,7 @@ func (r *run) restore(st *State) {
 		r.phase, r.undo = st.Phase, st.Undo
 		r.fail = &failure{}
 		if st.Failure != nil {
-			r.fail.step, r.fail.msg = st.Failure.Step, st.Failure.Message
+			r.fail.step, r.fail.msg, r.fail.cancelled = st.Failure.Step, st.Failure.Message, st.Failure.Cancelled
 		}
 		r.res.Compensations = slices.Clone(st.Compensations)
 	}
@@ -408,9 +411,10 @@ func (r *run) restore(st *State) {
 
 // failure is why the forward pass stopped.
 type failure struct {
-	step   string
-	msg    string // redacted: the run's error, for the record, the log and error.message
-	sender string // what the sender of a sync request is told (senderMessage)
+	cancelled bool
+	step      string
+	msg       string // redacted: the run's error, for the record, the log and error.message
+	sender    string // what the sender of a sync request is told (senderMessage)
 }
 
 func (r *run) execute(ctx context.Context) *Result {
@@ -435,6 +439,13 @@ func (r *run) execute(ctx context.Context) *Result {
 	var fail *failure
 	for i := r.next; i < len(r.s.Steps) && fail == nil; i++ {
 		st := r.s.Steps[i]
+		if r.inv.Cancelled != nil && r.inv.Cancelled() {
+			// A retry wait it was woken from is over: its tries are not a compensation's.
+			r.next, r.stepAttempts, r.waitUntil = i, 0, time.Time{}
+			fail = &failure{cancelled: true, step: st.Name, msg: "cancelled before step " + st.Name,
+				sender: "the run was cancelled"}
+			break
+		}
 		done := 0
 		if i == r.next && r.stepAttempts > 0 {
 			done = r.stepAttempts
@@ -607,6 +618,12 @@ func (r *run) cleanup(ctx context.Context) *suspension {
 		r.phase = PhaseOnFailure
 	}
 	res.Status = cleanupStatus(res.Compensations)
+	if r.fail.cancelled {
+		res.FailedStep = ""
+		if res.Status != StatusCompensationFailed {
+			res.Status = StatusCancelled
+		}
+	}
 	if r.s.OnFailure != nil {
 		// One try: on_failure has no retry policy, so no wait to suspend in.
 		rec, ans, _ := r.action(cctx, "on_failure", r.s.OnFailure, Retry{Attempts: 1}, 0, partOnFailure, 0)
@@ -967,7 +984,7 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 	}
 	if r.fail != nil {
 		st.Phase, st.Undo, st.Compensations = r.phase, r.undo, slices.Clone(r.res.Compensations)
-		st.Failure = &Failure{Step: r.fail.step, Message: r.fail.msg}
+		st.Failure = &Failure{Step: r.fail.step, Message: r.fail.msg, Cancelled: r.fail.cancelled}
 	}
 	if v, ok := r.rs.redact(r.env.Vars).(map[string]any); ok {
 		st.Vars = maps.Clone(v)

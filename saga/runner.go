@@ -54,6 +54,10 @@ type Invocation struct {
 	// store that tells a resume after a crash from a wake-up after a suspension); 0 lets
 	// the engine count: 1, and one more than the checkpoint's on a resume.
 	Attempt int
+	// Cancelled, when set, is asked before each forward step: true stops the run there,
+	// compensates the steps it completed and ends it StatusCancelled (an operator
+	// cancelled it). A step in progress is not interrupted.
+	Cancelled func() bool
 }
 
 // Answer is what the sender is told when a saga responds.

@@ -53,6 +53,10 @@ const (
 	// StatusCompensationFailed ends a failed run when at least one compensation did not
 	// succeed after its retries: something it did may still be in place.
 	StatusCompensationFailed = "compensation_failed"
+	// StatusCancelled ends a run an operator cancelled (Invocation.Cancelled) once the
+	// steps it completed were compensated. A compensation that failed ends it
+	// StatusCompensationFailed instead: something it did may still be in place.
+	StatusCancelled = "cancelled"
 )
 
 // Action kinds ("saga methods").

@@ -23,7 +23,8 @@ import (
 //	         answer present (byte); if 1: status (uvarint), body (bytes)
 //	         MessageKey                                                   (string; absent in
 //	                                                                      records written before it)
-//	         TraceParent SupersededBy                                     (strings; likewise)
+//	         TraceParent SupersededBy RetryOf                             (strings; likewise)
+//	         CancelRequested                                              (byte; likewise)
 //	heavy:   State Result Body                                            (bytes)
 //
 // strings and bytes are a uvarint length and the bytes. The id is the key, not part of the
@@ -64,6 +65,7 @@ func EncodeRun(dst []byte, r *Run, body []byte) []byte {
 	for _, f := range r.laterFields() {
 		light = appendString(light, *f)
 	}
+	light = append(light, byte(boolInt(r.CancelRequested)))
 
 	// One allocation for the record: growing it by appends copied the light part and
 	// then the result (the biggest part) again.
@@ -172,6 +174,10 @@ func DecodeRun(rec []byte, r *Run, full bool) (body []byte, err error) {
 			*f = d.str()
 		}
 	}
+	r.CancelRequested = false
+	if len(d.s) > 0 && d.err == nil {
+		r.CancelRequested = d.byte() == 1
+	}
 	r.State, r.Result = nil, nil
 	if full {
 		r.State, r.Result, body = d.bytes(), d.bytes(), d.bytes()
@@ -250,7 +256,15 @@ func (d *decoder) bytes() []byte {
 }
 
 // laterFields are the light part's strings appended after version 1 shipped, in record
-// order. A new field goes at the end of this list, and older records read it as empty.
-func (r *Run) laterFields() [3]*string {
-	return [...]*string{&r.MessageKey, &r.TraceParent, &r.SupersededBy}
+// order, before the CancelRequested byte. A new field goes at the end of the record, and
+// older records read it as empty.
+func (r *Run) laterFields() [4]*string {
+	return [...]*string{&r.MessageKey, &r.TraceParent, &r.SupersededBy, &r.RetryOf}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -18,6 +18,7 @@ func codecRun() *Run {
 		MessageKey:   "message-id:acme/retail/encompass/msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
 		TraceParent:  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		SupersededBy: "019b7ca9-9070-7183-a505-37589cc57c18",
+		RetryOf:      "019b7ca9-9070-7183-a505-37589cc57c17", CancelRequested: true,
 		Request: Request{
 			Method: "POST", Path: "/pushback/acme/retail/encompass",
 			Headers: map[string][]string{
@@ -61,22 +62,25 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// Fields appended after version 1 shipped (MessageKey, then TraceParent, then
-// SupersededBy) are absent from older records, whose light part ends before them; such
-// records still decode, with the missing fields empty.
+// Fields appended after version 1 shipped (MessageKey, TraceParent, SupersededBy, RetryOf,
+// then the CancelRequested byte) are absent from older records, whose light part ends
+// before them; such records still decode, with the missing fields empty.
 func TestCodecReadsRecordsWrittenBeforeLaterFields(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		dropped int // trailing empty strings (one zero byte each) an older writer did not write
+		dropped int // trailing zero bytes (the cancel byte, then empty strings) an older writer did not write
 	}{
-		{"a record written before superseded_by reads with no superseded_by", 1},
-		{"a record written before trace parents reads with neither", 2},
-		{"a record written before message keys reads with none of the three", 3},
+		{"a record written before cancel requests reads with none", 1},
+		{"a record written before retry_of reads with neither", 2},
+		{"a record written before superseded_by reads with none of the three", 3},
+		{"a record written before trace parents reads with none of the four", 4},
+		{"a record written before message keys reads with none of the five", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := codecRun()
+			in.CancelRequested = false
 			later := in.laterFields()
-			for _, f := range later[len(later)-tc.dropped:] {
+			for _, f := range later[len(later)-(tc.dropped-1):] {
 				*f = ""
 			}
 			rec := EncodeRun(nil, in, in.Request.Body)
@@ -84,7 +88,7 @@ func TestCodecReadsRecordsWrittenBeforeLaterFields(t *testing.T) {
 			light := rec[1+k : 1+k+int(n)]
 			for i := 1; i <= tc.dropped; i++ {
 				if light[len(light)-i] != 0 {
-					t.Fatalf("the light part does not end in %d empty strings", tc.dropped)
+					t.Fatalf("the light part does not end in %d zero bytes", tc.dropped)
 				}
 			}
 			cut := uint64(tc.dropped)

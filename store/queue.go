@@ -85,3 +85,22 @@ func CheckClaimArgs(owner string, ttl time.Duration) error {
 	}
 	return nil
 }
+
+// RequestCancel applies Queue.Cancel to r, read whole from the store, at now: a run that
+// never started ends cancelled, any other unfinished run is marked CancelRequested, and a
+// waiting one falls due at once. ErrFinal when r is final.
+func RequestCancel(r *Run, now time.Time) error {
+	if r.Status.Final() {
+		return fmt.Errorf("cancel run %s: %w (%s)", r.ID, ErrFinal, r.Status)
+	}
+	r.UpdatedAt = now
+	if r.Status.Runnable() && r.Attempt == 0 {
+		r.Status, r.FinishedAt, r.WakeAt = StatusCancelled, now, time.Time{}
+		return nil
+	}
+	r.CancelRequested = true
+	if r.Status == StatusWaiting {
+		r.WakeAt = now
+	}
+	return nil
+}

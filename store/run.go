@@ -205,7 +205,13 @@ func NewListQuery(f Filter) (ListQuery, error) {
 			return q, err
 		}
 		q.Filter.ReplayOf = id.String() // runs store the canonical form
-
+	}
+	if f.RetryOf != "" {
+		id, err := ParseRunID(f.RetryOf)
+		if err != nil {
+			return q, err
+		}
+		q.Filter.RetryOf = id.String()
 	}
 	if q.Limit <= 0 {
 		q.Limit = DefaultListLimit
@@ -255,7 +261,8 @@ func (q *ListQuery) Matches(r *Run) bool {
 		(f.Status == "" || r.Status == f.Status) &&
 		(f.Saga == "" || r.Saga == f.Saga) &&
 		(f.IdempotencyKey == "" || r.IdempotencyKey == f.IdempotencyKey) &&
-		(f.ReplayOf == "" || r.ReplayOf == f.ReplayOf)
+		(f.ReplayOf == "" || r.ReplayOf == f.ReplayOf) &&
+		(f.RetryOf == "" || r.RetryOf == f.RetryOf)
 }
 
 func incID(id RunID) (RunID, bool) {

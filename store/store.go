@@ -108,11 +108,14 @@ const (
 	StatusCompensationFailed Status = "compensation_failed"
 	StatusSuperseded         Status = "superseded"
 	StatusDuplicate          Status = "duplicate"
+	// StatusCancelled: an operator cancelled the run (Queue.Cancel); the steps it had
+	// completed were compensated.
+	StatusCancelled Status = "cancelled"
 )
 
 // statuses lists every status, unfinished ones first.
 var statuses = [...]Status{StatusQueued, StatusRunning, StatusWaiting, StatusSucceeded,
-	StatusFailed, StatusCompensated, StatusCompensationFailed, StatusSuperseded, StatusDuplicate}
+	StatusFailed, StatusCompensated, StatusCompensationFailed, StatusSuperseded, StatusDuplicate, StatusCancelled}
 
 // Statuses returns every status, unfinished ones first: for messages that list them and
 // for backends that walk an index per status.
@@ -126,7 +129,7 @@ func FinalStatuses() []Status {
 // Final reports whether the run is over: nothing will run for it again.
 func (s Status) Final() bool {
 	switch s {
-	case StatusSucceeded, StatusFailed, StatusCompensated, StatusCompensationFailed, StatusSuperseded, StatusDuplicate:
+	case StatusSucceeded, StatusFailed, StatusCompensated, StatusCompensationFailed, StatusSuperseded, StatusDuplicate, StatusCancelled:
 		return true
 	}
 	return false
@@ -170,6 +173,12 @@ type Run struct {
 	// SupersededBy is the id of the newer run with this run's debounce key that superseded
 	// it; written in the same transaction as that run's Create.
 	SupersededBy string
+	// RetryOf is the id of the failed run this one retries from its failed step.
+	RetryOf string
+	// CancelRequested is set by Queue.Cancel on a run that has started: whoever executes it
+	// next stops before its next step, compensates and ends it cancelled. Only Cancel sets
+	// it; Update and Save keep the stored value.
+	CancelRequested bool
 
 	// IdempotencyKey and DebounceKey come scoped by the caller (IdempotencyKey, DebounceKey
 	// build them); "" = none.
@@ -257,6 +266,7 @@ type Filter struct {
 	// backend answers it from an index, so a lookup by key never scans the history.
 	IdempotencyKey string
 	ReplayOf       string // id of the run replayed; "" = any
+	RetryOf        string // id of the run retried; "" = any
 	// Since (inclusive) and Until (exclusive) bound ReceivedAt through the id's time, so
 	// both are truncated to the millisecond. Zero = open.
 	Since, Until time.Time
@@ -270,7 +280,7 @@ const (
 	DefaultListLimit = 50
 	MaxListLimit     = 1000
 	// MaxListScan bounds the runs one List call reads to fill a page when a filter no index
-	// answers (saga, replay_of) leaves most of them out: a page may then come back short,
+	// answers (saga, replay_of, retry_of) leaves most of them out: a page may then come back short,
 	// even empty, with a next cursor that resumes the scan, so no query, however unlikely
 	// to match, holds a read transaction over the whole history.
 	MaxListScan = 10000
@@ -359,11 +369,21 @@ type Queue interface {
 	// longer holds (not renewed): their workers must stop.
 	Renew(ctx context.Context, leases []Lease, ttl time.Duration) (lost []string, err error)
 	// Save is Update for a run the caller holds: it writes only while lease is the run's
-	// current lease, and fails with ErrLeaseLost otherwise. run.Status says what the write
+	// current lease, and fails with ErrLeaseLost otherwise. It sets run.CancelRequested
+	// from the stored run, so a worker learns of a Cancel at its next checkpoint. run.Status says what the write
 	// is: running (a checkpoint; the lease stays), waiting (a suspension until WakeAt: the
 	// lease is released) or a final status (the outcome: the lease is released, and the
 	// next run parked behind it, if any, falls due).
 	Save(ctx context.Context, run *Run, lease Lease) error
+	// Cancel asks for unfinished run id to be cancelled, in one transaction, and returns the
+	// run as stored after it (light: no body, state or result). A queued or waiting run that
+	// never started (Attempt 0) has done nothing: it ends StatusCancelled at once (and the
+	// run parked behind it, if any, falls due). Any other unfinished run gets
+	// CancelRequested; a waiting one falls due at once (WakeAt now), so a worker claims it
+	// and compensates, and a running one keeps its lease: its worker learns of the request
+	// from its next Save, which copies CancelRequested back into the run it was given.
+	// ErrFinal when the run is final, ErrNotFound when there is none.
+	Cancel(ctx context.Context, id string) (*Run, error)
 	// Release gives a run back unfinished: it stays running, due at once, and the next
 	// claim resumes it from its last checkpoint as after a crash. ErrLeaseLost when the
 	// lease is not held.

@@ -287,6 +287,15 @@ func TestRunsCommandTalksToTheAdminAPI(t *testing.T) {
 	if code, out, _ := runCLI(t, "", append([]string{"runs", "show", accepted.RunID}, common...)...); code != 0 || !strings.Contains(out, "replays   ") {
 		t.Errorf("show after a replay lists no replays: exit %d\n%s", code, out)
 	}
+	// retry and cancel reach the server, which refuses both for a run that succeeded.
+	for _, tc := range []struct{ verb, want string }{
+		{"retry", "only a failed run can be retried (HTTP 409)"},
+		{"cancel", "only a queued, waiting or running run can be cancelled (HTTP 409)"},
+	} {
+		if code, _, errOut := runCLI(t, "", append([]string{"runs", tc.verb, accepted.RunID}, common...)...); code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("runs %s of a succeeded run: exit %d %s, want 1 and %q", tc.verb, code, errOut, tc.want)
+		}
+	}
 	if code, _, errOut := runCLI(t, "", append([]string{"runs", "show", "nope"}, common...)...); code != 1 || !strings.Contains(errOut, "no run nope") {
 		t.Errorf("unknown run: exit %d %s", code, errOut)
 	}

@@ -21,10 +21,12 @@ import (
 )
 
 const runsUsage = `usage: pushbackd runs list [-partner P] [-site S] [-endpoint E] [-status S] [-saga S] [-idempotency-key K]
-           [-replay-of ID] [-since T] [-until T] [-limit N] [-oldest] [-cursor C] [-local] [-json]
+           [-replay-of ID] [-retry-of ID] [-since T] [-until T] [-limit N] [-oldest] [-cursor C] [-local] [-json]
        pushbackd runs show ID [-json]
        pushbackd runs replay ID [-json]
        pushbackd runs replay [-partner P] [-site S] [-endpoint E] [-status S] [-saga S] [-since T] [-until T] [-yes] [-json]
+       pushbackd runs retry ID [-json]     (a failed run, from its failed step)
+       pushbackd runs cancel ID [-json]    (a queued, waiting or running run)
 common flags: -config configs/pushbackd.yaml  -admin http://host:port  -token-file PATH
 The token is read from PUSHBACKD_ADMIN_TOKEN, else -token-file, else <data_dir>/admin.token.
 -status compensation_failed finds the runs whose compensations did not all succeed: something
@@ -48,7 +50,7 @@ type runsCmd struct {
 // runFilterFlags maps the list's flags to the admin API's query parameters.
 var runFilterFlags = []struct{ flag, param string }{
 	{"partner", "partner"}, {"site", "site"}, {"endpoint", "endpoint"}, {"status", "status"}, {"saga", "saga"},
-	{"idempotency-key", "idempotency_key"}, {"replay-of", "replay_of"}, {"since", "since"}, {"until", "until"},
+	{"idempotency-key", "idempotency_key"}, {"replay-of", "replay_of"}, {"retry-of", "retry_of"}, {"since", "since"}, {"until", "until"},
 	{"limit", "limit"}, {"cursor", "cursor"},
 }
 
@@ -171,6 +173,10 @@ func cmdRuns(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			rc.zone = time.Local
 		}
 		err = rc.bulkReplay(ctx, filters, *yes, stdin, stderr, time.Now())
+	case pos[0] == "retry" && len(pos) == 2:
+		err = rc.retry(ctx, pos[1])
+	case pos[0] == "cancel" && len(pos) == 2:
+		err = rc.cancel(ctx, pos[1])
 	default:
 		fmt.Fprintln(stderr, runsUsage)
 		return 2
@@ -346,6 +352,8 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 		SagaVersion  string   `json:"saga_version"`
 		Replays      []string `json:"replays"`
 		SupersededBy string   `json:"superseded_by"`
+		RetryOf      string   `json:"retry_of"`
+		Retries      []string `json:"retries"`
 		Request      struct {
 			Method      string `json:"method"`
 			Path        string `json:"path"`
@@ -386,6 +394,12 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 	}
 	if len(run.Replays) > 0 {
 		fmt.Fprintf(w, "replays   %s\n", strings.Join(run.Replays, " "))
+	}
+	if run.RetryOf != "" {
+		fmt.Fprintf(w, "retry of  %s\n", run.RetryOf)
+	}
+	if len(run.Retries) > 0 {
+		fmt.Fprintf(w, "retries   %s\n", strings.Join(run.Retries, " "))
 	}
 	fmt.Fprintf(w, "request   %s %s %s from %s, %d bytes\n", run.Request.Method, run.Request.Path, run.Request.ContentType, run.Request.RemoteIP, len(run.Request.Body))
 	if run.Answer != nil {

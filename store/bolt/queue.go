@@ -391,6 +391,7 @@ func (b *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) err
 		return result
 	}
 	run.Status, run.UpdatedAt, run.FinishedAt = stored.Status, stored.UpdatedAt, stored.FinishedAt
+	run.CancelRequested = stored.CancelRequested
 	return nil
 }
 
@@ -565,4 +566,47 @@ func checkQueue(tx *bbolt.Tx, bad func(string, ...any)) {
 	if seen != want {
 		bad("idx_serial: %d entries, %d unfinished runs have a serialize_by key", seen, want)
 	}
+}
+
+func (b *Store) Cancel(ctx context.Context, id string) (*store.Run, error) {
+	rid, err := store.ParseRunID(id)
+	if err != nil {
+		return nil, fmt.Errorf("cancel run: %w", err)
+	}
+	now := b.clock.Now()
+	var result error
+	var stored store.Run
+	err = b.write(ctx, func(tx *bbolt.Tx) error {
+		result = nil
+		runs := tx.Bucket(bucketRuns)
+		v := runs.Get(rid[:])
+		if v == nil {
+			result = fmt.Errorf("cancel run %s: %w", id, store.ErrNotFound)
+			return nil
+		}
+		stored = store.Run{ID: rid.String()}
+		// Whole: the checkpoint must survive the rewrite (the body lives apart).
+		if _, err := store.DecodeRun(v, &stored, true); err != nil {
+			return fmt.Errorf("run %s: %w", id, err)
+		}
+		old := stored.Status
+		if result = store.RequestCancel(&stored, now); result != nil {
+			return nil
+		}
+		if err := runs.Put(rid[:], store.EncodeRun(nil, &stored, nil)); err != nil {
+			return err
+		}
+		if err := moveStatus(tx, rid, old, &stored); err != nil {
+			return err
+		}
+		return reschedule(tx, rid, &stored, old, nil, now)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cancel run %s: %w", id, err)
+	}
+	if result != nil {
+		return nil, result
+	}
+	stored.State, stored.Result = nil, nil
+	return &stored, nil
 }

@@ -205,7 +205,33 @@ func (m *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) err
 	m.save(id, stored)
 	m.reschedule(id, stored, old, nil, now)
 	run.Status, run.UpdatedAt, run.FinishedAt = stored.Status, stored.UpdatedAt, stored.FinishedAt
+	run.CancelRequested = stored.CancelRequested
 	return nil
+}
+
+func (m *Store) Cancel(ctx context.Context, id string) (*store.Run, error) {
+	rid, err := store.ParseRunID(id)
+	if err != nil {
+		return nil, fmt.Errorf("cancel run: %w", err)
+	}
+	now := m.clock.Now()
+	if err := m.begin(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	stored := m.load(rid, true)
+	if stored == nil {
+		return nil, fmt.Errorf("cancel run %s: %w", id, store.ErrNotFound)
+	}
+	old := stored.Status
+	if err := store.RequestCancel(stored, now); err != nil {
+		return nil, err
+	}
+	m.save(rid, stored)
+	m.reschedule(rid, stored, old, nil, now)
+	out := *stored
+	out.State, out.Result, out.Request.Body = nil, nil, nil
+	return &out, nil
 }
 
 func (m *Store) Release(ctx context.Context, lease store.Lease) error {

@@ -27,6 +27,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 	t.Run("sagas", func(t *testing.T) { TestSagas(t, newStore) })
 
 	t.Run("queue", func(t *testing.T) { TestQueue(t, newStore) })
+	t.Run("cancel", func(t *testing.T) { TestCancel(t, newStore) })
 
 	t.Run("a created run reads back whole", func(t *testing.T) {
 		clock := NewManualClock()
@@ -170,7 +171,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 
 	t.Run("every final status is listed by its filter, stays final and is pruned", func(t *testing.T) {
 		final := []store.Status{store.StatusSucceeded, store.StatusFailed, store.StatusCompensated,
-			store.StatusCompensationFailed, store.StatusSuperseded, store.StatusDuplicate}
+			store.StatusCompensationFailed, store.StatusSuperseded, store.StatusDuplicate, store.StatusCancelled}
 		for _, st := range store.Statuses() {
 			if st.Final() != slices.Contains(final, st) {
 				t.Errorf("%s: Final() = %v", st, st.Final())
@@ -261,7 +262,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 		}
 	})
 
-	t.Run("list finds runs by saga, idempotency key and replayed run across pages", func(t *testing.T) {
+	t.Run("list finds runs by saga, idempotency key, replayed and retried run across pages", func(t *testing.T) {
 		clock := NewManualClock()
 		s := newStore(t, clock)
 		var all []*store.Run
@@ -276,6 +277,9 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 			if i > 0 && i%5 == 0 {
 				r.ReplayOf = all[i/5].ID
 			}
+			if i > 0 && i%7 == 0 {
+				r.RetryOf = all[i/7].ID
+			}
 			res, err := s.Create(ctx, r, store.CreateOptions{IdempotencyTTL: time.Second})
 			if err != nil || res.DuplicateOf != "" {
 				t.Fatalf("Create = %+v, %v", res, err)
@@ -289,6 +293,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 			{IdempotencyKey: "acme//e/k2", Saga: "one"}, {IdempotencyKey: "acme//e/k"},
 			{IdempotencyKey: "acme//e/k0", Since: all[10].ReceivedAt},
 			{ReplayOf: all[3].ID}, {ReplayOf: strings.ToUpper(all[5].ID)}, {ReplayOf: all[39].ID},
+			{RetryOf: all[2].ID}, {RetryOf: strings.ToUpper(all[4].ID)}, {RetryOf: all[39].ID},
 		}
 		for _, f := range filters {
 			for _, oldest := range []bool{false, true} {
@@ -314,6 +319,13 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 		}
 		if _, _, err := s.List(ctx, store.Filter{ReplayOf: "not-a-run-id"}); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("List(replay_of not an id) = %v, want ErrInvalid", err)
+		}
+		if _, _, err := s.List(ctx, store.Filter{RetryOf: "not-a-run-id"}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("List(retry_of not an id) = %v, want ErrInvalid", err)
+		}
+		got, err := s.GetRun(ctx, all[28].ID)
+		if err != nil || got.RetryOf != all[4].ID {
+			t.Errorf("GetRun(a retry).RetryOf = %q, %v; want %s", got.RetryOf, err, all[4].ID)
 		}
 	})
 
@@ -706,7 +718,8 @@ func expected(all []*store.Run, f store.Filter) []*store.Run {
 			(f.Endpoint == "" || r.Endpoint == f.Endpoint) && (f.Status == "" || r.Status == f.Status) &&
 			(f.Since.IsZero() || ms >= f.Since.UnixMilli()) && (f.Until.IsZero() || ms < f.Until.UnixMilli()) &&
 			(f.Saga == "" || r.Saga == f.Saga) && (f.IdempotencyKey == "" || r.IdempotencyKey == f.IdempotencyKey) &&
-			(f.ReplayOf == "" || strings.EqualFold(r.ReplayOf, f.ReplayOf)) {
+			(f.ReplayOf == "" || strings.EqualFold(r.ReplayOf, f.ReplayOf)) &&
+			(f.RetryOf == "" || strings.EqualFold(r.RetryOf, f.RetryOf)) {
 			out = append(out, r)
 		}
 	}
