@@ -94,10 +94,13 @@ type State struct {
 	// end. A run woken from a wait keeps them, so a timeout covers the whole run (all the
 	// step's tries) however often it suspends; a run resumed after a crash mid-step starts
 	// its timeouts afresh.
-	StepAttempts int       `json:"step_attempts,omitempty"`
-	WaitUntil    time.Time `json:"wait_until,omitzero"`
-	SagaDeadline time.Time `json:"saga_deadline,omitzero"`
-	StepDeadline time.Time `json:"step_deadline,omitzero"`
+	StepAttempts int `json:"step_attempts,omitempty"`
+	// StepTries and StepTriesDropped are the record of those tries (StepRecord.Tries).
+	StepTries        []Try     `json:"step_tries,omitempty"`
+	StepTriesDropped int       `json:"step_tries_dropped,omitempty"`
+	WaitUntil        time.Time `json:"wait_until,omitzero"`
+	SagaDeadline     time.Time `json:"saga_deadline,omitzero"`
+	StepDeadline     time.Time `json:"step_deadline,omitzero"`
 	// CleanupDeadline is when the cleanup's CleanupTimeout ends; kept, like the others,
 	// by a run woken from a wait.
 	CleanupDeadline time.Time            `json:"cleanup_deadline,omitzero"`
@@ -334,6 +337,9 @@ type run struct {
 	next         int
 	stepAttempts int
 	waitUntil    time.Time
+	// tries and triesDropped record the tries of the action in progress (State.StepTries).
+	tries        []Try
+	triesDropped int
 
 	phase Phase
 	fail  *failure // set once the forward pass stopped
@@ -388,6 +394,7 @@ func (r *run) restore(st *State) {
 		r.res.Started = st.Started
 	}
 	r.next, r.stepAttempts, r.waitUntil = st.Next, st.StepAttempts, st.WaitUntil
+	r.tries, r.triesDropped = slices.Clone(st.StepTries), st.StepTriesDropped
 	if st.Phase == PhaseCompensating || st.Phase == PhaseOnFailure {
 		r.phase, r.undo = st.Phase, st.Undo
 		r.fail = &failure{}
@@ -715,6 +722,11 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 	if retry.Attempts < 1 {
 		retry.Attempts = 1
 	}
+	if done == 0 || len(r.tries) > done {
+		// A fresh action, or a checkpoint that does not match: start the record afresh.
+		r.tries, r.triesDropped = nil, 0
+	}
+	defer func() { r.tries, r.triesDropped = nil, 0 }()
 	var (
 		input, output any
 		ans           *Answer
@@ -727,7 +739,9 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 			err = context.Cause(ctx)
 			break
 		}
+		tryStart := r.e.clock.Now()
 		input, output, ans, err = r.exec(ctx, a)
+		r.addTry(a.Kind, tryStart, output, err)
 		if err != nil && ctx.Err() != nil {
 			// The try failed because time ran out; say which clock ran out rather than only
 			// "context deadline exceeded".
@@ -779,6 +793,9 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 		}
 	}
 	rec.Duration = r.e.clock.Now().Sub(rec.Started)
+	if rec.Attempts > 1 {
+		rec.Tries, rec.TriesDropped = slices.Clone(r.tries), r.triesDropped
+	}
 	rec.Input = r.recordValue(input)
 	rec.Output = r.recordValue(output)
 	if m, ok := rec.Output.(map[string]any); ok && len(retryAfter) > 0 {
@@ -806,6 +823,24 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 	}
 	return rec, ans, err
 }
+
+// addTry records one try of the action in progress.
+func (r *run) addTry(kind string, start time.Time, output any, err error) {
+	t := Try{Status: StatusSucceeded, Started: start, Duration: r.e.clock.Now().Sub(start)}
+	if m, ok := output.(map[string]any); ok && kind == KindHTTP {
+		t.HTTPStatus, _ = m["status"].(int)
+	}
+	if err != nil {
+		t.Status, t.Error = StatusFailed, r.rs.redactString(err.Error())
+		if len(t.Error) > maxTryError {
+			t.Error = truncated(t.Error, maxTryError)
+		}
+	}
+	r.tries, r.triesDropped = addTry(r.tries, r.triesDropped, t)
+}
+
+// maxTryError bounds one try's recorded error: MaxTries of them stay small.
+const maxTryError = 1 << 10
 
 // exec renders and performs one try of an action. input is what gets recorded.
 func (r *run) exec(ctx context.Context, a *Action) (input, output any, ans *Answer, err error) {
@@ -960,6 +995,7 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 	st := &State{
 		RunID: r.inv.RunID, SagaVersion: r.s.Version, RunAttempt: r.env.Run.Attempt, Started: r.res.Started,
 		Phase: PhaseForward, Next: next, StepAttempts: stepAttempts, WaitUntil: waitUntil,
+		StepTries: slices.Clone(r.tries), StepTriesDropped: r.triesDropped,
 		SagaDeadline: r.sagaDeadline, StepDeadline: r.stepDeadline, CleanupDeadline: r.cleanupDeadline,
 		Vars:    map[string]any{},
 		Steps:   make(map[string]StepState, len(r.env.Steps)),
