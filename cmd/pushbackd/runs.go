@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -372,7 +373,22 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nSTEP\tACTION\tSTATUS\tATTEMPTS\tDURATION\tERROR")
 		print := func(prefix string, s stepLine) {
-			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", prefix, s.Name, s.Action, s.Status, s.Attempts, time.Duration(s.Duration), clip(s.Error, 60))
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", prefix, s.Name, s.Action, s.Status, s.Attempts, humanDuration(time.Duration(s.Duration)), clip(s.Error, 60))
+			// Each try of a retried step, under it: what every try met, not only the last.
+			for i, t := range s.Tries {
+				n := i + 1
+				if i > 0 {
+					n += s.TriesDropped
+				}
+				if i == 1 && s.TriesDropped > 0 {
+					fmt.Fprintf(tw, "  … %d tries not kept\t\t\t\t\t\n", s.TriesDropped)
+				}
+				status := t.Status
+				if t.HTTPStatus != 0 {
+					status += " " + strconv.Itoa(t.HTTPStatus)
+				}
+				fmt.Fprintf(tw, "  try %d\t\t%s\t\t%s\t%s\n", n, status, humanDuration(time.Duration(t.Duration)), clip(t.Error, 60))
+			}
 		}
 		for _, s := range run.Result.Steps {
 			print("", s)
@@ -395,6 +411,26 @@ type stepLine struct {
 	Attempts int    `json:"attempts"`
 	Duration int64  `json:"duration"`
 	Error    string `json:"error"`
+	Tries    []struct {
+		Status     string `json:"status"`
+		Duration   int64  `json:"duration"`
+		Error      string `json:"error"`
+		HTTPStatus int    `json:"http_status"`
+	} `json:"tries"`
+	TriesDropped int `json:"tries_dropped"`
+}
+
+// humanDuration rounds d for reading: 1.23s, 340ms, 85µs.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Microsecond).String()
 }
 
 func siteSlash(site string) string {
