@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -62,6 +63,11 @@ type EngineOptions struct {
 	// Jitter spreads one retry wait; default "equal jitter": half the wait plus a random
 	// part of the other half. Tests pass the identity to check exact waits.
 	Jitter func(time.Duration) time.Duration
+	// Transport, when set, carries every http step's request instead of a dialling
+	// transport: `pushbackd test` serves mocked answers in-process with it, telling the
+	// calls apart by CallingStep. The egress lists still vet each URL; no address is
+	// dialled, so none is checked. nil: the real, egress-guarded transport.
+	Transport http.RoundTripper
 	// Checkpointer, when set, is given the run's state after every step and before every
 	// retry wait, so a durable store can resume the run after a crash (Engine.Resume).
 	Checkpointer Checkpointer
@@ -704,6 +710,16 @@ const (
 // the run when it may (the error is then a *suspension).
 func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, timeout time.Duration, p part, done int) (StepRecord, *Answer, error) {
 	rec := StepRecord{Name: name, Action: a.Kind, Started: r.e.clock.Now()}
+	if r.e.opts.Transport != nil {
+		label := name
+		switch p {
+		case partCompensation:
+			label += ".compensate"
+		case partOnFailure:
+			label = "on_failure"
+		}
+		ctx = context.WithValue(ctx, callingStepKey{}, label)
+	}
 	parentDeadline, parentHasDeadline := ctx.Deadline()
 	resumable := p != partOnFailure
 	if timeout > 0 {
@@ -822,6 +838,16 @@ func (r *run) action(ctx context.Context, name string, a *Action, retry Retry, t
 		r.env.Steps[name] = state
 	}
 	return rec, ans, err
+}
+
+type callingStepKey struct{}
+
+// CallingStep is, for a request an http step sends through EngineOptions.Transport, the
+// step's name; "<step>.compensate" for its compensation and "on_failure" for on_failure.
+// "" for any other context.
+func CallingStep(ctx context.Context) string {
+	s, _ := ctx.Value(callingStepKey{}).(string)
+	return s
 }
 
 // addTry records one try of the action in progress.
