@@ -164,3 +164,43 @@ func TestSagaTestRunsADraft(t *testing.T) {
 		}
 	})
 }
+
+// TestReadmeSagaTestingExample: the README's "Testing sagas" example case is the shipped
+// test file's, and its command prints what the README shows.
+func TestReadmeSagaTestingExample(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(src), "\n### Testing sagas\n")
+	if !ok {
+		t.Fatal("README has no Testing sagas section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	block := func(lang string) string {
+		_, rest, ok := strings.Cut(section, "```"+lang+"\n")
+		if !ok {
+			t.Fatalf("the section has no %s block", lang)
+		}
+		body, _, _ := strings.Cut(rest, "```\n")
+		return body
+	}
+	shipped, err := os.ReadFile(filepath.Join(repoRoot, "configs/sagas/tests/forward.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := strings.TrimPrefix(block("yaml"), "cases:\n")
+	if !strings.Contains(string(shipped), example) {
+		t.Errorf("the README's example case is not in configs/sagas/tests/forward.yaml:\n%s", example)
+	}
+	cmd := strings.TrimSpace(block("sh"))
+	args, ok := strings.CutPrefix(cmd, "go run ./cmd/pushbackd ")
+	if !ok {
+		t.Fatalf("the example command is %q", cmd)
+	}
+	t.Chdir(repoRoot)
+	code, out, errOut := runCLI(t, "", strings.Fields(args)...)
+	if code != 0 || out != block("text") {
+		t.Errorf("%s: exit %d\n got:\n%s%s\nREADME shows:\n%s", cmd, code, out, errOut, block("text"))
+	}
+}
