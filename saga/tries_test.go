@@ -78,3 +78,32 @@ func TestStepRecordKeepsEachTry(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestTriesSurviveASuspension: the tries made before a run suspended in a retry wait are
+// in its checkpoint, and in the step's record once the run is woken and finishes.
+func TestTriesSurviveASuspension(t *testing.T) {
+	url, _ := throttled(t, 1)
+	s := mustParse(t, "throttled", "name: throttled\nsteps:\n  - name: call\n    http: {url: \""+url+"\"}\n    retry: {attempts: 3, backoff: 1s, max_backoff: 1m}\n")
+	var cp recordingCheckpointer
+	e, clock, _ := testEngine(t, func(o *EngineOptions) { o.Checkpointer = &cp })
+	inv := invocation(s, nil)
+	inv.Suspend = true
+	if res := e.Run(context.Background(), inv); res.Status != StatusWaiting {
+		t.Fatalf("status %s, want waiting", res.Status)
+	}
+	st := cp.states[len(cp.states)-1]
+	if len(st.StepTries) != 1 || st.StepTries[0].HTTPStatus != 503 || st.StepTries[0].Status != StatusFailed {
+		t.Fatalf("checkpointed tries %+v, want the one 503", st.StepTries)
+	}
+	clock.mu.Lock()
+	clock.now = st.WaitUntil
+	clock.mu.Unlock()
+	done := e.Resume(context.Background(), inv, st)
+	if done.Status != StatusSucceeded {
+		t.Fatalf("status %s (%s)", done.Status, done.Error)
+	}
+	tries := done.Steps[0].Tries
+	if len(tries) != 2 || tries[0].HTTPStatus != 503 || tries[1].HTTPStatus != 200 || tries[1].Status != StatusSucceeded || !tries[1].Started.Equal(st.WaitUntil) {
+		t.Errorf("tries after the wake-up %+v, want the 503 then the 200 at the wake time", tries)
+	}
+}

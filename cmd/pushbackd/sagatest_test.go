@@ -204,3 +204,45 @@ func TestReadmeSagaTestingExample(t *testing.T) {
 		t.Errorf("%s: exit %d\n got:\n%s%s\nREADME shows:\n%s", cmd, code, out, errOut, block("text"))
 	}
 }
+
+// TestPlanTakesADraftAndStepOutputs: `plan -saga` plans a saga file that is not applied,
+// and a sample's outputs stand for what http and kv steps returned, so the steps after
+// them are decided instead of unknown.
+func TestPlanTakesADraftAndStepOutputs(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../configs/sagas/encompass-milestone.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	draft := filepath.Join(dir, "encompass-milestone.yaml")
+	mustWrite(t, draft, strings.Replace(string(src), "body: {ignored: stale,", "body: {ignored: stale in the draft,", 1))
+	event := `"partner": "acme", "endpoint": "encompass", "body": {"eventType": "milestone", "eventTime": "2026-05-01T00:00:00Z", "meta": {"resourceId": "L-1"}}`
+	tests := []struct {
+		name   string
+		args   []string
+		sample string
+		want   []string
+	}{
+		{"without outputs a condition on a kv read is unknown", []string{"plan", "encompass-milestone"}, "{" + event + "}",
+			[]string{`"ends": "unknown"`, `which plan does not run`}},
+		{"an output for the kv read decides the condition", []string{"plan", "encompass-milestone"},
+			"{" + event + `, "outputs": {"last_seen": "2026-06-01T00:00:00Z"}}`,
+			[]string{`"ends": "respond at stale"`, `"ignored": "stale"`, `"reason": "output given"`}},
+		{"a draft is planned in place of the configured saga", []string{"plan", "-saga", draft},
+			"{" + event + `, "outputs": {"last_seen": "2026-06-01T00:00:00Z"}}`,
+			[]string{`"ends": "respond at stale"`, `"ignored": "stale in the draft"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, tc.sample, append(tc.args, "-config", demoConfig)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("plan lacks %s:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
