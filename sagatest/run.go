@@ -23,7 +23,6 @@ import (
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
-	"github.com/pushbackd/pushbackd/store/memory"
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
 
@@ -102,7 +101,7 @@ func runCase(ctx context.Context, cfg *config.Config, s *saga.Saga, f *File, c *
 		return res
 	}
 	clock := &fakeClock{now: start()}
-	kv := memory.NewKV(clock)
+	kv := newCaseKV(clock)
 	for k, v := range c.KV {
 		b, err := json.Marshal(v)
 		if err == nil {
