@@ -128,6 +128,7 @@ func New(o Options) (*API, error) {
 	g.GET("/sagas/:name/versions/:n", a.sagaVersion)
 	g.POST("/sagas/:name/versions/:n/restore", a.restoreSaga)
 	g.POST("/sagas/:name/plan", a.plan)
+	g.POST("/sagas/:name/test", a.testSaga)
 	g.GET("/rejections", a.rejections)
 	g.GET("/runs", a.listRuns)
 	g.GET("/runs/:id", a.getRun)
@@ -490,8 +491,14 @@ func (a *API) plan(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sample, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxSagaBytes))
+	sample, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxDraftBytes))
 	if err != nil {
+		return &apiError{code: http.StatusRequestEntityTooLarge, message: "a plan request is limited to 3 MiB"}
+	}
+	if isDraft(sample) {
+		return a.planDraft(c, name, sample)
+	}
+	if len(sample) > maxSagaBytes {
 		return &apiError{code: http.StatusRequestEntityTooLarge, message: "a sample request is limited to 1 MiB"}
 	}
 	cfg := a.o.Control.Current()

@@ -93,6 +93,7 @@ func TestEveryAdminRouteNeedsTheToken(t *testing.T) {
 		{"GET", "/admin/v1/sagas/answers/versions/1", "", 200},
 		{"POST", "/admin/v1/sagas/answers/versions/1/restore", "", 200},
 		{"POST", "/admin/v1/sagas/answers/plan", `{"body": {"loan": "L-2"}}`, 200},
+		{"POST", "/admin/v1/sagas/answers/test", `{"tests": "cases: [{name: x, expect: {}, mocks: {call: [{}]}}]"}`, 200},
 		{"GET", "/admin/v1/runs", "", 200},
 		{"GET", "/admin/v1/rejections", "", 200},
 		{"GET", fmt.Sprintf("/admin/v1/runs/%v", runID), "", 200},

@@ -23,6 +23,9 @@ type Sample struct {
 	Headers  map[string]string `json:"headers"`
 	Query    map[string]string `json:"query"`
 	Body     json.RawMessage   `json:"body"`
+	// Outputs are what http and kv steps are taken to have returned, by step name, so
+	// the steps after them render as in a run (saga.PlanWithOutputs). Plan only.
+	Outputs map[string]any `json:"outputs"`
 }
 
 // PlanSample shows what sagaName would do for the sample request, calling nothing. The CLI
@@ -32,19 +35,24 @@ func PlanSample(cfg *config.Config, sagaName string, sampleJSON []byte) (*saga.P
 	if !ok {
 		return nil, fmt.Errorf("no saga %q in sagas_dir", sagaName)
 	}
+	return PlanSagaSample(cfg, s, sampleJSON)
+}
+
+// PlanSagaSample is PlanSample for a saga that need not be configured: a draft.
+func PlanSagaSample(cfg *config.Config, s *saga.Saga, sampleJSON []byte) (*saga.PlanResult, error) {
 	var sample Sample
 	if len(bytes.TrimSpace(sampleJSON)) > 0 {
 		dec := json.NewDecoder(bytes.NewReader(sampleJSON))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&sample); err != nil {
-			return nil, fmt.Errorf("sample request: %s (keys: partner, site, endpoint, method, headers, query, body)", jsonMessage(err, sampleJSON))
+			return nil, fmt.Errorf("sample request: %s (keys: partner, site, endpoint, method, headers, query, body, outputs)", jsonMessage(err, sampleJSON))
 		}
 	}
 	inv, err := sampleInvocation(cfg, s, &sample)
 	if err != nil {
 		return nil, err
 	}
-	return saga.Plan(s, inv)
+	return saga.PlanWithOutputs(s, inv, sample.Outputs)
 }
 
 func sampleInvocation(cfg *config.Config, s *saga.Saga, sample *Sample) (*saga.Invocation, error) {

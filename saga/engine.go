@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -62,6 +63,11 @@ type EngineOptions struct {
 	// Jitter spreads one retry wait; default "equal jitter": half the wait plus a random
 	// part of the other half. Tests pass the identity to check exact waits.
 	Jitter func(time.Duration) time.Duration
+	// Transport, when set, carries every http step's request instead of a dialling
+	// transport: `pushbackd test` serves mocked answers in-process with it, telling the
+	// calls apart by CallingStep. The egress lists still vet each URL; no address is
+	// dialled, so none is checked. nil: the real, egress-guarded transport.
+	Transport http.RoundTripper
 	// Checkpointer, when set, is given the run's state after every step and before every
 	// retry wait, so a durable store can resume the run after a crash (Engine.Resume).
 	Checkpointer Checkpointer
@@ -94,10 +100,13 @@ type State struct {
 	// end. A run woken from a wait keeps them, so a timeout covers the whole run (all the
 	// step's tries) however often it suspends; a run resumed after a crash mid-step starts
 	// its timeouts afresh.
-	StepAttempts int       `json:"step_attempts,omitempty"`
-	WaitUntil    time.Time `json:"wait_until,omitzero"`
-	SagaDeadline time.Time `json:"saga_deadline,omitzero"`
-	StepDeadline time.Time `json:"step_deadline,omitzero"`
+	StepAttempts int `json:"step_attempts,omitempty"`
+	// StepTries and StepTriesDropped are the record of those tries (StepRecord.Tries).
+	StepTries        []Try     `json:"step_tries,omitempty"`
+	StepTriesDropped int       `json:"step_tries_dropped,omitempty"`
+	WaitUntil        time.Time `json:"wait_until,omitzero"`
+	SagaDeadline     time.Time `json:"saga_deadline,omitzero"`
+	StepDeadline     time.Time `json:"step_deadline,omitzero"`
 	// CleanupDeadline is when the cleanup's CleanupTimeout ends; kept, like the others,
 	// by a run woken from a wait.
 	CleanupDeadline time.Time            `json:"cleanup_deadline,omitzero"`
@@ -337,6 +346,9 @@ type run struct {
 	next         int
 	stepAttempts int
 	waitUntil    time.Time
+	// tries and triesDropped record the tries of the action in progress (State.StepTries).
+	tries        []Try
+	triesDropped int
 
 	phase Phase
 	fail  *failure // set once the forward pass stopped
@@ -391,6 +403,7 @@ func (r *run) restore(st *State) {
 		r.res.Started = st.Started
 	}
 	r.next, r.stepAttempts, r.waitUntil = st.Next, st.StepAttempts, st.WaitUntil
+	r.tries, r.triesDropped = slices.Clone(st.StepTries), st.StepTriesDropped
 	if st.Phase == PhaseCompensating || st.Phase == PhaseOnFailure {
 		r.phase, r.undo = st.Phase, st.Undo
 		r.fail = &failure{}
@@ -714,6 +727,16 @@ const (
 // the run when it may (the error is then a *suspension).
 func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry Retry, timeout time.Duration, p part, done int) (StepRecord, *Answer, error) {
 	rec := StepRecord{Name: name, Action: a.Kind, Started: r.e.clock.Now()}
+	if r.e.opts.Transport != nil {
+		label := name
+		switch p {
+		case partCompensation:
+			label += ".compensate"
+		case partOnFailure:
+			label = "on_failure"
+		}
+		ctx = context.WithValue(ctx, callingStepKey{}, label)
+	}
 	parentDeadline, parentHasDeadline := ctx.Deadline()
 	resumable := p != partOnFailure
 	if timeout > 0 {
@@ -732,6 +755,11 @@ func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry 
 	if retry.Attempts < 1 {
 		retry.Attempts = 1
 	}
+	if done == 0 || len(r.tries) > done {
+		// A fresh action, or a checkpoint that does not match: start the record afresh.
+		r.tries, r.triesDropped = nil, 0
+	}
+	defer func() { r.tries, r.triesDropped = nil, 0 }()
 	var (
 		input, output any
 		ans           *Answer
@@ -744,7 +772,9 @@ func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry 
 			err = context.Cause(ctx)
 			break
 		}
+		tryStart := r.e.clock.Now()
 		input, output, ans, err = r.exec(ctx, a)
+		r.addTry(a.Kind, tryStart, output, err)
 		if err != nil && ctx.Err() != nil {
 			// The try failed because time ran out; say which clock ran out rather than only
 			// "context deadline exceeded".
@@ -796,6 +826,9 @@ func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry 
 		}
 	}
 	rec.Duration = r.e.clock.Now().Sub(rec.Started)
+	if rec.Attempts > 1 {
+		rec.Tries, rec.TriesDropped = slices.Clone(r.tries), r.triesDropped
+	}
 	rec.Input = r.recordValue(input)
 	rec.Output = r.recordValue(output)
 	if m, ok := rec.Output.(map[string]any); ok && len(retryAfter) > 0 {
@@ -823,6 +856,34 @@ func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry 
 	}
 	return rec, ans, err
 }
+
+type callingStepKey struct{}
+
+// CallingStep is, for a request an http step sends through EngineOptions.Transport, the
+// step's name; "<step>.compensate" for its compensation and "on_failure" for on_failure.
+// "" for any other context.
+func CallingStep(ctx context.Context) string {
+	s, _ := ctx.Value(callingStepKey{}).(string)
+	return s
+}
+
+// addTry records one try of the action in progress.
+func (r *run) addTry(kind string, start time.Time, output any, err error) {
+	t := Try{Status: StatusSucceeded, Started: start, Duration: r.e.clock.Now().Sub(start)}
+	if m, ok := output.(map[string]any); ok && kind == KindHTTP {
+		t.HTTPStatus, _ = m["status"].(int)
+	}
+	if err != nil {
+		t.Status, t.Error = StatusFailed, r.rs.redactString(err.Error())
+		if len(t.Error) > maxTryError {
+			t.Error = truncated(t.Error, maxTryError)
+		}
+	}
+	r.tries, r.triesDropped = addTry(r.tries, r.triesDropped, t)
+}
+
+// maxTryError bounds one try's recorded error: MaxTries of them stay small.
+const maxTryError = 1 << 10
 
 // exec renders and performs one try of an action. input is what gets recorded.
 func (r *run) exec(ctx context.Context, a *Action) (input, output any, ans *Answer, err error) {
@@ -977,6 +1038,7 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 	st := &State{
 		RunID: r.inv.RunID, SagaVersion: r.s.Version, RunAttempt: r.env.Run.Attempt, Started: r.res.Started,
 		Phase: PhaseForward, Next: next, StepAttempts: stepAttempts, WaitUntil: waitUntil,
+		StepTries: slices.Clone(r.tries), StepTriesDropped: r.triesDropped,
 		SagaDeadline: r.sagaDeadline, StepDeadline: r.stepDeadline, CleanupDeadline: r.cleanupDeadline,
 		Vars:    map[string]any{},
 		Steps:   make(map[string]StepState, len(r.env.Steps)),

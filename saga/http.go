@@ -370,7 +370,11 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, list
 		req.Header.Set(k, v)
 	}
 	span.inject(ctx, req.Header)
-	client := &http.Client{Transport: t.rt, CheckRedirect: func(next *http.Request, via []*http.Request) error {
+	var rt http.RoundTripper = t.rt
+	if e.opts.Transport != nil {
+		rt = e.opts.Transport
+	}
+	client := &http.Client{Transport: rt, CheckRedirect: func(next *http.Request, via []*http.Request) error {
 		return checkRedirect(t.guard, in, next, via)
 	}}
 	resp, err := client.Do(req)

@@ -50,6 +50,13 @@ type PlanStep struct {
 // performed, so their outputs are nil, and a condition that reads one is marked unknown
 // (evaluated anyway with nil outputs, shown in Reason).
 func Plan(s *Saga, inv *Invocation) (*PlanResult, error) {
+	return PlanWithOutputs(s, inv, nil)
+}
+
+// PlanWithOutputs is Plan with outputs for http and kv steps, by step name: a step with
+// one is taken to have succeeded with it (steps.<name>.output), so the conditions and
+// templates after it render as they would in a run. A step without one stays unknown.
+func PlanWithOutputs(s *Saga, inv *Invocation, outputs map[string]any) (*PlanResult, error) {
 	if s == nil {
 		return nil, errors.New("plan: no saga")
 	}
@@ -120,6 +127,11 @@ func Plan(s *Saga, inv *Invocation) (*PlanResult, error) {
 		state := StepState{Status: StatusSucceeded, Attempts: 1}
 		switch st.Action.Kind {
 		case KindHTTP, KindKV:
+			if out, ok := outputs[st.Name]; ok {
+				state.Output = out
+				ps.Reason = strings.TrimPrefix(ps.Reason+"; output given", "; ")
+				break
+			}
 			state.Status = "planned"
 			unknown[st.Name] = true
 		case KindSet:

@@ -104,6 +104,38 @@ func (s *StepRecord) appendJSON(dst []byte) ([]byte, error) {
 		dst = append(dst, `,"error":`...)
 		dst = jsonenc.AppendString(dst, s.Error)
 	}
+	if len(s.Tries) > 0 {
+		dst = append(dst, `,"tries":[`...)
+		for i := range s.Tries {
+			t := &s.Tries[i]
+			if !jsonTime(t.Started) {
+				return jsonenc.AppendValue(dst[:start], s)
+			}
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"status":`...)
+			dst = jsonenc.AppendString(dst, t.Status)
+			dst = append(dst, `,"started":`...)
+			dst = appendTime(dst, t.Started)
+			dst = append(dst, `,"duration":`...)
+			dst = strconv.AppendInt(dst, int64(t.Duration), 10)
+			if t.Error != "" {
+				dst = append(dst, `,"error":`...)
+				dst = jsonenc.AppendString(dst, t.Error)
+			}
+			if t.HTTPStatus != 0 {
+				dst = append(dst, `,"http_status":`...)
+				dst = strconv.AppendInt(dst, int64(t.HTTPStatus), 10)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	if s.TriesDropped != 0 {
+		dst = append(dst, `,"tries_dropped":`...)
+		dst = strconv.AppendInt(dst, int64(s.TriesDropped), 10)
+	}
 	return append(dst, '}'), nil
 }
 

@@ -36,6 +36,10 @@ on_failure: {respond: {status: 409, headers: {X-Why: "b"}, body: {ok: false, n: 
 		"NaN var":       {Vars: map[string]any{"n": math.NaN()}},
 		"NaN output":    {Steps: []StepRecord{{Output: math.Inf(1)}}},
 		"NaN answer":    {Answer: &Answer{Body: math.NaN()}},
+		"step with tries": {Steps: []StepRecord{{Name: "t", Attempts: 12, TriesDropped: 2, Tries: []Try{
+			{Status: "failed", Started: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Duration: time.Second, Error: "<\u2028>", HTTPStatus: 503},
+			{Status: "succeeded", Started: time.Date(2026, 1, 2, 3, 4, 6, 0, india)}}}}},
+		"try in 10000": {Steps: []StepRecord{{Tries: []Try{{Started: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}}},
 	} {
 		want, wantErr := json.Marshal(r)
 		got, err := r.AppendJSON([]byte("x"))

@@ -39,6 +39,7 @@
 package saga
 
 import (
+	"slices"
 	"time"
 
 	"github.com/pushbackd/pushbackd/yamlconf"
@@ -194,4 +195,35 @@ type StepRecord struct {
 	Input    any           `json:"input,omitempty"`
 	Output   any           `json:"output,omitempty"`
 	Error    string        `json:"error,omitempty"`
+	// Tries is each try of a step that made more than one (a single try is the record
+	// itself), oldest first; a run woken from a retry wait or resumed after a crash keeps
+	// the tries made before. At most MaxTries are kept — the first and the latest — and
+	// TriesDropped counts those left out between them.
+	Tries        []Try `json:"tries,omitempty"`
+	TriesDropped int   `json:"tries_dropped,omitempty"`
+}
+
+// MaxTries is how many tries one StepRecord keeps: a step retried for a day must not
+// grow its run record without bound. The first try is kept (what went wrong to begin
+// with) and the latest MaxTries-1.
+const MaxTries = 10
+
+// Try is one try of a step: its outcome, when it started, how long it took (the retry
+// wait after it not included), its error (redacted) and, for http steps that got an
+// answer, the answer's status.
+type Try struct {
+	Status     string        `json:"status"` // succeeded | failed
+	Started    time.Time     `json:"started"`
+	Duration   time.Duration `json:"duration"`
+	Error      string        `json:"error,omitempty"`
+	HTTPStatus int           `json:"http_status,omitempty"`
+}
+
+// addTry appends t to tries, dropping the second-oldest when MaxTries are kept.
+func addTry(tries []Try, dropped int, t Try) ([]Try, int) {
+	if len(tries) >= MaxTries {
+		tries = slices.Delete(tries, 1, 2)
+		dropped++
+	}
+	return append(tries, t), dropped
 }

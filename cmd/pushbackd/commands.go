@@ -23,6 +23,7 @@ import (
 	"github.com/pushbackd/pushbackd/app"
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/gateway"
+	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/yamlconf"
 )
@@ -461,12 +462,13 @@ func cmdPlan(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 	fs := newFlags("plan", stderr)
 	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml")
 	file := fs.String("file", "", "sample request JSON (default: standard input; empty means {})")
+	draftPath := fs.String("saga", "", "plan this saga file (a draft, not applied) instead of the configured one")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return 2
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: pushbackd plan SAGA [-file request.json] [-config ...]")
+	if len(pos) != 1 && (*draftPath == "" || len(pos) != 0) {
+		fmt.Fprintln(stderr, "usage: pushbackd plan SAGA [-file request.json] [-saga draft.yaml] [-config ...]")
 		return 2
 	}
 	cfg, ok := loadFor(stderr, *cfgPath, func(cfg *config.Config) bool { return cfg.Sagas[pos[0]] != nil })
@@ -478,7 +480,17 @@ func cmdPlan(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 		fmt.Fprintf(stderr, "pushbackd plan: %v\n", err)
 		return 1
 	}
-	plan, err := gateway.PlanSample(cfg, pos[0], sample)
+	var plan *saga.PlanResult
+	if *draftPath != "" {
+		draft, derr := loadDraft(*draftPath)
+		if derr != nil {
+			printConfigErrors(stderr, derr)
+			return 1
+		}
+		plan, err = gateway.PlanSagaSample(cfg, draft, sample)
+	} else {
+		plan, err = gateway.PlanSample(cfg, pos[0], sample)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "pushbackd plan: %v\n", err)
 		return 1

@@ -20,6 +20,7 @@ commands:
   curl     PARTNER[/SITE]/ENDPOINT -file BODY       print a ready curl command for an endpoint
   plan     SAGA -file request.json                  show which steps a saga would run, calling nothing
   runs     list|show ID|replay ID [filters] [-json]  run history, through the admin API
+  test     [SAGA...] [-json] [-saga draft.yaml]      run saga tests (sagas_dir/tests/SAGA.yaml), offline
 
 Flags may come before or after the arguments. "pushbackd <command> -h" lists a command's flags.
 `
@@ -43,6 +44,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"curl":     cmdCurl,
 		"plan":     cmdPlan,
 		"runs":     cmdRuns,
+		"test":     cmdTest,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -416,6 +417,21 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 		fmt.Fprintln(tw, "\nSTEP\tACTION\tSTATUS\tATTEMPTS\tDURATION\tERROR")
 		print := func(prefix string, s stepLine) {
 			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", prefix, s.Name, s.Action, s.Status, s.Attempts, humanDuration(time.Duration(s.Duration)), clip(s.Error, 60))
+			// Each try of a retried step, under it: what every try met, not only the last.
+			for i, t := range s.Tries {
+				n := i + 1
+				if i > 0 {
+					n += s.TriesDropped
+				}
+				if i == 1 && s.TriesDropped > 0 {
+					fmt.Fprintf(tw, "  … %d tries not kept\t\t\t\t\t\n", s.TriesDropped)
+				}
+				status := t.Status
+				if t.HTTPStatus != 0 {
+					status += " " + strconv.Itoa(t.HTTPStatus)
+				}
+				fmt.Fprintf(tw, "  try %d\t\t%s\t\t%s\t%s\n", n, status, humanDuration(time.Duration(t.Duration)), clip(t.Error, 60))
+			}
 		}
 		for _, s := range run.Result.Steps {
 			print("", s)
@@ -465,6 +481,13 @@ type stepLine struct {
 	Attempts int    `json:"attempts"`
 	Duration int64  `json:"duration"`
 	Error    string `json:"error"`
+	Tries    []struct {
+		Status     string `json:"status"`
+		Duration   int64  `json:"duration"`
+		Error      string `json:"error"`
+		HTTPStatus int    `json:"http_status"`
+	} `json:"tries"`
+	TriesDropped int `json:"tries_dropped"`
 }
 
 func siteSlash(site string) string {
