@@ -134,7 +134,7 @@ func cmdRuns(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	// The shape of the command is checked before anything is read or dialled, so a stray
 	// word is a usage error (exit 2), not whatever connecting happens to say.
-	if arity := map[string]int{"list": 1, "show": 2, "replay": 2}; len(pos) == 0 || arity[pos[0]] != len(pos) {
+	if !runsShape(pos) {
 		fmt.Fprintln(stderr, runsUsage)
 		return 2
 	}
@@ -345,6 +345,23 @@ func clip(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// runsShape reports whether pos is a runs command with its arguments: a verb and, for the
+// verbs on one run, its id ("replay" takes an id or, with filters, none).
+func runsShape(pos []string) bool {
+	if len(pos) == 0 {
+		return false
+	}
+	switch pos[0] {
+	case "list":
+		return len(pos) == 1
+	case "replay":
+		return len(pos) <= 2
+	case "show", "retry", "cancel":
+		return len(pos) == 2
+	}
+	return false
 }
 
 func (rc *runsCmd) show(ctx context.Context, id string) error {
