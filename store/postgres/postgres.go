@@ -165,7 +165,6 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-
 // Close stops the batcher (pending creates are answered first) and closes the pool.
 func (s *Store) Close() error {
 	s.sendMu.Lock()
