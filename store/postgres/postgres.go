@@ -77,7 +77,9 @@ type Store struct {
 	ids    store.IDGen
 	closed atomic.Bool
 
-	sendMu    sync.RWMutex // held to send on creates; Close takes it to stop senders
+	leadMu    sync.Mutex
+	leads     map[*byte]func() // held leader locks: Close gives them up
+	sendMu    sync.RWMutex     // held to send on creates; Close takes it to stop senders
 	creates   chan *createReq
 	stop      chan struct{}
 	batcherWG sync.WaitGroup
@@ -173,6 +175,13 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.sendMu.Unlock()
+	s.leadMu.Lock()
+	leads := s.leads
+	s.leads = nil
+	s.leadMu.Unlock()
+	for _, release := range leads {
+		release()
+	}
 	close(s.stop)
 	s.batcherWG.Wait()
 	s.pool.Close()

@@ -162,8 +162,11 @@ func (s *Store) createIn(ctx context.Context, tx pgx.Tx, q *createReq) error {
 	}
 	parked := false
 	if r.SerializeKey != "" && !r.Status.Final() {
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM runs WHERE serialize_key = $1 AND NOT final AND id < $2)`,
-			[]byte(r.SerializeKey), q.id[:]).Scan(&parked); err != nil {
+		// Any unfinished run of the key parks this one: runs from several processes arrive
+		// in commit order (the key's advisory lock orders them), which their ids, made by
+		// each process's own generator, need not follow within a millisecond.
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM runs WHERE serialize_key = $1 AND NOT final)`,
+			[]byte(r.SerializeKey)).Scan(&parked); err != nil {
 			return err
 		}
 	}
@@ -296,7 +299,7 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, r *store.Run, now time.Tim
 			return nil
 		}
 		tag, err := tx.Exec(ctx, `UPDATE runs SET parked = false WHERE id = (SELECT id FROM runs
-			WHERE serialize_key = $1 AND NOT final ORDER BY id LIMIT 1) AND parked`, []byte(r.SerializeKey))
+			WHERE serialize_key = $1 AND NOT final ORDER BY seq LIMIT 1) AND parked`, []byte(r.SerializeKey))
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@
 -- Times are unix nanoseconds from the store's clock, never now(): tests drive a manual clock.
 CREATE TABLE runs (
     id            bytea PRIMARY KEY,          -- UUIDv7, 16 bytes: sorts by arrival
+    seq           bigserial NOT NULL,         -- commit order: serialize_by runs go in this order
     partner       bytea NOT NULL,
     site          bytea NOT NULL,
     endpoint      bytea NOT NULL,
@@ -29,7 +30,7 @@ CREATE INDEX runs_status ON runs (status, id);
 CREATE INDEX runs_saga ON runs (saga, id) WHERE saga <> ''::bytea;
 CREATE INDEX runs_idem ON runs (idem_key, id) WHERE idem_key <> ''::bytea;
 CREATE INDEX runs_replay ON runs (replay_of, id) WHERE replay_of <> ''::bytea;
-CREATE INDEX runs_serial ON runs (serialize_key, id) WHERE serialize_key <> ''::bytea AND NOT final;
+CREATE INDEX runs_serial ON runs (serialize_key, seq) WHERE serialize_key <> ''::bytea AND NOT final;
 CREATE INDEX runs_debounce ON runs (debounce_key, id) WHERE debounce_key <> ''::bytea AND NOT final;
 CREATE INDEX runs_final ON runs (id) WHERE final;
 CREATE INDEX runs_unfinished ON runs (id) WHERE NOT final;
