@@ -96,6 +96,10 @@ func (s *Store) Delete(ctx context.Context, namespace, key string) error {
 		return err
 	}
 	return s.tx(ctx, "kv delete", func(tx pgx.Tx) error {
+		// The count row first, as Put takes them: the other order deadlocks with a Put.
+		if _, err := tx.Exec(ctx, "SELECT 1 FROM kv_counts WHERE ns = $1 FOR UPDATE", []byte(namespace)); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `WITH d AS (DELETE FROM kv WHERE ns = $1 AND key = $2 RETURNING 1)
 			UPDATE kv_counts SET n = n - (SELECT count(*) FROM d) WHERE ns = $1 AND EXISTS (SELECT 1 FROM d)`, []byte(namespace), []byte(key))
 		return err
