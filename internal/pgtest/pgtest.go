@@ -26,13 +26,14 @@ import (
 
 // Cluster is a running throwaway Postgres server.
 type Cluster struct {
-	bin    string // directory of initdb, postgres, pg_ctl
-	dir    string // root temp dir: data/ and sock/
-	port   int
-	runAs  []string // prefix that runs a command as the postgres user ("" when not root)
-	n      atomic.Int64
-	mu     sync.Mutex
-	server *exec.Cmd
+	bin      string // directory of initdb, postgres, pg_ctl
+	dir      string // root temp dir: data/ and sock/
+	port     int
+	runAs    []string // prefix that runs a command as the postgres user ("" when not root)
+	settings []string
+	n        atomic.Int64
+	mu       sync.Mutex
+	server   *exec.Cmd
 }
 
 // ErrNoPostgres says the server binaries are not installed.
@@ -56,8 +57,10 @@ func verOf(p string) int {
 	return v
 }
 
-// Start initialises and starts a cluster. Call Stop when done (TestMain).
-func Start() (*Cluster, error) {
+// Start initialises and starts a cluster. Call Stop when done (TestMain). settings are
+// extra "name=value" server settings, after (so overriding) the fast, non-durable
+// defaults: a benchmark of commits passes "fsync=on", "synchronous_commit=on".
+func Start(settings ...string) (*Cluster, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -66,7 +69,7 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{bin: bin, dir: dir}
+	c := &Cluster{bin: bin, dir: dir, settings: settings}
 	if os.Geteuid() == 0 {
 		// initdb refuses to run as root: run the server as the postgres user.
 		u, err := user.Lookup("postgres")
@@ -137,6 +140,9 @@ func (c *Cluster) StartServer() error {
 	cmd := c.cmd(filepath.Join(c.bin, "postgres"), "-D", c.data(), "-k", c.Socket(), "-p", strconv.Itoa(c.port),
 		"-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB")
+	for _, kv := range c.settings {
+		cmd.Args = append(cmd.Args, "-c", kv)
+	}
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
