@@ -387,3 +387,45 @@ func TestNotificationsAcrossStores(t *testing.T) {
 		}
 	}
 }
+
+// Concurrent creates share a transaction; one that fails must fail alone.
+func TestABadCreateInABatchFailsAlone(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, newDB(t), postgres.Options{})
+	taken := &store.Run{Partner: "acme", Endpoint: "e"}
+	if _, err := s.Create(ctx, taken, store.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		var wg sync.WaitGroup
+		errs := make([]error, 20)
+		runs := make([]*store.Run, 20)
+		for i := range errs {
+			runs[i] = &store.Run{Partner: "acme", Endpoint: "e", IdempotencyKey: fmt.Sprintf("acme//e/%d-%d", round, i)}
+			if i == 7 {
+				runs[i].ID = taken.ID // exists: ErrInvalid
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = s.Create(ctx, runs[i], store.CreateOptions{})
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if i == 7 {
+				if !errors.Is(err, store.ErrInvalid) {
+					t.Errorf("create with a taken id = %v, want ErrInvalid", err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("create %d beside a bad one: %v", i, err)
+				continue
+			}
+			if _, err := s.GetRun(ctx, runs[i].ID); err != nil {
+				t.Errorf("run %d not stored: %v", i, err)
+			}
+		}
+	}
+}

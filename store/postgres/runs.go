@@ -15,7 +15,8 @@ import (
 
 // createReq is one Create waiting for the batcher's commit.
 type createReq struct {
-	run  store.Run // prepared (store.PrepareCreate)
+	run  store.Run // prepared (store.PrepareCreate); a retried batch starts from it again
+	out  store.Run // as stored, once committed
 	id   store.RunID
 	opts store.CreateOptions
 	now  time.Time
@@ -55,7 +56,7 @@ func (s *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 	if req.err != nil || req.res.DuplicateOf != "" {
 		return req.res, req.err
 	}
-	*run = req.run
+	*run = req.out
 	return req.res, nil
 }
 
@@ -146,7 +147,8 @@ func (s *Store) commitBatch(batch []*createReq) {
 
 // createIn is one create inside the batch's transaction; the keys it checks are locked.
 func (s *Store) createIn(ctx context.Context, tx pgx.Tx, q *createReq) error {
-	r, now := &q.run, q.now
+	q.out = q.run // a copy: ClaimRun below must not change what a retry starts from
+	r, now := &q.out, q.now
 	claims := store.KeyClaims(r, q.opts, now)
 	for _, c := range claims {
 		var rid []byte
