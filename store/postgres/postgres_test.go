@@ -429,3 +429,41 @@ func TestABadCreateInABatchFailsAlone(t *testing.T) {
 		}
 	}
 }
+
+// Debounced bursts sent to two instances at once leave one run per key to execute.
+func TestDebounceHoldsAcrossStores(t *testing.T) {
+	ctx := context.Background()
+	dsn := newDB(t)
+	// One commit per create: the most interleaving between the two stores' transactions.
+	stores := []*postgres.Store{open(t, dsn, postgres.Options{MaxBatch: 1}), open(t, dsn, postgres.Options{MaxBatch: 1})}
+	const keys, burst = 10, 30
+	var wg sync.WaitGroup
+	for i := range keys * burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &store.Run{Partner: "acme", Endpoint: "e", DebounceKey: fmt.Sprintf("acme//e/loan/L-%d", i%keys),
+				Status: store.StatusWaiting, WakeAt: time.Now().Add(time.Minute)}
+			if _, err := stores[i%2].Create(ctx, r, store.CreateOptions{}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	live, err := stores[0].Unfinished(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perKey := map[string]int{}
+	for _, r := range live {
+		perKey[r.DebounceKey]++
+	}
+	for k, n := range perKey {
+		if n != 1 {
+			t.Errorf("debounce key %s: %d unfinished runs after a burst through two stores, want 1", k, n)
+		}
+	}
+	if len(perKey) != keys {
+		t.Errorf("%d keys have an unfinished run, want %d", len(perKey), keys)
+	}
+}
