@@ -211,6 +211,7 @@ func (d *Dispatcher) Start(ctx context.Context, engine Engine) error {
 	}
 	d.claimer.Add(1)
 	go d.claimLoop()
+	d.listenNotifications()
 	d.mu.Lock()
 	d.scheduleRenewLocked()
 	d.mu.Unlock()

@@ -45,7 +45,7 @@ func TestStoreLayout(t *testing.T) {
 		f := strings.Fields(code)
 		imports[f[0]], testImports[f[0]] = f[1:], strings.Fields(tests)
 	}
-	backends := []string{module + "/store/bolt", module + "/store/memory"}
+	backends := []string{module + "/store/bolt", module + "/store/memory", module + "/store/postgres"}
 	for _, b := range backends {
 		if _, ok := imports[b]; !ok {
 			t.Fatalf("no backend package %s", b)
@@ -62,6 +62,18 @@ func TestStoreLayout(t *testing.T) {
 			}
 			if slices.Contains(imports[p], "go.etcd.io/bbolt") || slices.Contains(testImports[p], "go.etcd.io/bbolt") {
 				t.Errorf("%s imports go.etcd.io/bbolt; only store/bolt may", p)
+			}
+		}
+	})
+	t.Run("only store/postgres and its test helper import pgx", func(t *testing.T) {
+		for p := range imports {
+			if p == module+"/store/postgres" || p == module+"/internal/pgtest" {
+				continue
+			}
+			for _, i := range append(slices.Clone(imports[p]), testImports[p]...) {
+				if strings.HasPrefix(i, "github.com/jackc/pgx/") {
+					t.Errorf("%s imports %s; only store/postgres (and internal/pgtest) may", p, i)
+				}
 			}
 		}
 	})

@@ -1,0 +1,588 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pushbackd/pushbackd/store"
+)
+
+// createReq is one Create waiting for the batcher's commit.
+type createReq struct {
+	run  store.Run // prepared (store.PrepareCreate); a retried batch starts from it again
+	out  store.Run // as stored, once committed
+	id   store.RunID
+	opts store.CreateOptions
+	now  time.Time
+	res  store.CreateResult
+	err  error
+	done chan struct{}
+}
+
+// Create hands the run to the batcher, which commits up to MaxBatch concurrent creates
+// in one transaction (one savepoint each, so one create's failure leaves the others), and
+// returns once that transaction committed: the caller may answer 2xx.
+func (s *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOptions) (store.CreateResult, error) {
+	if err := s.begin(ctx); err != nil {
+		return store.CreateResult{}, err
+	}
+	now := s.clock.Now()
+	r, id, err := store.PrepareCreate(run, now, &s.ids)
+	if err != nil {
+		return store.CreateResult{}, err
+	}
+	if opts.Owner != "" {
+		if err := store.CheckClaimArgs(opts.Owner, opts.LeaseTTL); err != nil {
+			return store.CreateResult{}, err
+		}
+	}
+	req := &createReq{run: r, id: id, opts: opts, now: now, done: make(chan struct{})}
+	s.sendMu.RLock()
+	if s.closed.Load() {
+		s.sendMu.RUnlock()
+		return store.CreateResult{}, store.ErrClosed
+	}
+	s.creates <- req
+	s.sendMu.RUnlock()
+	// Wait for the outcome even if ctx ends: the caller must not be told "failed" about a
+	// run that was committed, nor the reverse.
+	<-req.done
+	if req.err != nil || req.res.DuplicateOf != "" {
+		return req.res, req.err
+	}
+	*run = req.out
+	return req.res, nil
+}
+
+// batcher commits creates in groups, like bbolt's batched writer: while one transaction
+// commits, the next group gathers.
+func (s *Store) batcher() {
+	defer s.batcherWG.Done()
+	for {
+		var first *createReq
+		select {
+		case first = <-s.creates:
+		case <-s.stop:
+			// Close holds sendMu: nothing more arrives; answer what is buffered.
+			for {
+				select {
+				case r := <-s.creates:
+					s.commitBatch([]*createReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*createReq{first}
+	gather:
+		for len(batch) < s.maxBatch {
+			select {
+			case r := <-s.creates:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+func (s *Store) commitBatch(batch []*createReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	for range 5 {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			keys := []string{}
+			for _, q := range batch {
+				q.res, q.err = store.CreateResult{}, nil
+				keys = append(keys, q.run.SerializeKey, q.run.DebounceKey, q.run.IdempotencyKey, q.run.MessageKey)
+				if q.opts.MaxRunnable > 0 {
+					keys = append(keys, runnableLock)
+				}
+			}
+			if err := lockKeys(ctx, tx, keys...); err != nil {
+				return err
+			}
+			for _, q := range batch {
+				sp, err := tx.Begin(ctx)
+				if err != nil {
+					return err
+				}
+				q.err = s.createIn(ctx, sp, q)
+				if q.err != nil || q.res.DuplicateOf != "" {
+					if err := sp.Rollback(ctx); err != nil {
+						return err
+					}
+					if retryable(q.err) {
+						return q.err
+					}
+					continue
+				}
+				if err := sp.Commit(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if !retryable(err) {
+			break
+		}
+	}
+	for _, q := range batch {
+		if err != nil {
+			q.err, q.res = wrap("create run", err), store.CreateResult{}
+		} else if q.err != nil {
+			q.err = wrap("create run", q.err)
+		}
+		close(q.done)
+	}
+}
+
+// createIn is one create inside the batch's transaction; the keys it checks are locked.
+func (s *Store) createIn(ctx context.Context, tx pgx.Tx, q *createReq) error {
+	q.out = q.run // a copy: ClaimRun below must not change what a retry starts from
+	r, now := &q.out, q.now
+	claims := store.KeyClaims(r, q.opts, now)
+	for _, c := range claims {
+		var rid []byte
+		var exp int64
+		err := tx.QueryRow(ctx, "SELECT run_id, expires FROM run_keys WHERE key = $1", []byte(c.Key)).Scan(&rid, &exp)
+		if err == nil && nanos(now) < exp {
+			q.res.DuplicateOf = store.RunID(rid).String()
+			return nil
+		}
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+	}
+	parked := false
+	if r.SerializeKey != "" && !r.Status.Final() {
+		// Any unfinished run of the key parks this one: runs from several processes arrive
+		// in commit order (the key's advisory lock orders them), which their ids, made by
+		// each process's own generator, need not follow within a millisecond.
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM runs WHERE serialize_key = $1 AND NOT final)`,
+			[]byte(r.SerializeKey)).Scan(&parked); err != nil {
+			return err
+		}
+	}
+	take := q.opts.Owner != "" && r.Status == store.StatusQueued && !parked
+	if !take && r.Status.Runnable() && q.opts.MaxRunnable > 0 {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM runs WHERE status IN ('queued', 'waiting') LIMIT $1) r`,
+			q.opts.MaxRunnable).Scan(&n); err != nil {
+			return err
+		}
+		if n >= q.opts.MaxRunnable {
+			return fmt.Errorf("%w: %d runs are queued or waiting", store.ErrFull, q.opts.MaxRunnable)
+		}
+	}
+	for _, c := range claims {
+		if _, err := tx.Exec(ctx, `INSERT INTO run_keys (key, run_id, expires) VALUES ($1, $2, $3)
+			ON CONFLICT (key) DO UPDATE SET run_id = excluded.run_id, expires = excluded.expires`,
+			[]byte(c.Key), q.id[:], nanos(c.Expires)); err != nil {
+			return err
+		}
+	}
+	if r.DebounceKey != "" && !r.Status.Final() {
+		rows, err := tx.Query(ctx, `SELECT id, rec FROM runs WHERE debounce_key = $1 AND NOT final
+			AND status IN ('queued', 'waiting') ORDER BY id FOR UPDATE`, []byte(r.DebounceKey))
+		if err != nil {
+			return err
+		}
+		var olds []*store.Run
+		for rows.Next() {
+			var oid, rec []byte
+			if err := rows.Scan(&oid, &rec); err != nil {
+				rows.Close()
+				return err
+			}
+			o, err := decode(oid, rec, true)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			olds = append(olds, o)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, o := range olds {
+			if !store.Supersedable(o) {
+				continue
+			}
+			store.Supersede(o, r.ID, now)
+			if err := lockKeys(ctx, tx, o.SerializeKey); err != nil {
+				return err
+			}
+			if err := s.write(ctx, tx, o, now); err != nil {
+				return err
+			}
+			q.res.Superseded = append(q.res.Superseded, o.ID)
+		}
+	}
+	var owner string
+	var token, expires int64
+	if take {
+		store.ClaimRun(r, now)
+		l := store.Lease{RunID: r.ID, Owner: q.opts.Owner, Token: 1, Expires: now.Add(q.opts.LeaseTTL)}
+		q.res.Lease = &l
+		owner, token, expires = l.Owner, 1, nanos(l.Expires)
+	}
+	var due *int64
+	if !r.Status.Final() {
+		d := nanos(store.DueAt(r, store.NanosTime(expires), now))
+		if expires == 0 {
+			d = nanos(store.DueAt(r, time.Time{}, now))
+		}
+		due = &d
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO runs (id, partner, site, endpoint, status, saga, idem_key, replay_of,
+		retry_of, serialize_key, debounce_key, final, parked, due_at, lease_owner, lease_token, lease_expires, rec)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (id) DO NOTHING`,
+		q.id[:], []byte(r.Partner), []byte(r.Site), []byte(r.Endpoint), string(r.Status), []byte(r.Saga),
+		[]byte(r.IdempotencyKey), []byte(r.ReplayOf), []byte(r.RetryOf), []byte(r.SerializeKey), []byte(r.DebounceKey),
+		r.Status.Final(), parked, due, []byte(owner), token, expires,
+		store.EncodeRun(nil, r, r.Request.Body))
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: run %s already exists", store.ErrInvalid, r.ID)
+	}
+	if due != nil && !parked && !take {
+		return notify(ctx, tx)
+	}
+	return nil
+}
+
+func notify(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel)
+	return err
+}
+
+func decode(id, rec []byte, full bool) (*store.Run, error) {
+	if len(id) != 16 {
+		return nil, fmt.Errorf("%w: id of %d bytes", store.ErrCorrupt, len(id))
+	}
+	r := &store.Run{ID: store.RunID(id).String()}
+	body, err := store.DecodeRun(rec, r, full)
+	if err != nil {
+		return nil, err
+	}
+	if full {
+		r.Request.Body = body
+	}
+	return r, nil
+}
+
+// write stores r, a stored run changed in place, and files it in the queue as the memory
+// store's reschedule does: a running run keeps its lease, any other status drops it. When r became final, the next run parked behind
+// it (serialize_by) is unparked; the caller holds that key's advisory lock.
+func (s *Store) write(ctx context.Context, tx pgx.Tx, r *store.Run, now time.Time) error {
+	id, err := store.ParseRunID(r.ID)
+	if err != nil {
+		return err
+	}
+	rec := store.EncodeRun(nil, r, r.Request.Body)
+	if r.Status.Final() {
+		if _, err := tx.Exec(ctx, `UPDATE runs SET status = $2, final = true, parked = false, due_at = NULL,
+			lease_owner = ''::bytea, lease_expires = 0, rec = $3 WHERE id = $1`, id[:], string(r.Status), rec); err != nil {
+			return err
+		}
+		if r.SerializeKey == "" {
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `UPDATE runs SET parked = false WHERE id = (SELECT id FROM runs
+			WHERE serialize_key = $1 AND NOT final ORDER BY seq LIMIT 1) AND parked`, []byte(r.SerializeKey))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() > 0 {
+			return notify(ctx, tx)
+		}
+		return nil
+	}
+	if r.Status == store.StatusRunning {
+		// Keeps its lease: due when the lease expires, at once when it has none.
+		_, err := tx.Exec(ctx, `UPDATE runs SET status = $2, rec = $3,
+			due_at = CASE WHEN lease_expires = 0 THEN $4 ELSE lease_expires END WHERE id = $1`,
+			id[:], string(r.Status), rec, nanos(now))
+		return err
+	}
+	due := nanos(store.DueAt(r, time.Time{}, now))
+	if _, err := tx.Exec(ctx, `UPDATE runs SET status = $2, due_at = $3, lease_owner = ''::bytea, lease_expires = 0,
+		rec = $4 WHERE id = $1`, id[:], string(r.Status), due, rec); err != nil {
+		return err
+	}
+	return notify(ctx, tx)
+}
+
+// lockRun locks run id for a write that may make it final: first its serialize_by key's
+// advisory lock (the key never changes, so it is read unlocked), then the row, in the
+// order every writer takes them.
+func lockRun(ctx context.Context, tx pgx.Tx, id store.RunID, final bool) (r *store.Run, st stored, err error) {
+	if final {
+		var key []byte
+		err := tx.QueryRow(ctx, "SELECT serialize_key FROM runs WHERE id = $1", id[:]).Scan(&key)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, st, err
+		}
+		if err := lockKeys(ctx, tx, string(key)); err != nil {
+			return nil, st, err
+		}
+	}
+	var rec, owner []byte
+	err = tx.QueryRow(ctx, `SELECT rec, lease_owner, lease_token, lease_expires FROM runs WHERE id = $1 FOR UPDATE`,
+		id[:]).Scan(&rec, &owner, &st.token, &st.expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, st, fmt.Errorf("run %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, st, err
+	}
+	st.owner = string(owner)
+	r, err = decode(id[:], rec, true)
+	return r, st, err
+}
+
+type stored struct {
+	owner   string
+	token   int64
+	expires int64
+}
+
+func (st stored) held(r *store.Run, l store.Lease) bool {
+	return store.LeaseHeld(r.Status, uint64(st.token), st.owner, store.NanosTime(st.expires), l) && st.expires != 0
+}
+
+func (s *Store) Update(ctx context.Context, run *store.Run) error {
+	id, err := store.ParseRunID(run.ID)
+	if err != nil {
+		return err
+	}
+	if run.Status != "" && !run.Status.Valid() {
+		return fmt.Errorf("%w: status %q", store.ErrInvalid, run.Status)
+	}
+	now := s.clock.Now()
+	var out store.Run
+	err = s.tx(ctx, "update run", func(tx pgx.Tx) error {
+		stored, _, err := lockRun(ctx, tx, id, run.Status.Final() || run.Status == "")
+		if err != nil {
+			return err
+		}
+		in := *run
+		if err := store.ApplyUpdate(stored, &in, now); err != nil {
+			return err
+		}
+		out = *stored
+		return s.write(ctx, tx, stored, now)
+	})
+	if err != nil {
+		return err
+	}
+	run.Status, run.UpdatedAt, run.FinishedAt = out.Status, out.UpdatedAt, out.FinishedAt
+	return nil
+}
+
+func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
+	rid, err := store.ParseRunID(id)
+	if err != nil {
+		return nil, fmt.Errorf("get run: %w", err)
+	}
+	if err := s.begin(ctx); err != nil {
+		return nil, err
+	}
+	var rec []byte
+	err = s.pool.QueryRow(ctx, "SELECT rec FROM runs WHERE id = $1", rid[:]).Scan(&rec)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("get run %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrap("get run", err)
+	}
+	return decode(rid[:], rec, true)
+}
+
+// List runs one query: every filter has an index ordered by id (see the package doc), and
+// ids bound the page, so a page reads at most Limit+1 index entries past the ones filtered.
+func (s *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string, error) {
+	q, err := store.NewListQuery(f)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.begin(ctx); err != nil {
+		return nil, "", err
+	}
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1))
+	}
+	qf := q.Filter
+	for _, c := range []struct {
+		col, v string
+	}{{"partner", qf.Partner}, {"site", qf.Site}, {"endpoint", qf.Endpoint}, {"status", string(qf.Status)},
+		{"saga", qf.Saga}, {"idem_key", qf.IdempotencyKey}, {"replay_of", qf.ReplayOf}, {"retry_of", qf.RetryOf}} {
+		if c.v != "" {
+			add(c.col+" = ?", []byte(c.v))
+		}
+	}
+	if q.Lo != nil {
+		add("id >= ?", q.Lo[:])
+	}
+	if q.Hi != nil {
+		add("id < ?", q.Hi[:])
+	}
+	sqlText := "SELECT id, rec FROM runs"
+	if len(where) > 0 {
+		sqlText += " WHERE " + strings.Join(where, " AND ")
+	}
+	if q.Desc {
+		sqlText += " ORDER BY id DESC"
+	} else {
+		sqlText += " ORDER BY id"
+	}
+	args = append(args, q.Limit+1)
+	sqlText += " LIMIT $" + strconv.Itoa(len(args))
+	rows, err := s.pool.Query(ctx, sqlText, args...)
+	if err != nil {
+		return nil, "", wrap("list runs", err)
+	}
+	defer rows.Close()
+	var out []*store.Run
+	more := false
+	for rows.Next() {
+		if len(out) == q.Limit {
+			more = true
+			break
+		}
+		var id, rec []byte
+		if err := rows.Scan(&id, &rec); err != nil {
+			return nil, "", wrap("list runs", err)
+		}
+		r, err := decode(id, rec, false)
+		if err != nil {
+			return nil, "", fmt.Errorf("list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", wrap("list runs", err)
+	}
+	if more {
+		last, _ := store.ParseRunID(out[len(out)-1].ID)
+		return out, store.EncodeCursor(last), nil
+	}
+	return out, "", nil
+}
+
+func (s *Store) Unfinished(ctx context.Context) ([]*store.Run, error) {
+	if err := s.begin(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, "SELECT id, rec FROM runs WHERE NOT final ORDER BY id")
+	if err != nil {
+		return nil, wrap("unfinished runs", err)
+	}
+	defer rows.Close()
+	var out []*store.Run
+	for rows.Next() {
+		var id, rec []byte
+		if err := rows.Scan(&id, &rec); err != nil {
+			return nil, wrap("unfinished runs", err)
+		}
+		r, err := decode(id, rec, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, wrap("unfinished runs", rows.Err())
+}
+
+// pruneChunk bounds the rows one prune transaction deletes, so accepts are not held up.
+const pruneChunk = 1000
+
+func (s *Store) Prune(ctx context.Context, before time.Time, maxRuns int) (int, error) {
+	if err := s.begin(ctx); err != nil {
+		return 0, err
+	}
+	now := nanos(s.clock.Now())
+	excess := 0
+	if maxRuns > 0 {
+		var n int
+		if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM runs").Scan(&n); err != nil {
+			return 0, wrap("prune", err)
+		}
+		excess = max(n-maxRuns, 0)
+	}
+	deleted := 0
+	del := func(bound []byte, limit int) (int, error) {
+		var n int64
+		err := s.tx(ctx, "prune", func(tx pgx.Tx) error {
+			var ids [][]byte
+			rows, err := tx.Query(ctx, `DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE final
+				AND ($1::bytea IS NULL OR id < $1) ORDER BY id LIMIT $2) RETURNING id`, bound, limit)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id []byte
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return err
+				}
+				ids = append(ids, id)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			n = int64(len(ids))
+			if len(ids) > 0 {
+				_, err = tx.Exec(ctx, "DELETE FROM run_keys WHERE run_id = ANY($1)", ids)
+			}
+			return err
+		})
+		return int(n), err
+	}
+	if !before.IsZero() {
+		b := store.FirstIDAt(before)
+		for {
+			n, err := del(b[:], pruneChunk)
+			deleted += n
+			if err != nil {
+				return deleted, err
+			}
+			if n < pruneChunk {
+				break
+			}
+		}
+	}
+	for deleted < excess {
+		n, err := del(nil, min(pruneChunk, excess-deleted))
+		deleted += n
+		if err != nil {
+			return deleted, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	err := s.tx(ctx, "prune", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM run_keys WHERE expires <= $1", now); err != nil {
+			return err
+		}
+		return sweepKV(ctx, tx, now)
+	})
+	return deleted, err
+}
