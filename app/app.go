@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/pushbackd/pushbackd/admin"
+	"github.com/pushbackd/pushbackd/console"
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/dispatch"
 	"github.com/pushbackd/pushbackd/gateway"
@@ -129,7 +130,16 @@ func New(opts Options) (*App, error) {
 	})
 	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
 	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log})
-	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin"), Rejections: a.gateway.Rejections()}); err != nil {
+	var consoleErr error
+	newConsole := func(api http.Handler) http.Handler {
+		c, err := console.New(console.Options{API: api, Token: token, Logger: log.Named("console")})
+		consoleErr = err
+		return c
+	}
+	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin"), Rejections: a.gateway.Rejections(), Console: newConsole}); err == nil {
+		err = consoleErr
+	}
+	if err != nil {
 		return nil, errors.Join(err, a.store.Close())
 	}
 	a.recordSagaVersions(context.Background(), cfg, "start")
