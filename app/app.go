@@ -20,8 +20,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/pushbackd/pushbackd/admin"
-	"github.com/pushbackd/pushbackd/console"
 	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/console"
 	"github.com/pushbackd/pushbackd/dispatch"
 	"github.com/pushbackd/pushbackd/gateway"
 	"github.com/pushbackd/pushbackd/metrics"
