@@ -9,12 +9,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/bolt"
 )
 
 var (
@@ -234,4 +240,112 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("after logout /runs went to %s and the API proxy answered %d; want /login and 401", loc, status)
 		}
 	})
+}
+
+// seedRuns stores n finished runs straight into the bbolt file at path, spread over
+// partners, endpoints and two statuses, as the bench's history scenario does.
+func seedRuns(t *testing.T, path string, n int) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	partners, endpoints := []string{"acme", "globex", "initech", "umbrella"}, []string{"answers", "fails", "once"}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	for range 256 { // enough writers to fill the store's group commits
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				status := store.StatusSucceeded
+				if i%10 == 3 {
+					status = store.StatusFailed
+				}
+				p, e := partners[i%len(partners)], endpoints[(i/4)%len(endpoints)]
+				r := &store.Run{Partner: p, Endpoint: e, Saga: "answers", SagaVersion: "1", Mode: "async", Status: status, Attempt: 1,
+					Request: store.Request{Method: "POST", Path: "/pushback/" + p + "/" + e, ContentType: "application/json", Body: []byte(`{"loan":"L-1"}`)},
+					Answer:  &store.Answer{Status: 200, Body: []byte(`{"ok":true}`)}}
+				if _, err := s.Create(context.Background(), r, store.CreateOptions{}); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+}
+
+// TestConsolePagesLoadFast times every page in the browser, from navigation start to the
+// load event, with -console.runs runs stored (20,000 by default; the figures in
+// BENCHMARKS.md come from -console.runs=1000000). With -console.png DIR it also writes a
+// picture of each page.
+func TestConsolePagesLoadFast(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a store; not with -short")
+	}
+	ctx := browser(t)
+	down := downstream(t)
+	dir := t.TempDir()
+	files := map[string]string{
+		"pushbackd.yaml":     "limits: {sync_timeout: 5s}\ndata_dir: " + filepath.Join(dir, "data") + "\negress: {allow: [127.0.0.1]}\n",
+		"partners/acme.yaml": strings.Replace(partnerYAML, "DOWNSTREAM", down.URL, 1),
+	}
+	for name, src := range sagaYAML {
+		files["sagas/"+name+".yaml"] = src
+	}
+	writeFiles(t, dir, files)
+	start := time.Now()
+	seedRuns(t, filepath.Join(dir, "data", "pushbackd.db"), *consoleRuns)
+	t.Logf("seeded %d runs in %v", *consoleRuns, time.Since(start).Round(time.Millisecond))
+	a := runApp(t, dir, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), true)
+	admin := newAdmin(t, a)
+	post(t, a, "answers", `{"loan":"L-7"}`)
+	post(t, a, "fails", `{"loan":"L-8"}`)
+	runID := admin.json(http.MethodGet, "/admin/v1/runs?limit=1", "", http.StatusOK)["runs"].([]any)[0].(map[string]any)["id"].(string)
+	base := "http://" + a.AdminAddr()
+	run(t, ctx, "log in", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), admin.token+kb.Enter), chromedp.WaitVisible(chromedp.CSS("#queue-depth")))
+	pages := []struct{ name, path string }{
+		{"overview", "/"}, {"runs", "/runs"}, {"runs-filtered", "/runs?partner=globex&status=failed&since=24h"},
+		{"run", "/runs/" + runID}, {"endpoints", "/endpoints"}, {"sagas", "/sagas"}, {"editor", "/sagas/answers"},
+	}
+	const budget = 300 * time.Millisecond
+	for _, p := range pages {
+		t.Run("the "+p.name+" page loads within 300 ms", func(t *testing.T) {
+			// The best of three: the first load also warms the bbolt pages the OS has not
+			// read yet, which a console left open does not pay again.
+			best := time.Hour
+			for range 3 {
+				run(t, ctx, "open "+p.path, chromedp.Navigate(base+p.path), chromedp.WaitReady(chromedp.CSS("main")))
+				ms := get(t, ctx, "timing", chromedp.Evaluate[float64](`(() => { const n = performance.getEntriesByType("navigation")[0]; return n.loadEventEnd - n.startTime })()`))
+				best = min(best, time.Duration(ms*float64(time.Millisecond)))
+			}
+			t.Logf("%s: %v with %d runs stored", p.path, best.Round(100*time.Microsecond), *consoleRuns)
+			if best > budget {
+				t.Errorf("%s took %v, over %v", p.path, best, budget)
+			}
+			if *consolePNG != "" {
+				png := get(t, ctx, "screenshot", chromedp.FullScreenshot(90))
+				if err := os.WriteFile(filepath.Join(*consolePNG, "console-"+p.name+".png"), png, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
 }
