@@ -25,7 +25,7 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"ms": func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" },
+	"ms":   func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" },
 	"list": func(s ...string) []string { return s },
 	"chart": func(bars, total, more, window any) map[string]any {
 		return map[string]any{"Bars": bars, "Total": total, "More": more, "Window": window}
