@@ -294,7 +294,7 @@ func TestConsoleSaysWhatTheServerCannotDo(t *testing.T) {
 	csrf := url.Values{"csrf": {u.csrf()}}
 	for _, tc := range []struct {
 		name, path, want string
-		form            url.Values
+		form             url.Values
 	}{
 		{"an unknown run action is named", "/runs/" + runID + "/delete", "replayed, retried or cancelled", csrf},
 		{"replaying a run that does not exist says so", "/runs/nope/replay", "no run nope", csrf},
