@@ -168,6 +168,10 @@ func TestConsoleSecurity(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("a script call with the header: %d, want 200", resp.StatusCode)
 		}
+		resp, _ = u.do(http.MethodGet, "/ui/api/..%2F..%2Fmetrics", nil, map[string]string{"X-CSRF-Token": good})
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("a script call climbing out of the API: %d, want 400", resp.StatusCode)
+		}
 	})
 	t.Run("after logout the old cookie is refused", func(t *testing.T) {
 		u := newConsoleUser(t, a, nil)

@@ -352,7 +352,14 @@ func (c *Console) proxy(w http.ResponseWriter, r *http.Request, _ *session) {
 		writeJSONError(w, http.StatusRequestEntityTooLarge, "a request is limited to 1 MiB")
 		return
 	}
-	path := "/admin/v1/" + r.PathValue("path")
+	rest := r.PathValue("path")
+	if strings.Contains(rest, "..") {
+		// Only the API's own routes: an encoded ../ must not climb to /metrics or back into
+		// the console.
+		writeJSONError(w, http.StatusBadRequest, "a path under /ui/api/ may not contain ..")
+		return
+	}
+	path := "/admin/v1/" + rest
 	if r.URL.RawQuery != "" {
 		path += "?" + r.URL.RawQuery
 	}
