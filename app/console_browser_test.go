@@ -56,7 +56,7 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(func() {
 		if t.Failed() {
 			shot, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if png, err := chromedp.Run(shot, chromedp.FullScreenshot(90)); err == nil {
+			if png, err := chromedp.Run(shot, chromedp.FullScreenshot(100)); err == nil {
 				p := filepath.Join(os.TempDir(), "pushbackd-"+strings.ReplaceAll(t.Name(), "/", "_")+".png")
 				if os.WriteFile(p, png, 0o644) == nil {
 					t.Logf("screenshot of the failing page: %s", p)
@@ -341,7 +341,7 @@ func TestConsolePagesLoadFast(t *testing.T) {
 				t.Errorf("%s took %v, over %v", p.path, best, budget)
 			}
 			if *consolePNG != "" {
-				png := get(t, ctx, "screenshot", chromedp.FullScreenshot(90))
+				png := get(t, ctx, "screenshot", chromedp.FullScreenshot(100))
 				if err := os.WriteFile(filepath.Join(*consolePNG, "console-"+p.name+".png"), png, 0o644); err != nil {
 					t.Fatal(err)
 				}
