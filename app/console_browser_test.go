@@ -325,9 +325,15 @@ func TestConsolePagesLoadFast(t *testing.T) {
 		{"overview", "/"}, {"runs", "/runs"}, {"runs-filtered", "/runs?partner=globex&status=failed&since=24h"},
 		{"run", "/runs/" + runID}, {"endpoints", "/endpoints"}, {"sagas", "/sagas"}, {"editor", "/sagas/answers"},
 	}
-	const budget = 300 * time.Millisecond
+	// The race detector slows the server several times over, and go test ./... shares the
+	// cores with every other package: there the bound only catches a page that reads the
+	// history (seconds); the 300 ms one holds for the binary as built.
+	budget := 300 * time.Millisecond
+	if raceEnabled {
+		budget = 2 * time.Second
+	}
 	for _, p := range pages {
-		t.Run("the "+p.name+" page loads within 300 ms", func(t *testing.T) {
+		t.Run("the "+p.name+" page loads within its budget", func(t *testing.T) {
 			// The best of three: the first load also warms the bbolt pages the OS has not
 			// read yet, which a console left open does not pay again.
 			best := time.Hour
