@@ -76,6 +76,17 @@ type Options struct {
 	Clock store.Clock
 	// Jobs runs bulk replays; nil answers 404 on their routes.
 	Jobs Jobs
+	// Console builds the web console served at / on this listener, given the API it calls
+	// in-process; nil serves no console. It sits behind the same Host check as the API.
+	Console func(api http.Handler) http.Handler
+}
+
+// SagaValidator is a Control that can check a saga draft without applying it; the API's
+// validate route answers 404 without one.
+type SagaValidator interface {
+	// ValidateSaga checks src as saga name exactly like ApplySaga and changes nothing;
+	// invalid YAML returns yamlconf.Errors.
+	ValidateSaga(ctx context.Context, name string, src []byte) error
 }
 
 // RejectionSource lists the latest requests refused for their body's schema, newest first.
@@ -129,6 +140,7 @@ func New(o Options) (*API, error) {
 	g.POST("/sagas/:name/versions/:n/restore", a.restoreSaga)
 	g.POST("/sagas/:name/plan", a.plan)
 	g.POST("/sagas/:name/test", a.testSaga)
+	g.POST("/sagas/:name/validate", a.validateSaga)
 	g.GET("/rejections", a.rejections)
 	g.GET("/runs", a.listRuns)
 	g.GET("/runs/:id", a.getRun)
@@ -141,7 +153,11 @@ func New(o Options) (*API, error) {
 	g.POST("/runs/:id/cancel", a.cancel)
 	g.POST("/reload", a.reload)
 	g.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
-	e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
+	if o.Console != nil {
+		e.RouteNotFound("/*", echo.WrapHandler(o.Console(a)))
+	} else {
+		e.RouteNotFound("/*", func(c echo.Context) error { return errNotFound })
+	}
 	a.echo = e
 	return a, nil
 }
@@ -400,6 +416,51 @@ func (a *API) putSaga(c echo.Context) error {
 		return &apiError{code: http.StatusRequestEntityTooLarge, message: "a saga file is limited to 1 MiB"}
 	}
 	return a.apply(c, name, src, "admin")
+}
+
+// validateSaga checks a draft as PUT would and changes nothing: the console's editor calls
+// it while the admin types. The answer is 200 {"errors": []} or 200 with the errors, so a
+// draft full of mistakes is not an HTTP failure.
+func (a *API) validateSaga(c echo.Context) error {
+	name, err := a.sagaName(c)
+	if err != nil {
+		return err
+	}
+	v, ok := a.o.Control.(SagaValidator)
+	if !ok {
+		return &apiError{code: http.StatusNotFound, message: "this server cannot validate a saga without saving it"}
+	}
+	src, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxSagaBytes))
+	if err != nil {
+		return &apiError{code: http.StatusRequestEntityTooLarge, message: "a saga file is limited to 1 MiB"}
+	}
+	errs := yamlconf.Errors{}
+	if err := v.ValidateSaga(c.Request().Context(), name, src); err != nil {
+		var ye yamlconf.Errors
+		if !errors.As(err, &ye) {
+			return err
+		}
+		cfg := a.o.Control.Current()
+		errs = relative(ye, cfg)
+		// The draft's own errors first: an error elsewhere (a partner naming a saga the
+		// draft broke) is a consequence.
+		own := relative(yamlconf.Errors{{File: cfg.SagaFile(name)}}, cfg)[0].File
+		slices.SortStableFunc(errs, func(x, y yamlconf.Error) int {
+			return cmpBool(y.File == own, x.File == own)
+		})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"valid": len(errs) == 0, "errors": errs})
+}
+
+// cmpBool orders true before false when called as cmpBool(y, x).
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 func (a *API) apply(c echo.Context, name string, src []byte, origin string) error {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pushbackd/pushbackd/admin"
 	"github.com/pushbackd/pushbackd/config"
+	"github.com/pushbackd/pushbackd/console"
 	"github.com/pushbackd/pushbackd/dispatch"
 	"github.com/pushbackd/pushbackd/gateway"
 	"github.com/pushbackd/pushbackd/metrics"
@@ -140,7 +141,16 @@ func New(opts Options) (*App, error) {
 	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
 	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log, Tracing: opts.Tracing})
 	a.jobs = newJobRunner(a)
-	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin"), Rejections: a.gateway.Rejections(), Jobs: a.jobs}); err != nil {
+	var consoleErr error
+	newConsole := func(api http.Handler) http.Handler {
+		c, err := console.New(console.Options{API: api, Token: token, Logger: log.Named("console")})
+		consoleErr = err
+		return c
+	}
+	if a.admin, err = admin.New(admin.Options{Control: a, Store: a.store, Token: token, Limiter: clients, Metrics: a.metrics.Handler(), Logger: log.Named("admin"), Rejections: a.gateway.Rejections(), Jobs: a.jobs, Console: newConsole}); err == nil {
+		err = consoleErr
+	}
+	if err != nil {
 		return nil, errors.Join(err, a.store.Close())
 	}
 	a.recordSagaVersions(context.Background(), cfg, "start")

@@ -144,6 +144,15 @@ func (a *App) ApplySaga(ctx context.Context, name string, src []byte, origin str
 	return v, nil
 }
 
+// ValidateSaga checks src as saga name exactly as ApplySaga would and changes nothing.
+func (a *App) ValidateSaga(ctx context.Context, name string, src []byte) error {
+	if !admin.SagaName.MatchString(name) {
+		return fmt.Errorf("saga name %q is not allowed", name)
+	}
+	_, err := config.LoadWith(a.opts.ConfigPath, map[string][]byte{a.Current().SagaFile(name): src})
+	return err
+}
+
 // writeAtomic replaces path with src so that a crash leaves the old file or the new one,
 // never half of either.
 func writeAtomic(path string, src []byte) error {
