@@ -242,7 +242,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 }
 
-// seedRuns stores n finished runs straight into the bbolt file at path, spread over
+// seedHistory stores n finished runs straight into the bbolt file at path, spread over
 // partners, endpoints and two statuses, as the bench's history scenario does.
 func seedHistory(t *testing.T, path string, n int) {
 	t.Helper()
