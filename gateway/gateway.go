@@ -320,13 +320,12 @@ func (g *Gateway) handle(c echo.Context) error {
 	log := newReqLog(g.opts.Logger, reqID, partner, site, endpoint)
 
 	remote := cfg.Server.Proxy.ClientAddr(r)
-	client := remote.String()
 	verifier := route.Endpoint.Verifier()
 	// A client out of tries is refused before its body is read: guessing must not cost us
 	// a megabyte per guess.
 	if blocked, wait := g.clients.Blocked(remote); blocked {
 		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), security.ReasonRateLimited)
-		log.Warn("client out of authentication tries; refusing", zap.String("remote_ip", client))
+		log.Warn("client out of authentication tries; refusing", zap.Stringer("remote_ip", remote))
 		return tooManyFailures(wait)
 	}
 	raw, err := readBody(r, c.Response(), cfg.Server.Limits.MaxBodyBytes)
@@ -339,6 +338,7 @@ func (g *Gateway) handle(c echo.Context) error {
 	if err := verifier.Verify(sreq); err != nil {
 		return g.refuse(err, route, site, remote, log)
 	}
+	client := remote.String() // after the refusals: a guess need not format the address
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)
 	if err != nil {
