@@ -25,7 +25,21 @@ type cfg struct {
 	PruneInterval          string // history.prune_interval
 	ScalePartners          int    // scenario 5: extra partners × 5 sites × 5 endpoints
 	AuthFailuresOff        bool   // limits.auth_failures per_client and per_endpoint 0
+	// JWTPublicPEM, when set, adds the jwt endpoint, checked against this key (scenario 1j, 1e).
+	JWTPublicPEM string
 }
+
+// The rejection scenarios' jwt and aws_sigv4 endpoints (issue 16's methods).
+const (
+	jwtIssuer     = "https://idp.bench.example/"
+	jwtAudience   = "pushbackd"
+	sigv4Region   = "us-east-1"
+	sigv4Service  = "pushbackd"
+	sigv4KeyID    = "AKIDBENCH"
+	sigv4Secret   = "bench-sigv4-secret-access-key"
+	sigv4Endpoint = "sigv4"
+	jwtEndpoint   = "jwt"
+)
 
 const sagaAccept = `name: bench-accept
 description: bench — one set step; scenario 3 measures the durable accept
@@ -47,8 +61,20 @@ steps:
       timeout: 5s
 `
 
-func benchPartner(mockURL string) string {
+func benchPartner(mockURL string, withJWT bool) string {
 	sec := fmt.Sprintf("{method: signature, header: %s, secrets: [{value: %s}]}", sigHeader, benchSecret)
+	extra := fmt.Sprintf(`  - name: %s
+    saga: bench-sync
+    mode: sync
+    security: {method: aws_sigv4, region: %s, service: %s, credentials: [{access_key_id: %s, secret_access_key: {value: %s}}]}
+`, sigv4Endpoint, sigv4Region, sigv4Service, sigv4KeyID, sigv4Secret)
+	if withJWT {
+		extra += fmt.Sprintf(`  - name: %s
+    saga: bench-sync
+    mode: sync
+    security: {method: jwt, keys: [{file: keys/bench-idp.pem}], algorithms: [ES256], issuer: %q, audience: %s}
+`, jwtEndpoint, jwtIssuer, jwtAudience)
+	}
 	return fmt.Sprintf(`id: bench
 name: Bench
 settings: {mock_url: %q}
@@ -63,7 +89,7 @@ endpoints:
   - name: e2e
     saga: bench-e2e
     security: %s
-`, mockURL, sec, sec, sec)
+%s`, mockURL, sec, sec, sec, extra)
 }
 
 // write creates the directory: pushbackd.yaml, partners/, sagas/.
@@ -91,7 +117,7 @@ func (c *cfg) write(dir string) error {
 	if c.MockURL == "" {
 		c.MockURL = "http://127.0.0.1:9"
 	}
-	for _, d := range []string{"partners", "sagas"} {
+	for _, d := range []string{"partners", "partners/keys", "sagas"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}
@@ -113,10 +139,13 @@ egress: {allow: ["127.0.0.1"]}   # the e2e saga calls the bench's mock on loopba
 `, c.Listen, c.Admin, c.DataDir, c.Queue, afOff, c.MaxRuns, c.PruneInterval)
 	files := map[string]string{
 		"pushbackd.yaml":          top,
-		"partners/bench.yaml":     benchPartner(c.MockURL),
+		"partners/bench.yaml":     benchPartner(c.MockURL, c.JWTPublicPEM != ""),
 		"sagas/bench-sync.yaml":   scalefixture.SyncSaga,
 		"sagas/bench-accept.yaml": sagaAccept,
 		"sagas/bench-e2e.yaml":    sagaE2E,
+	}
+	if c.JWTPublicPEM != "" {
+		files["partners/keys/bench-idp.pem"] = c.JWTPublicPEM
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {

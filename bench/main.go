@@ -15,6 +15,7 @@
 package main
 
 import (
+	"crypto/ecdsa"
 	"flag"
 	"fmt"
 	"os"
@@ -133,9 +134,17 @@ func run(o options) error {
 		var err error
 		switch n {
 		case 1, 3:
-			if err = b.scenarioCompare(n, ""); err == nil {
-				fmt.Printf("\n== scenario %db ==\n", n)
-				err = b.scenarioCompare(n, "b")
+			variants := []string{"b"}
+			if n == 1 {
+				variants = append(variants, "j", "e", "s")
+			}
+			err = b.scenarioCompare(n, "")
+			for _, v := range variants {
+				if err != nil {
+					break
+				}
+				fmt.Printf("\n== scenario %d%s ==\n", n, v)
+				err = b.scenarioCompare(n, v)
 			}
 		case 2:
 			err = b.scenarioCompare(2, "")
@@ -179,7 +188,11 @@ type bench struct {
 
 	body            []byte
 	goodSig, badSig string
-	started         time.Time
+	// jwtPub is the jwt endpoint's key (PEM); jwtOther signs the well-formed tokens of
+	// another key that scenario 1j sends.
+	jwtPub   string
+	jwtOther *ecdsa.PrivateKey
+	started  time.Time
 
 	loadStart string
 	rows      []row
@@ -199,6 +212,9 @@ func (b *bench) setup() error {
 	}
 	b.goodSig = signature([]byte(benchSecret), b.body)
 	b.badSig = signature([]byte("not-the-key"), b.body)
+	if b.jwtPub, b.jwtOther, err = jwtKeys(); err != nil {
+		return err
+	}
 
 	b.bin = filepath.Join(b.tmp, "pushbackd")
 	fmt.Println("building pushbackd …")

@@ -3,13 +3,21 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushbackd/pushbackd/security"
 )
@@ -31,11 +39,67 @@ func (b *bench) request(addr, endpoint string, goodSig bool, expect int) target 
 	return target{URL: "http://" + addr + "/pushback/bench/" + endpoint, Header: h, Body: b.body, Expect: expect}
 }
 
+// jwtKeys makes the jwt endpoint's key pair (its public half as PEM) and another key,
+// which the endpoint does not hold.
+func jwtKeys() (pub string, other *ecdsa.PrivateKey, err error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		return "", nil, err
+	}
+	other, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), other, nil
+}
+
+// rejectionHeader is what scenarios 1j, 1e and 1s send: a credential that cannot pass.
+// 1j, a well-formed ES256 token with the right claims, signed by a key the endpoint does
+// not hold (the honest case: only the signature check refuses it); 1e, the same token
+// expired (refused on its exp, before any signature check); 1s, an AWS SigV4 request
+// signed with a wrong secret. The SigV4 request is signed now and passes its X-Amz-Date
+// check for the 5-minute tolerance, more than one scenario takes with the default flags.
+func (b *bench) rejectionHeader(variant, addr string) (http.Header, error) {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	now := time.Now()
+	switch variant {
+	case "j", "e":
+		exp := now.Add(time.Hour)
+		if variant == "e" {
+			exp = now.Add(-time.Hour)
+		}
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.RegisteredClaims{Issuer: jwtIssuer, Audience: jwt.ClaimStrings{jwtAudience},
+			IssuedAt: jwt.NewNumericDate(now.Add(-2 * time.Hour)), ExpiresAt: jwt.NewNumericDate(exp)}).SignedString(b.jwtOther)
+		if err != nil {
+			return nil, err
+		}
+		h.Set("Authorization", "Bearer "+tok)
+	case "s":
+		u := &url.URL{Scheme: "http", Host: addr, Path: "/pushback/bench/" + sigv4Endpoint}
+		sc := security.Config{Method: security.AWSSigV4, Region: sigv4Region, Service: sigv4Service,
+			Secrets: []security.Secret{security.NewSecret("not-the-secret-access-key")}, SecretIDs: []string{sigv4KeyID}}
+		sh, _, err := security.SignFor(sc, u, b.body, "", now)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range sh {
+			h[k] = v
+		}
+	}
+	return h, nil
+}
+
 // startBase starts pushbackd on a fresh copy of the one-partner bench config.
 func (b *bench) startBase(name string, c cfg) (*pushbackd, error) {
 	if c.MockURL == "" {
 		c.MockURL = b.mockURL
 	}
+	c.JWTPublicPEM = b.jwtPub
 	if err := c.write(filepath.Join(b.tmp, name)); err != nil {
 		return nil, err
 	}
@@ -61,7 +125,7 @@ func (b *bench) scenarioCompare(n int, variant string) error {
 	c := cfg{}
 	var name, ep, tgt string
 	good, expect, expect2, min := true, http.StatusOK, 0, 0.0
-	switch n + map[string]int{"": 0, "b": 10}[variant] {
+	switch n + map[string]int{"": 0, "b": 10, "j": 20, "e": 30, "s": 40}[variant] {
 	case 1:
 		// The 401 path itself: with limits.auth_failures on, a one-address flood of bad
 		// signatures is answered 429 after 20 tries (1b).
@@ -69,6 +133,15 @@ func (b *bench) scenarioCompare(n int, variant string) error {
 		name, ep, good, expect, min, tgt = "1 rejected (bad signature, 401; auth_failures limiter off)", "sync", false, http.StatusUnauthorized, 0.85, "ratio ≥ 0.85"
 	case 11:
 		name, ep, good, expect, expect2, min, tgt = "1b rejected, default auth_failures limiter (401 then 429)", "sync", false, http.StatusUnauthorized, http.StatusTooManyRequests, 0.85, "ratio ≥ 0.85"
+	case 21, 31, 41:
+		// Issue 16's methods: the same 401 on a jwt and an aws_sigv4 endpoint.
+		c.AuthFailuresOff = true
+		name = map[string]string{
+			"j": "1j rejected on a jwt endpoint (ES256 token of another key, 401; limiter off)",
+			"e": "1e rejected on a jwt endpoint (expired token, 401; limiter off)",
+			"s": "1s rejected on an aws_sigv4 endpoint (signed with a wrong secret, 401; limiter off)",
+		}[variant]
+		ep, good, expect, min, tgt = map[string]string{"j": jwtEndpoint, "e": jwtEndpoint, "s": sigv4Endpoint}[variant], false, http.StatusUnauthorized, 0.80, "ratio ≥ 0.80"
 	case 2:
 		name, ep, min, tgt = "2 sync, signature, 3-step pure saga", "sync", 0.25, "ratio ≥ 0.25"
 	case 3:
@@ -89,8 +162,16 @@ func (b *bench) scenarioCompare(n int, variant string) error {
 	defer b.stopPB(pb)
 	t := b.request(pb.addr, ep, good, expect)
 	t.Expect2 = expect2
+	bt := b.request(b.bareAddr, ep, good, http.StatusOK)
+	if n == 1 && variant != "" && variant != "b" {
+		h, err := b.rejectionHeader(variant, pb.addr)
+		if err != nil {
+			return err
+		}
+		t.Header, bt.Header = h, h
+	}
 	sides := []side{
-		{"bare", b.request(b.bareAddr, ep, good, http.StatusOK), b.bare},
+		{"bare", bt, b.bare},
 		{"pushbackd", t, pb.proc},
 	}
 	res, err := b.compare(sides...)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/dispatch"
@@ -176,6 +176,9 @@ type httpError struct {
 	message  string
 	header   http.Header
 	problems []payload.Problem
+	// challenge is the 401's WWW-Authenticate: a field, not a header map, since every
+	// refused guess builds one.
+	challenge string
 }
 
 func (e *httpError) Error() string { return e.message }
@@ -229,11 +232,20 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	for k, vs := range he.header {
 		c.Response().Header()[k] = vs
 	}
+	if he.challenge != "" {
+		c.Response().Header()[echo.HeaderWWWAuthenticate] = []string{he.challenge}
+	}
 	writeJSON(c, he.code, Answer{Status: http.StatusText(he.code), Code: he.code, Message: he.message, Errors: he.problems})
 }
 
 func writeJSON(c echo.Context, code int, v any) {
-	b, err := jsonenc.AppendValue(make([]byte, 0, 256), v)
+	var b []byte
+	var err error
+	if a, ok := v.(Answer); ok {
+		b, err = a.appendJSON(make([]byte, 0, 256))
+	} else {
+		b, err = jsonenc.AppendValue(make([]byte, 0, 256), v)
+	}
 	if err != nil {
 		code = http.StatusInternalServerError
 		b = []byte(`{"status":"Internal Server Error","code":500,"message":"answer could not be encoded"}`)
@@ -317,21 +329,19 @@ func (g *Gateway) handle(c echo.Context) error {
 		return &httpError{code: http.StatusMethodNotAllowed, message: "pushback endpoints accept POST only",
 			header: http.Header{"Allow": {http.MethodPost}}}
 	}
-	log := newReqLog(g.opts.Logger, zap.String("request_id", reqID), zap.String("partner", partner),
-		zap.String("site", site), zap.String("endpoint", endpoint))
+	log := newReqLog(g.opts.Logger, reqID, partner, site, endpoint)
 
 	var arrived time.Time
 	if g.tracer != nil {
 		arrived = time.Now()
 	}
 	remote := cfg.Server.Proxy.ClientAddr(r)
-	client := remote.String()
 	verifier := route.Endpoint.Verifier()
 	// A client out of tries is refused before its body is read: guessing must not cost us
 	// a megabyte per guess.
 	if blocked, wait := g.clients.Blocked(remote); blocked {
 		g.opts.Observer.AuthFailure(partner, site, endpoint, verifier.Method(), security.ReasonRateLimited)
-		log.Warn("client out of authentication tries; refusing", zap.String("remote_ip", client))
+		log.Warn("client out of authentication tries; refusing", zap.Stringer("remote_ip", remote))
 		return tooManyFailures(wait)
 	}
 	raw, err := readBody(r, c.Response(), cfg.Server.Limits.MaxBodyBytes)
@@ -347,6 +357,7 @@ func (g *Gateway) handle(c echo.Context) error {
 	if g.tracer != nil {
 		log = log.With(zap.String("trace_id", g.startServerSpan(c, arrived, partner, site, endpoint)))
 	}
+	client := remote.String() // after the refusals: a guess need not format the address
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)
 	if err != nil {
@@ -425,18 +436,20 @@ func (g *Gateway) refuse(err error, route config.Route, site string, client neti
 		reason = f.Reason
 	}
 	g.opts.Observer.AuthFailure(route.Partner.ID, site, route.Endpoint.Name, method, reason)
-	log.Warn("authentication failed", zap.String("method", string(method)),
-		zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.Stringer("remote_ip", client))
+	// Guessing is the one path an attacker can drive without a credential: the line's
+	// fields (err.Error(), the address) are built only when warnings are written.
+	if log.enabled(zapcore.WarnLevel) {
+		log.Warn("authentication failed", zap.String("method", string(method)),
+			zap.String("reason", string(reason)), zap.String("detail", err.Error()), zap.Stringer("remote_ip", client))
+	}
 	g.clients.Fail(client)
-	if key := route.Partner.ID + "/" + route.Endpoint.Name; g.endpoints.Fail(key) {
-		_, wait := g.endpoints.Blocked(key)
-		return tooManyFailures(wait)
+	if g.endpoints != nil {
+		if key := route.Partner.ID + "/" + route.Endpoint.Name; g.endpoints.Fail(key) {
+			_, wait := g.endpoints.Blocked(key)
+			return tooManyFailures(wait)
+		}
 	}
-	h := http.Header{}
-	if ch := security.Challenge(method); ch != "" {
-		h.Set(echo.HeaderWWWAuthenticate, ch)
-	}
-	return &httpError{code: http.StatusUnauthorized, message: unauthorizedMessage, header: h}
+	return &httpError{code: http.StatusUnauthorized, message: unauthorizedMessage, challenge: security.Challenge(method)}
 }
 
 // refuseBody answers a body that fails its endpoint's schema: 400 with where and why, so the
@@ -511,7 +524,7 @@ func duplicateAnswer(c echo.Context, original string) error {
 // accept records an async run and answers only once it is on disk.
 func (g *Gateway) accept(c echo.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions, status int, log *reqLog) error {
 	answer := Answer{Status: http.StatusText(status), Code: status, Message: "accepted", RunID: run.ID}
-	b, err := json.Marshal(answer)
+	b, err := answer.appendJSON(nil)
 	if err != nil {
 		return err
 	}
@@ -622,9 +635,12 @@ func writeSagaAnswer(c echo.Context, a *saga.Answer, runID string) error {
 
 // readBody reads the whole body once, never more than limit bytes; over the limit is 413.
 func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, error) {
-	tooLarge := &httpError{code: http.StatusRequestEntityTooLarge, message: "body larger than " + strconv.FormatInt(limit, 10) + " bytes"}
+	// Built only when needed: every request would otherwise pay for the message.
+	tooLarge := func() error {
+		return &httpError{code: http.StatusRequestEntityTooLarge, message: "body larger than " + strconv.FormatInt(limit, 10) + " bytes"}
+	}
 	if r.ContentLength > limit {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	size := r.ContentLength
@@ -641,7 +657,7 @@ func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, erro
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, tooLarge
+				return nil, tooLarge()
 			}
 			return nil, &httpError{code: http.StatusBadRequest, message: "could not read the request body"}
 		}

@@ -247,52 +247,61 @@ func (s *jwtScheme) check(req Request, c *Check) *Failure {
 	case strings.Count(tok, ".") != 2:
 		return fail(JWT, ReasonMalformed, "token is not a signed JWT (header.payload.signature)")
 	}
+	// The checks run cheapest first, and the signature last: the library's Parse verifies
+	// the signature before the claims, so a token that is expired, of another issuer or
+	// audience, or of an algorithm or kid we hold no key for would cost an ECDSA or RSA
+	// verification (55-70 µs) before being refused. Whatever fails here fails the same way
+	// after a signature check would have; only the order, and so the cost, differs.
 	now := r.now()
-	parser := jwt.NewParser(
-		jwt.WithValidMethods(s.algs),
+	parser := jwt.NewParser(jwt.WithValidMethods(s.algs))
+	claims := jwt.MapClaims{}
+	token, _, err := parser.ParseUnverified(tok, claims)
+	if err != nil {
+		return fail(JWT, jwtReason(err), jwtDetail(err))
+	}
+	alg := token.Method.Alg()
+	if !slices.Contains(s.algs, alg) {
+		return fail(JWT, ReasonMismatch, jwtDetail(jwt.ErrTokenSignatureInvalid))
+	}
+	validator := jwt.NewValidator(
 		jwt.WithIssuer(s.issuer),
 		jwt.WithAudience(s.audience),
 		jwt.WithLeeway(s.leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
-	_, err := parser.Parse(tok, func(t *jwt.Token) (any, error) {
-		alg, _ := t.Header["alg"].(string)
-		kid, hasKid := t.Header["kid"].(string)
-		keys := c.jwt.static
-		var fetchErr error
-		if c.jwt.remote != nil {
-			var rk []jwtKey
-			rk, fetchErr = c.jwt.remote.lookup(kid, now)
-			keys = append(slices.Clip(keys), rk...)
-		}
-		var set jwt.VerificationKeySet
-		for _, k := range keys {
-			if keyFits(alg, k.key) && (!hasKid || k.kid == "" || k.kid == kid) {
-				set.Keys = append(set.Keys, k.key)
-			}
-		}
-		if len(set.Keys) == 0 {
-			if fetchErr != nil {
-				return nil, &noKeyError{msg: errNoJWTKey.Error() + ": " + fetchErr.Error()}
-			}
-			return nil, errNoJWTKey
-		}
-		return set, nil
-	})
-	if err == nil {
-		return nil
+	if err := validator.Validate(claims); err != nil {
+		return fail(JWT, jwtReason(err), jwtDetail(err))
 	}
-	return fail(JWT, jwtReason(err), jwtDetail(err))
+	kid, hasKid := token.Header["kid"].(string)
+	keys := c.jwt.static
+	var fetchErr error
+	if c.jwt.remote != nil {
+		var rk []jwtKey
+		rk, fetchErr = c.jwt.remote.lookup(kid, now)
+		keys = append(slices.Clip(keys), rk...)
+	}
+	text := tok[:strings.LastIndexByte(tok, '.')]
+	tried := false
+	for _, k := range keys {
+		if !keyFits(alg, k.key) || (hasKid && k.kid != "" && k.kid != kid) {
+			continue
+		}
+		tried = true
+		if token.Method.Verify(text, token.Signature, k.key) == nil {
+			return nil
+		}
+	}
+	if !tried {
+		if fetchErr != nil {
+			return fail(JWT, ReasonMismatch, errNoJWTKey.Error()+": "+fetchErr.Error())
+		}
+		return fail(JWT, ReasonMismatch, errNoJWTKey.Error())
+	}
+	return fail(JWT, ReasonMismatch, jwtDetail(jwt.ErrTokenSignatureInvalid))
 }
 
 var errNoJWTKey = errors.New("no configured key has the token's kid and algorithm")
-
-// noKeyError is errNoJWTKey with why the jwks_url gave none.
-type noKeyError struct{ msg string }
-
-func (e *noKeyError) Error() string        { return e.msg }
-func (e *noKeyError) Is(target error) bool { return target == errNoJWTKey }
 
 // jwtReason maps the library's errors onto the stable reasons.
 func jwtReason(err error) Reason {
@@ -309,14 +318,6 @@ func jwtReason(err error) Reason {
 // name claims and algorithms, never values a sender chose, except for the key lookup.
 func jwtDetail(err error) string {
 	switch {
-	case errors.Is(err, errNoJWTKey):
-		// The operator's own settings (the jwks_url's failure) may follow; nothing the
-		// sender wrote does.
-		var nk *noKeyError
-		if errors.As(err, &nk) {
-			return nk.msg
-		}
-		return errNoJWTKey.Error()
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "token is malformed"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):

@@ -185,6 +185,56 @@ func TestJWTVerifiesTokensFromAnIndependentSigner(t *testing.T) {
 	}
 }
 
+// A sender's token that fails a claim, an algorithm or a kid is refused for that, before
+// its signature is checked: the refusal costs no public-key operation, and the detail says
+// so (a token signed by a key we do not hold would otherwise be refused as a bad signature).
+func TestJWTRefusesClaimsBeforeCheckingTheSignature(t *testing.T) {
+	f := newJWTFixture(t)
+	now := testNow
+	cfg := Config{Method: JWT, Keys: []Secret{NewSecret(jwksDoc(t, map[string]any{"ec-1": &f.ec.PublicKey}))},
+		Algorithms: []string{"ES256"}, Issuer: jwtIssuer, Audience: jwtAudience}
+	v, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every token is signed by ec2, which the endpoint does not hold.
+	forged := func(kid string, edit func(*josejwt.Claims)) string {
+		c := goodClaims(now)
+		edit(&c)
+		return joseToken(t, jose.ES256, f.ec2, kid, c)
+	}
+	cases := []struct {
+		name, token string
+		want        Reason
+		detail      string
+	}{
+		{"an expired token is refused for its exp", forged("ec-1", func(c *josejwt.Claims) { c.Expiry = josejwt.NewNumericDate(now.Add(-time.Hour)) }),
+			ReasonExpired, "token expired (exp)"},
+		{"a token not valid yet is refused for its nbf", forged("ec-1", func(c *josejwt.Claims) { c.NotBefore = josejwt.NewNumericDate(now.Add(time.Hour)) }),
+			ReasonExpired, "token not valid yet (nbf)"},
+		{"a token of another issuer is refused for its iss", forged("ec-1", func(c *josejwt.Claims) { c.Issuer = "https://evil.example/" }),
+			ReasonMismatch, "iss is not the configured issuer"},
+		{"a token for another audience is refused for its aud", forged("ec-1", func(c *josejwt.Claims) { c.Audience = josejwt.Audience{"other"} }),
+			ReasonMismatch, "aud does not name the configured audience"},
+		{"a token without exp is refused for the missing claim", forged("ec-1", func(c *josejwt.Claims) { c.Expiry = nil }),
+			ReasonMismatch, "a required claim (exp, iss or aud) is missing"},
+		{"a token naming an unknown kid is refused for its kid", forged("ec-9", func(*josejwt.Claims) {}),
+			ReasonMismatch, "no configured key has the token's kid and algorithm"},
+		{"a well-formed token of another key is refused for its signature", forged("ec-1", func(*josejwt.Claims) {}),
+			ReasonMismatch, "signing method not allowed or signature invalid"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := v.Verify(&Request{Header: hdr("Authorization", "Bearer "+tc.token), Now: now})
+			assertJWTVerdict(t, err, tc.want)
+			var f *Failure
+			if errors.As(err, &f) && f.Detail != tc.detail {
+				t.Errorf("detail %q, want %q", f.Detail, tc.detail)
+			}
+		})
+	}
+}
+
 func assertJWTVerdict(t *testing.T, err error, want Reason) {
 	t.Helper()
 	if want == "" {
@@ -368,6 +418,16 @@ func BenchmarkRejectJWT(b *testing.B) {
 	fx := newJWTFixture(b)
 	cfg := Config{Method: JWT, Keys: []Secret{NewSecret(pubPEM(b, &fx.ec.PublicKey))}, Algorithms: []string{"ES256"}, Issuer: jwtIssuer, Audience: jwtAudience}
 	benchReject(b, cfg, &Request{Header: hdr("Authorization", "Bearer "+joseToken(b, jose.ES256, fx.ec2, "", goodClaims(testNow))), Now: testNow})
+}
+
+// An expired token of the right shape (a replayed old token): refused on its exp, before
+// the signature check.
+func BenchmarkRejectJWTExpired(b *testing.B) {
+	fx := newJWTFixture(b)
+	cfg := Config{Method: JWT, Keys: []Secret{NewSecret(pubPEM(b, &fx.ec.PublicKey))}, Algorithms: []string{"ES256"}, Issuer: jwtIssuer, Audience: jwtAudience}
+	c := goodClaims(testNow)
+	c.Expiry = josejwt.NewNumericDate(testNow.Add(-time.Hour))
+	benchReject(b, cfg, &Request{Header: hdr("Authorization", "Bearer "+joseToken(b, jose.ES256, fx.ec, "", c)), Now: testNow})
 }
 
 // A prober's usual try: garbage after Bearer, refused before any signature check.
