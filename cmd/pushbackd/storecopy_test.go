@@ -78,8 +78,9 @@ func TestStoreCopyCommand(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
+		// The seed's one-second kv entry may or may not have expired by now: kv counts vary.
 		for _, want := range []string{"copying " + path + " into postgres", "progress: saga versions 4 read, 4 new, kv 0 read",
-			"done: saga versions 4 read, 4 new, kv 4 read, 4 new, runs 7 read, 7 new, keys 2 read, 2 new", "17 new records"} {
+			"done: saga versions 4 read, 4 new, kv ", "runs 7 read, 7 new, keys 2 read, 2 new\n", " new records\n"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}
