@@ -21,6 +21,7 @@ commands:
   plan     SAGA -file request.json                  show which steps a saga would run, calling nothing
   runs     list|show ID|replay ID [filters] [-json]  run history, through the admin API
   test     [SAGA...] [-json] [-saga draft.yaml]      run saga tests (sagas_dir/tests/SAGA.yaml), offline
+  store    copy -from bbolt -to postgres [-dsn DSN]  copy a stopped instance's bbolt file into Postgres
 
 Flags may come before or after the arguments. "pushbackd <command> -h" lists a command's flags.
 `
@@ -45,6 +46,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"plan":     cmdPlan,
 		"runs":     cmdRuns,
 		"test":     cmdTest,
+		"store":    cmdStore,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
