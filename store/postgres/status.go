@@ -42,3 +42,12 @@ func DatabaseVersion(ctx context.Context, dsn string) (int64, error) {
 	}
 	return v, nil
 }
+
+// CheckDSN parses dsn without connecting: a malformed one is a start-up error, not
+// something to retry. The error leaves the password out.
+func CheckDSN(dsn string) error {
+	if _, err := pgx.ParseConfig(dsn); err != nil {
+		return fmt.Errorf("postgres dsn: %w", err)
+	}
+	return nil
+}
