@@ -123,7 +123,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	return 0
 }
 
-func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func cmdValidate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", stderr)
 	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (or give it as the argument)")
 	pos, err := parseArgs(fs, args)
@@ -156,6 +156,7 @@ func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		warned = fmt.Sprintf(", %d warning(s)", n)
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d partners, %d endpoints, %d sagas)%s\n", *cfgPath, len(cfg.Partners), endpoints, len(cfg.Sagas), warned)
+	reportStore(ctx, cfg, stdout, stderr)
 	return 0
 }
 
