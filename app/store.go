@@ -168,16 +168,6 @@ func (s *lazyStore) TryLead(ctx context.Context) (func(), <-chan struct{}, bool,
 	return func() {}, nil, true, nil
 }
 
-// Shared reports whether several instances may share the backend (it elects a leader).
-func (s *lazyStore) Shared() bool {
-	st, err := s.get()
-	if err != nil {
-		return false
-	}
-	_, ok := st.(leader)
-	return ok
-}
-
 // Ping checks a backend on a server; one that is a local file (no pinger) has nothing
 // to ping and answers errNoPing.
 func (s *lazyStore) Ping(ctx context.Context) error {
@@ -193,10 +183,24 @@ func (s *lazyStore) Ping(ctx context.Context) error {
 
 var errNoPing = errors.New("the store has no ping")
 
+// sharedPoll is how often the workers of an instance on a shared store claim without being
+// nudged: the fallback for nudges that never come (LISTEN through PgBouncer's transaction
+// pooling, a notification lost while the listening connection reconnected). The claim is
+// one indexed query.
+const sharedPoll = time.Second
+
 // Notifications nudges once when the backend opens (runs may be waiting in it), then
-// passes on the backend's own nudges when it has them (Postgres LISTEN/NOTIFY).
+// passes on the backend's own nudges when it has them (Postgres LISTEN/NOTIFY) and, on a
+// shared store, nudges every sharedPoll as well: work another instance accepted is never
+// left waiting for a notification that does not come.
 func (s *lazyStore) Notifications(ctx context.Context) <-chan struct{} {
 	out := make(chan struct{}, 1)
+	nudge := func() {
+		select {
+		case out <- struct{}{}:
+		default: // one pending nudge is enough
+		}
+	}
 	go func() {
 		defer close(out)
 		select {
@@ -204,16 +208,30 @@ func (s *lazyStore) Notifications(ctx context.Context) <-chan struct{} {
 			return
 		case <-s.opened:
 		}
-		out <- struct{}{}
-		n, ok := (*s.inner.Load()).(dispatch.Notifier)
-		if !ok {
-			<-ctx.Done()
-			return
+		nudge()
+		st := *s.inner.Load()
+		var notes <-chan struct{}
+		if n, ok := st.(dispatch.Notifier); ok {
+			notes = n.Notifications(ctx)
 		}
-		for range n.Notifications(ctx) {
+		var poll <-chan time.Time
+		if _, shared := st.(leader); shared {
+			t := time.NewTicker(sharedPoll)
+			defer t.Stop()
+			poll = t.C
+		}
+		for {
 			select {
-			case out <- struct{}{}:
-			default: // one pending nudge is enough
+			case <-ctx.Done():
+				return
+			case _, ok := <-notes:
+				if !ok {
+					notes = nil // ctx ended, or the backend stopped listening: poll on
+					continue
+				}
+				nudge()
+			case <-poll:
+				nudge()
 			}
 		}
 	}()

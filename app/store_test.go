@@ -11,6 +11,8 @@ import (
 
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/security"
+	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/memory"
 )
 
 func TestAChangedStoreSectionNeedsARestart(t *testing.T) {
@@ -84,6 +86,43 @@ func TestReadinessPingsTheDatabaseAtMostOnceASecond(t *testing.T) {
 		failing.Store(false)
 		if err := c.check(context.Background(), ping); err != nil {
 			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+// sharedMemory is a memory store that says it is shared (it elects a leader), without
+// LISTEN/NOTIFY: a Postgres reached through PgBouncer's transaction pooling.
+type sharedMemory struct{ *memory.Store }
+
+func (sharedMemory) TryLead(context.Context) (func(), <-chan struct{}, bool, error) {
+	return func() {}, nil, true, nil
+}
+
+func TestWorkersPollASharedStoreThatSendsNoNotifications(t *testing.T) {
+	count := func(st store.Store, within time.Duration) int {
+		s := newLazyStore()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ch := s.Notifications(ctx)
+		s.publish(st)
+		n := 0
+		for end := time.After(within); ; {
+			select {
+			case <-ch:
+				n++
+			case <-end:
+				return n
+			}
+		}
+	}
+	t.Run("a shared store is polled about every second after the nudge at open", func(t *testing.T) {
+		if n := count(sharedMemory{memory.New(nil)}, 2*sharedPoll+sharedPoll/2); n < 3 {
+			t.Fatalf("%d nudges in 2.5 polls, want the open one and at least 2 polls", n)
+		}
+	})
+	t.Run("a store of one instance is nudged once, at open", func(t *testing.T) {
+		if n := count(memory.New(nil), 2*sharedPoll); n != 1 {
+			t.Fatalf("%d nudges, want 1", n)
 		}
 	})
 }

@@ -114,7 +114,7 @@ func jsonShape(v any) any {
 
 func shippedConfigs(t *testing.T) []string {
 	t.Helper()
-	files := []string{"../configs/pushbackd.yaml"}
+	files := []string{"../configs/pushbackd.yaml", "../configs/instances.pushbackd.yaml"}
 	for _, dir := range []string{"partners", "sagas"} {
 		m, err := filepath.Glob(filepath.Join("../configs", dir, "*.yaml"))
 		if err != nil {
