@@ -270,7 +270,8 @@ func (a *App) Stop(ctx context.Context) error {
 func (a *App) Close() error { return a.store.Close() }
 
 // leadRetry is how often an instance that does not lead housekeeping tries to take over.
-const leadRetry = time.Second
+// Each try opens a database connection (the lock lives with it), so not every second.
+const leadRetry = 3 * time.Second
 
 // housekeeping prunes history and sweeps expired keys (Prune) on one instance: the leader
 // the store elects among the instances sharing it; with bbolt, this one. When the lead is

@@ -237,7 +237,7 @@ func TestTwoAppsOnOneDatabaseElectOneHousekeeper(t *testing.T) {
 	var leader int
 	t.Run("exactly one of the two leads", func(t *testing.T) {
 		waitFor(t, "a leader", 10*time.Second, func() bool { n, _ := leaders(); return n > 0 })
-		time.Sleep(3 * leadRetry) // the other tried, and more than once
+		time.Sleep(2*leadRetry + time.Second) // the other tried, and more than once
 		n, which := leaders()
 		if n != 1 {
 			t.Fatalf("%d instances lead", n)
@@ -250,7 +250,7 @@ func TestTwoAppsOnOneDatabaseElectOneHousekeeper(t *testing.T) {
 		}
 		stopped[leader] = true
 		other := 1 - leader
-		waitFor(t, "the other instance to lead", 10*time.Second, func() bool { return logs[other].FilterMessage(leading).Len() > 0 })
+		waitFor(t, "the other instance to lead", 2*leadRetry+5*time.Second, func() bool { return logs[other].FilterMessage(leading).Len() > 0 })
 	})
 }
 

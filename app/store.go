@@ -140,7 +140,7 @@ func (s *lazyStore) get() (store.Store, error) {
 		return *p, nil
 	}
 	if p := s.lastErr.Load(); p != nil {
-		return nil, fmt.Errorf("the run store is not open yet: %w", errors.Join(store.ErrUnavailable, *p))
+		return nil, fmt.Errorf("the run store is not open yet: %w: %w", store.ErrUnavailable, *p)
 	}
 	return nil, fmt.Errorf("the run store is not open yet: %w", store.ErrUnavailable)
 }
