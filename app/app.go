@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +27,6 @@ import (
 	"github.com/pushbackd/pushbackd/metrics"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
-	"github.com/pushbackd/pushbackd/store/bolt"
 	"github.com/pushbackd/pushbackd/tracing"
 )
 
@@ -55,6 +53,8 @@ type App struct {
 	current atomic.Pointer[config.Config]
 	gateway *gateway.Gateway
 	store   store.Store // the backend is chosen once, in New
+	lazy    *lazyStore  // the same store, with what only the app asks of it
+	ready   readyCache
 	runs    *dispatch.Dispatcher
 	pinned  *gateway.Pinned // the saga versions resumed runs started on
 	engine  *saga.Engine
@@ -100,12 +100,13 @@ func New(opts Options) (*App, error) {
 	if opts.DataDir != "" {
 		a.dataDir = opts.DataDir
 	}
-	path := filepath.Join(a.dataDir, "pushbackd.db")
-	db, err := bolt.Open(path, bolt.Options{})
+	// Saga versions are recorded before the store serves anything: a resumed run's
+	// invocation is built from them.
+	lazy, err := a.openStore(cfg, func(st store.Store) { a.recordSagaVersionsIn(context.Background(), st, a.Current(), "start") })
 	if err != nil {
 		return nil, err
 	}
-	a.store = db
+	a.store, a.lazy = lazy, lazy
 	token, err := a.adminToken(cfg)
 	if err != nil {
 		return nil, errors.Join(err, a.store.Close())
@@ -153,9 +154,7 @@ func New(opts Options) (*App, error) {
 	if err != nil {
 		return nil, errors.Join(err, a.store.Close())
 	}
-	a.recordSagaVersions(context.Background(), cfg, "start")
 	a.setReload(nil)
-	log.Info("run store open", zap.String("path", path))
 	return a, nil
 }
 
@@ -207,7 +206,7 @@ func (a *App) Start(ctx context.Context) error {
 	a.cancel = cancel
 	wt := a.newWatcher()
 	a.bg.Add(2)
-	go func() { defer a.bg.Done(); a.pruneLoop(bg) }()
+	go func() { defer a.bg.Done(); a.housekeeping(bg) }()
 	go func() { defer a.bg.Done(); a.watch(bg, wt) }()
 	a.log.Info("pushbackd listening", zap.String("addr", a.Addr()), zap.String("admin", a.AdminAddr()),
 		zap.String("config", cfg.File), zap.Int("partners", len(cfg.Partners)), zap.Int("sagas", len(cfg.Sagas)))
@@ -270,9 +269,47 @@ func (a *App) Stop(ctx context.Context) error {
 // Close releases the store of an app that was never started.
 func (a *App) Close() error { return a.store.Close() }
 
+// leadRetry is how often an instance that does not lead housekeeping tries to take over.
+// Each try opens a database connection (the lock lives with it), so not every second.
+const leadRetry = 3 * time.Second
+
+// housekeeping prunes history and sweeps expired keys (Prune) on one instance: the leader
+// the store elects among the instances sharing it; with bbolt, this one. When the lead is
+// lost (the leader's connection broke), it stops and tries again later, as does every
+// instance that is not the leader, so another takes over when the leader dies.
+func (a *App) housekeeping(ctx context.Context) {
+	for {
+		release, lost, ok, err := a.lazy.TryLead(ctx)
+		switch {
+		case ctx.Err() != nil:
+			if ok {
+				release()
+			}
+			return
+		case err != nil:
+			a.log.Debug("cannot take part in the housekeeping election yet", zap.Error(err))
+		case ok:
+			if lost != nil {
+				a.log.Info("leading housekeeping: this instance prunes history and sweeps expired keys")
+			}
+			a.pruneLoop(ctx, lost)
+			release()
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Warn("lost the housekeeping lead; trying again")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(leadRetry):
+		}
+	}
+}
+
 // pruneLoop enforces history.retention and history.max_runs in the background, with the
-// values of the configuration current at each pass.
-func (a *App) pruneLoop(ctx context.Context) {
+// values of the configuration current at each pass, until ctx ends or lost closes.
+func (a *App) pruneLoop(ctx context.Context, lost <-chan struct{}) {
 	t := time.NewTicker(a.Current().Server.History.PruneInterval)
 	defer t.Stop()
 	for {
@@ -286,6 +323,8 @@ func (a *App) pruneLoop(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-lost:
 			return
 		case <-t.C:
 		}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -84,6 +86,10 @@ func restartOnly(old, cur config.Server) []string {
 	if old.Limits.KVLimits() != cur.Limits.KVLimits() {
 		out = append(out, "limits.kv_*")
 	}
+	if old.Store.Driver != cur.Store.Driver || old.Store.DSN.Source() != cur.Store.DSN.Source() ||
+		!bytes.Equal(old.Store.DSN.Secret.Reveal(), cur.Store.DSN.Secret.Reveal()) {
+		out = append(out, "store")
+	}
 	return out
 }
 
@@ -112,8 +118,12 @@ func (a *App) LastReload() (time.Time, error) {
 // recordSagaVersions keeps each loaded saga in the version history (identical sources are
 // not repeated), so edits made on disk are versioned like edits made through the API.
 func (a *App) recordSagaVersions(ctx context.Context, cfg *config.Config, origin string) {
+	a.recordSagaVersionsIn(ctx, a.store, cfg, origin)
+}
+
+func (a *App) recordSagaVersionsIn(ctx context.Context, st store.Sagas, cfg *config.Config, origin string) {
 	for name, s := range cfg.Sagas {
-		if _, _, err := a.store.RecordSagaVersion(ctx, name, s.Source, origin); err != nil {
+		if _, _, err := st.RecordSagaVersion(ctx, name, s.Source, origin); err != nil {
 			a.log.Warn("cannot record the saga's version", zap.String("saga", name), zap.Error(err))
 		}
 	}
@@ -242,10 +252,49 @@ func (a *App) Ready(ctx context.Context) error {
 	if a.Current() == nil {
 		return errors.New("no configuration loaded")
 	}
+	if _, err := a.lazy.get(); err != nil {
+		return err
+	}
+	if err := a.ready.check(ctx, a.lazy.Ping); !errors.Is(err, errNoPing) {
+		return err
+	}
 	if err := a.store.Put(ctx, "pushbackd", "readyz", []byte(`true`), store.PutOptions{TTL: time.Minute}); err != nil {
 		return fmt.Errorf("store not writable: %w", err)
 	}
 	return nil
+}
+
+// readyCache keeps a database ping's answer for readyFor, so /readyz under load (every
+// load balancer polls every instance) does not hammer the database.
+type readyCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+const (
+	readyFor     = time.Second
+	readyTimeout = time.Second
+)
+
+// check pings, or answers the ping of less than readyFor ago. Concurrent callers wait
+// for the one ping under way.
+func (c *readyCache) check(ctx context.Context, ping func(context.Context) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < readyFor {
+		return c.err
+	}
+	pctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	err := ping(pctx)
+	if err != nil && !errors.Is(err, errNoPing) {
+		err = fmt.Errorf("database not reachable: %w", err)
+	}
+	if ctx.Err() == nil { // a caller that went away says nothing about the database
+		c.at, c.err = time.Now(), err
+	}
+	return err
 }
 
 // adminToken is admin.token from the config, or the token in <data_dir>/admin.token,

@@ -31,6 +31,23 @@ type Server struct {
 	Egress      Egress  `yaml:"egress"`
 	Proxy       Proxy   `yaml:"proxy"`
 	TLS         *TLS    `yaml:"tls"`
+	Store       Store   `yaml:"store"`
+}
+
+// Store drivers.
+const (
+	StoreBolt     = "bbolt"    // one file in data_dir: one instance
+	StorePostgres = "postgres" // a shared database: several instances
+)
+
+// Store says where runs, idempotency keys, kv and saga versions live. It is read once at
+// start: a changed store section needs a restart.
+type Store struct {
+	// Driver is StoreBolt (the default) or StorePostgres.
+	Driver string `yaml:"driver"`
+	// DSN is the Postgres connection string (a postgres:// URL or key=value), a secret
+	// reference since it usually holds a password. Only with StorePostgres.
+	DSN SecretRef `yaml:"dsn"`
 }
 
 // TLS makes a listener serve HTTPS (TLS 1.2 or later). The files are re-read when they
@@ -143,6 +160,7 @@ func Defaults() Server {
 		Listen:      "127.0.0.1:8080",
 		Admin:       Admin{Listen: "127.0.0.1:8081"},
 		DataDir:     "./data",
+		Store:       Store{Driver: StoreBolt},
 		PartnersDir: "partners",
 		SagasDir:    "sagas",
 		Limits: Limits{

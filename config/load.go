@@ -319,6 +319,31 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 		}
 	}
 	s.Admin.Hosts = adminHosts(d, at("admin", "hosts"), s.Admin.Hosts)
+	validateStore(d, at, cfg)
+}
+
+// validateStore checks the store section: a known driver, a DSN exactly when it is
+// postgres, and with postgres an admin token in the config, since a token generated into
+// one machine's data_dir cannot serve the other instances sharing the database.
+func validateStore(d *yamlconf.Decoder, at func(path ...string) ast.Node, cfg *Config) {
+	s := &cfg.Server
+	switch s.Store.Driver {
+	case StoreBolt:
+		if s.Store.DSN.IsSet() {
+			d.ErrorAt(s.Store.DSN.Pos, "store.dsn is for driver postgres; the bbolt store is a file in data_dir: remove dsn or set driver: postgres")
+		}
+	case StorePostgres:
+		if !s.Store.DSN.IsSet() {
+			d.Errorf(at("store", "driver"), "store.dsn is required with driver postgres: a secret reference such as {env: PUSHBACKD_POSTGRES_DSN}")
+			break
+		}
+		s.Store.DSN.resolve(d, cfg.Dir)
+		if s.Admin.Token.Secret.IsZero() {
+			d.Errorf(at("store", "driver"), "admin.token must be set in the config with driver postgres (e.g. {env: PUSHBACKD_ADMIN_TOKEN}): a generated token lives in one machine's data_dir, and every instance sharing the database must accept the same token")
+		}
+	default:
+		d.Errorf(at("store", "driver"), "store.driver must be bbolt or postgres, not %q", s.Store.Driver)
+	}
 }
 
 // adminHosts checks that each admin.hosts entry is a bare host name and returns them in

@@ -114,7 +114,7 @@ func jsonShape(v any) any {
 
 func shippedConfigs(t *testing.T) []string {
 	t.Helper()
-	files := []string{"../configs/pushbackd.yaml"}
+	files := []string{"../configs/pushbackd.yaml", "../configs/instances.pushbackd.yaml"}
 	for _, dir := range []string{"partners", "sagas"} {
 		m, err := filepath.Glob(filepath.Join("../configs", dir, "*.yaml"))
 		if err != nil {
@@ -326,6 +326,8 @@ func TestStructurallyBadFilesAreRefusedByBothLoaderAndSchema(t *testing.T) {
 		{"a bare admin token is refused", "bare-admin-token.pushbackd.yaml", "not a bare string", "/admin/token"},
 		{"an admin token shorter than 32 characters is refused", "short-admin-token.pushbackd.yaml", "admin.token must be at least 32 characters", "/admin/token/value"},
 		{"an admin host with a port is refused", "admin-host-with-port.pushbackd.yaml", `admin.hosts: "admin.example.com:8081" must be a host name`, "/admin/hosts/0"},
+		{"an unknown store driver is refused", "unknown-store-driver.pushbackd.yaml", `store.driver must be bbolt or postgres, not "sqlite"`, "/store/driver"},
+		{"a dsn with the bbolt driver is refused", "dsn-with-bbolt.pushbackd.yaml", "store.dsn is for driver postgres", "/store"},
 
 		// partners/<id>.yaml
 		{"an unknown endpoint key is refused", "unknown-key.partner.yaml", `unknown key "retries"`, "/endpoints/0"},

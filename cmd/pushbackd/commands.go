@@ -88,6 +88,8 @@ func printConfigErrors(w io.Writer, err error) {
 func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
 	fs := newFlags("serve", stderr)
 	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (or give it as the argument)")
+	listen := fs.String("listen", "", "pushback listener address, overriding the config's listen (a second instance on one machine)")
+	adminListen := fs.String("admin-listen", "", "admin listener address, overriding the config's admin.listen")
 	withParentFlag := fs.Bool("exit-with-parent", underGoRun(), "stop (gracefully) when the process that started serve exits; default on under go run, so that killing go run stops the server")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -109,7 +111,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	err = app.Run(ctx, app.Options{ConfigPath: *cfgPath}, hup)
+	err = app.Run(ctx, app.Options{ConfigPath: *cfgPath, Listen: *listen, AdminListen: *adminListen}, hup)
 	if err != nil {
 		var ye yamlconf.Errors
 		if errors.As(err, &ye) {
@@ -123,7 +125,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	return 0
 }
 
-func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func cmdValidate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", stderr)
 	cfgPath := fs.String("config", defaultConfig, "path to pushbackd.yaml (or give it as the argument)")
 	pos, err := parseArgs(fs, args)
@@ -156,6 +158,7 @@ func cmdValidate(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		warned = fmt.Sprintf(", %d warning(s)", n)
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d partners, %d endpoints, %d sagas)%s\n", *cfgPath, len(cfg.Partners), endpoints, len(cfg.Sagas), warned)
+	reportStore(ctx, cfg, stdout, stderr)
 	return 0
 }
 

@@ -14,7 +14,7 @@ import (
 const usage = `usage: pushbackd <command> [flags] [args]
 
 commands:
-  serve    [configs/pushbackd.yaml | -config ...]   run the gateway
+  serve    [configs/pushbackd.yaml | -config ...] [-listen ADDR] [-admin-listen ADDR]   run the gateway
   validate [configs/pushbackd.yaml | -config ...]   check a config; exit 1 with file:line:col errors
   sign     -secret-env NAME [body | -file body] [-preset P]  print the signature header value(s) for a body
   curl     PARTNER[/SITE]/ENDPOINT -file BODY       print a ready curl command for an endpoint

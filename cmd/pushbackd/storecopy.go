@@ -19,7 +19,8 @@ const storeUsage = `usage: pushbackd store copy -from bbolt -to postgres [-confi
 
 Copies runs, idempotency and message keys, kv entries and saga versions from a stopped
 instance's bbolt file (<data_dir>/pushbackd.db of -config, or -from-file) into Postgres
-(-dsn, or the PUSHBACKD_POSTGRES_DSN environment variable). Records Postgres holds already
+(-dsn, else the PUSHBACKD_POSTGRES_DSN environment variable, else store.dsn of -config when
+its store.driver is postgres). Records Postgres holds already
 are left as they are, so running it again adds nothing, and finishes a copy that was
 interrupted.
 `
@@ -59,21 +60,32 @@ func cmdStore(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fmt.Fprintf(stderr, "pushbackd store copy: -progress must not be negative\n")
 		return 2
 	}
-	if *dsn == "" {
-		*dsn = os.Getenv(dsnEnv)
-	}
-	if *dsn == "" {
-		fmt.Fprintf(stderr, "pushbackd store copy: no Postgres to copy into: set %s (or give -dsn)\n", dsnEnv)
-		return 2
-	}
-	path := *fromFile
-	if path == "" {
-		server, err := config.LoadServer(*cfgPath)
-		if err != nil {
+	// The config names the bbolt file (its data_dir) and, once it is switched to
+	// store.driver postgres, the DSN too; -from-file and -dsn (or the environment) need none.
+	var server *config.Server
+	if *fromFile == "" || (*dsn == "" && os.Getenv(dsnEnv) == "") {
+		s, err := config.LoadServer(*cfgPath)
+		if err != nil && *fromFile == "" {
 			fmt.Fprintf(stderr, "pushbackd store copy: cannot read %s for data_dir (or give -from-file):\n", *cfgPath)
 			printConfigErrors(stderr, err)
 			return 1
 		}
+		if err == nil {
+			server = &s
+		}
+	}
+	if *dsn == "" {
+		*dsn = os.Getenv(dsnEnv)
+	}
+	if *dsn == "" && server != nil && server.Store.Driver == config.StorePostgres {
+		*dsn = string(server.Store.DSN.Secret.Reveal())
+	}
+	if *dsn == "" {
+		fmt.Fprintf(stderr, "pushbackd store copy: no Postgres to copy into: set %s, give -dsn, or set store.dsn in %s\n", dsnEnv, *cfgPath)
+		return 2
+	}
+	path := *fromFile
+	if path == "" {
 		path = filepath.Join(server.DataDir, "pushbackd.db")
 	}
 	if err := copyStore(ctx, path, *dsn, *every, stderr); err != nil {

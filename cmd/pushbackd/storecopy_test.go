@@ -104,6 +104,22 @@ func TestStoreCopyCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("a config switched to postgres gives the dsn, with no environment", func(t *testing.T) {
+		switched := filepath.Join(dir, "switched.yaml")
+		yaml := "data_dir: " + dir + "\nadmin:\n  token: {value: " + strings.Repeat("t", 40) + "}\n" +
+			"store:\n  driver: postgres\n  dsn: {value: '" + dsn + "'}\n"
+		if err := os.WriteFile(switched, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out := runBin(t, bin, []string{"PUSHBACKD_POSTGRES_DSN="}, "store", "copy", "-from", "bbolt", "-to", "postgres", "-config", switched)
+		if code != 0 || !strings.Contains(out, "runs 7 read, 0 new") {
+			t.Fatalf("exit %d, want 0 and the copy made before found again:\n%s", code, out)
+		}
+		if strings.Contains(out, dsn) {
+			t.Errorf("the output shows the DSN:\n%s", out)
+		}
+	})
+
 	t.Run("a file a running instance holds is refused", func(t *testing.T) {
 		held, err := bolt.Open(path, bolt.Options{})
 		if err != nil {
