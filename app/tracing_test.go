@@ -199,10 +199,14 @@ func TestTracingFollowsAPushbackFromSenderToDownstream(t *testing.T) {
 			if !strings.HasSuffix(attrs["url.full"], "/ok") || attrs["http.request.method"] != "POST" || attrs["http.response.status_code"] != "200" {
 				t.Errorf("http span attributes %v", attrs)
 			}
+			// The worker logs the outcome after saving it, so the record can be final a moment
+			// before the line is written: wait for it.
 			found := false
-			for _, e := range logs.FilterField(zap.String("run_id", runID)).All() {
-				if e.ContextMap()["trace_id"] == traceID.String() {
-					found = true
+			for deadline := time.Now().Add(5 * time.Second); !found && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				for _, e := range logs.FilterField(zap.String("run_id", runID)).All() {
+					if e.ContextMap()["trace_id"] == traceID.String() {
+						found = true
+					}
 				}
 			}
 			if !found {
