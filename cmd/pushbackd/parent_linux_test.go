@@ -112,8 +112,8 @@ func TestServeFollowsItsParentWhenAsked(t *testing.T) {
 			_ = parent.Process.Signal(syscall.SIGKILL)
 			_ = parent.Wait()
 			if c.stops {
-				if !waitReleased(t, addr, dbFile, 5*time.Second) {
-					t.Fatal("the server still holds its port or data file 5s after its parent died")
+				if !waitReleased(t, addr, dbFile, 15*time.Second) {
+					t.Fatal("the server still holds its port or data file 15s after its parent died")
 				}
 				if log, _ := os.ReadFile(logFile); !strings.Contains(string(log), "the process that started serve has exited; stopping") {
 					t.Errorf("log does not say why it stopped:\n%s", log)
@@ -146,7 +146,7 @@ func TestKillingGoRunStopsTheServer(t *testing.T) {
 	waitListening(t, addr, 2*time.Minute)
 	_ = goRun.Process.Signal(syscall.SIGTERM) // what kill $! sends
 	_ = goRun.Wait()
-	if !waitReleased(t, addr, dbFile, 5*time.Second) {
-		t.Fatal("the server still holds its port or data file 5s after go run was killed")
+	if !waitReleased(t, addr, dbFile, 15*time.Second) {
+		t.Fatal("the server still holds its port or data file 15s after go run was killed (without -exit-with-parent it never is)")
 	}
 }
