@@ -295,7 +295,7 @@ func TestJWTConfigIsCheckedAtLoad(t *testing.T) {
 		{"no algorithms is refused", base(func(c *Config) { c.Algorithms = nil }), "algorithms", "algorithms is required"},
 		{"no issuer is refused", base(func(c *Config) { c.Issuer = "" }), "issuer", "issuer is required"},
 		{"no audience is refused", base(func(c *Config) { c.Audience = "" }), "audience", "audience is required"},
-		{"no keys and no jwks_url are refused", base(func(c *Config) { c.Keys = nil }), "keys", "keys or jwks_url is required"},
+		{"no keys and no jwks_url are refused", base(func(c *Config) { c.Keys = nil }), "keys", "keys, jwks_url or secrets is required"},
 		{"a private key is refused", base(func(c *Config) {
 			c.Keys = []Secret{NewSecret(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})))}
 		}), "keys", "not a public key"},
