@@ -430,10 +430,32 @@ func jwtDetail(err error) string {
 	return "token refused"
 }
 
-// sign cannot make a token: the Check holds the identity provider's public keys only.
-// The CLI signs with a private key of the operator's through SignJWT.
-func (s *jwtScheme) sign(*Check, *signing, http.Header, url.Values) error {
-	return errors.New("jwt: tokens come from the partner's identity provider; pushbackd holds only its public keys")
+// sign makes a token only for an endpoint with secrets: it signs with the first secret
+// under the first HS* algorithm pinned, as the partner's identity provider would. With
+// public keys alone the Check holds nothing to sign with; the CLI signs with a private key
+// of the operator's through SignJWT.
+func (s *jwtScheme) sign(c *Check, in *signing, h http.Header, _ url.Values) error {
+	i := slices.IndexFunc(s.algs, isHMAC)
+	if i < 0 || len(c.jwt.secrets) == 0 {
+		return errors.New("jwt: tokens come from the partner's identity provider; pushbackd holds only its public keys")
+	}
+	now := in.now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	tok, err := jwt.NewWithClaims(jwt.GetSigningMethod(s.algs[i]), jwt.RegisteredClaims{
+		Issuer:    s.issuer,
+		Audience:  jwt.ClaimStrings{s.audience},
+		Subject:   "pushbackd-sign",
+		IssuedAt:  jwt.NewNumericDate(now),
+		NotBefore: jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(JWTLifetime)),
+	}).SignedString(c.jwt.secrets[0])
+	if err != nil {
+		return fmt.Errorf("jwt: sign: %w", err)
+	}
+	h.Set("Authorization", "Bearer "+tok)
+	return nil
 }
 
 func (*jwtScheme) messageID(Request) (string, time.Duration) { return "", 0 }

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 )
 
 // hmacJWT signs a token by hand with crypto/hmac (RFC 7515 §A.1's steps), not with the
@@ -133,4 +136,37 @@ func TestJWTNeverMixesPublicKeysAndHMACSecrets(t *testing.T) {
 			assertConfigError(t, err, tc.key, tc.want)
 		})
 	}
+}
+
+// Sign makes an HMAC endpoint's token from its first secret; go-jose, not the library that
+// signed, verifies it.
+func TestJWTSignMakesHMACTokensAnIndependentVerifierAccepts(t *testing.T) {
+	cfg := Config{Method: JWT, Secrets: []Secret{NewSecret(hmacSecret1), NewSecret(hmacSecret2)},
+		Algorithms: []string{"HS384"}, Issuer: jwtIssuer, Audience: jwtAudience}
+	h, _, err := Sign(cfg, nil, "", testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+	if !ok {
+		t.Fatalf("Authorization %q", h.Get("Authorization"))
+	}
+	tok, err := josejwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.HS384})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c josejwt.Claims
+	if err := tok.Claims([]byte(hmacSecret1), &c); err != nil {
+		t.Fatalf("go-jose refuses the token: %v", err)
+	}
+	if err := c.ValidateWithLeeway(josejwt.Expected{Issuer: jwtIssuer, AnyAudience: josejwt.Audience{jwtAudience}, Time: testNow}, 0); err != nil {
+		t.Fatalf("claims: %v", err)
+	}
+	v, _ := New(cfg)
+	assertJWTVerdict(t, v.Verify(&Request{Header: h, Now: testNow.Add(time.Minute)}), "")
+	t.Run("an endpoint with public keys only still cannot sign", func(t *testing.T) {
+		if _, _, err := Sign(jwtConfig(t), nil, "", testNow); err == nil {
+			t.Fatal("signed without a secret")
+		}
+	})
 }
