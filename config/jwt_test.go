@@ -3,9 +3,13 @@ package config
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +73,7 @@ func TestJWTConfigErrorsArePositioned(t *testing.T) {
 		name, security, want string
 	}{
 		{"an HMAC algorithm is an error at its list item", "{method: jwt, keys: [{file: k.pem}], algorithms: [ES256, HS256], issuer: i, audience: a}", "a.yaml:2:"},
-		{"neither keys nor jwks_url is an error", "{method: jwt, algorithms: [ES256], issuer: i, audience: a}", "keys or jwks_url is required"},
+		{"neither keys nor jwks_url is an error", "{method: jwt, algorithms: [ES256], issuer: i, audience: a}", "keys, jwks_url or secrets is required"},
 		{"a jwks_url over http is an error", "{method: jwt, jwks_url: 'http://idp.example.com/k', algorithms: [ES256], issuer: i, audience: a}", "must be https"},
 		{"algorithms written as text is an error", "{method: jwt, keys: [{file: k.pem}], algorithms: ES256, issuer: i, audience: a}", "a.yaml:2:"},
 	} {
@@ -85,6 +89,56 @@ func TestJWTConfigErrorsArePositioned(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 			t.Logf("config error: %v", err)
+		})
+	}
+}
+
+// A jwt endpoint with secrets takes HS256 tokens signed with any of them; the token here
+// is made by hand with crypto/hmac, not by the verifying library.
+func TestJWTSecretsLoadAndVerifyHMACTokens(t *testing.T) {
+	t.Setenv("JWT_SECRET_OLD", strings.Repeat("o", 32))
+	path := writeConfig(t, map[string]string{
+		"partners/a.yaml": `id: a
+endpoints:
+  - name: e
+    saga: echo
+    security:
+      method: jwt
+      secrets: [{value: "` + strings.Repeat("n", 32) + `"}, {env: JWT_SECRET_OLD}]
+      algorithms: [HS256]
+      issuer: https://idp.example.com/
+      audience: pushbackd
+`})
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, ok := cfg.Lookup("a", "", "e")
+	if !ok {
+		t.Fatal("no endpoint a/e")
+	}
+	now := time.Now()
+	sign := func(secret string) string {
+		enc := base64.RawURLEncoding
+		in := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
+			enc.EncodeToString(fmt.Appendf(nil, `{"iss":"https://idp.example.com/","aud":"pushbackd","exp":%d}`, now.Add(time.Minute).Unix()))
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte(in))
+		return in + "." + enc.EncodeToString(m.Sum(nil))
+	}
+	for _, tc := range []struct {
+		name, secret string
+		ok           bool
+	}{
+		{"a token signed with the new secret is accepted", strings.Repeat("n", 32), true},
+		{"a token signed with the old secret is accepted", strings.Repeat("o", 32), true},
+		{"a token signed with another secret is refused", strings.Repeat("x", 32), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := route.Endpoint.Verifier().Verify(&security.Request{Header: map[string][]string{"Authorization": {"Bearer " + sign(tc.secret)}}, Now: now})
+			if (err == nil) != tc.ok {
+				t.Fatalf("verify: %v, want ok=%v", err, tc.ok)
+			}
 		})
 	}
 }

@@ -28,7 +28,14 @@ type securitySpec struct {
 	allowIPs []string
 	allowAt  ast.Node
 
-	invalid bool // did not decode cleanly; build skips it, its errors already told
+	// invalid is set when the block has no usable method (not a mapping, no or an unknown
+	// method or preset): build skips it, its errors already told.
+	invalid bool
+	// told are the keys whose problems are already reported (a value that did not decode, a
+	// secret that did not resolve, a required key that is missing): build still checks
+	// the rest of the block, so every problem is told at once (DESIGN §3), but drops the
+	// method's own complaints about these keys, which would only repeat them.
+	told []string
 }
 
 // pendingSecrets are a secret key's references, resolved by build.
@@ -88,8 +95,7 @@ func (s *Security) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
 // holds.
 func (s *securitySpec) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
 	s.Pos = yamlconf.PosOf(n)
-	s.invalid = true // until decoded cleanly; build then skips it, its errors already told
-	before := len(d.Errors())
+	s.invalid = true // until the method is known; build then skips it, its errors already told
 	m := d.Mapping(n, "a security block like {method: basic, ...}")
 	if m == nil {
 		return
@@ -130,6 +136,7 @@ func (s *securitySpec) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
 		}
 	}
 	s.cfg.Method = method
+	s.invalid = false
 	s.keys, _ = security.MethodKeys(method)
 	for _, mv := range m.Values {
 		name := d.KeyName(mv)
@@ -155,9 +162,12 @@ func (s *securitySpec) UnmarshalYAMLNode(d *yamlconf.Decoder, n ast.Node) {
 			continue
 		}
 		s.set = append(s.set, name)
+		before := len(d.Errors())
 		s.decodeKey(d, s.keys[i], mv.Value)
+		if len(d.Errors()) > before {
+			s.told = append(s.told, name)
+		}
 	}
-	s.invalid = len(d.Errors()) > before
 }
 
 // decodeKey decodes one key's value by its kind.
@@ -257,13 +267,21 @@ func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates
 	for _, k := range w.keys {
 		if k.Need != "" && !slices.Contains(w.set, k.Name) {
 			d.ErrorAt(w.Pos, "security method %s needs %s", w.cfg.Method, k.Need)
+			w.told = append(w.told, k.Name)
 		}
 	}
 	for _, ps := range w.secrets {
+		if slices.Contains(w.told, ps.key.Name) {
+			continue // did not decode: its references are not all there
+		}
 		list := make([]security.Secret, len(ps.refs))
+		resolved := len(d.Errors())
 		for i := range ps.refs {
 			ps.refs[i].resolve(d, dir)
 			list[i] = ps.refs[i].Secret
+		}
+		if len(d.Errors()) > resolved {
+			w.told = append(w.told, ps.key.Name)
 		}
 		ps.key.SetSecrets(&w.cfg, list, ps.ids)
 	}
@@ -271,9 +289,8 @@ func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates
 		w.cfg.AllowIPs = parsePrefixes(d, w.allowAt, w.Pos, w.allowIPs)
 	}
 	w.cfg.Egress = egress
-	if len(d.Errors()) > before {
-		return
-	}
+	// Compile even when something above failed: its checks of the other keys are problems
+	// the operator would otherwise meet one run of validate at a time.
 	check, err := ts.Compile(w.cfg)
 	if err != nil {
 		errs := []error{err}
@@ -284,11 +301,17 @@ func (s *Security) build(d *yamlconf.Decoder, dir string, ts *security.Templates
 			pos := w.Pos
 			var ce *security.ConfigError
 			if errors.As(e, &ce) {
+				if slices.Contains(w.told, ce.Key) {
+					continue
+				}
 				pos = w.posOf(d, ce.Key, ce.Index)
 			}
 			d.ErrorAt(pos, "security: %v", e)
 		}
 		return
+	}
+	if len(d.Errors()) > before || len(w.told) > 0 {
+		return // keys were left out or unresolved: the check is not what the file says
 	}
 	s.Method, s.check = check.Method(), check
 }

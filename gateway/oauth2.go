@@ -89,11 +89,16 @@ func (g *Gateway) token(c echo.Context) error {
 		return tokenFail(c, http.StatusBadRequest, "unsupported_grant_type", "only client_credentials is supported")
 	}
 	id, secret, problem := clientCredentials(r.Header, form)
-	if problem != "" {
+	switch {
+	case problem != "":
 		return tokenFail(c, http.StatusBadRequest, "invalid_request", problem)
-	}
-	if id == "" {
-		return g.refuseClient(c, partnerID, remote.String(), "no client credentials", log)
+	case id == "":
+		return g.refuseClient(c, partnerID, remote.String(), security.ReasonMissing, "no client credentials", log)
+	case secret == "":
+		// RFC 6749 §5.2: a client that names itself without authenticating is
+		// invalid_client (401), not a malformed request. Counted as missing: no secret was
+		// tried, so the client's failure budget is not spent.
+		return g.refuseClient(c, partnerID, remote.String(), security.ReasonMissing, "client_id without client_secret", log)
 	}
 	now := g.opts.Now()
 	for _, e := range partnerEndpoints(partner) {
@@ -112,14 +117,16 @@ func (g *Gateway) token(c echo.Context) error {
 		_, wait := g.clients.Blocked(remote)
 		return tooManyFailures(wait)
 	}
-	return g.refuseClient(c, partnerID, remote.String(), "unknown client or wrong secret", log)
+	return g.refuseClient(c, partnerID, remote.String(), security.ReasonMismatch, "unknown client or wrong secret", log)
 }
 
 // refuseClient is invalid_client: 401 with a Basic challenge (RFC 6749 §5.2), the same
-// answer whether the id or the secret was wrong.
-func (g *Gateway) refuseClient(c echo.Context, partner, remote, why string, log *zap.Logger) error {
-	g.opts.Observer.AuthFailure(partner, "", "", security.OAuth2, security.ReasonMismatch)
-	log.Warn("token request refused", zap.String("detail", why))
+// answer whether the id or the secret was wrong or missing; only the counted reason
+// (missing or mismatch) and the log tell them apart. §5.2 requires the challenge when the
+// client used Basic and allows it otherwise, so it is always sent.
+func (g *Gateway) refuseClient(c echo.Context, partner, remote string, reason security.Reason, why string, log *zap.Logger) error {
+	g.opts.Observer.AuthFailure(partner, "", "", security.OAuth2, reason)
+	log.Warn("token request refused", zap.String("reason", string(reason)), zap.String("detail", why))
 	c.Response().Header().Set(echo.HeaderWWWAuthenticate, oauthRealm)
 	return tokenFail(c, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 }
@@ -159,9 +166,8 @@ func clientCredentials(h http.Header, form url.Values) (id, secret, problem stri
 		}
 		return id, secret, ""
 	}
-	if postID != "" && postSecret == "" {
-		return "", "", "client_secret is missing"
-	}
+	// A client_id without client_secret comes back with an empty secret: the caller answers
+	// invalid_client (§5.2), not invalid_request.
 	return postID, postSecret, ""
 }
 

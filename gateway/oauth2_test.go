@@ -191,7 +191,10 @@ func TestOAuth2TokenEndpointAnswersAsRFC6749Says(t *testing.T) {
 		{"a missing grant_type is invalid_request", "maxwell", form, "", &[2]string{"maxwell", secret}, 400, "invalid_request"},
 		{"a repeated parameter is invalid_request", "maxwell", form, "grant_type=client_credentials&grant_type=client_credentials", &[2]string{"maxwell", secret}, 400, "invalid_request"},
 		{"credentials both in Authorization and the body are invalid_request", "maxwell", form, post, &[2]string{"maxwell", secret}, 400, "invalid_request"},
-		{"a client_id without client_secret is invalid_request", "maxwell", form, "grant_type=client_credentials&client_id=maxwell", nil, 400, "invalid_request"},
+		{"a client_id without client_secret is invalid_client", "maxwell", form, "grant_type=client_credentials&client_id=maxwell", nil, 401, "invalid_client"},
+		{"a client_id with an empty client_secret is invalid_client", "maxwell", form, "grant_type=client_credentials&client_id=maxwell&client_secret=", nil, 401, "invalid_client"},
+		{"Basic with an empty secret is invalid_client", "maxwell", form, "grant_type=client_credentials", &[2]string{"maxwell", ""}, 401, "invalid_client"},
+		{"the client_id of the Basic client beside Basic credentials gets a token", "maxwell", form, "grant_type=client_credentials&client_id=maxwell", &[2]string{"maxwell", secret}, 200, ""},
 		{"a JSON body is invalid_request", "maxwell", "application/json", `{"grant_type":"client_credentials"}`, &[2]string{"maxwell", secret}, 400, "invalid_request"},
 	}
 	for _, tt := range tests {
@@ -225,6 +228,78 @@ func TestOAuth2TokenEndpointAnswersAsRFC6749Says(t *testing.T) {
 		r = g.tokenRequest(t, "maxwell", form, "grant_type=client_credentials", &[2]string{"west-client", "west-secret"})
 		if r.body["expires_in"] != float64(3600) {
 			t.Fatalf("expires_in %v, want the default 3600", r.body["expires_in"])
+		}
+	})
+}
+
+func TestOAuth2TokenRefusalsAreCountedByWhatWasWrong(t *testing.T) {
+	g := startOAuth2Gateway(t, 1000)
+	tests := []struct {
+		name  string
+		form  string
+		basic *[2]string
+		want  security.Reason
+	}{
+		{"a request with no client credentials is counted as missing", "grant_type=client_credentials", nil, security.ReasonMissing},
+		{"a client_id without client_secret is counted as missing", "grant_type=client_credentials&client_id=maxwell", nil, security.ReasonMissing},
+		{"a wrong secret is counted as a mismatch", "grant_type=client_credentials", &[2]string{"maxwell", "wrong"}, security.ReasonMismatch},
+		{"an unknown client is counted as a mismatch", "grant_type=client_credentials&client_id=nobody&client_secret=x", nil, security.ReasonMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := g.tokenRequest(t, "maxwell", form, tt.form, tt.basic)
+			if r.code != 401 || r.body["error"] != "invalid_client" {
+				t.Fatalf("answer %d %v, want 401 invalid_client", r.code, r.body)
+			}
+			if got := g.obs.last(); got != tt.want {
+				t.Fatalf("counted reason %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzClientCredentials feeds arbitrary Authorization values and forms to the token
+// request's credential parsing: it must never panic, and what it returns must be what the
+// request carried (a Basic id and secret round-trip; a form's come back unchanged).
+func FuzzClientCredentials(f *testing.F) {
+	basic := func(id, secret string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
+	}
+	f.Add(basic("maxwell", "s3cret:with+special&chars"), "grant_type=client_credentials")
+	f.Add("", "grant_type=client_credentials&client_id=maxwell&client_secret=x")
+	f.Add("", "client_id=maxwell")
+	f.Add("Basic !!!", "")
+	f.Add("Basic "+base64.StdEncoding.EncodeToString([]byte("no-colon")), "")
+	f.Add("Basic "+base64.StdEncoding.EncodeToString([]byte("%zz:%zz")), "")
+	f.Add("Bearer x", "client_id=a&client_secret=b")
+	f.Add(basic("a", "b"), "client_id=c")
+	f.Fuzz(func(t *testing.T, auth, body string) {
+		h := http.Header{}
+		if auth != "" {
+			h.Set("Authorization", auth)
+		}
+		vals, err := url.ParseQuery(body)
+		if err != nil {
+			return
+		}
+		id, secret, problem := clientCredentials(h, vals)
+		if problem != "" {
+			if id != "" || secret != "" {
+				t.Fatalf("a refused request returned credentials %q %q", id, secret)
+			}
+			return
+		}
+		if auth == "" {
+			if id != vals.Get("client_id") || secret != vals.Get("client_secret") {
+				t.Fatalf("form credentials %q %q came back as %q %q", vals.Get("client_id"), vals.Get("client_secret"), id, secret)
+			}
+			return
+		}
+		if got := basic(id, secret); vals.Get("client_id") != "" && vals.Get("client_id") != id {
+			t.Fatalf("client_id %q differs from the Basic client %q (%s) yet was accepted", vals.Get("client_id"), id, got)
+		}
+		if vals.Get("client_secret") != "" {
+			t.Fatalf("a client_secret beside Basic was accepted")
 		}
 	})
 }

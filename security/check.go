@@ -173,12 +173,20 @@ func (c *Check) Config() Config {
 	}
 	cfg := c.t.cfg
 	rest := c.secrets
+	lists := 0
 	for _, k := range c.t.m.keys {
 		switch f := cfg.at(k.field).(type) {
 		case *Secret:
 			*f, rest = rest[0], rest[1:]
 		case *[]Secret:
-			*f, rest = rest, nil
+			// jwt alone has two lists (keys, then secrets), and records where they split;
+			// every other method's one list takes the rest.
+			n := len(rest)
+			if lists == 0 && c.jwt != nil {
+				n = c.jwt.nKeys
+			}
+			*f, rest = rest[:n:n], rest[n:]
+			lists++
 		}
 	}
 	return cfg

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sync"
@@ -21,21 +22,43 @@ const (
 	jwksRefreshInterval = 30 * time.Second
 	// jwksFetchTimeout bounds one fetch, which a request waits for.
 	jwksFetchTimeout = 5 * time.Second
+	// jwksGrace is how long past its max age a document is still used while fetching it
+	// fails: an outage of the provider's JWKS endpoint must not turn every token into a
+	// 401, but keys nobody could confirm for a day are no longer trusted.
+	jwksGrace = 24 * time.Hour
 )
 
-// remoteJWKS is one endpoint's keys from its jwks_url: fetched on the first request,
-// kept, and fetched again when a token names a kid it lacks, at most once per
-// jwksRefreshInterval. A failed fetch keeps the keys it had.
+// remoteJWKS is one endpoint's keys from its jwks_url: fetched on the first request, kept
+// for maxAge, and fetched again by the first token after that or by a token naming a kid
+// it lacks, at most once per jwksRefreshInterval. A failed fetch keeps the keys it had for
+// jwksGrace past their max age, and is logged.
 type remoteJWKS struct {
 	url    string
 	client *http.Client
+	maxAge time.Duration
 
-	keys atomic.Pointer[[]jwtKey]
+	keys atomic.Pointer[jwksSnapshot]
 	mu   sync.Mutex // held across a fetch: requests needing one wait for it, not fetch again
 	last time.Time  // start of the last fetch, under mu
 }
 
-func newRemoteJWKS(raw string, rt http.RoundTripper, p *problems) *remoteJWKS {
+// jwksSnapshot is a fetched document's keys and when they were fetched (request clock).
+type jwksSnapshot struct {
+	keys    []jwtKey
+	fetched time.Time
+}
+
+// fresh reports whether the keys are within their max age at now.
+func (r *remoteJWKS) fresh(s *jwksSnapshot, now time.Time) bool {
+	return now.Sub(s.fetched) < r.maxAge
+}
+
+// usable reports whether the keys may still be used at now when they cannot be refreshed.
+func (r *remoteJWKS) usable(s *jwksSnapshot, now time.Time) bool {
+	return now.Sub(s.fetched) < r.maxAge+jwksGrace
+}
+
+func newRemoteJWKS(raw string, rt http.RoundTripper, maxAge time.Duration, p *problems) *remoteJWKS {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || u.Host == "":
@@ -53,7 +76,7 @@ func newRemoteJWKS(raw string, rt http.RoundTripper, p *problems) *remoteJWKS {
 		p.at("jwks_url", "jwks_url needs an egress transport (a loader bug: the config loader supplies one)")
 		return nil
 	}
-	return &remoteJWKS{url: u.String(), client: &http.Client{
+	return &remoteJWKS{url: u.String(), maxAge: maxAge, client: &http.Client{
 		Transport: rt,
 		Timeout:   jwksFetchTimeout,
 		// A redirect could lead anywhere: the provider's document is at the URL configured.
@@ -61,34 +84,41 @@ func newRemoteJWKS(raw string, rt http.RoundTripper, p *problems) *remoteJWKS {
 	}}
 }
 
-// lookup returns the keys, fetching them first when none has kid (any key will do when
-// kid is "") and the last fetch is old enough. now is the request's clock.
+// lookup returns the keys, fetching them first when they are older than their max age or
+// none has kid (any key will do when kid is "") and the last fetch is old enough. now is
+// the request's clock.
 func (r *remoteJWKS) lookup(kid string, now time.Time) ([]jwtKey, error) {
-	if ks := r.keys.Load(); ks != nil && hasKid(*ks, kid) {
-		return *ks, nil
+	if ks := r.keys.Load(); ks != nil && r.fresh(ks, now) && hasKid(ks.keys, kid) {
+		return ks.keys, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Another request may have fetched while this one waited.
 	ks := r.keys.Load()
-	if ks != nil && hasKid(*ks, kid) {
-		return *ks, nil
+	if ks != nil && r.fresh(ks, now) && hasKid(ks.keys, kid) {
+		return ks.keys, nil
 	}
 	if !r.last.IsZero() && now.Sub(r.last) < jwksRefreshInterval && now.Sub(r.last) > -jwksRefreshInterval {
-		if ks == nil {
-			return nil, errors.New("jwks_url: no keys (the last fetch failed; next try after 30s)")
+		if ks == nil || !r.usable(ks, now) {
+			return nil, errors.New("jwks_url: no usable keys (the last fetch failed; next try after 30s)")
 		}
-		return *ks, nil
+		return ks.keys, nil
 	}
 	r.last = now
 	fresh, err := r.fetch()
 	if err != nil {
+		if ks != nil && r.usable(ks, now) {
+			slog.Warn("jwks_url refresh failed; verifying with the keys fetched before",
+				"url", r.url, "fetched", ks.fetched, "until", ks.fetched.Add(r.maxAge+jwksGrace), "error", err)
+			return ks.keys, fmt.Errorf("jwks_url refresh failed, kept the keys it had: %w", err)
+		}
 		if ks != nil {
-			return *ks, fmt.Errorf("jwks_url refresh failed, kept the keys it had: %w", err)
+			slog.Error("jwks_url refresh failed past the grace period; its keys are no longer used",
+				"url", r.url, "fetched", ks.fetched, "error", err)
 		}
 		return nil, err
 	}
-	r.keys.Store(&fresh)
+	r.keys.Store(&jwksSnapshot{keys: fresh, fetched: now})
 	return fresh, nil
 }
 

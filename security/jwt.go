@@ -21,10 +21,13 @@ import (
 var jwtMethod = method{
 	name: JWT,
 	keys: []Key{
-		// keys or jwks_url, or both: newJWT requires one.
+		// keys, jwks_url or secrets (or several): newJWT requires one.
 		secretsKey("keys", "", fKeys),
 		textKey("jwks_url", fJWKSURL),
-		{Name: "algorithms", Kind: KeyTexts, Values: jwtAlgorithms, Need: "algorithms: the signing algorithms to accept, e.g. [RS256]", field: fAlgorithms},
+		durationKey("jwks_max_age", fJWKSMaxAge),
+		// secrets are HMAC keys shared with the identity provider: they alone enable HS*.
+		secretsKey("secrets", "", fSecrets),
+		{Name: "algorithms", Kind: KeyTexts, Values: jwtAllAlgorithms, Need: "algorithms: the signing algorithms to accept, e.g. [RS256]", field: fAlgorithms},
 		{Name: "issuer", Kind: KeyText, Need: "issuer: the iss claim tokens must carry", field: fIssuer},
 		{Name: "audience", Kind: KeyText, Need: "audience: the aud value tokens must carry", field: fAudience},
 		durationKey("leeway", fLeeway),
@@ -34,11 +37,31 @@ var jwtMethod = method{
 	credentials: func(Config) (credentialHeaders, string) { return credentialHeaders{}, "" }, // Authorization is always redacted
 }
 
-// jwtAlgorithms are the asymmetric algorithms an endpoint may pin. HMAC (HS*) is left out
-// on purpose: a shared secret would make the partner's identity provider and pushbackd
-// hold the same key, and an HS* entry is the usual door for algorithm confusion (a token
-// "signed" with a public key as the HMAC secret). none is never accepted.
+// jwtAlgorithms are the asymmetric algorithms an endpoint may pin, verified with keys or
+// jwks_url only. none is never accepted.
 var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// jwtHMACAlgorithms are accepted only beside secrets, and verified with those secrets
+// only: never with a public key, whose text is no secret. Mixing the two is the classic
+// algorithm confusion (a token "signed" with the PEM of a public key as its HMAC secret),
+// so HS* never reaches a key of keys or jwks_url, and RS/PS/ES/EdDSA never a secret.
+var jwtHMACAlgorithms = []string{"HS256", "HS384", "HS512"}
+
+var jwtAllAlgorithms = append(slices.Clip(jwtAlgorithms), jwtHMACAlgorithms...)
+
+// hmacKeySize is the least secret length for alg: RFC 7518 §3.2 requires a key at least
+// as long as the hash output.
+func hmacKeySize(alg string) int {
+	switch alg {
+	case "HS384":
+		return 48
+	case "HS512":
+		return 64
+	}
+	return 32
+}
+
+func isHMAC(alg string) bool { return slices.Contains(jwtHMACAlgorithms, alg) }
 
 // Bounds on what a sender controls, so a hostile token costs little before it is refused.
 const (
@@ -51,6 +74,14 @@ const (
 	// maxJWTKeys bounds the keys of one endpoint, so that a token without kid costs at most
 	// this many signature checks.
 	maxJWTKeys = 16
+	// DefaultJWKSMaxAge is how long keys from a jwks_url are used before the next token
+	// fetches them again, unless jwks_max_age says otherwise. A key the provider withdraws
+	// (compromised, rotated out) stops verifying within this time, while fetching costs one
+	// request an hour per endpoint; providers publish rotated keys days ahead, so an hour
+	// never makes a new key wait.
+	DefaultJWKSMaxAge = time.Hour
+	minJWKSMaxAge     = time.Minute
+	maxJWKSMaxAge     = 24 * time.Hour
 )
 
 // jwtScheme checks Authorization: Bearer <JWT>. It holds what endpoints with the same
@@ -77,17 +108,54 @@ func newJWT(cfg Config, p *problems) (scheme, material) {
 		p.at("leeway", "leeway must be between 0s and %s", maxLeeway)
 	}
 	if len(s.algs) == 0 {
-		p.at("algorithms", "algorithms is required (at least one of %s)", strings.Join(jwtAlgorithms, ", "))
+		p.at("algorithms", "algorithms is required (at least one of %s)", strings.Join(jwtAllAlgorithms, ", "))
 	}
+	hasPublic := len(cfg.Keys) > 0 || cfg.JWKSURL != ""
+	hmacSize, asymmetric := 0, false
 	for i, a := range s.algs {
 		switch {
 		case strings.EqualFold(a, "none"):
 			p.item("algorithms", i, "algorithms[%d]: none is never accepted: a token must be signed", i)
-		case strings.HasPrefix(strings.ToUpper(a), "HS"):
-			p.item("algorithms", i, "algorithms[%d]: %s is HMAC, which is not supported: configure the identity provider's public keys and an asymmetric algorithm (%s)", i, a, strings.Join(jwtAlgorithms, ", "))
+		case isHMAC(a):
+			hmacSize = max(hmacSize, hmacKeySize(a))
+			if len(cfg.Secrets) == 0 {
+				p.item("algorithms", i, "algorithms[%d]: %s is HMAC, which needs secrets (the keys shared with the identity provider); keys and jwks_url hold public keys, which are never HMAC secrets", i, a)
+			}
 		case !slices.Contains(jwtAlgorithms, a):
-			p.item("algorithms", i, "algorithms[%d]: unknown algorithm %q (want one of %s)", i, a, strings.Join(jwtAlgorithms, ", "))
+			p.item("algorithms", i, "algorithms[%d]: unknown algorithm %q (want one of %s)", i, a, strings.Join(jwtAllAlgorithms, ", "))
+		default:
+			asymmetric = true
+			if !hasPublic && len(cfg.Secrets) > 0 {
+				p.item("algorithms", i, "algorithms[%d]: %s needs the identity provider's public keys (keys or jwks_url); secrets verify HS256, HS384 and HS512 only", i, a)
+			}
 		}
+	}
+	if len(cfg.Secrets) > 0 && hmacSize == 0 {
+		p.at("secrets", "secrets are HMAC keys: algorithms must name HS256, HS384 or HS512 to use them")
+	}
+	if hasPublic && !asymmetric && hmacSize > 0 {
+		p.at("algorithms", "keys and jwks_url hold public keys: algorithms must name an asymmetric algorithm (%s) to use them", strings.Join(jwtAlgorithms, ", "))
+	}
+	secrets := requireSecrets("secrets", cfg.Secrets, &problems{})
+	for i, sec := range secrets {
+		switch {
+		case looksLikePublicKey(sec):
+			p.item("secrets", i, "secrets[%d] is a public key, not an HMAC secret: a public key is known to everyone (put it in keys)", i)
+		case hmacSize > 0 && len(sec) < hmacSize:
+			p.item("secrets", i, "secrets[%d] is %d bytes; HMAC with %s needs at least %d (RFC 7518 §3.2)", i, len(sec), strings.Join(slices.DeleteFunc(slices.Clone(s.algs), func(a string) bool { return !isHMAC(a) }), ", "), hmacSize)
+		}
+	}
+	if len(secrets) > maxJWTKeys {
+		p.at("secrets", "secrets hold %d secrets, more than %d", len(secrets), maxJWTKeys)
+	}
+	maxAge := cfg.JWKSMaxAge
+	switch {
+	case maxAge != 0 && cfg.JWKSURL == "":
+		p.at("jwks_max_age", "jwks_max_age applies only with jwks_url")
+	case maxAge == 0:
+		maxAge = DefaultJWKSMaxAge
+	case maxAge < minJWKSMaxAge || maxAge > maxJWKSMaxAge:
+		p.at("jwks_max_age", "jwks_max_age must be between %s and %s", minJWKSMaxAge, maxJWKSMaxAge)
 	}
 	if s.issuer == "" {
 		p.at("issuer", "issuer is required")
@@ -98,8 +166,8 @@ func newJWT(cfg Config, p *problems) (scheme, material) {
 	var srcs [][]byte
 	var remote *remoteJWKS
 	if cfg.JWKSURL == "" {
-		if len(cfg.Keys) == 0 {
-			p.at("keys", "keys or jwks_url is required: the identity provider's public keys, or where it publishes them")
+		if len(cfg.Keys) == 0 && len(cfg.Secrets) == 0 {
+			p.at("keys", "keys, jwks_url or secrets is required: the identity provider's public keys, where it publishes them, or the HMAC secrets it shares")
 		}
 		srcs = requireSecrets("keys", cfg.Keys, &problems{})
 		for i, k := range srcs {
@@ -109,7 +177,7 @@ func newJWT(cfg Config, p *problems) (scheme, material) {
 		}
 	} else {
 		srcs = requireSecrets("keys", cfg.Keys, &problems{}) // may be empty beside jwks_url
-		remote = newRemoteJWKS(cfg.JWKSURL, cfg.Egress, p)
+		remote = newRemoteJWKS(cfg.JWKSURL, cfg.Egress, maxAge, p)
 	}
 	var keys []jwtKey
 	for i, src := range srcs {
@@ -128,13 +196,25 @@ func newJWT(cfg Config, p *problems) (scheme, material) {
 	if len(keys) > maxJWTKeys {
 		p.at("keys", "keys hold %d keys, more than %d", len(keys), maxJWTKeys)
 	}
-	return s, material{jwt: &jwtKeys{static: keys, remote: remote}}
+	return s, material{jwt: &jwtKeys{static: keys, remote: remote, secrets: secrets, nKeys: len(cfg.Keys)}}
 }
 
-// jwtKeys are one endpoint's keys: static ones from keys, and its jwks_url's.
+// jwtKeys are one endpoint's keys: static ones from keys, and its jwks_url's, for the
+// asymmetric algorithms; secrets for HS*.
 type jwtKeys struct {
-	static []jwtKey
-	remote *remoteJWKS // nil without jwks_url
+	static  []jwtKey
+	remote  *remoteJWKS // nil without jwks_url
+	secrets [][]byte
+	// nKeys is how many of the Check's secrets are keys; the rest are secrets. Check.Config
+	// splits them there.
+	nKeys int
+}
+
+// looksLikePublicKey reports whether b is a PEM block or a JWK(S), which an HMAC secret
+// never is: such a "secret" is public, and anyone could sign with it.
+func looksLikePublicKey(b []byte) bool {
+	text := strings.TrimSpace(string(b))
+	return strings.HasPrefix(text, "-----BEGIN") || (strings.HasPrefix(text, "{") && strings.Contains(text, `"kty"`))
 }
 
 // parseJWTKeys reads PEM public keys (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE blocks)
@@ -273,6 +353,17 @@ func (s *jwtScheme) check(req Request, c *Check) *Failure {
 	if err := validator.Validate(claims); err != nil {
 		return fail(JWT, jwtReason(err), jwtDetail(err))
 	}
+	text := tok[:strings.LastIndexByte(tok, '.')]
+	if isHMAC(alg) {
+		// Secrets only, never a public key: see jwtHMACAlgorithms. Any secret may match
+		// (rotation); an HMAC check costs about a microsecond, so no kid is needed.
+		for _, sec := range c.jwt.secrets {
+			if token.Method.Verify(text, token.Signature, sec) == nil {
+				return nil
+			}
+		}
+		return fail(JWT, ReasonMismatch, jwtDetail(jwt.ErrTokenSignatureInvalid))
+	}
 	kid, hasKid := token.Header["kid"].(string)
 	keys := c.jwt.static
 	var fetchErr error
@@ -281,7 +372,6 @@ func (s *jwtScheme) check(req Request, c *Check) *Failure {
 		rk, fetchErr = c.jwt.remote.lookup(kid, now)
 		keys = append(slices.Clip(keys), rk...)
 	}
-	text := tok[:strings.LastIndexByte(tok, '.')]
 	tried := false
 	for _, k := range keys {
 		if !keyFits(alg, k.key) || (hasKid && k.kid != "" && k.kid != kid) {
@@ -340,10 +430,32 @@ func jwtDetail(err error) string {
 	return "token refused"
 }
 
-// sign cannot make a token: the Check holds the identity provider's public keys only.
-// The CLI signs with a private key of the operator's through SignJWT.
-func (s *jwtScheme) sign(*Check, *signing, http.Header, url.Values) error {
-	return errors.New("jwt: tokens come from the partner's identity provider; pushbackd holds only its public keys")
+// sign makes a token only for an endpoint with secrets: it signs with the first secret
+// under the first HS* algorithm pinned, as the partner's identity provider would. With
+// public keys alone the Check holds nothing to sign with; the CLI signs with a private key
+// of the operator's through SignJWT.
+func (s *jwtScheme) sign(c *Check, in *signing, h http.Header, _ url.Values) error {
+	i := slices.IndexFunc(s.algs, isHMAC)
+	if i < 0 || len(c.jwt.secrets) == 0 {
+		return errors.New("jwt: tokens come from the partner's identity provider; pushbackd holds only its public keys")
+	}
+	now := in.now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	tok, err := jwt.NewWithClaims(jwt.GetSigningMethod(s.algs[i]), jwt.RegisteredClaims{
+		Issuer:    s.issuer,
+		Audience:  jwt.ClaimStrings{s.audience},
+		Subject:   "pushbackd-sign",
+		IssuedAt:  jwt.NewNumericDate(now),
+		NotBefore: jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(JWTLifetime)),
+	}).SignedString(c.jwt.secrets[0])
+	if err != nil {
+		return fmt.Errorf("jwt: sign: %w", err)
+	}
+	h.Set("Authorization", "Bearer "+tok)
+	return nil
 }
 
 func (*jwtScheme) messageID(Request) (string, time.Duration) { return "", 0 }

@@ -295,7 +295,7 @@ func TestJWTConfigIsCheckedAtLoad(t *testing.T) {
 		{"no algorithms is refused", base(func(c *Config) { c.Algorithms = nil }), "algorithms", "algorithms is required"},
 		{"no issuer is refused", base(func(c *Config) { c.Issuer = "" }), "issuer", "issuer is required"},
 		{"no audience is refused", base(func(c *Config) { c.Audience = "" }), "audience", "audience is required"},
-		{"no keys and no jwks_url are refused", base(func(c *Config) { c.Keys = nil }), "keys", "keys or jwks_url is required"},
+		{"no keys and no jwks_url are refused", base(func(c *Config) { c.Keys = nil }), "keys", "keys, jwks_url or secrets is required"},
 		{"a private key is refused", base(func(c *Config) {
 			c.Keys = []Secret{NewSecret(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})))}
 		}), "keys", "not a public key"},
@@ -349,20 +349,26 @@ func TestJWTEndpointsSharingATemplateKeepTheirOwnKeys(t *testing.T) {
 
 func FuzzJWTToken(f *testing.F) {
 	fx := newJWTFixture(f)
-	cfg := Config{Method: JWT, Keys: []Secret{NewSecret(jwksDoc(f, map[string]any{"k": &fx.ec.PublicKey}))},
-		Algorithms: []string{"ES256"}, Issuer: jwtIssuer, Audience: jwtAudience}
+	doc := jwksDoc(f, map[string]any{"k": &fx.ec.PublicKey})
+	// Public keys and an HMAC secret on one endpoint: the fuzzer also tries tokens of HS*
+	// algorithms, which must verify with the secret only, never with the public key.
+	cfg := Config{Method: JWT, Keys: []Secret{NewSecret(doc)}, Secrets: []Secret{NewSecret(hmacSecret1)},
+		Algorithms: []string{"ES256", "HS256"}, Issuer: jwtIssuer, Audience: jwtAudience}
 	v, err := New(cfg)
 	if err != nil {
 		f.Fatal(err)
 	}
 	good := joseToken(f, jose.ES256, fx.ec, "k", goodClaims(testNow))
+	goodHMAC := hmacJWT(f, "HS256", []byte(hmacSecret1), hmacClaims(testNow))
 	f.Add(good)
+	f.Add(goodHMAC)
+	f.Add(hmacJWT(f, "HS256", []byte(doc), hmacClaims(testNow)))
 	f.Add(b64json(`{"alg":"none"}`) + "." + strings.Split(good, ".")[1] + ".")
 	f.Add(b64json(`{"alg":"ES256","kid":["x"]}`) + ".e30.")
 	f.Add("a.b.c")
 	f.Fuzz(func(t *testing.T, tok string) {
 		err := v.Verify(&Request{Header: hdr("Authorization", "Bearer "+tok), Now: testNow})
-		if err == nil && tok != good {
+		if err == nil && tok != good && tok != goodHMAC {
 			// Only a token go-jose signed with the key can pass; a mutation that still
 			// verifies would be a forgery.
 			parts := strings.Split(tok, ".")

@@ -191,6 +191,7 @@ const (
 	fLeeway
 	fJWKSURL
 	fTokenTTL
+	fJWKSMaxAge
 )
 
 // at is a pointer to field id of c: *string, *[]string, *time.Duration, *Secret or *[]Secret.
@@ -252,6 +253,8 @@ func (c *Config) at(id fieldID) any {
 		return &c.JWKSURL
 	case fTokenTTL:
 		return &c.TokenTTL
+	case fJWKSMaxAge:
+		return &c.JWKSMaxAge
 	}
 	return nil
 }

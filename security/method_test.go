@@ -40,7 +40,7 @@ func TestEveryMethodTableEntryIsComplete(t *testing.T) {
 					}
 				case KeySecrets:
 					_, ok = f.(*[]Secret)
-					if seenList {
+					if seenList && m.name != JWT { // jwt's material records the split: see Check.Config
 						t.Errorf("a second secret list %q: Check.Config could not split them", k.Name)
 					}
 					seenList = true

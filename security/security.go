@@ -102,8 +102,12 @@ type Config struct {
 	// aud; Leeway is the clock skew allowed on exp and nbf (0 means DefaultLeeway).
 	// JWKSURL, when set, is where the provider publishes its keys (https, fetched through
 	// Egress, which the loader sets to a transport bound by the egress rules).
+	// JWKSMaxAge is how long fetched keys are used before a token fetches them again (0
+	// means DefaultJWKSMaxAge). Secrets (above), when set, are HMAC keys shared with the
+	// provider: the only keys HS256/384/512 verify with, and they verify nothing else.
 	Algorithms []string
 	JWKSURL    string
+	JWKSMaxAge time.Duration
 	Egress     http.RoundTripper
 	Issuer     string
 	Audience   string
