@@ -95,8 +95,12 @@ func LoadServer(path string) (Server, error) {
 // what did load — every partner and saga whose file is valid — together with all the
 // problems found. The Config is nil only when the main file cannot be read or parsed. It
 // must never be served: a partner left out is a partner refused.
+//
+// A partner whose only problem is a saga it names whose file is broken is kept, without that
+// saga, and the problem reported with the others: commands that need the partner (curl)
+// never run its saga. A saga named that has no file at all stays the partner's own error.
 func LoadPartial(path string) (*Config, yamlconf.Errors) {
-	l := &loader{overlay: map[string][]byte{}}
+	l := &loader{overlay: map[string][]byte{}, partial: true}
 	cfg := l.load(path)
 	l.errs.Sort()
 	return cfg, l.errs
@@ -106,6 +110,9 @@ type loader struct {
 	errs       yamlconf.Errors
 	overlay    map[string][]byte
 	serverOnly bool // stop after the main file
+	partial    bool // LoadPartial: keep partners whose only fault is a saga whose file is broken
+	// brokenSagas names the sagas whose files did not load (a saga's name is its file's).
+	brokenSagas map[string]bool
 }
 
 func (l *loader) readFile(path string) ([]byte, error) {
@@ -402,14 +409,19 @@ func (l *loader) loadSagas(dir string) map[string]*saga.Saga {
 		}
 		return sagas
 	}
+	l.brokenSagas = map[string]bool{}
 	for _, f := range files {
 		src, err := l.readFile(f)
 		if err != nil {
 			l.fileError(f, unwrapPathError(err))
+			l.brokenSagas[strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))] = true
 			continue
 		}
 		s, errs := saga.Parse(f, src)
 		l.errs = append(l.errs, errs...)
+		if len(errs) > 0 {
+			l.brokenSagas[strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))] = true
+		}
 		if s == nil || s.Name == "" {
 			continue
 		}
@@ -445,6 +457,9 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga, ec egress
 			// One decoder per worker: its type and string caches serve all its files.
 			d := yamlconf.NewDecoder("")
 			share := &shared{schemas: map[string]schemaResult{}}
+			if l.partial {
+				share.brokenSagas = l.brokenSagas // read only from here on
+			}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(files) {
@@ -489,6 +504,11 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share *shared, f string, sagas
 		validatePartner(d, p, sagas, filepath.Dir(f), share)
 	}
 	errs := d.Errors()
+	missing := share.missingSagas
+	share.missingSagas = nil
+	for i := range missing {
+		missing[i].File = f
+	}
 	var warns yamlconf.Errors
 	if len(errs) == 0 {
 		warns = settingsWarnings(d, node, p, ec)
@@ -496,10 +516,14 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share *shared, f string, sagas
 	// Drop the anchors, and with them the AST, before the next file is read.
 	d.Reset("")
 	if len(errs) > 0 {
+		errs = append(errs, missing...)
+		errs.Sort()
 		return nil, errs, nil
 	}
 	pack(p)
-	return p, nil, warns
+	// Partial loading only: the partner loads without the sagas that did not, and the
+	// loader still reports each as an error for the caller to weigh.
+	return p, missing, warns
 }
 
 func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string, share *shared) {
@@ -591,7 +615,12 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 				if len(sagas) > 0 {
 					known = "known: " + strings.Join(slices.Sorted(maps.Keys(sagas)), ", ")
 				}
-				d.ErrorAt(e.Pos, "endpoint %q: saga %q not found in sagas_dir (%s)", e.Name, e.Saga, known)
+				msg := fmt.Sprintf("endpoint %q: saga %q not found in sagas_dir (%s)", e.Name, e.Saga, known)
+				if share.brokenSagas[e.Saga] {
+					share.missingSagas = append(share.missingSagas, yamlconf.Error{Line: e.Pos.Line, Column: e.Pos.Column, Message: msg})
+				} else {
+					d.ErrorAt(e.Pos, "%s", msg)
+				}
 			}
 		}
 		switch e.Mode {
@@ -655,6 +684,11 @@ type shared struct {
 	templates security.Templates
 	schemas   map[string]schemaResult // by absolute path
 	egress    http.RoundTripper       // the partner's, for methods that fetch keys
+	// brokenSagas is set by LoadPartial: an endpoint naming one of these sagas (whose files
+	// did not load) has that problem collected in missingSagas (the current file's,
+	// positions only) instead of failing the partner.
+	brokenSagas  map[string]bool
+	missingSagas yamlconf.Errors
 }
 
 type schemaResult struct {

@@ -173,7 +173,7 @@ func loadFor(stderr io.Writer, path string, needs func(*config.Config) bool) (*c
 		return nil, false
 	}
 	for _, e := range errs {
-		fmt.Fprintf(stderr, "%s:%d:%d: warning: %s (in a file this command does not need; validate before serving)\n", e.File, e.Line, e.Column, e.Message)
+		fmt.Fprintf(stderr, "%s:%d:%d: warning: %s (not needed by this command; validate before serving)\n", e.File, e.Line, e.Column, e.Message)
 	}
 	return cfg, true
 }
