@@ -93,6 +93,18 @@ func TestRunsListKeepsItsFiltersAndOneTimeZone(t *testing.T) {
 			t.Errorf("the window holds two runs, yet the second page offers more:\n%s", out2)
 		}
 	})
+	t.Run("the more hint keeps a connection flag given even when it equals the default", func(t *testing.T) {
+		code, out, errOut := runCLI(t, "", "runs", "list", "-limit", "1", "-config", defaultConfig, "-admin", srv.URL, "-token-file", tokenFile)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		_, hint, _ := strings.Cut(out, "more: ")
+		for _, want := range []string{"-config " + defaultConfig, "-admin " + srv.URL, "-token-file " + tokenFile} {
+			if !strings.Contains(hint, want) {
+				t.Errorf("hint %q lacks %q", hint, want)
+			}
+		}
+	})
 	t.Run("a sender's idempotency key finds its run under the partner and endpoint given", func(t *testing.T) {
 		out, _ := list(t, "-idempotency-key", "e1", "-partner", "acme", "-endpoint", "loans")
 		if !strings.Contains(out, keyed.ID) {
