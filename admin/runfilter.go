@@ -45,7 +45,14 @@ func parseRunFilter(q url.Values, now time.Time) (store.Filter, error) {
 		return f, fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	f.Partner, f.Site, f.Endpoint = q.Get("partner"), q.Get("site"), q.Get("endpoint")
-	f.Saga, f.IdempotencyKey, f.Cursor = q.Get("saga"), q.Get("idempotency_key"), q.Get("cursor")
+	f.Saga, f.Cursor = q.Get("saga"), q.Get("cursor")
+	if s := q.Get("idempotency_key"); s != "" {
+		key, err := idempotencyFilter(s, f.Partner, f.Site, f.Endpoint)
+		if err != nil {
+			bad("%v", err)
+		}
+		f.IdempotencyKey = key
+	}
 	if s := q.Get("status"); s != "" {
 		f.Status = store.Status(s)
 		if !f.Status.Valid() {
@@ -99,6 +106,28 @@ func parseRunFilter(q url.Values, now time.Time) (store.Filter, error) {
 		return f, fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return f, nil
+}
+
+// idempotencyFilter turns idempotency_key's value into the stored key the index holds. Runs
+// store the sender's key scoped to where it arrived ("acme//loans/e1"), but an operator holds
+// the sender's key ("e1"): with partner and endpoint given (site "" when absent, as the
+// gateway scopes it) it is scoped by store.IdempotencyKey, the gateway's own function, so the
+// lookup stays one exact index read. A value already scoped to that scope is taken as is.
+// Without partner and endpoint there is no scope to build, so the value must be a stored key;
+// one that cannot be (a scoped key has three "/" before the sender's part) is refused rather
+// than answered with an empty list that looks like "no such run".
+func idempotencyFilter(v, partner, site, endpoint string) (string, error) {
+	if partner != "" && endpoint != "" {
+		scope := store.KeyScope{Partner: partner, Site: site, Endpoint: endpoint}
+		if strings.HasPrefix(v, store.IdempotencyKey(scope, "")) {
+			return v, nil
+		}
+		return store.IdempotencyKey(scope, v), nil
+	}
+	if strings.Count(v, "/") < 3 {
+		return "", fmt.Errorf("idempotency_key %q is a sender's key, not a stored one (partner/site/endpoint/key); give partner and endpoint with a sender's key (and site for a site's endpoint)", truncate(v))
+	}
+	return v, nil
 }
 
 // parseWhen reads an RFC 3339 time or a duration before now ("2h", "30m", "1h30m").

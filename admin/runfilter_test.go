@@ -36,6 +36,11 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 	}
 	// Three hours ago, ninety minutes ago, and now.
 	old := create(&store.Run{Saga: "forward", Status: store.StatusFailed, IdempotencyKey: "acme//orders/order-1"})
+	east := create(&store.Run{Partner: "acme", Site: "east", Endpoint: "orders", Saga: "notify", Status: store.StatusSucceeded,
+		IdempotencyKey: store.IdempotencyKey(store.KeyScope{Partner: "acme", Site: "east", Endpoint: "orders"}, "order-2")})
+	longKey := strings.Repeat("k", store.MaxKeyPartLen+1)
+	long := create(&store.Run{Saga: "notify", Status: store.StatusSucceeded,
+		IdempotencyKey: store.IdempotencyKey(store.KeyScope{Partner: "acme", Endpoint: "orders"}, longKey)})
 	clock.Advance(90 * time.Minute)
 	mid := create(&store.Run{Saga: "notify", Status: store.StatusSucceeded})
 	clock.Advance(90 * time.Minute)
@@ -73,11 +78,17 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 	}{
 		{"saga selects that saga's runs", "saga=forward", []string{retry, replay, old}},
 		{"idempotency_key selects the run with that stored key", "idempotency_key=acme//orders/order-1", []string{old}},
+		{"a sender's key is scoped by the partner and endpoint given", "idempotency_key=order-1&partner=acme&endpoint=orders", []string{old}},
+		{"a stored key with its partner and endpoint is taken as is", "idempotency_key=acme//orders/order-1&partner=acme&endpoint=orders", []string{old}},
+		{"a sender's key is scoped to the site given", "idempotency_key=order-2&partner=acme&site=east&endpoint=orders", []string{east}},
+		{"a sender's key longer than a key part is hashed as the gateway does", "idempotency_key=" + longKey + "&partner=acme&endpoint=orders", []string{long}},
+		{"a sender's key under another endpoint finds nothing", "idempotency_key=order-1&partner=acme&endpoint=loans", nil},
+		{"a sender's key of another scope's stored form finds nothing", "idempotency_key=acme/east/orders/order-2&partner=acme&endpoint=orders", nil},
 		{"replay_of selects the replays of a run", "replay_of=" + old, []string{replay}},
 		{"replay_of accepts the id in capitals", "replay_of=" + strings.ToUpper(old), []string{replay}},
 		{"retry_of selects the retries of a run", "retry_of=" + old, []string{retry}},
 		{"since takes a duration before now", "since=2h", []string{retry, replay, mid}},
-		{"until takes a duration before now", "until=30m", []string{mid, old}},
+		{"until takes a duration before now", "until=30m", []string{mid, long, east, old}},
 		{"since and until combine", "since=2h&until=1h", []string{mid}},
 		{"since still takes an RFC 3339 time", "since=" + clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339), []string{retry, replay}},
 		{"filters combine with order and status", "saga=forward&status=failed&order=oldest", []string{old}},
@@ -111,6 +122,8 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 		{"since after until is refused", "since=1h&until=2h", []string{"since", "must be before until"}},
 		{"replay_of must be a run id", "replay_of=abc", []string{"replay_of must be a run id"}},
 		{"retry_of must be a run id", "retry_of=abc", []string{"retry_of must be a run id"}},
+		{"a sender's key without partner and endpoint says to give them", "idempotency_key=order-1", []string{`"order-1"`, "give partner and endpoint with a sender's key"}},
+		{"a sender's key with only a partner says to give the endpoint too", "idempotency_key=order-1&partner=acme", []string{"give partner and endpoint"}},
 		{"an unknown order is refused", "order=random", []string{"order must be newest or oldest"}},
 		{"a limit out of range is refused", "limit=5000", []string{"limit must be 1..1000"}},
 		{"a huge value is refused before any lookup", "idempotency_key=" + strings.Repeat("k", 2000), []string{`"idempotency_key" is longer than 1024 bytes`}},

@@ -95,8 +95,12 @@ func LoadServer(path string) (Server, error) {
 // what did load — every partner and saga whose file is valid — together with all the
 // problems found. The Config is nil only when the main file cannot be read or parsed. It
 // must never be served: a partner left out is a partner refused.
+//
+// A partner whose only problem is a saga it names whose file is broken is kept, without that
+// saga, and the problem reported with the others: commands that need the partner (curl)
+// never run its saga. A saga named that has no file at all stays the partner's own error.
 func LoadPartial(path string) (*Config, yamlconf.Errors) {
-	l := &loader{overlay: map[string][]byte{}}
+	l := &loader{overlay: map[string][]byte{}, partial: true}
 	cfg := l.load(path)
 	l.errs.Sort()
 	return cfg, l.errs
@@ -106,6 +110,9 @@ type loader struct {
 	errs       yamlconf.Errors
 	overlay    map[string][]byte
 	serverOnly bool // stop after the main file
+	partial    bool // LoadPartial: keep partners whose only fault is a saga whose file is broken
+	// brokenSagas names the sagas whose files did not load (a saga's name is its file's).
+	brokenSagas map[string]bool
 }
 
 func (l *loader) readFile(path string) ([]byte, error) {
@@ -322,16 +329,15 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 	validateStore(d, at, cfg)
 }
 
-// validateStore checks the store section: a known driver, a DSN exactly when it is
-// postgres, and with postgres an admin token in the config, since a token generated into
+// validateStore checks the store section: a known driver, a DSN when it is postgres, and with postgres an admin token in the config, since a token generated into
 // one machine's data_dir cannot serve the other instances sharing the database.
 func validateStore(d *yamlconf.Decoder, at func(path ...string) ast.Node, cfg *Config) {
 	s := &cfg.Server
 	switch s.Store.Driver {
 	case StoreBolt:
-		if s.Store.DSN.IsSet() {
-			d.ErrorAt(s.Store.DSN.Pos, "store.dsn is for driver postgres; the bbolt store is a file in data_dir: remove dsn or set driver: postgres")
-		}
+		// A dsn beside driver bbolt is left unresolved and unused, as DESIGN's keys-and-
+		// defaults block shows it: switching drivers is then one line, and an unset
+		// PUSHBACKD_POSTGRES_DSN does not stop a bbolt instance.
 	case StorePostgres:
 		if !s.Store.DSN.IsSet() {
 			d.Errorf(at("store", "driver"), "store.dsn is required with driver postgres: a secret reference such as {env: PUSHBACKD_POSTGRES_DSN}")
@@ -427,14 +433,19 @@ func (l *loader) loadSagas(dir string) map[string]*saga.Saga {
 		}
 		return sagas
 	}
+	l.brokenSagas = map[string]bool{}
 	for _, f := range files {
 		src, err := l.readFile(f)
 		if err != nil {
 			l.fileError(f, unwrapPathError(err))
+			l.brokenSagas[strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))] = true
 			continue
 		}
 		s, errs := saga.Parse(f, src)
 		l.errs = append(l.errs, errs...)
+		if len(errs) > 0 {
+			l.brokenSagas[strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))] = true
+		}
 		if s == nil || s.Name == "" {
 			continue
 		}
@@ -470,6 +481,9 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga, ec egress
 			// One decoder per worker: its type and string caches serve all its files.
 			d := yamlconf.NewDecoder("")
 			share := &shared{schemas: map[string]schemaResult{}}
+			if l.partial {
+				share.brokenSagas = l.brokenSagas // read only from here on
+			}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(files) {
@@ -514,6 +528,11 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share *shared, f string, sagas
 		validatePartner(d, p, sagas, filepath.Dir(f), share)
 	}
 	errs := d.Errors()
+	missing := share.missingSagas
+	share.missingSagas = nil
+	for i := range missing {
+		missing[i].File = f
+	}
 	var warns yamlconf.Errors
 	if len(errs) == 0 {
 		warns = settingsWarnings(d, node, p, ec)
@@ -521,10 +540,14 @@ func (l *loader) loadPartner(d *yamlconf.Decoder, share *shared, f string, sagas
 	// Drop the anchors, and with them the AST, before the next file is read.
 	d.Reset("")
 	if len(errs) > 0 {
+		errs = append(errs, missing...)
+		errs.Sort()
 		return nil, errs, nil
 	}
 	pack(p)
-	return p, nil, warns
+	// Partial loading only: the partner loads without the sagas that did not, and the
+	// loader still reports each as an error for the caller to weigh.
+	return p, missing, warns
 }
 
 func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Saga, dir string, share *shared) {
@@ -616,7 +639,12 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 				if len(sagas) > 0 {
 					known = "known: " + strings.Join(slices.Sorted(maps.Keys(sagas)), ", ")
 				}
-				d.ErrorAt(e.Pos, "endpoint %q: saga %q not found in sagas_dir (%s)", e.Name, e.Saga, known)
+				msg := fmt.Sprintf("endpoint %q: saga %q not found in sagas_dir (%s)", e.Name, e.Saga, known)
+				if share.brokenSagas[e.Saga] {
+					share.missingSagas = append(share.missingSagas, yamlconf.Error{Line: e.Pos.Line, Column: e.Pos.Column, Message: msg})
+				} else {
+					d.ErrorAt(e.Pos, "%s", msg)
+				}
 			}
 		}
 		switch e.Mode {
@@ -680,6 +708,11 @@ type shared struct {
 	templates security.Templates
 	schemas   map[string]schemaResult // by absolute path
 	egress    http.RoundTripper       // the partner's, for methods that fetch keys
+	// brokenSagas is set by LoadPartial: an endpoint naming one of these sagas (whose files
+	// did not load) has that problem collected in missingSagas (the current file's,
+	// positions only) instead of failing the partner.
+	brokenSagas  map[string]bool
+	missingSagas yamlconf.Errors
 }
 
 type schemaResult struct {

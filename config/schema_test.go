@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -252,6 +253,15 @@ func loadFixture(t *testing.T, fixture string) error {
 	}
 	if kind == kindServer {
 		files["pushbackd.yaml"] = string(src)
+		// Certificates beside a server fixture go beside pushbackd.yaml, where tls names them.
+		pems, _ := filepath.Glob(filepath.Join(filepath.Dir(fixture), stem+".*.pem"))
+		for _, p := range pems {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[filepath.Base(p)] = string(b)
+		}
 	} else {
 		delete(files, "partners/minimal.yaml")
 		files["partners/"+stem+".yaml"] = string(src)
@@ -308,6 +318,168 @@ func TestFilesTheLoaderAcceptsMatchTheSchema(t *testing.T) {
 	}
 }
 
+// Besides the fixtures, every pushbackd.yaml in the repository that the loader accepts (the
+// shipped one, test configs) and every pushbackd.yaml example in the README must pass the
+// schema: an editor that flags a documented key as unknown teaches users the docs are wrong.
+func TestServerConfigsTheLoaderAcceptsAndTheReadmeShowsMatchTheSchema(t *testing.T) {
+	schema := compileSchemas(t)[kindServer]
+	var files []string
+	err := filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "..") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && (d.Name() == "pushbackd.yaml" || strings.HasSuffix(d.Name(), ".pushbackd.yaml")) &&
+			!strings.Contains(filepath.ToSlash(p), "/bad/") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil || len(files) < 2 {
+		t.Fatalf("found %v: %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimPrefix(filepath.ToSlash(f), "../"), func(t *testing.T) {
+			if _, err := config.LoadServer(f); err != nil {
+				t.Skipf("the loader refuses it (not a file to check here): %v", err)
+			}
+			if err := schema.Validate(yamlInstance(t, f)); err != nil {
+				t.Errorf("the loader accepts %s but the schema refuses it:\n%v", f, err)
+			}
+		})
+	}
+
+	blocks := readmeServerBlocks(t)
+	if len(blocks) == 0 {
+		t.Fatal("the README shows no pushbackd.yaml example")
+	}
+	for _, b := range blocks {
+		t.Run(fmt.Sprintf("README.md line %d", b.line), func(t *testing.T) {
+			var v any
+			if err := yaml.Unmarshal([]byte(b.text), &v); err != nil {
+				t.Fatal(err)
+			}
+			if err := schema.Validate(jsonShape(v)); err != nil {
+				t.Errorf("README.md:%d shows a pushbackd.yaml the schema refuses:\n%v", b.line, err)
+			}
+		})
+	}
+}
+
+type readmeBlock struct {
+	line int
+	text string
+}
+
+// readmeServerBlocks are the README's yaml blocks that are pushbackd.yaml (or part of one):
+// those whose top-level keys are all keys of config.Server. A partner or saga block has
+// keys (id, endpoints, name, steps, security) that are not.
+func readmeServerBlocks(t *testing.T) []readmeBlock {
+	t.Helper()
+	src, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverKeys := map[string]bool{}
+	st := reflect.TypeFor[config.Server]()
+	for i := range st.NumField() {
+		if name, _, _ := strings.Cut(st.Field(i).Tag.Get("yaml"), ","); name != "" {
+			serverKeys[name] = true
+		}
+	}
+	var out []readmeBlock
+	lines := strings.Split(string(src), "\n")
+	for i := 0; i < len(lines); i++ {
+		if strings.TrimSpace(lines[i]) != "```yaml" {
+			continue
+		}
+		start := i + 1
+		for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
+		}
+		text := strings.Join(lines[start:i], "\n")
+		var m map[string]any
+		if yaml.Unmarshal([]byte(text), &m) != nil || len(m) == 0 {
+			continue
+		}
+		server := true
+		for k := range m {
+			server = server && serverKeys[k]
+		}
+		if server {
+			out = append(out, readmeBlock{start + 1, text})
+		}
+	}
+	return out
+}
+
+// Every key the loader decodes in pushbackd.yaml (config.Server's yaml tags, all the way
+// down) is a property the schema declares: with additionalProperties false, a key missing
+// from the schema is one an editor underlines although the loader takes it.
+func TestEveryServerKeyTheLoaderTakesIsInTheSchema(t *testing.T) {
+	f, err := os.Open(filepath.Join(schemaDir, kindServer.schemaFile()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := doc.(map[string]any)
+	defs, _ := root["$defs"].(map[string]any)
+	// properties follows a $ref into $defs, where a shared shape (a secret reference) lives.
+	var properties func(node map[string]any) map[string]any
+	properties = func(node map[string]any) map[string]any {
+		if p, ok := node["properties"].(map[string]any); ok && len(p) > 0 {
+			if ref, ok := node["$ref"].(string); ok {
+				if d, ok := defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any); ok {
+					merged := map[string]any{}
+					for k, v := range properties(d) {
+						merged[k] = v
+					}
+					for k, v := range p {
+						merged[k] = v
+					}
+					return merged
+				}
+			}
+			return p
+		}
+		if ref, ok := node["$ref"].(string); ok {
+			if d, ok := defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any); ok {
+				return properties(d)
+			}
+		}
+		return nil
+	}
+	var walk func(path string, typ reflect.Type, node map[string]any)
+	walk = func(path string, typ reflect.Type, node map[string]any) {
+		for typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || typ == reflect.TypeFor[config.SecretRef]() {
+			return
+		}
+		props := properties(node)
+		for i := range typ.NumField() {
+			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			key := strings.TrimPrefix(path+"."+name, ".")
+			sub, ok := props[name].(map[string]any)
+			if !ok {
+				t.Errorf("the loader takes %s but %s does not declare it", key, kindServer.schemaFile())
+				continue
+			}
+			walk(key, typ.Field(i).Type, sub)
+		}
+	}
+	walk("", reflect.TypeFor[config.Server](), root)
+}
+
 func TestStructurallyBadFilesAreRefusedByBothLoaderAndSchema(t *testing.T) {
 	schemas := compileSchemas(t)
 	tests := []struct {
@@ -327,7 +499,6 @@ func TestStructurallyBadFilesAreRefusedByBothLoaderAndSchema(t *testing.T) {
 		{"an admin token shorter than 32 characters is refused", "short-admin-token.pushbackd.yaml", "admin.token must be at least 32 characters", "/admin/token/value"},
 		{"an admin host with a port is refused", "admin-host-with-port.pushbackd.yaml", `admin.hosts: "admin.example.com:8081" must be a host name`, "/admin/hosts/0"},
 		{"an unknown store driver is refused", "unknown-store-driver.pushbackd.yaml", `store.driver must be bbolt or postgres, not "sqlite"`, "/store/driver"},
-		{"a dsn with the bbolt driver is refused", "dsn-with-bbolt.pushbackd.yaml", "store.dsn is for driver postgres", "/store"},
 
 		// partners/<id>.yaml
 		{"an unknown endpoint key is refused", "unknown-key.partner.yaml", `unknown key "retries"`, "/endpoints/0"},

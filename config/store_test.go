@@ -21,7 +21,6 @@ func TestStoreSettingsAreValidated(t *testing.T) {
 	}{
 		{"an unknown driver", "store:\n  driver: sqlite\n", 2, 11, `store.driver must be bbolt or postgres, not "sqlite"`},
 		{"postgres without a dsn", token + "store:\n  driver: postgres\n", 4, 11, "store.dsn is required with driver postgres"},
-		{"a dsn with the default bbolt driver", "store:\n  dsn: {env: PUSHBACKD_TEST_DSN}\n", 2, 8, "store.dsn is for driver postgres"},
 		{"a dsn from an unset variable", token + "store:\n  driver: postgres\n  dsn: {env: PUSHBACKD_TEST_UNSET_DSN}\n", 5, 8, "environment variable PUSHBACKD_TEST_UNSET_DSN is not set"},
 		{"postgres without admin.token", "store:\n  driver: postgres\n  dsn: {env: PUSHBACKD_TEST_DSN}\n", 2, 11, "admin.token must be set in the config with driver postgres"},
 		{"postgres with admin.token from an unset variable", "admin:\n  token: {env: PUSHBACKD_TEST_UNSET_TOKEN}\nstore:\n  driver: postgres\n  dsn: {env: PUSHBACKD_TEST_DSN}\n", 4, 11, "a generated token lives in one machine's data_dir"},
@@ -52,6 +51,16 @@ func TestStoreSettingsAreValidated(t *testing.T) {
 			t.Errorf("store = %+v", cfg.Server.Store)
 		}
 	})
+	t.Run("a dsn beside driver bbolt is ignored, not resolved, as DESIGN's defaults block shows it", func(t *testing.T) {
+		cfg, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": "store:\n  driver: bbolt\n  dsn: {env: PUSHBACKD_TEST_UNSET_DSN}\n"}))
+		if err != nil {
+			t.Fatalf("a bbolt config with an unset dsn variable: %v", err)
+		}
+		if cfg.Server.Store.Driver != StoreBolt || len(cfg.Server.Store.DSN.Secret.Reveal()) != 0 {
+			t.Fatalf("store %+v: want bbolt with the dsn unresolved", cfg.Server.Store)
+		}
+	})
+
 	t.Run("postgres with a dsn and an admin token loads, the dsn resolved", func(t *testing.T) {
 		cfg, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": token + "store:\n  driver: postgres\n  dsn: {env: PUSHBACKD_TEST_DSN}\n"}))
 		if err != nil {

@@ -176,7 +176,7 @@ func loadFor(stderr io.Writer, path string, needs func(*config.Config) bool) (*c
 		return nil, false
 	}
 	for _, e := range errs {
-		fmt.Fprintf(stderr, "%s:%d:%d: warning: %s (in a file this command does not need; validate before serving)\n", e.File, e.Line, e.Column, e.Message)
+		fmt.Fprintf(stderr, "%s:%d:%d: warning: %s (not needed by this command; validate before serving)\n", e.File, e.Line, e.Column, e.Message)
 	}
 	return cfg, true
 }
@@ -295,9 +295,21 @@ func cmdSign(_ context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return 2
 	}
 	for _, name := range slices.Sorted(maps.Keys(h)) {
-		fmt.Fprintf(stdout, "%s: %s\n", name, h.Get(name))
+		fmt.Fprintf(stdout, "%s: %s\n", spelled(name, security.HeaderNames(cfg)), h.Get(name))
 	}
 	return 0
+}
+
+// spelled is the header name key (canonical, as http.Header keeps it) as the configuration
+// spells it — Elli-SubscriptionId, not Elli-Subscriptionid — so what is printed matches the
+// provider's documentation; a name not configured stays canonical.
+func spelled(key string, names []string) string {
+	for _, n := range names {
+		if strings.EqualFold(n, key) {
+			return n
+		}
+	}
+	return key
 }
 
 // parseSigningTime reads unix seconds or an RFC 3339 time.
@@ -414,7 +426,7 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		}
 	}) {
 		for _, v := range headers[name] {
-			lines = append(lines, "-H "+shellQuote(name+": "+v))
+			lines = append(lines, "-H "+shellQuote(spelled(name, security.HeaderNames(route.Endpoint.Security.Resolved()))+": "+v))
 		}
 	}
 	if oauth2Header != "" {

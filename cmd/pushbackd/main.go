@@ -11,17 +11,29 @@ import (
 	"syscall"
 )
 
+// usage lists every command form; README.md's "Command line" block holds the same forms
+// (TestHelpListsEveryCommandFormTheReadmeDoes keeps the two equal).
 const usage = `usage: pushbackd <command> [flags] [args]
 
 commands:
-  serve    [configs/pushbackd.yaml | -config ...] [-listen ADDR] [-admin-listen ADDR]   run the gateway
-  validate [configs/pushbackd.yaml | -config ...]   check a config; exit 1 with file:line:col errors
-  sign     -secret-env NAME [body | -file body] [-preset P]  print the signature header value(s) for a body
-  curl     PARTNER[/SITE]/ENDPOINT -file BODY       print a ready curl command for an endpoint
-  plan     SAGA -file request.json                  show which steps a saga would run, calling nothing
-  runs     list|show ID|replay ID [filters] [-json]  run history, through the admin API
-  test     [SAGA...] [-json] [-saga draft.yaml]      run saga tests (sagas_dir/tests/SAGA.yaml), offline
-  store    copy -from bbolt -to postgres [-dsn DSN]  copy a stopped instance's bbolt file into Postgres
+  pushbackd serve    [configs/pushbackd.yaml | -config ...] [-exit-with-parent] [-listen ADDR] [-admin-listen ADDR]
+                                                            run the gateway
+  pushbackd validate [configs/pushbackd.yaml | -config ...]  exit 1 and file:line:col errors on a bad config
+  pushbackd sign     -secret-env NAME [body | -file body] [-encoding base64|hex] [-prefix sha256=]
+                                                            prints the signature header value
+  pushbackd sign     -secret-env NAME [body | -file body] -preset P | -method M [keys...] [-timestamp T]
+                                                            prints every header the method sends, "Name: value" a line
+  pushbackd curl     PARTNER[/SITE]/ENDPOINT -file BODY [-config ...] [-url http://host:port] [-jwt-key key.pem]
+                                                            prints a curl command with the right auth headers
+  pushbackd plan     SAGA [-file request.json] [-saga draft.yaml] [-config ...]
+                                                            the saga's plan, calling nothing
+  pushbackd runs     list|show ID|replay ID|replay [filters] [-yes]|retry ID|cancel ID [-json]
+                                                            run history, replays (one or by filter), retries, cancels,
+                                                            through the admin API ("pushbackd runs -h" for the filters)
+  pushbackd test     [SAGA...] [-json] [-saga draft.yaml] [-file tests.yaml] [-config ...]
+                                                            run saga tests offline (see Testing sagas)
+  pushbackd store    copy -from bbolt -to postgres [-config ... | -from-file P] [-dsn DSN] [-progress 2s]
+                                                            copy a stopped instance's data into Postgres (see Moving from bbolt to Postgres)
 
 Flags may come before or after the arguments. "pushbackd <command> -h" lists a command's flags.
 `

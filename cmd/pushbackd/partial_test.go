@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,4 +86,74 @@ func TestOperatorCommandsWorkBesideABrokenFile(t *testing.T) {
 			t.Errorf("exit %d: %s", code, errOut)
 		}
 	})
+}
+
+// The same with the real executable, and a broken saga that the named partner uses: curl
+// never runs the saga, so it prints the command and reports the saga's problems (in the saga
+// file, and the "not found" they cause in the partner file) as warnings; plan and validate,
+// which do need sagas, still fail on them.
+func TestBinaryCurlAndPlanNeedOnlyWhatTheyName(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(repoRoot, "configs"))); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "pushbackd.yaml")
+	partnerFile := filepath.Join(dir, "partners/acme.yaml")
+	brokenSaga := filepath.Join(dir, "sagas/demo-echo.yaml")
+	mustWrite(t, brokenSaga, "name: demo-echo\nsteps: 7\n")
+	brokenPartner := filepath.Join(dir, "partners/zeta.yaml")
+	mustWrite(t, brokenPartner, "id: zeta\nendpoints: [{name: e, saga: forward, security: {method: nope}}]\n")
+	body := filepath.Join(dir, "body.json")
+	mustWrite(t, body, `{"loan":"L-1"}`)
+	sample := filepath.Join(dir, "sample.json")
+	mustWrite(t, sample, `{"partner":"acme","endpoint":"github","body":{"loan":"L-1"}}`)
+
+	cases := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string
+		stderr   []string // stderr must hold each
+		warnings bool     // whether stderr's lines are warnings
+	}{
+		{"curl for a partner whose saga is broken prints the command and warns of the saga",
+			[]string{"curl", "acme/encompass", "-file", body, "-config", cfgPath}, 0, "curl -sS -X POST",
+			[]string{brokenSaga + ":2:8: warning: ", partnerFile + ":", `saga "demo-echo" not found`, brokenPartner + ":2:"}, true},
+		{"curl for a site-less endpoint of the same partner works too",
+			[]string{"curl", "acme/github", "-file", body, "-config", cfgPath}, 0, "curl -sS -X POST", []string{"warning: "}, true},
+		{"curl for the broken partner still fails with its errors",
+			[]string{"curl", "zeta/e", "-file", body, "-config", cfgPath}, 1, "", []string{brokenPartner + ":2:"}, false},
+		{"plan for a saga beside a broken unrelated partner works and warns",
+			[]string{"plan", "forward", "-file", sample, "-config", cfgPath}, 0, `"steps"`, []string{brokenPartner + ":2:", "warning: "}, true},
+		{"plan for the broken saga fails with its errors",
+			[]string{"plan", "demo-echo", "-file", sample, "-config", cfgPath}, 1, "", []string{brokenSaga + ":2:8: "}, false},
+		{"validate still fails on the broken saga and what it breaks",
+			[]string{"validate", "-config", cfgPath}, 1, "", []string{brokenSaga + ":2:8: ", `saga "demo-echo" not found`}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command(bin, c.args...)
+			var out, errOut strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			err := cmd.Run()
+			code := 0
+			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != c.code || !strings.Contains(out.String(), c.stdout) {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.code, out.String(), errOut.String())
+			}
+			for _, w := range c.stderr {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut.String())
+				}
+			}
+			if got := strings.Contains(errOut.String(), "warning"); got != c.warnings {
+				t.Errorf("stderr has warnings: %v, want %v:\n%s", got, c.warnings, errOut.String())
+			}
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -155,11 +156,13 @@ func cmdRuns(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return 2
 		}
 		rc.again = []string{"pushbackd", "runs", "list"}
-		for _, name := range []string{"config", "admin", "token-file"} {
-			if f := fs.Lookup(name); f != nil && f.Value.String() != f.DefValue {
-				rc.again = append(rc.again, "-"+name, f.Value.String())
+		// Every connection flag given is kept, even one equal to its default: the hint
+		// must reach the same server from wherever it is pasted.
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "config" || f.Name == "admin" || f.Name == "token-file" {
+				rc.again = append(rc.again, "-"+f.Name, f.Value.String())
 			}
-		}
+		})
 		if *local {
 			rc.again = append(rc.again, "-local")
 		}

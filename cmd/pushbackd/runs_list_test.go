@@ -23,6 +23,12 @@ func TestRunsListKeepsItsFiltersAndOneTimeZone(t *testing.T) {
 	clock := storetest.NewManualClock()
 	mem := memory.New(clock)
 	t.Cleanup(func() { _ = mem.Close() })
+	// A run whose sender sent idempotency key e1: the store holds it scoped, "acme//loans/e1".
+	keyed := &store.Run{Partner: "acme", Endpoint: "loans", Saga: "notify", Status: store.StatusSucceeded,
+		IdempotencyKey: store.IdempotencyKey(store.KeyScope{Partner: "acme", Endpoint: "loans"}, "e1")}
+	if _, err := mem.Create(ctx, keyed, store.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	var failed []*store.Run // newest first
 	for i := 0; i < 6; i++ {
 		r := &store.Run{Partner: "acme", Endpoint: "orders", Saga: "forward", Status: store.StatusFailed}
@@ -71,7 +77,7 @@ func TestRunsListKeepsItsFiltersAndOneTimeZone(t *testing.T) {
 			t.Fatalf("no more hint:\n%s", out)
 		}
 		args := strings.Fields(strings.TrimSpace(hint))
-		for _, want := range []string{"-status failed", "-saga forward", "-limit 1", "-since " + failed[1].ReceivedAt.UTC().Add(-time.Second).Format(time.RFC3339Nano), "-admin " + srv.URL} {
+		for _, want := range []string{"-status failed", "-saga forward", "-limit 1", "-since " + failed[1].ReceivedAt.UTC().Add(-time.Second).Format(time.RFC3339Nano), "-admin " + srv.URL, "-config " + common[1], "-token-file " + tokenFile} {
 			if !strings.Contains(hint, want) {
 				t.Errorf("hint %q lacks %q", hint, want)
 			}
@@ -85,6 +91,30 @@ func TestRunsListKeepsItsFiltersAndOneTimeZone(t *testing.T) {
 		}
 		if strings.Contains(out2, "more:") {
 			t.Errorf("the window holds two runs, yet the second page offers more:\n%s", out2)
+		}
+	})
+	t.Run("the more hint keeps a connection flag given even when it equals the default", func(t *testing.T) {
+		code, out, errOut := runCLI(t, "", "runs", "list", "-limit", "1", "-config", defaultConfig, "-admin", srv.URL, "-token-file", tokenFile)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		_, hint, _ := strings.Cut(out, "more: ")
+		for _, want := range []string{"-config " + defaultConfig, "-admin " + srv.URL, "-token-file " + tokenFile} {
+			if !strings.Contains(hint, want) {
+				t.Errorf("hint %q lacks %q", hint, want)
+			}
+		}
+	})
+	t.Run("a sender's idempotency key finds its run under the partner and endpoint given", func(t *testing.T) {
+		out, _ := list(t, "-idempotency-key", "e1", "-partner", "acme", "-endpoint", "loans")
+		if !strings.Contains(out, keyed.ID) {
+			t.Errorf("list -idempotency-key e1 -partner acme -endpoint loans:\n%s", out)
+		}
+	})
+	t.Run("a sender's idempotency key alone is refused with what to add", func(t *testing.T) {
+		code, _, errOut := runCLI(t, "", append([]string{"runs", "list", "-idempotency-key", "e1"}, common...)...)
+		if code != 1 || !strings.Contains(errOut, "give partner and endpoint with a sender's key") {
+			t.Errorf("exit %d: %s", code, errOut)
 		}
 	})
 	t.Run("received is shown in utc and the header says so", func(t *testing.T) {

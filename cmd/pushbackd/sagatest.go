@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -31,6 +32,27 @@ func loadDraft(path string) (*saga.Saga, error) {
 		return nil, errs
 	}
 	return s, nil
+}
+
+// reportTestFileError says why a test file could not be used. A file that is not there is
+// the common case — a mistyped saga, or a saga nobody wrote tests for — so it says which,
+// and where it looked, instead of the bare error of open.
+func reportTestFileError(w io.Writer, err error, path, name string, defaultPath bool, sagas map[string]*saga.Saga, sagasDir string) {
+	var pe *os.PathError
+	switch {
+	case defaultPath && errors.Is(err, os.ErrNotExist) && sagas[name] == nil:
+		known := "there are none"
+		if len(sagas) > 0 {
+			known = "known: " + strings.Join(slices.Sorted(maps.Keys(sagas)), ", ")
+		}
+		fmt.Fprintf(w, "pushbackd test: no saga %q in %s (%s), and no test file %s\n", name, sagasDir, known, path)
+	case defaultPath && errors.Is(err, os.ErrNotExist):
+		fmt.Fprintf(w, "pushbackd test: saga %q has no test file: looked for %s\n", name, path)
+	case errors.As(err, &pe):
+		fmt.Fprintf(w, "pushbackd test: cannot read test file %s: %v\n", path, pe.Err)
+	default:
+		printConfigErrors(w, err)
+	}
 }
 
 func cmdTest(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -93,7 +115,7 @@ func cmdTest(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		}
 		f, err := sagatest.LoadFile(path)
 		if err != nil {
-			printConfigErrors(stderr, err)
+			reportTestFileError(stderr, err, path, name, *file == "", sagas, cfg.SagasDir())
 			broken = true
 			continue
 		}

@@ -246,3 +246,48 @@ func TestPlanTakesADraftAndStepOutputs(t *testing.T) {
 		})
 	}
 }
+
+// TestSagaTestSaysWhyATestFileIsMissing: a saga name that is not there, or a saga nobody
+// wrote tests for, is told as such with the path looked at — not as open's bare error at a
+// position ":0:0" that does not exist.
+func TestSagaTestSaysWhyATestFileIsMissing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(repoRoot, "configs"))); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "sagas/forward.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(dir, "sagas/untested.yaml"), strings.Replace(string(src), "name: forward", "name: untested", 1))
+	cfg := filepath.Join(dir, "pushbackd.yaml")
+	missing := filepath.Join(dir, "nowhere.yaml")
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"a saga that does not exist is named as such, with the sagas there are", []string{"nosuch"},
+			[]string{`no saga "nosuch" in ` + filepath.Join(dir, "sagas"), "known: demo-echo", filepath.Join(dir, "sagas/tests/nosuch.yaml")}},
+		{"a saga without a test file says so and where it looked", []string{"untested"},
+			[]string{`saga "untested" has no test file: looked for ` + filepath.Join(dir, "sagas/tests/untested.yaml")}},
+		{"a test file given that is not there says it cannot be read", []string{"-file", missing},
+			[]string{"cannot read test file " + missing + ": no such file or directory"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", append([]string{"test", "-config", cfg}, tc.args...)...)
+			if code != 1 {
+				t.Errorf("exit %d, want 1\n%s%s", code, out, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if strings.Contains(errOut, ":0:0:") {
+				t.Errorf("stderr shows a position that does not exist:\n%s", errOut)
+			}
+		})
+	}
+}

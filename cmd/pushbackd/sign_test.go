@@ -49,8 +49,12 @@ func TestSignPrintsEveryMethodsHeadersAsOpenSSLComputedThem(t *testing.T) {
 		}}},
 		"base64": {{"preset encompass with a subscription id", func(f sigfixtures.Fixture) []string { return []string{"-preset", "encompass", "-key-id", "sub-7"} },
 			func(f sigfixtures.Fixture) []string {
-				return []string{"Elli-Signature: " + f.Value, "Elli-Subscriptionid: sub-7"}
-			}}},
+				return []string{"Elli-Signature: " + f.Value, "Elli-SubscriptionId: sub-7"}
+			}},
+			{"a key id header of one's own keeps its spelling", func(f sigfixtures.Fixture) []string {
+				return []string{"-header", "X-SIG", "-key-id-header", "X-Key-ID", "-key-id", "k1"}
+			}, func(f sigfixtures.Fixture) []string { return []string{"X-Key-ID: k1", "X-SIG: " + f.Value} }},
+		},
 	}
 	checked := map[string]int{}
 	for _, f := range fixtures {
