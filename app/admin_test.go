@@ -341,7 +341,7 @@ func TestMetricsCountAKnownSequence(t *testing.T) {
 		`pushbackd_requests_total{code="401",endpoint="answers",partner="acme",reason=""}`:                           2,
 		`pushbackd_requests_total{code="404",endpoint="",partner="",reason=""}`:                                      1,
 		`pushbackd_auth_failures_total{endpoint="answers",method="bearer",partner="acme",reason="mismatch",site=""}`: 2,
-		`pushbackd_runs_total{endpoint="answers",partner="acme",saga="answers",status="succeeded"}`:                                                    3,
+		`pushbackd_runs_total{endpoint="answers",partner="acme",saga="answers",status="succeeded"}`:                  3,
 		`pushbackd_step_duration_seconds_count{action="http",saga="answers",status="succeeded"}`:                     3,
 		`pushbackd_config_last_reload_successful`:                                                                    1,
 		`pushbackd_queue_depth`:                             0,

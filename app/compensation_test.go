@@ -94,7 +94,7 @@ func TestACompensationThatFailsIsToldApartFromACleanUndo(t *testing.T) {
 	})
 	t.Run("pushbackd_runs_total counts compensation_failed apart from compensated", func(t *testing.T) {
 		want := map[string]float64{
-			`pushbackd_runs_total{endpoint="undone",partner="acme",saga="undone",status="compensated"}`:       1,
+			`pushbackd_runs_total{endpoint="undone",partner="acme",saga="undone",status="compensated"}`:     1,
 			`pushbackd_runs_total{endpoint="half",partner="acme",saga="half",status="compensation_failed"}`: 1,
 			`pushbackd_runs_total{endpoint="half",partner="acme",saga="half",status="compensated"}`:         0,
 		}
