@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -121,7 +122,8 @@ func readmeExamples(t *testing.T) []readmeExample {
 }
 
 // placeholder is how a README answer shows a value that differs on every run (an id, a
-// time): <name>. It matches any non-empty value, and the same name must be the same value
+// time, a count that depends on the examples before): <name>. It matches any non-empty
+// string or any number, and the same name must be the same value
 // everywhere in one example's answers.
 var placeholder = regexp.MustCompile(`^<[^<>]+>$`)
 
@@ -146,8 +148,9 @@ func (m *answerMatcher) blank(got, want any) any {
 	switch w := want.(type) {
 	case string:
 		g, ok := got.(string)
-		if placeholder.MatchString(w) && ok && g != "" {
-			m.bind(w, g)
+		if placeholder.MatchString(w) && (ok && g != "" || got != nil && !ok) {
+			// A number too: "<n>" twice says two counts are equal, whatever they are.
+			m.bind(w, fmt.Sprint(got))
 			return w
 		}
 		// A README run id shown again (as retry_of, say) must name the same run.
