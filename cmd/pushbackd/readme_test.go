@@ -268,11 +268,19 @@ func TestReadmeExamples(t *testing.T) {
 			script = strings.ReplaceAll(script, "go run ./cmd/pushbackd curl", bin+" curl -url http://"+a.Addr())
 			script = strings.ReplaceAll(script, "go run ./cmd/pushbackd runs", bin+" runs "+admin)
 			script = strings.ReplaceAll(script, "go run ./cmd/pushbackd ", bin+" ")
-			cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+			// An example that waits for a run (until ...; do sleep; done) must not wait
+			// forever when the run never gets there.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+			cmd.WaitDelay = time.Second // the script's children may hold its output open
 			cmd.Dir = repoRoot
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
+			if ctx.Err() != nil {
+				err = fmt.Errorf("still running after a minute: %w", err)
+			}
 			if err != nil {
 				t.Fatalf("README line %d failed: %v\n%s%s", ex.line, err, out, stderr.String())
 			}
