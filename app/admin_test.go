@@ -332,7 +332,7 @@ func TestMetricsCountAKnownSequence(t *testing.T) {
 	// A sync run's outcome is recorded just after its answer is sent, so the run counters
 	// catch up a moment after the last response.
 	m := scrape(t, c)
-	for deadline := time.Now().Add(5 * time.Second); m[`pushbackd_runs_total{saga="answers",status="succeeded"}`] < 3 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); m[`pushbackd_runs_total{endpoint="answers",partner="acme",saga="answers",status="succeeded"}`] < 3 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 		m = scrape(t, c)
 	}
@@ -341,7 +341,7 @@ func TestMetricsCountAKnownSequence(t *testing.T) {
 		`pushbackd_requests_total{code="401",endpoint="answers",partner="acme",reason=""}`:                           2,
 		`pushbackd_requests_total{code="404",endpoint="",partner="",reason=""}`:                                      1,
 		`pushbackd_auth_failures_total{endpoint="answers",method="bearer",partner="acme",reason="mismatch",site=""}`: 2,
-		`pushbackd_runs_total{saga="answers",status="succeeded"}`:                                                    3,
+		`pushbackd_runs_total{endpoint="answers",partner="acme",saga="answers",status="succeeded"}`:                  3,
 		`pushbackd_step_duration_seconds_count{action="http",saga="answers",status="succeeded"}`:                     3,
 		`pushbackd_config_last_reload_successful`:                                                                    1,
 		`pushbackd_queue_depth`:                             0,

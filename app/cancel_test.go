@@ -174,8 +174,8 @@ func TestCancelCompensatesWhatTheRunDidAndEndsItCancelled(t *testing.T) {
 		if n := down.count("POST /later"); n != 0 {
 			t.Errorf("a cancelled run called its step %d times", n)
 		}
-		if m := scrape(t, c); m[`pushbackd_runs_total{saga="later",status="cancelled"}`] != 1 {
-			t.Errorf("pushbackd_runs_total{saga=later,status=cancelled} = %v, want 1", m[`pushbackd_runs_total{saga="later",status="cancelled"}`])
+		if m := scrape(t, c); m[`pushbackd_runs_total{endpoint="later",partner="acme",saga="later",status="cancelled"}`] != 1 {
+			t.Errorf("pushbackd_runs_total{saga=later,status=cancelled} = %v, want 1", m[`pushbackd_runs_total{endpoint="later",partner="acme",saga="later",status="cancelled"}`])
 		}
 		runs := c.json("GET", "/admin/v1/runs?status=cancelled&saga=later", "", http.StatusOK)["runs"].([]any)
 		if len(runs) != 1 {

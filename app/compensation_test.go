@@ -94,12 +94,12 @@ func TestACompensationThatFailsIsToldApartFromACleanUndo(t *testing.T) {
 	})
 	t.Run("pushbackd_runs_total counts compensation_failed apart from compensated", func(t *testing.T) {
 		want := map[string]float64{
-			`pushbackd_runs_total{saga="undone",status="compensated"}`:       1,
-			`pushbackd_runs_total{saga="half",status="compensation_failed"}`: 1,
-			`pushbackd_runs_total{saga="half",status="compensated"}`:         0,
+			`pushbackd_runs_total{endpoint="undone",partner="acme",saga="undone",status="compensated"}`:     1,
+			`pushbackd_runs_total{endpoint="half",partner="acme",saga="half",status="compensation_failed"}`: 1,
+			`pushbackd_runs_total{endpoint="half",partner="acme",saga="half",status="compensated"}`:         0,
 		}
 		m := scrape(t, c)
-		for deadline := time.Now().Add(5 * time.Second); m[`pushbackd_runs_total{saga="half",status="compensation_failed"}`] < 1 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(5 * time.Second); m[`pushbackd_runs_total{endpoint="half",partner="acme",saga="half",status="compensation_failed"}`] < 1 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 			m = scrape(t, c)
 		}

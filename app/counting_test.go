@@ -44,7 +44,7 @@ steps:
 			`pushbackd_duplicates_total{endpoint="once-sync",partner="acme"}`, 1},
 		{"runs a debounce superseded are counted as final runs", "quiet",
 			[]string{`{"loan": "L1"}`, `{"loan": "L1"}`, `{"loan": "L1"}`, `{"loan": "L2"}`},
-			`pushbackd_runs_total{saga="quiet",status="superseded"}`, 2},
+			`pushbackd_runs_total{endpoint="quiet",partner="acme",saga="quiet",status="superseded"}`, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

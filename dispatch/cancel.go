@@ -24,7 +24,7 @@ func (d *Dispatcher) Cancel(ctx context.Context, id string) (*store.Run, error) 
 	}
 	switch {
 	case r.Status == store.StatusCancelled:
-		d.o.Observer.RunFinished(&saga.Result{RunID: r.ID, Saga: r.Saga, SagaVersion: r.SagaVersion, Status: saga.StatusCancelled})
+		d.o.Observer.RunFinished(r.Partner, r.Endpoint, &saga.Result{RunID: r.ID, Saga: r.Saga, SagaVersion: r.SagaVersion, Status: saga.StatusCancelled})
 		if r.SerializeKey != "" {
 			d.poke() // the key's next run is due now
 		}

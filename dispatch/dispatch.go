@@ -67,22 +67,26 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 // Observer hears about finished runs and store latency, for metrics.
 type Observer interface {
-	RunFinished(res *saga.Result)
+	// RunFinished hears of a run that reached a final status; partner and endpoint are
+	// the ones that accepted it (a replay or retry keeps its original's).
+	RunFinished(partner, endpoint string, res *saga.Result)
 	StoreCommit(op string, d time.Duration)
 	// Duplicate hears of a request answered as a duplicate (its idempotency key or its
 	// message id named a run already accepted): nothing was recorded for it.
 	Duplicate(partner, endpoint string)
 	// Superseded hears of n runs of saga that a newer run with their debounce key ended:
-	// they never run, so RunFinished never hears of them.
-	Superseded(saga string, n int)
+	// they never run, so RunFinished never hears of them. partner and endpoint are the
+	// newer run's: the same as theirs unless the saga's debounce scope is site or partner,
+	// where the endpoint may differ (the store names only their ids).
+	Superseded(partner, endpoint, saga string, n int)
 }
 
 type noObserver struct{}
 
-func (noObserver) RunFinished(*saga.Result)          {}
-func (noObserver) StoreCommit(string, time.Duration) {}
-func (noObserver) Duplicate(string, string)          {}
-func (noObserver) Superseded(string, int)            {}
+func (noObserver) RunFinished(string, string, *saga.Result) {}
+func (noObserver) StoreCommit(string, time.Duration)        {}
+func (noObserver) Duplicate(string, string)                 {}
+func (noObserver) Superseded(string, string, string, int)   {}
 
 // DefaultLeaseTTL is how long a worker's hold on a run lasts without renewal. Workers renew
 // every third of it; a process that dies leaves its runs to others (with a shared store)
@@ -440,7 +444,7 @@ func (d *Dispatcher) runPure(ctx context.Context, run *store.Run, inv *saga.Invo
 	if cr.DuplicateOf != "" {
 		return nil, cr.DuplicateOf, nil
 	}
-	d.o.Observer.RunFinished(res)
+	d.o.Observer.RunFinished(run.Partner, run.Endpoint, res)
 	log.Info("run finished", zap.String("status", res.Status), zap.Int("attempt", run.Attempt))
 	return res, "", nil
 }
@@ -456,7 +460,7 @@ func (d *Dispatcher) create(ctx context.Context, run *store.Run, opts store.Crea
 	}
 	if err == nil && len(res.Superseded) > 0 {
 		// A debounce key holds the saga's name, so the runs it superseded are of run's saga.
-		d.o.Observer.Superseded(run.Saga, len(res.Superseded))
+		d.o.Observer.Superseded(run.Partner, run.Endpoint, run.Saga, len(res.Superseded))
 	}
 	return res, err
 }
@@ -709,7 +713,7 @@ func (d *Dispatcher) finish(ctx context.Context, j *job, res *saga.Result, log *
 		log.Error("cannot record the run's outcome; it runs again from its last checkpoint", zap.Error(err))
 		return
 	}
-	d.o.Observer.RunFinished(res)
+	d.o.Observer.RunFinished(r.Partner, r.Endpoint, res)
 	log.Info("run finished", zap.String("status", res.Status), zap.Int("attempt", r.Attempt))
 }
 

@@ -45,8 +45,8 @@ func New(queueDepth func() int) *Metrics {
 		}, []string{"partner", "site", "endpoint", "method", "reason"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushbackd_runs_total",
-			Help: "Saga runs that reached a final status, by saga and status (succeeded, failed, compensated, compensation_failed, superseded, ...). compensation_failed: a compensation did not succeed, so the run may have left something half-undone. superseded: a newer run with its debounce key replaced it before it started. cancelled: an operator cancelled it (POST /admin/v1/runs/{id}/cancel) and the steps it had completed were undone.",
-		}, []string{"saga", "status"}),
+			Help: "Saga runs that reached a final status, by partner, endpoint, saga and status (succeeded, failed, compensated, compensation_failed, superseded, ...). compensation_failed: a compensation did not succeed, so the run may have left something half-undone. superseded: a newer run with its debounce key replaced it before it started. cancelled: an operator cancelled it (POST /admin/v1/runs/{id}/cancel) and the steps it had completed were undone.",
+		}, []string{"partner", "endpoint", "saga", "status"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushbackd_duplicates_total",
 			Help: "Requests answered as duplicates of an accepted run (same idempotency key or webhook-id while it lives), by partner and endpoint. Nothing runs or is recorded for them.",
@@ -100,8 +100,10 @@ func (m *Metrics) AuthFailure(partner, site, endpoint string, method security.Me
 	m.authFailures.WithLabelValues(partner, site, endpoint, string(method), string(reason)).Inc()
 }
 
-// RunFinished counts a run's final status and observes its steps' durations.
-func (m *Metrics) RunFinished(res *saga.Result) {
+// RunFinished counts a run's final status under the endpoint that accepted it (so an
+// alert can name the failing endpoint, not only the saga several endpoints share) and
+// observes its steps' durations.
+func (m *Metrics) RunFinished(partner, endpoint string, res *saga.Result) {
 	// Step durations first, the run last: a scrape that sees the run counted sees its steps.
 	for _, st := range res.Steps {
 		if st.Status == saga.StatusSkipped {
@@ -109,7 +111,7 @@ func (m *Metrics) RunFinished(res *saga.Result) {
 		}
 		m.stepDuration.WithLabelValues(res.Saga, st.Action, st.Status).Observe(st.Duration.Seconds())
 	}
-	m.runs.WithLabelValues(res.Saga, res.Status).Inc()
+	m.runs.WithLabelValues(partner, endpoint, res.Saga, res.Status).Inc()
 }
 
 // Duplicate counts one request answered as a duplicate.
@@ -117,9 +119,10 @@ func (m *Metrics) Duplicate(partner, endpoint string) {
 	m.duplicates.WithLabelValues(partner, endpoint).Inc()
 }
 
-// Superseded counts runs a newer one superseded: final, without RunFinished.
-func (m *Metrics) Superseded(sagaName string, n int) {
-	m.runs.WithLabelValues(sagaName, "superseded").Add(float64(n))
+// Superseded counts runs a newer one superseded: final, without RunFinished. They count
+// under the newer run's partner and endpoint (see dispatch.Observer.Superseded).
+func (m *Metrics) Superseded(partner, endpoint, sagaName string, n int) {
+	m.runs.WithLabelValues(partner, endpoint, sagaName, "superseded").Add(float64(n))
 }
 
 // StoreCommit observes how long a durable write took.
