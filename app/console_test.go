@@ -1,13 +1,20 @@
 package app
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap/zaptest"
 )
 
 // consoleUser is a browser-like client of the console: a cookie jar, no redirects
@@ -334,4 +341,60 @@ func TestConsoleSaysWhatTheServerCannotDo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConsoleCookieIsSecureUnderTLS logs in over HTTPS on a TLS admin listener: the session
+// cookie must carry Secure (a browser then never sends it over plain HTTP), and the
+// session must work there; the logout's clearing cookie too.
+func TestConsoleCookieIsSecureUnderTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cert := writeCert(t, certFile, keyFile, "console")
+	writeFiles(t, dir, map[string]string{
+		"pushbackd.yaml":     "admin: {tls: {cert_file: cert.pem, key_file: key.pem}}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
+		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, mode: sync, security: {method: bearer, tokens: [{value: t}]}}]\n",
+		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
+	})
+	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(context.Background())
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	u := newConsoleUser(t, a, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}})
+	u.base = "https://" + a.AdminAddr()
+	token, err := os.ReadFile(AdminTokenPath(a.dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookieOf := func(resp *http.Response) *http.Cookie {
+		for _, c := range resp.Cookies() {
+			if c.Name == "pushbackd_console" {
+				return c
+			}
+		}
+		t.Fatalf("no session cookie in %d %v", resp.StatusCode, resp.Header)
+		return nil
+	}
+	t.Run("the login's session cookie is Secure, HttpOnly and SameSite=Strict", func(t *testing.T) {
+		resp := u.login(strings.TrimSpace(string(token)))
+		if c := cookieOf(resp); !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || resp.TLS == nil {
+			t.Errorf("cookie %+v over TLS %v, want Secure, HttpOnly, SameSite=Strict", c, resp.TLS != nil)
+		}
+	})
+	t.Run("the session works over HTTPS", func(t *testing.T) {
+		if resp, body := u.do(http.MethodGet, "/runs", nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="runs"`) {
+			t.Errorf("GET /runs over HTTPS: %d", resp.StatusCode)
+		}
+	})
+	t.Run("logging out clears the cookie with a Secure one", func(t *testing.T) {
+		resp, _ := u.do(http.MethodPost, "/logout", url.Values{"csrf": {u.csrf()}}, nil)
+		if c := cookieOf(resp); !c.Secure || c.MaxAge >= 0 {
+			t.Errorf("logout cookie %+v, want Secure and expired", c)
+		}
+	})
 }
