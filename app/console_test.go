@@ -322,6 +322,11 @@ func TestConsoleSaysWhatTheServerCannotDo(t *testing.T) {
 		t.Errorf("%d runs after refused actions, want 1", n)
 	}
 	finishedRun(t, admin, runID)
+	t.Run("a job that does not exist is a 404 page saying so", func(t *testing.T) {
+		if resp, body := u.do(http.MethodGet, "/jobs/nope", nil, nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "no such job") {
+			t.Errorf("GET /jobs/nope: %d\n%s", resp.StatusCode, body)
+		}
+	})
 	// Retry, cancel and bulk replay are always on the API: a refusal is the API's own
 	// reason, never a "not available" page.
 	for _, tc := range []struct {
