@@ -255,7 +255,10 @@ func TestConsoleRunFlowsInABrowser(t *testing.T) {
 		if s := textOf(t, ctx, "#try-summary"); s != "1 passed, 1 failed" {
 			t.Errorf("saga tests on the draft: %q, want 1 passed, 1 failed", s)
 		}
-		run(t, ctx, "test without cases", chromedp.SetValue(chromedp.CSS("#tests"), ""), chromedp.Click(chromedp.CSS("#test")),
+		run(t, ctx, "test without cases", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[any](`document.getElementById("tests").value = ""`)(ctx, t)
+			return err
+		}), chromedp.Click(chromedp.CSS("#test")),
 			chromedp.WaitVisible(chromedp.CSS("#try-summary.error")))
 		if s := textOf(t, ctx, "#try-summary"); !strings.Contains(s, "has no test file") {
 			t.Errorf("saga tests with no cases and no test file: %q, want the API's reason", s)
