@@ -175,7 +175,10 @@ function editor(form) {
     out.textContent = res.data && res.data.errors ? res.data.errors.map((e) => (e.file ? e.file + ":" : "") + e.line + ":" + e.column + ": " + e.message).join("\n") : "";
     if (res.data && res.data.errors && /draft/.test(res.data.error || "")) showErrors(res.data.errors);
   }
+  // pending clears the last answer, so an old one is never read as the new one's.
+  function pending(what) { summary.className = "hint"; summary.textContent = what + "…"; out.textContent = ""; }
   document.getElementById("plan").addEventListener("click", async () => {
+    pending("planning");
     let req;
     try { req = JSON.parse(sample.value || "{}"); } catch (e) { show({ status: 400, data: { error: "the sample request is not JSON: " + e.message } }); return; }
     if (req === null || typeof req !== "object" || Array.isArray(req)) { show({ status: 400, data: { error: "the sample request is a JSON object, e.g. {\"body\": {}, \"outputs\": {}}" } }); return; }
@@ -183,6 +186,7 @@ function editor(form) {
     show(await api("POST", path("plan"), JSON.stringify(req)), (p) => "plan of the draft: " + ((p.steps || []).length) + " steps, ends " + p.ends);
   });
   document.getElementById("test").addEventListener("click", async () => {
+    pending("running the tests");
     const req = { saga: src.value };
     if (tests.value.trim() !== "") req.tests = tests.value;
     show(await api("POST", path("test"), JSON.stringify(req)), (r) => r.passed + " passed, " + r.failed + " failed");
