@@ -293,8 +293,7 @@ func seedHistory(t *testing.T, path string, n int) {
 
 // TestConsolePagesLoadFast times every page in the browser, from navigation start to the
 // load event, with -console.runs runs stored (20,000 by default; the figures in
-// BENCHMARKS.md come from -console.runs=1000000). With -console.png DIR it also writes a
-// picture of each page.
+// BENCHMARKS.md come from -console.runs=1000000). TestConsolePictures writes the pictures.
 func TestConsolePagesLoadFast(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills a store; not with -short")
@@ -345,12 +344,6 @@ func TestConsolePagesLoadFast(t *testing.T) {
 			t.Logf("%s: %v with %d runs stored", p.path, best.Round(100*time.Microsecond), *consoleRuns)
 			if best > budget {
 				t.Errorf("%s took %v, over %v", p.path, best, budget)
-			}
-			if *consolePNG != "" {
-				png := get(t, ctx, "screenshot", chromedp.FullScreenshot(100))
-				if err := os.WriteFile(filepath.Join(*consolePNG, "console-"+p.name+".png"), png, 0o644); err != nil {
-					t.Fatal(err)
-				}
 			}
 		})
 	}

@@ -1,13 +1,20 @@
 package app
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap/zaptest"
 )
 
 // consoleUser is a browser-like client of the console: a cookie jar, no redirects
@@ -314,21 +321,85 @@ func TestConsoleSaysWhatTheServerCannotDo(t *testing.T) {
 	if n := len(admin.json(http.MethodGet, "/admin/v1/runs", "", http.StatusOK)["runs"].([]any)); n != 1 {
 		t.Errorf("%d runs after refused actions, want 1", n)
 	}
-	// Retry, cancel and bulk replay are other branches' endpoints: until the API has them,
-	// the console says so instead of failing obscurely.
-	for _, tc := range []struct{ name, path, want string }{
-		{"retry", "/runs/" + runID + "/retry", "cannot retry runs yet"},
-		{"cancel", "/runs/" + runID + "/cancel", "cannot cancel runs yet"},
-		{"bulk replay", "/runs/replay-filter", "no bulk replay"},
+	finishedRun(t, admin, runID)
+	t.Run("a job that does not exist is a 404 page saying so", func(t *testing.T) {
+		if resp, body := u.do(http.MethodGet, "/jobs/nope", nil, nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "no such job") {
+			t.Errorf("GET /jobs/nope: %d\n%s", resp.StatusCode, body)
+		}
+	})
+	// Retry, cancel and bulk replay are always on the API: a refusal is the API's own
+	// reason, never a "not available" page.
+	for _, tc := range []struct {
+		name, path, want string
+		code             int
+	}{
+		{"retrying a run that does not exist says so", "/runs/nope/retry", "no run nope", http.StatusNotFound},
+		{"cancelling a run that does not exist says so", "/runs/nope/cancel", "no run nope", http.StatusNotFound},
+		{"retrying a run that succeeded says to replay it", "/runs/" + runID + "/retry", "only a failed run can be retried", http.StatusConflict},
+		{"cancelling a finished run says why not", "/runs/" + runID + "/cancel", "succeeded", http.StatusConflict},
+		{"replaying an empty filter asks for one", "/runs/replay-filter", "filter is empty", http.StatusBadRequest},
 	} {
-		t.Run(tc.name+" without the API endpoint explains itself", func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			resp, body := u.do(http.MethodPost, tc.path, csrf, nil)
-			if code, _, _ := admin.do(http.MethodPost, strings.Replace(strings.Replace(tc.path, "/runs/replay-filter", "/runs/replay", 1), "/runs", "/admin/v1/runs", 1), admin.token, "{}"); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
-				t.Skipf("the admin API has %s now (%d); the console's page for it is tested where it was added", tc.path, code)
-			}
-			if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(body, tc.want) {
-				t.Errorf("POST %s: %d, want 501 saying %q:\n%s", tc.path, resp.StatusCode, tc.want, body)
+			if resp.StatusCode != tc.code || !strings.Contains(body, tc.want) || strings.Contains(body, "unavailable") {
+				t.Errorf("POST %s: %d, want %d saying %q:\n%s", tc.path, resp.StatusCode, tc.code, tc.want, body)
 			}
 		})
 	}
+}
+
+// TestConsoleCookieIsSecureUnderTLS logs in over HTTPS on a TLS admin listener: the session
+// cookie must carry Secure (a browser then never sends it over plain HTTP), and the
+// session must work there; the logout's clearing cookie too.
+func TestConsoleCookieIsSecureUnderTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cert := writeCert(t, certFile, keyFile, "console")
+	writeFiles(t, dir, map[string]string{
+		"pushbackd.yaml":     "admin: {tls: {cert_file: cert.pem, key_file: key.pem}}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
+		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, mode: sync, security: {method: bearer, tokens: [{value: t}]}}]\n",
+		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
+	})
+	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(context.Background())
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	u := newConsoleUser(t, a, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}})
+	u.base = "https://" + a.AdminAddr()
+	token, err := os.ReadFile(AdminTokenPath(a.dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookieOf := func(resp *http.Response) *http.Cookie {
+		for _, c := range resp.Cookies() {
+			if c.Name == "pushbackd_console" {
+				return c
+			}
+		}
+		t.Fatalf("no session cookie in %d %v", resp.StatusCode, resp.Header)
+		return nil
+	}
+	t.Run("the login's session cookie is Secure, HttpOnly and SameSite=Strict", func(t *testing.T) {
+		resp := u.login(strings.TrimSpace(string(token)))
+		if c := cookieOf(resp); !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || resp.TLS == nil {
+			t.Errorf("cookie %+v over TLS %v, want Secure, HttpOnly, SameSite=Strict", c, resp.TLS != nil)
+		}
+	})
+	t.Run("the session works over HTTPS", func(t *testing.T) {
+		if resp, body := u.do(http.MethodGet, "/runs", nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="runs"`) {
+			t.Errorf("GET /runs over HTTPS: %d", resp.StatusCode)
+		}
+	})
+	t.Run("logging out clears the cookie with a Secure one", func(t *testing.T) {
+		resp, _ := u.do(http.MethodPost, "/logout", url.Values{"csrf": {u.csrf()}}, nil)
+		if c := cookieOf(resp); !c.Secure || c.MaxAge >= 0 {
+			t.Errorf("logout cookie %+v, want Secure and expired", c)
+		}
+	})
 }

@@ -287,10 +287,8 @@ func (c *Console) replayFilter(w http.ResponseWriter, r *http.Request, s *sessio
 	body, _ := json.Marshal(map[string]any{"filter": filter, "dry_run": !confirmed})
 	res := c.call(r, http.MethodPost, "/admin/v1/runs/replay", body)
 	switch {
-	case res.code == http.StatusNotFound || res.code == http.StatusMethodNotAllowed:
-		c.message(w, r, s, http.StatusNotImplemented, "Bulk replay unavailable",
-			"this server has no bulk replay (POST /admin/v1/runs/replay answered "+strconv.Itoa(res.code)+"); select runs on the runs page and replay those")
 	case res.code >= 300:
+		// An empty filter, a bad time or a fifth job: the API's message says what to change.
 		c.message(w, r, s, res.code, "Replay refused", res.errorText())
 	case !confirmed:
 		var dry struct {
@@ -321,12 +319,24 @@ type stepRecord struct {
 	Name     string        `json:"name"`
 	Action   string        `json:"action"`
 	Status   string        `json:"status"`
-	Attempts any           `json:"attempts"` // a count today; a list of attempts where the engine keeps them
+	Attempts int           `json:"attempts"`
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"duration"`
 	Input    any           `json:"input"`
 	Output   any           `json:"output"`
 	Error    string        `json:"error"`
+	// Tries are each try of a step tried more than once (the first and the latest nine);
+	// TriesDropped counts those left out between them.
+	Tries        []stepTry `json:"tries"`
+	TriesDropped int       `json:"tries_dropped"`
+}
+
+type stepTry struct {
+	Status     string        `json:"status"`
+	Started    time.Time     `json:"started"`
+	Duration   time.Duration `json:"duration"`
+	Error      string        `json:"error"`
+	HTTPStatus int           `json:"http_status"`
 }
 
 type runDetail struct {
@@ -378,8 +388,12 @@ func (c *Console) run(w http.ResponseWriter, r *http.Request, s *session) {
 	if run.Answer != nil && len(run.Answer.Body) > 0 {
 		data["AnswerBody"] = prettyBody("application/json", string(run.Answer.Body))
 	}
-	data["Finished"] = !slices.Contains([]string{"queued", "running", "waiting"}, run.Status)
-	data["Retryable"] = slices.Contains([]string{"failed", "compensated", "compensation_failed"}, run.Status)
+	// The buttons the API would accept: replay a finished run, retry a failed one (a
+	// compensated run's steps were undone: nothing to go on from), cancel an unfinished one.
+	unfinished := slices.Contains([]string{"queued", "running", "waiting"}, run.Status)
+	data["Replayable"] = !unfinished
+	data["Retryable"] = run.Status == "failed"
+	data["Cancellable"] = unfinished
 	c.render(w, r, s, "run", data)
 }
 
@@ -394,20 +408,24 @@ func (c *Console) runAction(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	res := c.call(r, http.MethodPost, "/admin/v1/runs/"+url.PathEscape(id)+"/"+action, nil)
-	switch {
-	case res.code == http.StatusNotFound && action != "replay" || res.code == http.StatusMethodNotAllowed:
-		c.message(w, r, s, http.StatusNotImplemented, name+" unavailable",
-			"this server cannot "+action+" runs yet (the admin API answered "+strconv.Itoa(res.code)+")")
-	case res.code >= 300:
+	if res.code >= 300 {
+		// 404: no such run; 409: the run's status or saga does not allow it, and why.
 		c.message(w, r, s, res.code, name+" refused", res.errorText())
+		return
+	}
+	var out struct {
+		RunID           string `json:"run_id"`
+		CancelRequested bool   `json:"cancel_requested"`
+	}
+	_ = res.decode(&out)
+	switch {
+	case out.RunID != "" && out.RunID != id:
+		http.Redirect(w, r, "/runs/"+url.PathEscape(out.RunID)+"?notice="+url.QueryEscape(name+" of "+id), http.StatusSeeOther)
+	case out.CancelRequested:
+		http.Redirect(w, r, "/runs/"+url.PathEscape(id)+"?notice="+url.QueryEscape("cancel requested: the run undoes its completed steps, then ends cancelled"), http.StatusSeeOther)
+	case action == "cancel":
+		http.Redirect(w, r, "/runs/"+url.PathEscape(id)+"?notice="+url.QueryEscape("cancelled"), http.StatusSeeOther)
 	default:
-		var out struct {
-			RunID string `json:"run_id"`
-		}
-		if res.decode(&out) == nil && out.RunID != "" && out.RunID != id {
-			http.Redirect(w, r, "/runs/"+url.PathEscape(out.RunID)+"?notice="+url.QueryEscape(name+" of "+id), http.StatusSeeOther)
-			return
-		}
 		http.Redirect(w, r, "/runs/"+url.PathEscape(id)+"?notice="+url.QueryEscape(name+" accepted"), http.StatusSeeOther)
 	}
 }
@@ -486,7 +504,24 @@ type endpointRow struct {
 	Curl     string `json:"-"`
 	Command  string `json:"-"`
 	Failures float64
+	// Recent are the endpoint's newest runs (at most endpointSample), for its last received
+	// time and failure rate; Failed counts those that failed.
+	LastReceived time.Time
+	Recent       int
+	Failed       int
+	NoStats      bool
 }
+
+// endpointSample is how many of an endpoint's newest runs its failure rate is counted
+// over: one bounded query per endpoint (the store's scope index answers it), never a scan.
+const endpointSample = 20
+
+// maxEndpointStats bounds the queries one endpoints page makes: a configuration with more
+// endpoints shows the rest without statistics rather than making the page slow.
+const maxEndpointStats = 200
+
+// failedStatuses are the final statuses of a run that did not do what it was sent for.
+var failedStatuses = []string{"failed", "compensated", "compensation_failed"}
 
 func (c *Console) endpoints(w http.ResponseWriter, r *http.Request, s *session) {
 	res := c.call(r, http.MethodGet, "/admin/v1/endpoints", nil)
@@ -510,6 +545,30 @@ func (c *Console) endpoints(w http.ResponseWriter, r *http.Request, s *session) 
 		e.Curl = "curl -sS -X POST " + shellQuote(pushbackBase(r)+e.URL) +
 			" -H 'Content-Type: application/json' --data-binary @body.json"
 		e.Failures = m.failures[e.Partner+"/"+e.Endpoint]
+		if i >= maxEndpointStats {
+			e.NoStats = true
+			continue
+		}
+		q := url.Values{"partner": {e.Partner}, "endpoint": {e.Endpoint}, "limit": {strconv.Itoa(endpointSample)}}
+		if e.Site != "" {
+			q.Set("site", e.Site)
+		}
+		var recent struct {
+			Runs []runRow `json:"runs"`
+		}
+		if res := c.call(r, http.MethodGet, "/admin/v1/runs?"+q.Encode(), nil); res.code != http.StatusOK || res.decode(&recent) != nil {
+			e.NoStats = true
+			continue
+		}
+		e.Recent = len(recent.Runs)
+		for j, run := range recent.Runs {
+			if j == 0 {
+				e.LastReceived = run.ReceivedAt
+			}
+			if slices.Contains(failedStatuses, run.Status) {
+				e.Failed++
+			}
+		}
 	}
 	data["Endpoints"] = page.Endpoints
 	c.render(w, r, s, "endpoints", data)

@@ -16,11 +16,6 @@ async function api(method, path, body) {
   return { status: res.status, data };
 }
 
-function unavailable(res, what) {
-  if (res.status === 404 || res.status === 405) return what + " is not available on this server (the admin API answered " + res.status + ").";
-  return (res.data && res.data.error) || ("the admin API answered " + res.status);
-}
-
 // Copy buttons on the endpoints page.
 document.querySelectorAll("button.copy").forEach((b) => b.addEventListener("click", async () => {
   const text = document.getElementById(b.dataset.copy).textContent;
@@ -53,9 +48,10 @@ if (job) {
     for (const k of ["state", "done", "total", "failed"]) document.getElementById("job-" + k).textContent = res.data[k];
     const p = document.getElementById("job-progress");
     p.max = res.data.total || 1; p.value = res.data.done || 0;
-    if (res.data.state === "running" || res.data.state === "queued") setTimeout(tick, 1000);
+    if (res.data.state === "running") setTimeout(tick, 1000);
+    else document.getElementById("job-end").hidden = false;
   };
-  setTimeout(tick, 1000);
+  if (document.getElementById("job-state").textContent === "running") setTimeout(tick, 500);
 }
 
 // Saga editor: highlighting, line numbers, and validation while typing.
@@ -144,7 +140,7 @@ function editor(form) {
     const res = await api("POST", "sagas/" + encodeURIComponent(saga) + "/validate", src.value);
     if (mine !== seq) return; // a newer keystroke's check is on its way
     if (res.status === 200 && res.data) showErrors(res.data.errors || []);
-    else { problems.replaceChildren(span("error", unavailable(res, "Validation"))); }
+    else problems.replaceChildren(span("error", (res.data && res.data.error) || ("the admin API answered " + res.status)));
   }
   src.addEventListener("input", () => { paint(); clearTimeout(timer); timer = setTimeout(validate, 300); });
   src.addEventListener("keydown", (e) => {
@@ -161,23 +157,39 @@ function editor(form) {
   paint();
 
   const out = document.getElementById("plan-out");
+  const summary = document.getElementById("try-summary");
   const sample = document.getElementById("sample");
-  document.getElementById("plan").addEventListener("click", async () => {
-    const path = "sagas/" + encodeURIComponent(saga) + "/plan";
-    const body = safeJSON(sample.value);
-    let res = await api("POST", path, JSON.stringify({ saga: src.value, body }));
-    let note = "";
-    if (res.status === 400 && res.data && /saga/.test(res.data.error || "") && /unknown|keys/.test(res.data.error || "")) {
-      // This server plans only the saved saga.
-      res = await api("POST", path, JSON.stringify({ body }));
-      note = "(this server plans the saved version, not the draft)\n";
+  const tests = document.getElementById("tests");
+  const path = (what) => "sagas/" + encodeURIComponent(saga) + "/" + what;
+  // show puts an answer under the buttons: the result, or the API's error with the draft's
+  // own errors marked in the editor as validation marks them.
+  function show(res, ok) {
+    if (res.status === 200 && res.data) {
+      summary.textContent = ok(res.data);
+      summary.className = "ok";
+      out.textContent = JSON.stringify(res.data, null, 2);
+      return;
     }
-    out.textContent = res.status === 200 ? note + JSON.stringify(res.data, null, 2) : unavailable(res, "Planning");
+    summary.className = "error";
+    summary.textContent = (res.data && res.data.error) || ("the admin API answered " + res.status);
+    out.textContent = res.data && res.data.errors ? res.data.errors.map((e) => (e.file ? e.file + ":" : "") + e.line + ":" + e.column + ": " + e.message).join("\n") : "";
+    if (res.data && res.data.errors && /draft/.test(res.data.error || "")) showErrors(res.data.errors);
+  }
+  // pending clears the last answer, so an old one is never read as the new one's.
+  function pending(what) { summary.className = "hint"; summary.textContent = what + "…"; out.textContent = ""; }
+  document.getElementById("plan").addEventListener("click", async () => {
+    pending("planning");
+    let req;
+    try { req = JSON.parse(sample.value || "{}"); } catch (e) { show({ status: 400, data: { error: "the sample request is not JSON: " + e.message } }); return; }
+    if (req === null || typeof req !== "object" || Array.isArray(req)) { show({ status: 400, data: { error: "the sample request is a JSON object, e.g. {\"body\": {}, \"outputs\": {}}" } }); return; }
+    req.saga = src.value;
+    show(await api("POST", path("plan"), JSON.stringify(req)), (p) => "plan of the draft: " + ((p.steps || []).length) + " steps, ends " + p.ends);
   });
   document.getElementById("test").addEventListener("click", async () => {
-    const res = await api("POST", "sagas/" + encodeURIComponent(saga) + "/test", JSON.stringify({ saga: src.value }));
-    out.textContent = res.status === 200 ? JSON.stringify(res.data, null, 2) : unavailable(res, "Saga tests");
+    pending("running the tests");
+    const req = { saga: src.value };
+    if (tests.value.trim() !== "") req.tests = tests.value;
+    show(await api("POST", path("test"), JSON.stringify(req)), (r) => r.passed + " passed, " + r.failed + " failed");
   });
 }
 
-function safeJSON(s) { try { return JSON.parse(s); } catch (e) { return s; } }
