@@ -154,6 +154,7 @@ type Engine struct {
 	log        *zap.Logger
 	clock      Clock
 	transports *transports // http steps' connections, pooled per set of egress lists
+	redactors  redactors   // shared by its runs: see redactors
 }
 
 // NewEngine applies defaults.
@@ -361,6 +362,7 @@ type run struct {
 
 func (e *Engine) newRun(inv *Invocation) *run {
 	rs := newRunState(inv.Secrets)
+	rs.cache = &e.redactors
 	env := newEnv(inv, rs)
 	r := &run{
 		e: e, inv: inv, s: inv.Saga, rs: rs, env: env,
