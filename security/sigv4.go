@@ -237,22 +237,27 @@ func (s *sigv4Scheme) check(req Request, c *Check) *Failure {
 	if date[:8] != a.date {
 		return fail(AWSSigV4, ReasonMalformed, "Credential date is not the date of "+HeaderAmzDate)
 	}
-	bodyHash := sha256.Sum256(r.Body)
-	var hexBody [2 * sha256.Size]byte
-	hex.Encode(hexBody[:], bodyHash[:])
-	if ph, pst := single(headerValues(r.Header, HeaderAmzContentSHA256)); pst == conflicting {
+	ph, pst := single(headerValues(r.Header, HeaderAmzContentSHA256))
+	switch {
+	case pst == conflicting:
 		return fail(AWSSigV4, ReasonMalformed, HeaderAmzContentSHA256+" header sent more than once with different values")
-	} else if pst == present && ph == unsignedPayload {
+	case pst == present && ph == unsignedPayload:
 		return fail(AWSSigV4, ReasonMalformed, HeaderAmzContentSHA256+" is UNSIGNED-PAYLOAD, which is refused: sign the body")
-	} else if pst == present && !strings.EqualFold(ph, string(hexBody[:])) {
-		return fail(AWSSigV4, ReasonMismatch, HeaderAmzContentSHA256+" is not the SHA-256 of the body received")
 	}
+	// What no configured key could have signed is refused before the body is hashed: a
+	// prober's large body with an unknown access key costs no more than a small one.
 	if a.region != s.region || a.service != s.service {
 		return fail(AWSSigV4, ReasonMismatch, "Credential scope names another region or service than configured")
 	}
 	i := slices.Index(s.ids, a.accessKey)
 	if i < 0 {
 		return fail(AWSSigV4, ReasonMismatch, "Credential names an access key id that is not configured")
+	}
+	bodyHash := sha256.Sum256(r.Body)
+	var hexBody [2 * sha256.Size]byte
+	hex.Encode(hexBody[:], bodyHash[:])
+	if pst == present && !strings.EqualFold(ph, string(hexBody[:])) {
+		return fail(AWSSigV4, ReasonMismatch, HeaderAmzContentSHA256+" is not the SHA-256 of the body received")
 	}
 	// Only a day whose X-Amz-Date could pass the age check is worth remembering.
 	age := r.now().Sub(sent)

@@ -152,3 +152,37 @@ func TestSigV4RefusalAllocatesLittle(t *testing.T) {
 		t.Errorf("a refusal allocates %v times, want at most 10", n)
 	}
 }
+
+// TestSigV4RefusesWhatNoKeyCouldSignBeforeHashingTheBody: a request naming an unknown
+// access key or another scope is refused as that, before the body (here one that does not
+// match its X-Amz-Content-Sha256) is hashed; malformed headers are still malformed first.
+func TestSigV4RefusesWhatNoKeyCouldSignBeforeHashingTheBody(t *testing.T) {
+	v := mustNew(t, sigv4Config())
+	for _, tt := range []struct {
+		name, cred, payloadHash string
+		reason                  Reason
+		detail                  string
+	}{
+		{"an unknown access key id is refused before the body hash is compared", "AKIDUNKNOWN/20260301/us-east-1/pushbackd/aws4_request",
+			strings.Repeat("0", 64), ReasonMismatch, "access key id that is not configured"},
+		{"another region is refused before the body hash is compared", sigv4Key + "/20260301/eu-west-1/pushbackd/aws4_request",
+			strings.Repeat("0", 64), ReasonMismatch, "another region or service"},
+		{"UNSIGNED-PAYLOAD stays malformed whatever the key", "AKIDUNKNOWN/20260301/us-east-1/pushbackd/aws4_request",
+			unsignedPayload, ReasonMalformed, "UNSIGNED-PAYLOAD"},
+		{"a known key with a wrong body hash is a body mismatch", sigv4Key + "/20260301/us-east-1/pushbackd/aws4_request",
+			strings.Repeat("0", 64), ReasonMismatch, "not the SHA-256 of the body"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			h.Set("Authorization", sigv4Algorithm+" Credential="+tt.cred+", SignedHeaders=host;x-amz-date, Signature="+strings.Repeat("a", 64))
+			h.Set(HeaderAmzDate, testNow.Format(amzDateFormat))
+			h.Set(HeaderAmzContentSHA256, tt.payloadHash)
+			err := v.Verify(&Request{Header: h, Host: "127.0.0.1:8080", Path: "/x", Method: http.MethodPost,
+				Body: bytes.Repeat([]byte("b"), 1<<20), Now: testNow})
+			var f *Failure
+			if !errors.As(err, &f) || f.Reason != tt.reason || !strings.Contains(f.Detail, tt.detail) {
+				t.Fatalf("err = %v, want %s with %q", err, tt.reason, tt.detail)
+			}
+		})
+	}
+}
