@@ -154,6 +154,7 @@ type Engine struct {
 	log        *zap.Logger
 	clock      Clock
 	transports *transports // http steps' connections, pooled per set of egress lists
+	redactors  redactors   // shared by its runs: see redactors
 }
 
 // NewEngine applies defaults.
@@ -361,6 +362,7 @@ type run struct {
 
 func (e *Engine) newRun(inv *Invocation) *run {
 	rs := newRunState(inv.Secrets)
+	rs.cache = &e.redactors
 	env := newEnv(inv, rs)
 	r := &run{
 		e: e, inv: inv, s: inv.Saga, rs: rs, env: env,
@@ -468,9 +470,13 @@ func (r *run) execute(ctx context.Context) *Result {
 		}
 		r.next, r.stepAttempts = i, 0 // the step's retry waits are checkpointed at i
 		rec, ans, err := r.step(ctx, i, st, done)
-		var sus *suspension
-		if errors.As(err, &sus) {
-			return r.suspended(sus.until)
+		if err != nil {
+			// Declared here, sus (which errors.As makes escape) costs a heap object on the
+			// error path alone instead of once per step.
+			var sus *suspension
+			if errors.As(err, &sus) {
+				return r.suspended(sus.until)
+			}
 		}
 		if err != nil && errors.Is(context.Cause(caller), ErrInterrupted) {
 			// Given up, not failed: nothing is undone, and the run resumes from its last

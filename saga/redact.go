@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -29,6 +30,55 @@ type runState struct {
 	mu       sync.Mutex // secret() runs on the run's goroutine; the mutex guards Plan and tests
 	revealed []string   // plain texts, as secret() returned them or conceal was given them
 	replacer *redactor
+	// cache, when not nil, shares redactors between runs that revealed the same secrets;
+	// concealed says a rendered header value was added, which keeps this run's redactor
+	// out of it (see redactors).
+	cache     *redactors
+	concealed bool
+}
+
+// redactors remembers the redactor of each set of revealed secrets an Engine's runs
+// built: most runs of a partner reveal the same one or two, and building a redactor
+// (ten encodings of each, sorted, deduplicated) was a fifth of a pure saga's allocations.
+// Only sets made of secret() values enter it, not concealed header values, which a
+// template may build from request data: what it holds is bounded by the configured
+// secrets, and it is cleared when it reaches maxCachedRedactors, so a redactor lives at
+// most as long as it is in use. A redactor is immutable once built.
+type redactors struct {
+	mu sync.Mutex
+	m  map[string]*redactor // by revealedKey
+}
+
+const maxCachedRedactors = 256
+
+func (c *redactors) get(key string) *redactor {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
+func (c *redactors) put(key string, r *redactor) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedRedactors {
+		c.m = make(map[string]*redactor)
+	}
+	c.m[key] = r
+}
+
+// revealedKey is the cache key of a revealed list: the text itself for one (no
+// allocation), length-prefixed texts for more, so no two lists share a key.
+func revealedKey(revealed []string) string {
+	if len(revealed) == 1 {
+		return revealed[0]
+	}
+	var b strings.Builder
+	for _, p := range revealed {
+		b.WriteString(strconv.Itoa(len(p)))
+		b.WriteByte(':')
+		b.WriteString(p)
+	}
+	return b.String()
 }
 
 func newRunState(secrets map[string]security.Secret) *runState {
@@ -58,13 +108,20 @@ const minConcealed = 8
 func (rs *runState) conceal(v string) {
 	v = strings.TrimSpace(v)
 	if len(v) >= minConcealed {
-		rs.add(v)
+		rs.addConcealed(v)
 	}
 	if _, cred, ok := strings.Cut(v, " "); ok {
 		if cred = strings.TrimSpace(cred); len(cred) >= minConcealed {
-			rs.add(cred)
+			rs.addConcealed(cred)
 		}
 	}
+}
+
+func (rs *runState) addConcealed(plain string) {
+	rs.mu.Lock()
+	rs.concealed = true
+	rs.mu.Unlock()
+	rs.add(plain)
 }
 
 func (rs *runState) add(plain string) {
@@ -77,8 +134,24 @@ func (rs *runState) add(plain string) {
 		return
 	}
 	rs.revealed = append(rs.revealed, plain)
+	var key string
+	if rs.cache != nil && !rs.concealed {
+		key = revealedKey(rs.revealed)
+		if r := rs.cache.get(key); r != nil {
+			rs.replacer = r
+			return
+		}
+	}
+	rs.replacer = newRedactor(rs.revealed)
+	if rs.cache != nil && !rs.concealed {
+		rs.cache.put(key, rs.replacer)
+	}
+}
+
+// newRedactor is the redactor of the revealed texts.
+func newRedactor(revealed []string) *redactor {
 	var all []string
-	for _, p := range rs.revealed {
+	for _, p := range revealed {
 		for _, f := range secretForms(p) {
 			if f != "" && !slices.Contains(all, f) {
 				all = append(all, f)
@@ -96,7 +169,7 @@ func (rs *runState) add(plain string) {
 			needles = append(needles, f)
 		}
 	}
-	rs.replacer = &redactor{secrets: all, needles: needles}
+	return &redactor{secrets: all, needles: needles}
 }
 
 // secretForms are the texts a plain secret may appear as: itself, base64 in both alphabets

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -56,6 +55,7 @@ type sigv4Scheme struct {
 	region, service string
 	ids             []string // access key ids, parallel to the Check's secrets
 	tolerance       time.Duration
+	keys            sigv4KeyCache // derived signing keys; shared by the Template's Checks
 }
 
 func newSigV4(cfg Config, p *problems) (scheme, material) {
@@ -237,16 +237,15 @@ func (s *sigv4Scheme) check(req Request, c *Check) *Failure {
 	if date[:8] != a.date {
 		return fail(AWSSigV4, ReasonMalformed, "Credential date is not the date of "+HeaderAmzDate)
 	}
-	bodyHash := sha256.Sum256(r.Body)
-	var hexBody [2 * sha256.Size]byte
-	hex.Encode(hexBody[:], bodyHash[:])
-	if ph, pst := single(headerValues(r.Header, HeaderAmzContentSHA256)); pst == conflicting {
+	ph, pst := single(headerValues(r.Header, HeaderAmzContentSHA256))
+	switch {
+	case pst == conflicting:
 		return fail(AWSSigV4, ReasonMalformed, HeaderAmzContentSHA256+" header sent more than once with different values")
-	} else if pst == present && ph == unsignedPayload {
+	case pst == present && ph == unsignedPayload:
 		return fail(AWSSigV4, ReasonMalformed, HeaderAmzContentSHA256+" is UNSIGNED-PAYLOAD, which is refused: sign the body")
-	} else if pst == present && !strings.EqualFold(ph, string(hexBody[:])) {
-		return fail(AWSSigV4, ReasonMismatch, HeaderAmzContentSHA256+" is not the SHA-256 of the body received")
 	}
+	// What no configured key could have signed is refused before the body is hashed: a
+	// prober's large body with an unknown access key costs no more than a small one.
 	if a.region != s.region || a.service != s.service {
 		return fail(AWSSigV4, ReasonMismatch, "Credential scope names another region or service than configured")
 	}
@@ -254,8 +253,17 @@ func (s *sigv4Scheme) check(req Request, c *Check) *Failure {
 	if i < 0 {
 		return fail(AWSSigV4, ReasonMismatch, "Credential names an access key id that is not configured")
 	}
-	mac := sigv4Signature(c.raw(i), a.date, s.region, s.service, date, s.stringToSignHash(r, a.signedHeaders, hexBody[:]))
-	if !hmac.Equal(mac, a.signature[:]) {
+	bodyHash := sha256.Sum256(r.Body)
+	var hexBody [2 * sha256.Size]byte
+	hex.Encode(hexBody[:], bodyHash[:])
+	if pst == present && !strings.EqualFold(ph, string(hexBody[:])) {
+		return fail(AWSSigV4, ReasonMismatch, HeaderAmzContentSHA256+" is not the SHA-256 of the body received")
+	}
+	// Only a day whose X-Amz-Date could pass the age check is worth remembering.
+	age := r.now().Sub(sent)
+	key := s.keys.key(c.raw(i), a.date, s.region, s.service, age <= s.tolerance && age >= -s.tolerance)
+	mac := sigv4Signature(key, a.date, s.region, s.service, date, s.stringToSignHash(r, a.signedHeaders, hexBody[:]))
+	if !hmac.Equal(mac[:], a.signature[:]) {
 		return fail(AWSSigV4, ReasonMismatch, "signature does not match the request")
 	}
 	// As for the other timestamped methods, the age is judged once the signature holds.
@@ -265,7 +273,6 @@ func (s *sigv4Scheme) check(req Request, c *Check) *Failure {
 // stringToSignHash is the hex SHA-256 of the canonical request, written straight into the
 // hash rather than built as a string.
 func (s *sigv4Scheme) stringToSignHash(r *Request, signedHeaders string, hexBody []byte) []byte {
-	h := sha256.New()
 	method := r.Method
 	if method == "" {
 		method = http.MethodPost
@@ -274,24 +281,21 @@ func (s *sigv4Scheme) stringToSignHash(r *Request, signedHeaders string, hexBody
 	if path == "" {
 		path = "/"
 	}
-	io.WriteString(h, method)
-	h.Write([]byte{'\n'})
-	io.WriteString(h, awsEscape(path, false))
-	h.Write([]byte{'\n'})
-	io.WriteString(h, canonicalQuery(r.Query))
-	h.Write([]byte{'\n'})
+	// Built in a stack buffer and hashed at once: writing to a hash.Hash through io.Writer
+	// made every piece escape to the heap.
+	var buf [1024]byte
+	b := append(append(buf[:0], method...), '\n')
+	b = append(append(b, awsEscape(path, false)...), '\n')
+	b = append(append(b, canonicalQuery(r.Query)...), '\n')
 	for name := range strings.SplitSeq(signedHeaders, ";") {
-		io.WriteString(h, name)
-		h.Write([]byte{':'})
-		io.WriteString(h, canonicalHeaderValue(r, name))
-		h.Write([]byte{'\n'})
+		b = append(append(b, name...), ':')
+		b = append(append(b, canonicalHeaderValue(r, name)...), '\n')
 	}
-	h.Write([]byte{'\n'})
-	io.WriteString(h, signedHeaders)
-	h.Write([]byte{'\n'})
-	h.Write(hexBody)
+	b = append(append(b, '\n'), signedHeaders...)
+	b = append(append(b, '\n'), hexBody...)
+	sum := sha256.Sum256(b)
 	out := make([]byte, 2*sha256.Size)
-	hex.Encode(out, h.Sum(nil))
+	hex.Encode(out, sum[:])
 	return out
 }
 
@@ -390,17 +394,14 @@ func unreserved(c byte) bool {
 	return isAlnum(c) || c == '-' || c == '_' || c == '.' || c == '~'
 }
 
-// sigv4Signature derives the day's signing key from the secret access key and signs the
-// string to sign.
-func sigv4Signature(secret []byte, day, region, service, amzDate string, canonicalHash []byte) []byte {
-	k := hmacSHA256(append([]byte("AWS4"), secret...), []byte(day))
-	k = hmacSHA256(k, []byte(region))
-	k = hmacSHA256(k, []byte(service))
-	k = hmacSHA256(k, []byte("aws4_request"))
-	m := hmac.New(sha256.New, k)
-	io.WriteString(m, sigv4Algorithm+"\n"+amzDate+"\n"+day+"/"+region+"/"+service+"/aws4_request\n")
-	m.Write(canonicalHash)
-	return m.Sum(nil)
+// sigv4Signature signs the string to sign with the day's signing key.
+func sigv4Signature(key [sha256.Size]byte, day, region, service, amzDate string, canonicalHash []byte) [sha256.Size]byte {
+	var buf [320]byte
+	b := append(buf[:0], sigv4Algorithm+"\n"...)
+	b = append(append(b, amzDate...), '\n')
+	b = append(append(append(append(append(b, day...), '/'), region...), '/'), service...)
+	b = append(append(b, "/aws4_request\n"...), canonicalHash...)
+	return hmacSum(key[:], b)
 }
 
 // messageID is the signature: a resent request carries the same one while its X-Amz-Date
@@ -440,7 +441,7 @@ func (s *sigv4Scheme) sign(c *Check, in *signing, h http.Header, _ url.Values) e
 	}
 	req := &Request{Method: http.MethodPost, Host: in.target.Host, Path: in.target.EscapedPath(),
 		Query: in.target.Query(), Header: h, Body: in.body}
-	sig := sigv4Signature(c.raw(0), date[:8], s.region, s.service, date, s.stringToSignHash(req, signed, hexBody))
+	sig := sigv4Signature(sigv4SigningKey(c.raw(0), date[:8], s.region, s.service), date[:8], s.region, s.service, date, s.stringToSignHash(req, signed, hexBody))
 	h.Set("Authorization", fmt.Sprintf("%s Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%x",
 		sigv4Algorithm, s.ids[0], date[:8], s.region, s.service, signed, sig))
 	return nil
