@@ -44,7 +44,10 @@ func TestOverloadIsRefusedWithRetryAfterAndRecovers(t *testing.T) {
 	defer down.Close()
 	defer release()
 	a := startWith(t, map[string]string{
-		"pushbackd.yaml":     "limits: {workers: 2, queue: 50}\negress: {allow: [127.0.0.1]}\n",
+		// read_header_timeout well past the default 5 s: under -race on a loaded machine, 2,000
+		// connections at once can wait that long for their headers to be read, and a
+		// connection closed for it would be neither an accept nor a refusal.
+		"pushbackd.yaml":     "limits: {workers: 2, queue: 50, read_header_timeout: 60s}\negress: {allow: [127.0.0.1]}\n",
 		"partners/acme.yaml": "id: acme\nsettings: {down: \"" + down.URL + "\"}\nendpoints: [{name: e, saga: held, security: {method: bearer, tokens: [{value: t}]}}]\n",
 		"sagas/held.yaml":    "name: held\nsteps:\n  - {name: call, http: {url: \"${ settings.down }\", timeout: 60s}}\n",
 	})
