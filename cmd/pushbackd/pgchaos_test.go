@@ -543,8 +543,30 @@ func TestTwoInstancesOnPostgresSurviveFiveKillNines(t *testing.T) {
 			t.Errorf("only %d serialized calls", calls)
 		}
 	})
+	t.Run("runs in a retry wait at a kill finish", func(t *testing.T) {
+		waiting := 0
+		for _, kill := range r.kills {
+			for run, calls := range byRun {
+				// The flaky downstream's 503 Retry-After: 1 to the victim in the second
+				// before the kill: the run was waiting out its retry when the process died.
+				if calls[0].path != "/flaky" || calls[0].who != kill.victim.name ||
+					calls[0].end.After(kill.at) || calls[0].end.Before(kill.at.Add(-time.Second)) {
+					continue
+				}
+				waiting++
+				if len(calls) < 2 || runs[run] == nil || runs[run].Status != store.StatusSucceeded {
+					t.Errorf("run %s, in a retry wait on %s at its kill: %d calls, ended %v", run, kill.victim.name, len(calls), runs[run])
+				}
+			}
+		}
+		if waiting == 0 {
+			t.Error("no run was in a retry wait at a kill")
+		}
+		t.Logf("%d runs were in a retry wait on the killed instance", waiting)
+	})
 	t.Run("a run executing on a killed instance is finished by the other after its lease", func(t *testing.T) {
 		taken := 0
+		var waits []time.Duration
 		for k, kill := range r.kills {
 			cut := 0
 			for run, calls := range byRun {
@@ -567,10 +589,13 @@ func TestTwoInstancesOnPostgresSurviveFiveKillNines(t *testing.T) {
 				case later[j].start.Before(kill.at.Add(chaosLease * 2 / 3)):
 					// The lease was renewed at most a third of its life before the kill.
 					t.Errorf("kill %d: run %s taken over %s after the kill, before its lease could expire", k+1, run, later[j].start.Sub(kill.at))
+				case later[j].start.After(kill.at.Add(chaosLease + time.Second)):
+					t.Errorf("kill %d: run %s taken over %s after the kill, long after its lease of %s", k+1, run, later[j].start.Sub(kill.at), chaosLease)
 				case runs[run] != nil && runs[run].Status != store.StatusSucceeded:
 					t.Errorf("kill %d: run %s ended %s", k+1, run, runs[run].Status)
 				default:
 					taken++
+					waits = append(waits, later[j].start.Sub(kill.at))
 				}
 			}
 			if cut == 0 {
@@ -587,7 +612,11 @@ func TestTwoInstancesOnPostgresSurviveFiveKillNines(t *testing.T) {
 			}
 			t.Logf("kill %d of %s: %d runs cut while executing; %s acknowledged %d requests while it was down", k+1, kill.victim.name, cut, kill.other.name, served)
 		}
-		t.Logf("%d runs cut by kills finished by the other instance after their leases", taken)
+		slices.Sort(waits)
+		if len(waits) > 0 {
+			t.Logf("%d runs cut by kills finished by the other instance, called again %s to %s after the kill (lease %s)",
+				taken, waits[0].Round(10*time.Millisecond), waits[len(waits)-1].Round(10*time.Millisecond), chaosLease)
+		}
 	})
 }
 
