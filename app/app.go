@@ -122,6 +122,7 @@ func New(opts Options) (*App, error) {
 		Logger:    log.Named("runs"),
 		Workers:   lim.Workers,
 		QueueSize: lim.Queue,
+		LeaseTTL:  lim.LeaseTTL,
 		Tracing:   opts.Tracing,
 		// The run records the default answer the gateway sends, a failed run's 502 too.
 		SyncAnswer: gateway.SyncAnswer,

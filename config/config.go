@@ -89,6 +89,11 @@ type Limits struct {
 	// thousands of runs does not crowd out live traffic. Jobs read it as they go, so a
 	// reload applies it.
 	ReplayRate int `yaml:"replay_rate"`
+	// LeaseTTL is how long a worker's hold on an executing run lasts without renewal
+	// (renewed every third of it). With a shared store it is how long another instance
+	// waits before it takes over the runs of one that died: shorter hands them over sooner,
+	// at the cost of more renewal writes and a stalled process losing its runs sooner.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 	// AuthFailures throttles guessing: past the limit, a client's requests (and an
 	// endpoint's failing ones) get 429 instead of another try.
 	AuthFailures AuthFailures `yaml:"auth_failures"`
@@ -172,6 +177,7 @@ func Defaults() Server {
 			Workers:           64,
 			Queue:             10000,
 			ReplayRate:        50,
+			LeaseTTL:          30 * time.Second, // dispatch.DefaultLeaseTTL
 			AuthFailures:      AuthFailures{PerClient: 20, PerEndpoint: 200, Window: time.Minute},
 
 			KVMaxKeyBytes:          saga.DefaultKVMaxKeyBytes,

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/ast"
@@ -41,6 +42,14 @@ var IDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // MaxReplayRate bounds limits.replay_rate: above it pacing no longer protects anything.
 const MaxReplayRate = 10000
+
+// MinLeaseTTL and MaxLeaseTTL bound limits.lease_ttl: below a second the renewals (every
+// third of it) would be writes several times a second per instance, and a pause of the
+// process would cost it its runs; past an hour a dead instance's runs would wait that long.
+const (
+	MinLeaseTTL = time.Second
+	MaxLeaseTTL = time.Hour
+)
 
 // validID is IDPattern.MatchString without the regexp engine: it runs for every partner,
 // site and endpoint, hundreds of thousands of times in a large config.
@@ -252,6 +261,9 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 	}
 	if s.Limits.ReplayRate <= 0 || s.Limits.ReplayRate > MaxReplayRate {
 		d.Errorf(at("limits", "replay_rate"), "limits.replay_rate must be between 1 and %d runs per second, not %d", MaxReplayRate, s.Limits.ReplayRate)
+	}
+	if s.Limits.LeaseTTL < MinLeaseTTL || s.Limits.LeaseTTL > MaxLeaseTTL {
+		d.Errorf(at("limits", "lease_ttl"), "limits.lease_ttl must be between %s and %s, not %s", MinLeaseTTL, MaxLeaseTTL, s.Limits.LeaseTTL)
 	}
 	if af := s.Limits.AuthFailures; af.PerClient < 0 || af.PerEndpoint < 0 || af.Window <= 0 {
 		d.Errorf(at("limits", "auth_failures"), "limits.auth_failures: per_client and per_endpoint must not be negative (0 turns one off) and window must be positive")
