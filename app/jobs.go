@@ -359,10 +359,10 @@ func pace(ctx context.Context, next *time.Time, rate int) error {
 	// job that fell behind (a full queue, a slow commit) goes on from now rather than
 	// bursting to catch up.
 	interval := time.Second / time.Duration(max(rate, 1))
-	*next = next.Add(interval)
 	if now := time.Now(); next.Before(now.Add(-interval)) {
-		*next = now
+		*next = now // the first slot, or the job fell behind
 	}
+	*next = next.Add(interval)
 	return nil
 }
 
