@@ -27,6 +27,8 @@ type loadResult struct {
 	// serverCPU is the server process's CPU time during the attack, when known;
 	// clientCPU is the load generator's.
 	serverCPU, clientCPU time.Duration
+	// dbCPU is the database server's CPU time during the attack (scenario 8's Postgres).
+	dbCPU time.Duration
 	// roundRPS is each merged round's RPS, in order.
 	roundRPS []float64
 	// lat is the latency distribution of every answer (any code) as wrk's histogram
@@ -59,6 +61,7 @@ func (r *loadResult) merge(o *loadResult) {
 	r.Elapsed += o.Elapsed
 	r.serverCPU += o.serverCPU
 	r.clientCPU += o.clientCPU
+	r.dbCPU += o.dbCPU
 	if len(o.roundRPS) > 0 {
 		r.roundRPS = append(r.roundRPS, o.roundRPS...)
 	} else {

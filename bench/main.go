@@ -54,7 +54,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per scenario (bare, pushbackd, bare, pushbackd, ...)")
 	flag.IntVar(&o.conns, "conns", 64, "concurrent connections (closed loop)")
 	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads (each an event loop; conns must divide evenly)")
-	flag.StringVar(&scenarios, "scenarios", "1,2,3,4,5,6,7", "scenarios to run, comma-separated (7: accept during a bulk replay)")
+	flag.StringVar(&scenarios, "scenarios", "1,2,3,4,5,6,7", "scenarios to run, comma-separated (7: accept during a bulk replay; 8: Postgres store, accept and end to end with one and two instances)")
 	flag.BoolVar(&o.quick, "quick", false, "short smoke run: 1s rounds, 1 round, 10s end to end, 20k stored runs, 1,000 partners")
 	flag.StringVar(&o.out, "out", "", "also write the table (markdown) to this file")
 	flag.IntVar(&o.runs, "runs", 1_000_000, "scenario 6: stored runs to seed")
@@ -95,8 +95,8 @@ func main() {
 	}
 	for s := range strings.SplitSeq(scenarios, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 7 {
-			fmt.Fprintf(os.Stderr, "bench: bad scenario %q (1-7)\n", s)
+		if err != nil || n < 1 || n > 8 {
+			fmt.Fprintf(os.Stderr, "bench: bad scenario %q (1-8)\n", s)
 			os.Exit(2)
 		}
 		o.scenarios = append(o.scenarios, n)
@@ -156,6 +156,8 @@ func run(o options) error {
 			err = b.scenarioHistory()
 		case 7:
 			err = b.scenarioReplay()
+		case 8:
+			err = b.scenarioPostgres()
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %d: %w", n, err)
@@ -382,7 +384,7 @@ func memTotal() string {
 type side struct {
 	name string
 	t    target
-	p    *proc // the server, for its CPU time; may be nil
+	p    *proc // the server, for its CPU time (and its database's, p.dbCPU); may be nil
 }
 
 // attack drives t with o.conns connections for d.
@@ -404,9 +406,12 @@ func (b *bench) compare(sides ...side) ([]*loadResult, error) {
 	}
 	for r := 1; r <= b.o.rounds; r++ {
 		for i, s := range sides {
-			var cpu0 time.Duration
+			var cpu0, db0 time.Duration
 			if s.p != nil {
 				cpu0 = s.p.cpu()
+			}
+			if s.p != nil && s.p.dbCPU != nil {
+				db0 = s.p.dbCPU()
 			}
 			res, err := b.attack(s.t, b.o.duration)
 			if err != nil {
@@ -414,6 +419,9 @@ func (b *bench) compare(sides ...side) ([]*loadResult, error) {
 			}
 			if s.p != nil {
 				res.serverCPU = s.p.cpu() - cpu0
+			}
+			if s.p != nil && s.p.dbCPU != nil {
+				res.dbCPU = s.p.dbCPU() - db0
 			}
 			out[i].merge(res)
 			fmt.Printf("  round %d %-11s %8.0f req/s  p50 %-8s p99 %-8s unexpected %d %s\n", r, s.name, res.RPS(),

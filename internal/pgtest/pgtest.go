@@ -178,6 +178,17 @@ func (c *Cluster) StopServer() error {
 	return c.run(filepath.Join(c.bin, "pg_ctl"), "stop", "-D", c.data(), "-m", "fast", "-w")
 }
 
+// PID is the running server's (the postmaster's) process id, 0 when it is not running:
+// the bench reads its CPU time, and its backends' (its children), from /proc.
+func (c *Cluster) PID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.server == nil || c.server.Process == nil {
+		return 0
+	}
+	return c.server.Process.Pid
+}
+
 // Stop stops the server and deletes the cluster.
 func (c *Cluster) Stop() {
 	_ = c.StopServer()

@@ -110,22 +110,27 @@ func (s *Store) commitBatch(batch []*createReq) {
 			if err := lockKeys(ctx, tx, keys...); err != nil {
 				return err
 			}
+			var plain []*createReq
 			for _, q := range batch {
-				sp, err := tx.Begin(ctx)
-				if err != nil {
-					return err
-				}
-				q.err = s.createIn(ctx, sp, q)
-				if q.err != nil || q.res.DuplicateOf != "" {
-					if err := sp.Rollback(ctx); err != nil {
-						return err
-					}
-					if retryable(q.err) {
-						return q.err
-					}
+				if isPlain(q) {
+					plain = append(plain, q)
 					continue
 				}
-				if err := sp.Commit(ctx); err != nil {
+				if err := s.createAlone(ctx, tx, q); err != nil {
+					return err
+				}
+			}
+			if len(plain) == 0 {
+				return nil
+			}
+			ok, err := s.createPlain(ctx, tx, plain)
+			if err != nil || ok {
+				return err
+			}
+			// The multi-row insert failed as a whole: one create at a time, so the bad
+			// one fails alone.
+			for _, q := range plain {
+				if err := s.createAlone(ctx, tx, q); err != nil {
 					return err
 				}
 			}
@@ -228,6 +233,185 @@ func (s *Store) createIn(ctx context.Context, tx pgx.Tx, q *createReq) error {
 			q.res.Superseded = append(q.res.Superseded, o.ID)
 		}
 	}
+	var rw runRow
+	rw.add(q, take, parked)
+	tag, err := tx.Exec(ctx, `INSERT INTO runs (`+runCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (id) DO NOTHING`,
+		rw.args(func(c []any) any { return c[0] })...)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: run %s already exists", store.ErrInvalid, r.ID)
+	}
+	if rw.wake {
+		return notify(ctx, tx)
+	}
+	return nil
+}
+
+// createAlone is one create in its own savepoint, so that its failure leaves the batch's
+// others; the error returned aborts the whole transaction (a deadlock, a lost connection).
+func (s *Store) createAlone(ctx context.Context, tx pgx.Tx, q *createReq) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	q.err = s.createIn(ctx, sp, q)
+	if q.err != nil || q.res.DuplicateOf != "" {
+		if err := sp.Rollback(ctx); err != nil {
+			return err
+		}
+		if retryable(q.err) {
+			return q.err
+		}
+		return nil
+	}
+	return sp.Commit(ctx)
+}
+
+// isPlain says whether q's create needs no look-up of other runs: no idempotency or
+// message key to claim, no serialize_by or debounce key. Most accepts are plain, and
+// plain creates go into one multi-row INSERT per batch (createPlain) instead of a
+// savepoint and several round trips each, which bounded a batch's commit by its round
+// trips rather than by its flush.
+func isPlain(q *createReq) bool {
+	r := &q.run
+	return r.IdempotencyKey == "" && r.MessageKey == "" && r.SerializeKey == "" && r.DebounceKey == "" &&
+		len(store.KeyClaims(r, q.opts, q.now)) == 0
+}
+
+// createPlain inserts plain creates with one statement, after one count of the runnable
+// runs for the batch's MaxRunnable checks (the batch holds runnableLock). It reports false,
+// with the transaction as it was before, when the insert failed as a whole (the caller
+// then creates them one by one, so a bad one fails alone); an id already stored fails its
+// create alone.
+func (s *Store) createPlain(ctx context.Context, tx pgx.Tx, batch []*createReq) (bool, error) {
+	limit := 0
+	for _, q := range batch {
+		if q.opts.Owner == "" && q.run.Status.Runnable() {
+			limit = max(limit, q.opts.MaxRunnable)
+		}
+	}
+	runnable := 0
+	if limit > 0 {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM runs WHERE status IN ('queued', 'waiting') LIMIT $1) r`,
+			limit).Scan(&runnable); err != nil {
+			return false, err
+		}
+	}
+	var rw runRow
+	var in []*createReq
+	for _, q := range batch {
+		q.out, q.res, q.err = q.run, store.CreateResult{}, nil
+		take := q.opts.Owner != "" && q.run.Status == store.StatusQueued
+		if !take && q.run.Status.Runnable() && q.opts.MaxRunnable > 0 {
+			if runnable >= q.opts.MaxRunnable {
+				q.err = fmt.Errorf("%w: %d runs are queued or waiting", store.ErrFull, q.opts.MaxRunnable)
+				continue
+			}
+			runnable++
+		}
+		rw.add(q, take, false)
+		in = append(in, q)
+	}
+	if len(in) == 0 {
+		return true, nil
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	rows, err := sp.Query(ctx, `INSERT INTO runs (`+runCols+`)
+		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[], $7::bytea[],
+		$8::bytea[], $9::bytea[], $10::bytea[], $11::bytea[], $12::bool[], $13::bool[], $14::int8[], $15::bytea[],
+		$16::int8[], $17::int8[], $18::bytea[]) ON CONFLICT (id) DO NOTHING RETURNING id`,
+		rw.args(typedArray)...)
+	stored := map[store.RunID]bool{}
+	if err == nil {
+		for rows.Next() {
+			var id []byte
+			if err = rows.Scan(&id); err != nil {
+				break
+			}
+			stored[store.RunID(id)] = true
+		}
+		rows.Close()
+		err = cmpErr(err, rows.Err())
+	}
+	if err != nil {
+		if retryable(err) {
+			return false, err
+		}
+		for _, q := range in {
+			q.res, q.out = store.CreateResult{}, q.run
+		}
+		return false, sp.Rollback(ctx)
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return false, err
+	}
+	if rw.wake {
+		if err := notify(ctx, tx); err != nil {
+			return false, err
+		}
+	}
+	for _, q := range in {
+		if !stored[q.id] {
+			q.res = store.CreateResult{}
+			q.err = fmt.Errorf("%w: run %s already exists", store.ErrInvalid, q.out.ID)
+		}
+	}
+	return true, nil
+}
+
+// typedArray turns a column of values into the typed slice pgx encodes as that column's
+// array type (bytea[], text[], bool[], int8[] with NULLs).
+func typedArray(c []any) any {
+	switch c[0].(type) {
+	case []byte:
+		return typed[[]byte](c)
+	case string:
+		return typed[string](c)
+	case bool:
+		return typed[bool](c)
+	case *int64:
+		return typed[*int64](c)
+	case int64:
+		return typed[int64](c)
+	}
+	panic(fmt.Sprintf("postgres: no array type for %T", c[0]))
+}
+
+func typed[T any](c []any) []T {
+	out := make([]T, len(c))
+	for i, v := range c {
+		out[i] = v.(T)
+	}
+	return out
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// runCols are the runs columns a create writes, in runRow's order.
+const runCols = `id, partner, site, endpoint, status, saga, idem_key, replay_of, retry_of, serialize_key,
+	debounce_key, final, parked, due_at, lease_owner, lease_token, lease_expires, rec`
+
+// runRow gathers the column values of one or more creates, column by column.
+type runRow struct {
+	cols [18][]any
+	wake bool // a run is due now for any worker: notify
+}
+
+// add appends q's run as it will be stored: claimed by q.opts.Owner when take (its lease
+// goes into q.res), parked behind its serialize_by key when parked.
+func (rw *runRow) add(q *createReq, take, parked bool) {
+	r, now := &q.out, q.now
 	var owner string
 	var token, expires int64
 	if take {
@@ -244,23 +428,22 @@ func (s *Store) createIn(ctx context.Context, tx pgx.Tx, q *createReq) error {
 		}
 		due = &d
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO runs (id, partner, site, endpoint, status, saga, idem_key, replay_of,
-		retry_of, serialize_key, debounce_key, final, parked, due_at, lease_owner, lease_token, lease_expires, rec)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (id) DO NOTHING`,
-		q.id[:], []byte(r.Partner), []byte(r.Site), []byte(r.Endpoint), string(r.Status), []byte(r.Saga),
+	rw.wake = rw.wake || (due != nil && !parked && !take)
+	for i, v := range []any{q.id[:], []byte(r.Partner), []byte(r.Site), []byte(r.Endpoint), string(r.Status), []byte(r.Saga),
 		[]byte(r.IdempotencyKey), []byte(r.ReplayOf), []byte(r.RetryOf), []byte(r.SerializeKey), []byte(r.DebounceKey),
-		r.Status.Final(), parked, due, []byte(owner), token, expires,
-		store.EncodeRun(nil, r, r.Request.Body))
-	if err != nil {
-		return err
+		r.Status.Final(), parked, due, []byte(owner), token, expires, store.EncodeRun(nil, r, r.Request.Body)} {
+		rw.cols[i] = append(rw.cols[i], v)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: run %s already exists", store.ErrInvalid, r.ID)
+}
+
+// args are the statement's arguments: each column through f (its one value, or the
+// column as a typed array for unnest).
+func (rw *runRow) args(f func([]any) any) []any {
+	out := make([]any, len(rw.cols))
+	for i, c := range rw.cols {
+		out[i] = f(c)
 	}
-	if due != nil && !parked && !take {
-		return notify(ctx, tx)
-	}
-	return nil
+	return out
 }
 
 func notify(ctx context.Context, tx pgx.Tx) error {

@@ -1,0 +1,127 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pushbackd/pushbackd/store"
+	"github.com/pushbackd/pushbackd/store/postgres"
+)
+
+func plainRun(i int) *store.Run {
+	return &store.Run{Partner: "acme", Endpoint: "e", Mode: "async", Status: store.StatusQueued,
+		Request: store.Request{Body: fmt.Appendf(nil, `{"loan":"%d"}`, i)}}
+}
+
+// TestCreateBatch drives one batch of the create batcher: plain creates (no keys to claim
+// or look up) go into one multi-row INSERT, and each still succeeds or fails alone.
+func TestCreateBatch(t *testing.T) {
+	ctx := context.Background()
+	t.Run("fifty plain creates commit with a few statements in all, not several per create", func(t *testing.T) {
+		dsn := newDB(t)
+		runs := make([]*store.Run, 50)
+		opts := make([]store.CreateOptions, 50)
+		for i := range runs {
+			runs[i], opts[i] = plainRun(i), store.CreateOptions{MaxRunnable: 10000}
+		}
+		_, errs, statements, err := postgres.CreateBatch(ctx, dsn, runs, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("create %d: %v", i, err)
+			}
+		}
+		// begin, the runnable lock, one count, savepoint, insert, release, notify, commit.
+		if statements > 10 {
+			t.Errorf("the batch sent %d statements for 50 creates; want at most 10", statements)
+		}
+		s := open(t, dsn, postgres.Options{})
+		for i, r := range runs {
+			got, err := s.GetRun(ctx, r.ID)
+			if err != nil || got.Status != store.StatusQueued || string(got.Request.Body) != fmt.Sprintf(`{"loan":"%d"}`, i) {
+				t.Fatalf("run %d: %+v, %v; want it stored, queued, with its body", i, got, err)
+			}
+		}
+	})
+	t.Run("a create whose id is already stored fails alone and the others commit", func(t *testing.T) {
+		dsn := newDB(t)
+		s := open(t, dsn, postgres.Options{})
+		first := plainRun(0)
+		if _, err := s.Create(ctx, first, store.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		again := plainRun(1)
+		again.ID = first.ID
+		runs := []*store.Run{plainRun(2), again, plainRun(3)}
+		_, errs, _, err := postgres.CreateBatch(ctx, dsn, runs, make([]store.CreateOptions, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], store.ErrInvalid) {
+			t.Fatalf("errors %v; want nil, ErrInvalid, nil", errs)
+		}
+		for _, r := range []*store.Run{runs[0], runs[2]} {
+			if _, err := s.GetRun(ctx, r.ID); err != nil {
+				t.Fatalf("run %s of the same batch: %v", r.ID, err)
+			}
+		}
+		if got, err := s.GetRun(ctx, first.ID); err != nil || string(got.Request.Body) != `{"loan":"0"}` {
+			t.Fatalf("the stored run was changed: %+v, %v", got, err)
+		}
+	})
+	t.Run("past MaxRunnable each further create is refused with ErrFull, the earlier ones stored", func(t *testing.T) {
+		dsn := newDB(t)
+		runs := make([]*store.Run, 5)
+		opts := make([]store.CreateOptions, 5)
+		for i := range runs {
+			runs[i], opts[i] = plainRun(i), store.CreateOptions{MaxRunnable: 3}
+		}
+		_, errs, _, err := postgres.CreateBatch(ctx, dsn, runs, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, err := range errs {
+			if full := errors.Is(err, store.ErrFull); full != (i >= 3) || (!full && err != nil) {
+				t.Fatalf("create %d: %v; want the first 3 stored and the rest ErrFull", i, err)
+			}
+		}
+	})
+	t.Run("a create with an owner is stored running under a lease, in the same insert", func(t *testing.T) {
+		dsn := newDB(t)
+		runs := []*store.Run{plainRun(0), plainRun(1)}
+		opts := []store.CreateOptions{{Owner: "w1", LeaseTTL: time.Minute, MaxRunnable: 1}, {MaxRunnable: 1}}
+		res, errs, _, err := postgres.CreateBatch(ctx, dsn, runs, opts)
+		if err != nil || errs[0] != nil || errs[1] != nil {
+			t.Fatalf("%v %v", err, errs)
+		}
+		if res[0].Lease == nil || res[0].Lease.Owner != "w1" || res[1].Lease != nil {
+			t.Fatalf("leases %+v, %+v; want one for w1 on the first run only", res[0].Lease, res[1].Lease)
+		}
+		s := open(t, dsn, postgres.Options{})
+		got, err := s.GetRun(ctx, runs[0].ID)
+		if err != nil || got.Status != store.StatusRunning {
+			t.Fatalf("owned run: %+v, %v; want running", got, err)
+		}
+		if n, err := s.Runnable(ctx); err != nil || n != 1 {
+			t.Fatalf("runnable = %d, %v; want 1 (the running run does not count toward MaxRunnable)", n, err)
+		}
+	})
+	t.Run("creates with the same idempotency key in one batch: the second is the first's duplicate", func(t *testing.T) {
+		dsn := newDB(t)
+		a, b := plainRun(0), plainRun(1)
+		a.IdempotencyKey, b.IdempotencyKey = "acme//e/k1", "acme//e/k1"
+		runs := []*store.Run{a, plainRun(2), b}
+		res, errs, _, err := postgres.CreateBatch(ctx, dsn, runs, make([]store.CreateOptions, 3))
+		if err != nil || errs[0] != nil || errs[1] != nil || errs[2] != nil {
+			t.Fatalf("%v %v", err, errs)
+		}
+		if res[2].DuplicateOf != a.ID || res[0].DuplicateOf != "" || res[1].DuplicateOf != "" {
+			t.Fatalf("duplicates %q %q %q; want only the third to be the first's", res[0].DuplicateOf, res[1].DuplicateOf, res[2].DuplicateOf)
+		}
+	})
+}
