@@ -60,3 +60,6 @@ func CreateBatch(ctx context.Context, dsn string, runs []*store.Run, opts []stor
 	}
 	return res, errs, int(counter.n.Load()), nil
 }
+
+// MaxConns is the size of s's pool.
+func MaxConns(s *Store) int32 { return s.pool.Config().MaxConns }

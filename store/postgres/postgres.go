@@ -62,7 +62,7 @@ var migrations embed.FS
 type Options struct {
 	Clock  store.Clock  // nil: the system clock
 	Logger *slog.Logger // nil: discard
-	// MaxConns bounds the pool; 0 is 10.
+	// MaxConns bounds the pool; 0 is 10. A pool_max_conns in the DSN wins over it.
 	MaxConns int32
 	// MaxBatch is how many concurrent creates one transaction commits together; 0 is 64,
 	// 1 commits each create alone.
@@ -112,9 +112,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres dsn: %w", err) // pgx leaves the password out
 	}
-	cfg.MaxConns = 10
-	if opts.MaxConns > 0 {
-		cfg.MaxConns = opts.MaxConns
+	// A pool_max_conns in the DSN is the operator's choice and wins; otherwise opts, else 10.
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = 10
+		if opts.MaxConns > 0 {
+			cfg.MaxConns = opts.MaxConns
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
