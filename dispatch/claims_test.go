@@ -94,12 +94,7 @@ steps:
 			if n := throttledCalls.Load(); n != 10 {
 				t.Errorf("the throttled downstream was called %d times, want 10: one try each, then a wait", n)
 			}
-			// A worker lets go of a run just after saving its suspension: give it a moment.
-			n := executing(r.d)
-			for deadline := time.Now().Add(time.Second); n != 0 && time.Now().Before(deadline); n = executing(r.d) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if n != 0 {
+			if n := executingAfterSettling(r.d); n != 0 {
 				t.Errorf("%d runs hold a worker while they wait", n)
 			}
 		})
@@ -306,7 +301,7 @@ func TestWaitingRunsShareOneTimer(t *testing.T) {
 			t.Fatalf("run %s is %s, want superseded", run.ID, got.Status)
 		}
 	}
-	if n := executing(r.d); n != 0 {
+	if n := executingAfterSettling(r.d); n != 0 {
 		t.Errorf("%d runs left executing", n)
 	}
 }

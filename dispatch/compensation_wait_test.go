@@ -76,11 +76,8 @@ steps:
 				t.Fatalf("stored waiting in phase %s after %d tries until %v; want compensating, 1 try, the 10s asked",
 					cp.Phase, cp.StepAttempts, waiting.WakeAt.Sub(clock.Now()))
 			}
-			// The worker lets go just after the store has the wait.
-			for deadline := time.Now().Add(time.Second); executing(r.d) != 0; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d runs hold a worker through a compensation's wait", executing(r.d))
-				}
+			if n := executingAfterSettling(r.d); n != 0 {
+				t.Fatalf("%d runs hold a worker through a compensation's wait", n)
 			}
 			other, _, err := r.accept("pure", "L-2", "")
 			if err != nil {
