@@ -45,7 +45,7 @@ func benchServe(b *testing.B, h http.Handler, path string, header http.Header, b
 	}
 }
 
-func benchGateway(b *testing.B) *Gateway {
+func benchGateway(b testing.TB) *Gateway {
 	cfg, err := config.Load("testdata/config/pushbackd.yaml")
 	if err != nil {
 		b.Fatal(err)

@@ -23,6 +23,21 @@ const (
 )
 
 func kindOf(contentType string) bodyKind {
+	// The content types nearly every sender writes, as they write them, skip the parser,
+	// which allocates a parameter map per request; anything else goes through it.
+	switch contentType {
+	case "", "text/plain":
+		return bodyText
+	case "application/json":
+		return bodyJSON
+	case "application/x-www-form-urlencoded":
+		return bodyForm
+	}
+	return kindOfParsed(contentType)
+}
+
+// kindOfParsed is kindOf through mime.ParseMediaType.
+func kindOfParsed(contentType string) bodyKind {
 	if contentType == "" {
 		return bodyText
 	}

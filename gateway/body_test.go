@@ -71,3 +71,16 @@ func FuzzParseBody(f *testing.F) {
 		}
 	})
 }
+
+func TestCommonContentTypesSkipTheParserWithTheSameAnswer(t *testing.T) {
+	for _, ct := range []string{"", "text/plain", "application/json", "application/x-www-form-urlencoded"} {
+		t.Run(ct, func(t *testing.T) {
+			if got, want := kindOf(ct), kindOfParsed(ct); got != want {
+				t.Errorf("kindOf(%q) = %v, the parser says %v", ct, got, want)
+			}
+			if n := testing.AllocsPerRun(100, func() { kindOf(ct) }); n != 0 {
+				t.Errorf("%v allocations, want 0", n)
+			}
+		})
+	}
+}

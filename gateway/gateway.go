@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,9 @@ type Gateway struct {
 	// rejections are the latest schema rejections, for the admin API.
 	rejections *Rejections
 	tracer     trace.Tracer // nil: tracing off
+	// unauthorized is the 401's body, the same for every refused guess. Written, never
+	// changed: writeEncoded copies it into the response.
+	unauthorized []byte
 }
 
 // Reasons a request is answered as it is, besides its status: the reason label of
@@ -127,6 +131,7 @@ func New(opts Options) *Gateway {
 	if opts.Tracing != nil {
 		g.tracer = opts.Tracing.Tracer("github.com/pushbackd/pushbackd/gateway")
 	}
+	g.unauthorized, _ = Answer{Status: http.StatusText(http.StatusUnauthorized), Code: http.StatusUnauthorized, Message: unauthorizedMessage}.appendJSON(nil)
 	_, g.endpoints = NewFailureLimiters(opts.Config.Current().Server.Limits.AuthFailures)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -189,26 +194,16 @@ var errNotFound = &httpError{code: http.StatusNotFound, message: "no such pushba
 // reason, so a prober learns nothing from it. The reason goes to the log.
 const unauthorizedMessage = "authentication failed"
 
-// Context keys for the metric labels of a request whose route resolved. Requests to unknown
-// endpoints keep empty labels: a scanner must not be able to grow the label set.
-const (
-	partnerKey  = "partner"
-	endpointKey = "endpoint"
-	reasonKey   = "reason"
-)
-
 // observe counts every answer once it is written, errors included.
 func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := next(c); err != nil {
-			c.Error(err)
+		x := &exchange{Context: c}
+		if err := next(x); err != nil {
+			g.handleError(err, x) // what c.Error does, with the labels in reach
 		}
-		partner, _ := c.Get(partnerKey).(string)
-		endpoint, _ := c.Get(endpointKey).(string)
-		reason, _ := c.Get(reasonKey).(string)
-		g.opts.Observer.Request(partner, endpoint, c.Response().Status, reason)
-		if span, ok := c.Get(spanKey).(trace.Span); ok {
-			endServerSpan(span, c.Response().Status)
+		g.opts.Observer.Request(x.partner, x.endpoint, c.Response().Status, x.reason)
+		if x.span != nil {
+			endServerSpan(x.span, c.Response().Status)
 		}
 		return nil
 	}
@@ -218,22 +213,28 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var he *httpError
-	var ee *echo.HTTPError
-	switch {
-	case errors.As(err, &he):
-	case errors.As(err, &ee):
-		// Echo's own errors (its router's 404/405) keep their code, in our shape.
-		he = &httpError{code: ee.Code, message: strings.ToLower(http.StatusText(ee.Code))}
-	default:
-		g.opts.Logger.Error("unhandled error", zap.Error(err), zap.String("request_id", requestID(c)))
-		he = &httpError{code: http.StatusInternalServerError, message: "internal error"}
+	// errors.AsType, not errors.As: As's target would escape, two allocations per error
+	// answer, and a 401 is the answer anyone can make us write.
+	he, ok := errors.AsType[*httpError](err)
+	if !ok {
+		if ee, isEcho := errors.AsType[*echo.HTTPError](err); isEcho {
+			// Echo's own errors (its router's 404/405) keep their code, in our shape.
+			he = &httpError{code: ee.Code, message: strings.ToLower(http.StatusText(ee.Code))}
+		} else {
+			g.opts.Logger.Error("unhandled error", zap.Error(err), zap.String("request_id", requestID(c)))
+			he = &httpError{code: http.StatusInternalServerError, message: "internal error"}
+		}
 	}
 	for k, vs := range he.header {
 		c.Response().Header()[k] = vs
 	}
 	if he.challenge != "" {
 		c.Response().Header()[echo.HeaderWWWAuthenticate] = []string{he.challenge}
+	}
+	if he.code == http.StatusUnauthorized && he.message == unauthorizedMessage && he.problems == nil {
+		// Every refused guess gets the same body: encoded once, in New.
+		writeEncoded(c, he.code, g.unauthorized)
+		return
 	}
 	writeJSON(c, he.code, Answer{Status: http.StatusText(he.code), Code: he.code, Message: he.message, Errors: he.problems})
 }
@@ -267,12 +268,7 @@ func writeEncoded(c echo.Context, code int, b []byte) {
 
 var newline = []byte{'\n'}
 
-const requestIDKey = "request_id"
-
-func requestID(c echo.Context) string {
-	id, _ := c.Get(requestIDKey).(string)
-	return id
-}
+func requestID(c echo.Context) string { return exchangeOf(c).requestID }
 
 // newRequestID keeps a sender's X-Request-Id when it is short and plain, so both sides can
 // grep for the same id; otherwise it makes one.
@@ -287,19 +283,26 @@ func newRequestID(given string) string {
 
 // splitPath parses /pushback/{partner}/{endpoint} or /pushback/{partner}/{site}/{endpoint}
 // from the escaped path. Any segment that is not a valid id (upper case, "..", "%2F", empty)
-// makes the path unknown.
+// makes the path unknown. It allocates nothing: every request, a guess included, comes here.
 func splitPath(escaped string) (partner, site, endpoint string, ok bool) {
 	rest, found := strings.CutPrefix(escaped, "/pushback/")
 	if !found {
 		return "", "", "", false
 	}
-	parts := strings.Split(rest, "/")
-	for _, p := range parts {
-		if !config.IDPattern.MatchString(p) {
+	var parts [3]string
+	n := 0
+	for {
+		seg, tail, more := strings.Cut(rest, "/")
+		if n == len(parts) || !validID(seg) {
 			return "", "", "", false
 		}
+		parts[n], n = seg, n+1
+		if !more {
+			break
+		}
+		rest = tail
 	}
-	switch len(parts) {
+	switch n {
 	case 2:
 		return parts[0], "", parts[1], true
 	case 3:
@@ -308,10 +311,24 @@ func splitPath(escaped string) (partner, site, endpoint string, ok bool) {
 	return "", "", "", false
 }
 
+// validID is config.IDPattern, ^[a-z0-9][a-z0-9-]{0,62}$, without the regexp machine.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
 func (g *Gateway) handle(c echo.Context) error {
+	x := exchangeOf(c)
 	r := c.Request()
 	reqID := newRequestID(r.Header.Get(echo.HeaderXRequestID))
-	c.Set(requestIDKey, reqID)
+	x.requestID = reqID
 	c.Response().Header().Set(echo.HeaderXRequestID, reqID)
 
 	cfg := g.opts.Config.Current()
@@ -323,8 +340,7 @@ func (g *Gateway) handle(c echo.Context) error {
 	if !ok {
 		return errNotFound
 	}
-	c.Set(partnerKey, partner)
-	c.Set(endpointKey, endpoint)
+	x.partner, x.endpoint = partner, endpoint
 	if r.Method != http.MethodPost {
 		return &httpError{code: http.StatusMethodNotAllowed, message: "pushback endpoints accept POST only",
 			header: http.Header{"Allow": {http.MethodPost}}}
@@ -348,7 +364,11 @@ func (g *Gateway) handle(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	query := r.URL.Query()
+	// No query, no map: a guess with a bare URL parses nothing. Verifiers only read it.
+	var query url.Values
+	if r.URL.RawQuery != "" {
+		query = r.URL.Query()
+	}
 	sreq := &security.Request{Header: r.Header, Query: query, Body: raw, Method: r.Method, Host: r.Host,
 		Path: r.URL.EscapedPath(), RemoteIP: remote, Partner: partner, Now: g.opts.Now()}
 	if err := verifier.Verify(sreq); err != nil {
@@ -358,11 +378,14 @@ func (g *Gateway) handle(c echo.Context) error {
 		log = log.With(zap.String("trace_id", g.startServerSpan(c, arrived, partner, site, endpoint)))
 	}
 	client := remote.String() // after the refusals: a guess need not format the address
+	if query == nil {
+		query = url.Values{} // what the saga and the stored request always had
+	}
 	contentType := r.Header.Get(echo.HeaderContentType)
 	body, err := parseBody(contentType, raw)
 	if err != nil {
 		log.Info("body rejected", zap.String("content_type", contentType), zap.Error(err))
-		c.Set(reasonKey, ReasonUnparseable)
+		x.reason = ReasonUnparseable
 		return &httpError{code: http.StatusBadRequest, message: err.Error()}
 	}
 	// The schema is checked before anything is recorded: a refused body leaves no run.
@@ -431,8 +454,7 @@ func (g *Gateway) handle(c echo.Context) error {
 func (g *Gateway) refuse(err error, route config.Route, site string, client netip.Addr, log *reqLog) error {
 	method := route.Endpoint.Verifier().Method()
 	reason := security.Reason("unknown")
-	var f *security.Failure
-	if errors.As(err, &f) {
+	if f, ok := errors.AsType[*security.Failure](err); ok {
 		reason = f.Reason
 	}
 	g.opts.Observer.AuthFailure(route.Partner.ID, site, route.Endpoint.Name, method, reason)
@@ -456,7 +478,7 @@ func (g *Gateway) refuse(err error, route config.Route, site string, client neti
 // sender can fix it. Answering 4xx tells senders such as Encompass that the event was
 // delivered, so the operator can look at the latest ones on the admin API.
 func (g *Gateway) refuseBody(c echo.Context, route config.Route, site, reqID, client string, ps *payload.Schema, problems []payload.Problem, log *reqLog) error {
-	c.Set(reasonKey, ReasonSchema)
+	exchangeOf(c).reason = ReasonSchema
 	g.rejections.Add(Rejection{At: g.opts.Now(), Partner: route.Partner.ID, Site: site, Endpoint: route.Endpoint.Name,
 		RequestID: reqID, RemoteIP: client, Schema: ps.File(), Problems: problems})
 	log.Info("body does not match the endpoint's schema", zap.String("schema", ps.File()), zap.Stringer("problem", problems[0]), zap.Int("problems", len(problems)))

@@ -53,7 +53,7 @@ func (g *Gateway) token(c echo.Context) error {
 		return errNotFound
 	}
 	partner := cfg.Partner(partnerID)
-	c.Set(partnerKey, partnerID)
+	exchangeOf(c).partner = partnerID
 	if r.Method != http.MethodPost {
 		return &httpError{code: http.StatusMethodNotAllowed, message: "the token endpoint accepts POST only",
 			header: http.Header{"Allow": {http.MethodPost}}}

@@ -13,9 +13,6 @@ import (
 	"github.com/pushbackd/pushbackd/tracing"
 )
 
-// spanKey holds a request's server span for observe, which ends it once the answer is out.
-const spanKey = "otel_span"
-
 // startServerSpan starts the request's server span, continuing the sender's traceparent,
 // and returns its trace id for the log. (It takes no *reqLog: passing one here would make
 // every request's log fields escape to the heap, tracing on or off.)
@@ -43,7 +40,7 @@ func (g *Gateway) startServerSpan(c echo.Context, arrived time.Time, partner, si
 			attribute.String("pushbackd.request_id", requestID(c)),
 		))
 	c.SetRequest(r.WithContext(ctx))
-	c.Set(spanKey, span)
+	exchangeOf(c).span = span
 	return span.SpanContext().TraceID().String()
 }
 

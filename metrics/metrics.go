@@ -6,6 +6,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,29 @@ type Metrics struct {
 	reloadSuccess prometheus.Gauge
 	reloadTime    prometheus.Gauge
 	queueLimit    prometheus.Gauge
+	// codes are the status label values 100-599, formatted once: strconv.Itoa allocates
+	// for every number above 99, and every answer, a guess's 401 too, is counted.
+	codes [600]string
+
+	// Resolved series of the two counters every answer touches. WithLabelValues hashes
+	// and looks up the labels under the vector's lock each time; these maps hold the same
+	// series the vectors do (no more: both grow only through here), so they are bounded as
+	// the labels are, by the configuration.
+	mu          sync.RWMutex
+	requestSet  map[requestLabels]prometheus.Counter
+	authFailSet map[authLabels]prometheus.Counter
+}
+
+type requestLabels struct {
+	partner, endpoint string
+	code              int
+	reason            string
+}
+
+type authLabels struct {
+	partner, site, endpoint string
+	method                  security.Method
+	reason                  security.Reason
 }
 
 // New registers the metrics; queueDepth is read at scrape time.
@@ -82,6 +106,10 @@ func New(queueDepth func() int) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.requestSet, m.authFailSet = map[requestLabels]prometheus.Counter{}, map[authLabels]prometheus.Counter{}
+	for c := 100; c < len(m.codes); c++ {
+		m.codes[c] = strconv.Itoa(c)
+	}
 	return m
 }
 
@@ -92,12 +120,38 @@ func (m *Metrics) Handler() http.Handler {
 
 // Request counts one answered pushback; reason is "" or a gateway Reason constant.
 func (m *Metrics) Request(partner, endpoint string, code int, reason string) {
-	m.requests.WithLabelValues(partner, endpoint, strconv.Itoa(code), reason).Inc()
+	key := requestLabels{partner, endpoint, code, reason}
+	m.mu.RLock()
+	c := m.requestSet[key]
+	m.mu.RUnlock()
+	if c == nil {
+		var label string
+		if code >= 100 && code < len(m.codes) {
+			label = m.codes[code]
+		} else {
+			label = strconv.Itoa(code)
+		}
+		c = m.requests.WithLabelValues(partner, endpoint, label, reason)
+		m.mu.Lock()
+		m.requestSet[key] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
 }
 
 // AuthFailure counts one failed authentication.
 func (m *Metrics) AuthFailure(partner, site, endpoint string, method security.Method, reason security.Reason) {
-	m.authFailures.WithLabelValues(partner, site, endpoint, string(method), string(reason)).Inc()
+	key := authLabels{partner, site, endpoint, method, reason}
+	m.mu.RLock()
+	c := m.authFailSet[key]
+	m.mu.RUnlock()
+	if c == nil {
+		c = m.authFailures.WithLabelValues(partner, site, endpoint, string(method), string(reason))
+		m.mu.Lock()
+		m.authFailSet[key] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
 }
 
 // RunFinished counts a run's final status under the endpoint that accepted it (so an

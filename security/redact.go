@@ -18,31 +18,39 @@ var alwaysRedacted = []string{"Authorization", "Proxy-Authorization", "Cookie", 
 // api key header). A signature is not a reusable secret, but it is a credential for its one
 // body, and run history is not the place for it.
 func (c Config) RedactHeaders(h http.Header) map[string][]string {
+	creds := c.credentialHeaders()
 	out := make(map[string][]string, len(h))
 	for k, v := range h {
+		if redactedHeader(k, creds) {
+			masked := make([]string, len(v))
+			for i := range masked {
+				masked[i] = Redacted
+			}
+			v = masked
+		}
 		out[k] = v
 	}
-	mask := func(name string) {
-		for k, v := range out {
-			if strings.EqualFold(k, name) {
-				masked := make([]string, len(v))
-				for i := range masked {
-					masked[i] = Redacted
-				}
-				out[k] = masked
-			}
-		}
-	}
-	for _, name := range alwaysRedacted {
-		mask(name)
-	}
-	for _, name := range c.credentialHeaders() {
-		if name != "" {
-			mask(name)
-			mask(cgiName(name))
-		}
-	}
 	return out
+}
+
+// redactedHeader reports whether header k, in any spelling, is one of alwaysRedacted or
+// one of creds or its CGI spelling. It runs for every header of every accepted request, so
+// it builds a CGI spelling only for a header that starts like one.
+func redactedHeader(k string, creds credentialHeaders) bool {
+	for _, name := range alwaysRedacted {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	// Only ASCII folds to "HTTP_" (no other rune folds to h, t, p or _), so this prefix test
+	// is exactly the first five characters of EqualFold(k, cgiName(name)).
+	cgi := len(k) > len("HTTP_") && strings.EqualFold(k[:len("HTTP_")], "HTTP_")
+	for _, name := range creds {
+		if name != "" && (strings.EqualFold(k, name) || cgi && strings.EqualFold(k, cgiName(name))) {
+			return true
+		}
+	}
+	return false
 }
 
 // RedactQuery returns the raw query with the api_key parameter's values replaced.

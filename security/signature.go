@@ -64,6 +64,12 @@ type signatureScheme struct {
 
 	keyIDHeader string
 	ids         []string // parallel to the Check's secrets; nil when none has an id
+
+	// hashes are SHA-256 states reused across requests; one pool per scheme, shared by the
+	// endpoints of one Template.
+	hashes macHashes
+	// mismatch is the failure detail of a wrong signature, the guesser's answer, made once.
+	mismatch string
 }
 
 // piece is one part of a signed template.
@@ -91,6 +97,7 @@ func newSignature(cfg Config, p *problems) (scheme, material) {
 		keyIDHeader: cfg.KeyIDHeader,
 		ids:         cfg.SecretIDs,
 	}
+	s.mismatch = "no configured secret matches header " + s.header
 	requireSecrets("secrets", cfg.Secrets, p)
 	checkHeaderName("header", s.header, p)
 	if s.encoding != "base64" && s.encoding != "hex" {
@@ -302,7 +309,8 @@ func (s *signatureScheme) check(req Request, c *Check) *Failure {
 			continue // the key of another subscription: which one the request names is no secret
 		}
 		tried++
-		mac := s.mac(c.secrets[i].b, ts, r.Body)
+		var buf [sha256.Size]byte
+		mac := s.macInto(buf[:0], c.secrets[i].b, ts, r.Body)
 		for _, cand := range cands[:n] {
 			ok |= subtle.ConstantTimeCompare(mac, cand)
 		}
@@ -313,7 +321,7 @@ func (s *signatureScheme) check(req Request, c *Check) *Failure {
 	case tried == 0:
 		return fail(Signature, ReasonMismatch, "no secret is configured for the key id in "+s.keyIDHeader)
 	case ok != 1:
-		return fail(Signature, ReasonMismatch, "no configured secret matches header "+s.header)
+		return fail(Signature, ReasonMismatch, s.mismatch)
 	}
 	if s.timestamped() {
 		// Judged after the signature, as for Standard Webhooks: "expired" always means an
@@ -409,9 +417,12 @@ func (s *signatureScheme) decode(v string) ([]byte, error) {
 // mac is the HMAC of what is signed, written piece by piece: concatenating a large body
 // with the rest would be a second copy of it.
 func (s *signatureScheme) mac(key []byte, ts string, body []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	s.write(m, ts, body)
-	return m.Sum(nil)
+	return s.macInto(nil, key, ts, body)
+}
+
+// macInto appends the HMAC-SHA256 of what is signed to out.
+func (s *signatureScheme) macInto(out, key []byte, ts string, body []byte) []byte {
+	return s.hashes.sum(out, key, func(h hash.Hash) { s.write(h, ts, body) })
 }
 
 func (s *signatureScheme) write(h hash.Hash, ts string, body []byte) {
