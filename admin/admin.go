@@ -143,6 +143,7 @@ func New(o Options) (*API, error) {
 	g.POST("/sagas/:name/validate", a.validateSaga)
 	g.GET("/rejections", a.rejections)
 	g.GET("/runs", a.listRuns)
+	g.GET("/runs/counts", a.runCounts)
 	g.GET("/runs/:id", a.getRun)
 	g.POST("/runs/replay", a.bulkReplay)
 	g.POST("/runs/:id/replay", a.replay)
