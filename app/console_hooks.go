@@ -22,3 +22,7 @@ func (s *lazyStore) CountRuns(ctx context.Context, f store.Filter, max int) (int
 	}
 	return c.CountRuns(ctx, f, max)
 }
+
+// PushbackAddr is where the pushback listener is bound, for the console's curl commands
+// (admin's pushbackListener).
+func (a *App) PushbackAddr() string { return a.Addr() }
