@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -131,4 +132,19 @@ func TestConsoleFiguresComeFromTheStore(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLoginSaysWhereTheTokenIs: the token is in the data directory only when pushbackd
+// generated it; with admin.token in the config (always on Postgres) it is there.
+func TestLoginSaysWhereTheTokenIs(t *testing.T) {
+	a := startApp(t, "5s")
+	u := newConsoleUser(t, a, nil)
+	_, page := u.do(http.MethodGet, "/login", nil, nil)
+	_, refused := u.do(http.MethodPost, "/login", url.Values{"token": {""}}, nil)
+	for name, body := range map[string]string{"the login page": page, "an empty login": refused} {
+		body = html.UnescapeString(body)
+		if !strings.Contains(body, "admin.token") || !strings.Contains(body, "pushbackd.yaml") || !strings.Contains(body, "<data_dir>/admin.token") {
+			t.Errorf("%s does not name both places the token may be:\n%s", name, body)
+		}
+	}
 }
