@@ -143,6 +143,7 @@ func New(o Options) (*API, error) {
 	g.POST("/sagas/:name/validate", a.validateSaga)
 	g.GET("/rejections", a.rejections)
 	g.GET("/runs", a.listRuns)
+	g.GET("/runs/counts", a.runCounts)
 	g.GET("/runs/:id", a.getRun)
 	g.POST("/runs/replay", a.bulkReplay)
 	g.POST("/runs/:id/replay", a.replay)
@@ -296,6 +297,10 @@ type endpointView struct {
 	Saga      string `json:"saga"`
 	Mode      string `json:"mode"`
 	Schema    string `json:"schema,omitempty"` // the payload schema's file, as configured
+	// Auth is what a sender sets for the endpoint's security method, values as placeholders
+	// ($TOKEN, $SIGNATURE); Signed says they are computed per request (pushbackd sign).
+	Auth   []security.Placeholder `json:"auth"`
+	Signed bool                   `json:"signed,omitempty"`
 }
 
 func (a *API) endpoints(c echo.Context) error {
@@ -307,6 +312,7 @@ func (a *API) endpoints(c echo.Context) error {
 		if e.Schema != nil {
 			v.Schema = e.Schema.Path
 		}
+		v.Auth, v.Signed = security.Placeholders(e.Security.Resolved())
 		if s != nil {
 			v.URL += "/" + s.ID
 			v.Site, v.Scope = s.ID, "site"
@@ -331,7 +337,9 @@ func (a *API) endpoints(c echo.Context) error {
 			}
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"endpoints": out})
+	// Where senders reach the endpoints: the pushback listener as configured.
+	listener := map[string]any{"listen": a.pushbackListen(cfg), "tls": cfg.Server.TLS != nil}
+	return c.JSON(http.StatusOK, map[string]any{"endpoints": out, "pushback": listener})
 }
 
 // maxRejections is every rejection the gateway keeps.

@@ -335,13 +335,17 @@ func TestConsolePagesLoadFast(t *testing.T) {
 		t.Run("the "+p.name+" page loads within its budget", func(t *testing.T) {
 			// The best of three: the first load also warms the bbolt pages the OS has not
 			// read yet, which a console left open does not pay again.
-			best := time.Hour
-			for range 3 {
+			best, first := time.Hour, time.Duration(0)
+			for i := range 3 {
 				run(t, ctx, "open "+p.path, chromedp.Navigate(base+p.path), chromedp.WaitReady(chromedp.CSS("main")))
 				ms := get(t, ctx, "timing", chromedp.Evaluate[float64](`(() => { const n = performance.getEntriesByType("navigation")[0]; return n.loadEventEnd - n.startTime })()`))
-				best = min(best, time.Duration(ms*float64(time.Millisecond)))
+				took := time.Duration(ms * float64(time.Millisecond))
+				if i == 0 {
+					first = took
+				}
+				best = min(best, took)
 			}
-			t.Logf("%s: %v with %d runs stored", p.path, best.Round(100*time.Microsecond), *consoleRuns)
+			t.Logf("%s: first load %v, best of three %v, with %d runs stored", p.path, first.Round(100*time.Microsecond), best.Round(100*time.Microsecond), *consoleRuns)
 			if best > budget {
 				t.Errorf("%s took %v, over %v", p.path, best, budget)
 			}

@@ -248,7 +248,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.renderCode(w, r, nil, code, "login", map[string]any{"Error": msg})
 	}
 	if token == "" {
-		fail(http.StatusBadRequest, "enter the admin token (pushbackd prints where it is kept at start-up)")
+		fail(http.StatusBadRequest, "enter the admin token: admin.token in pushbackd.yaml, or <data_dir>/admin.token when pushbackd generated it")
 		return
 	}
 	res := c.callAs(r, "Bearer "+token, http.MethodGet, "/admin/v1/endpoints", nil)

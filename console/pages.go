@@ -9,7 +9,9 @@ import (
 	"html/template"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"sort"
@@ -24,6 +26,14 @@ var funcs = template.FuncMap{
 			return ""
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+	// count writes n with thousands separators: 100,000.
+	"count": func(n int) string {
+		s := strconv.Itoa(n)
+		for i := len(s) - 3; i > 0; i -= 3 {
+			s = s[:i] + "," + s[i:]
+		}
+		return s
 	},
 	"ms":   func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" },
 	"list": func(s ...string) []string { return s },
@@ -72,45 +82,55 @@ func filterQuery(q url.Values) url.Values {
 	return out
 }
 
+// overviewCountMax bounds each per-status count on the overview: a status with more shows
+// "100,000+". Counts come from the store's indexes (GET /admin/v1/runs/counts), so every
+// instance on a shared store shows the same figures, and a restart loses none.
+const overviewCountMax = 100_000
+
+// failedSample is how many of the newest failed runs of the last day the overview groups
+// by endpoint: enough to rank the endpoints that fail most, bounded however many failed.
+const failedSample = 1000
+
+type bar struct {
+	Status string
+	Count  int
+	More   bool
+}
+
+type named struct {
+	Name  string
+	Value int
+}
+
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
-	data := map[string]any{}
-	type bar struct {
-		Status string
-		Count  int
-		More   bool
-	}
-	// Per-window counts are one bounded page each (at most 200 runs read), never a scan of
-	// the history; a window with more says "200+".
-	const window = 200
+	data := map[string]any{"CountMax": overviewCountMax}
 	for _, span := range []struct{ key, since string }{{"Hour", "1h"}, {"Day", "24h"}} {
-		res := c.call(r, http.MethodGet, "/admin/v1/runs?limit="+strconv.Itoa(window)+"&since="+span.since, nil)
-		var page struct {
-			Runs []runRow `json:"runs"`
-			Next string   `json:"next"`
-		}
-		if res.code != http.StatusOK || res.decode(&page) != nil {
-			data[span.key+"Error"] = res.errorText()
+		counts, err := c.counts(r, "since="+span.since)
+		if err != "" {
+			data[span.key+"Error"] = err
 			continue
 		}
-		counts := map[string]int{}
-		for _, run := range page.Runs {
-			counts[run.Status]++
-		}
 		var bars []bar
-		for st, n := range counts {
-			bars = append(bars, bar{Status: st, Count: n})
+		total := 0
+		for _, st := range append(slices.Clone(statuses), "duplicate") {
+			if n := counts.Counts[st]; n > 0 {
+				bars = append(bars, bar{Status: st, Count: n, More: slices.Contains(counts.Capped, st)})
+				total = max(total, n)
+			}
 		}
-		sort.Slice(bars, func(i, j int) bool { return bars[i].Status < bars[j].Status })
 		data[span.key] = bars
-		data[span.key+"Total"] = len(page.Runs)
-		data[span.key+"More"] = page.Next != ""
-		data["Window"] = window
+		data[span.key+"Total"] = total
 	}
+	if counts, err := c.counts(r, "status=compensation_failed"); err != "" {
+		data["CompensationFailedError"] = err
+	} else {
+		data["CompensationFailed"] = bar{Status: "compensation_failed", Count: counts.Counts["compensation_failed"],
+			More: len(counts.Capped) > 0}
+	}
+	failing, sampled, err := c.failingEndpoints(r)
+	data["Failing"], data["FailingSampled"], data["FailingError"] = failing, sampled, err
 	m := parseMetrics(c.call(r, http.MethodGet, "/metrics", nil).body)
 	data["QueueDepth"] = m.queueDepth
-	data["CompensationFailed"] = m.byStatus["compensation_failed"]
-	data["Totals"] = m.statusList()
-	data["Failing"] = m.failing(10)
 	var ready struct {
 		Status     string `json:"status"`
 		Reason     string `json:"reason"`
@@ -130,41 +150,60 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, s, "overview", data)
 }
 
-// metrics are the counters the overview shows, read from the /metrics text: totals since
-// start, so the overview never scans the history.
-type metrics struct {
-	queueDepth float64
-	byStatus   map[string]float64
-	failures   map[string]float64 // partner/endpoint → requests answered 4xx/5xx
+type runCounts struct {
+	Counts map[string]int `json:"counts"`
+	Capped []string       `json:"capped"`
 }
 
-type named struct {
-	Name  string
-	Value float64
-}
-
-func (m metrics) statusList() []named {
-	var out []named
-	for k, v := range m.byStatus {
-		out = append(out, named{k, v})
+// counts asks the API for per-status counts; the error is the API's, for the page.
+func (c *Console) counts(r *http.Request, query string) (runCounts, string) {
+	var out runCounts
+	res := c.call(r, http.MethodGet, "/admin/v1/runs/counts?max="+strconv.Itoa(overviewCountMax)+"&"+query, nil)
+	if res.code != http.StatusOK || res.decode(&out) != nil {
+		return out, res.errorText()
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return out, ""
 }
 
-func (m metrics) failing(n int) []named {
+// failingEndpoints ranks partner/site/endpoint by failed runs among the newest failedSample
+// failed runs of the last day, and says how many runs that was.
+func (c *Console) failingEndpoints(r *http.Request) ([]named, int, string) {
+	var ids []runRow
+	for _, st := range failedStatuses {
+		res := c.call(r, http.MethodGet, "/admin/v1/runs?since=24h&limit="+strconv.Itoa(failedSample)+"&status="+st, nil)
+		var page struct {
+			Runs []runRow `json:"runs"`
+		}
+		if res.code != http.StatusOK || res.decode(&page) != nil {
+			return nil, 0, res.errorText()
+		}
+		ids = append(ids, page.Runs...)
+	}
+	// Run ids sort by arrival: the newest failedSample across the three statuses.
+	sort.Slice(ids, func(i, j int) bool { return ids[i].ID > ids[j].ID })
+	ids = ids[:min(len(ids), failedSample)]
+	byEndpoint := map[string]int{}
+	for _, run := range ids {
+		byEndpoint[run.Partner+"/"+run.Site+"/"+run.Endpoint]++
+	}
 	var out []named
-	for k, v := range m.failures {
+	for k, v := range byEndpoint {
 		out = append(out, named{k, v})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		return out[i].Value > out[j].Value || out[i].Value == out[j].Value && out[i].Name < out[j].Name
 	})
-	return out[:min(n, len(out))]
+	return out[:min(10, len(out))], len(ids), ""
+}
+
+// metrics are what the overview still reads from this process's /metrics: the queue depth
+// its dispatcher sees.
+type metrics struct {
+	queueDepth float64
 }
 
 func parseMetrics(text []byte) metrics {
-	m := metrics{byStatus: map[string]float64{}, failures: map[string]float64{}}
+	var m metrics
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -172,19 +211,8 @@ func parseMetrics(text []byte) metrics {
 		if strings.HasPrefix(line, "#") {
 			continue
 		}
-		name, labels, value, ok := metricLine(line)
-		if !ok {
-			continue
-		}
-		switch name {
-		case "pushbackd_queue_depth":
+		if name, _, value, ok := metricLine(line); ok && name == "pushbackd_queue_depth" {
 			m.queueDepth = value
-		case "pushbackd_runs_total":
-			m.byStatus[labels["status"]] += value
-		case "pushbackd_requests_total":
-			if code, _ := strconv.Atoi(labels["code"]); code >= 400 && labels["partner"] != "" {
-				m.failures[labels["partner"]+"/"+labels["endpoint"]] += value
-			}
 		}
 	}
 	return m
@@ -503,7 +531,14 @@ type endpointRow struct {
 	Mode     string `json:"mode"`
 	Curl     string `json:"-"`
 	Command  string `json:"-"`
-	Failures float64
+	// Auth is what the endpoint's security method needs, values as placeholders; Signed
+	// says they are computed per request.
+	Auth []struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+		Query bool   `json:"query"`
+	} `json:"auth"`
+	Signed bool `json:"signed"`
 	// Recent are the endpoint's newest runs (at most endpointSample), for its last received
 	// time and failure rate; Failed counts those that failed.
 	LastReceived time.Time
@@ -527,12 +562,13 @@ func (c *Console) endpoints(w http.ResponseWriter, r *http.Request, s *session) 
 	res := c.call(r, http.MethodGet, "/admin/v1/endpoints", nil)
 	var page struct {
 		Endpoints []endpointRow `json:"endpoints"`
+		Pushback  listener      `json:"pushback"`
 	}
 	data := map[string]any{}
 	if res.code != http.StatusOK || res.decode(&page) != nil {
 		data["Error"] = res.errorText()
 	}
-	m := parseMetrics(c.call(r, http.MethodGet, "/metrics", nil).body)
+	base := page.Pushback.base(r)
 	for i := range page.Endpoints {
 		e := &page.Endpoints[i]
 		target := e.Partner + "/" + e.Endpoint
@@ -542,9 +578,7 @@ func (c *Console) endpoints(w http.ResponseWriter, r *http.Request, s *session) 
 		// pushbackd curl signs with the endpoint's secret, which the console never holds:
 		// show the command that prints the signed request, run where the config is.
 		e.Command = "pushbackd curl " + target + " -file body.json"
-		e.Curl = "curl -sS -X POST " + shellQuote(pushbackBase(r)+e.URL) +
-			" -H 'Content-Type: application/json' --data-binary @body.json"
-		e.Failures = m.failures[e.Partner+"/"+e.Endpoint]
+		e.Curl = curlCommand(base+e.URL, e)
 		if i >= maxEndpointStats {
 			e.NoStats = true
 			continue
@@ -574,9 +608,62 @@ func (c *Console) endpoints(w http.ResponseWriter, r *http.Request, s *session) 
 	c.render(w, r, s, "endpoints", data)
 }
 
-// pushbackBase is where the pushback listener is as seen from here: unknown to the admin
-// listener, so a placeholder the admin replaces.
-func pushbackBase(*http.Request) string { return "https://PUSHBACK_HOST" }
+// listener is the pushback listener as configured (listen, and whether it serves TLS).
+type listener struct {
+	Listen string `json:"listen"`
+	TLS    bool   `json:"tls"`
+}
+
+// base is the pushback listener's URL: its configured address, with the host the admin
+// reached this console by when it listens on every address (":8080", "0.0.0.0:8080").
+func (l listener) base(r *http.Request) string {
+	scheme := "http://"
+	if l.TLS {
+		scheme = "https://"
+	}
+	host, port, err := net.SplitHostPort(l.Listen)
+	if err != nil {
+		return scheme + "localhost:8080"
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		host = "localhost"
+		if h, _, err := net.SplitHostPort(r.Host); err == nil && h != "" {
+			host = h
+		} else if r.Host != "" && !strings.Contains(r.Host, ":") {
+			host = r.Host
+		}
+	}
+	return scheme + net.JoinHostPort(host, port)
+}
+
+// curlCommand is a curl command that reaches the endpoint: its URL, and a header (or query
+// parameter) for each value its security method needs, as a shell variable to set first;
+// never a secret, which the console does not hold.
+func curlCommand(target string, e *endpointRow) string {
+	var b strings.Builder
+	b.WriteString("curl -sS -X POST ")
+	// A query value is a shell variable: outside the single quotes, inside double ones.
+	sep := "?"
+	quoted := ""
+	for _, a := range e.Auth {
+		if a.Query {
+			quoted += shellQuote(target+sep+url.QueryEscape(a.Name)+"=") + `"` + a.Value + `"`
+			target, sep = "", "&"
+		}
+	}
+	if quoted == "" {
+		quoted = shellQuote(target)
+	}
+	b.WriteString(quoted)
+	b.WriteString(" -H 'Content-Type: application/json'")
+	for _, a := range e.Auth {
+		if !a.Query {
+			b.WriteString(` -H "` + a.Name + `: ` + a.Value + `"`)
+		}
+	}
+	b.WriteString(" --data-binary @body.json")
+	return b.String()
+}
 
 // shellQuote quotes s for a POSIX shell, as pushbackd curl does.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

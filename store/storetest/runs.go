@@ -28,6 +28,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 
 	t.Run("queue", func(t *testing.T) { TestQueue(t, newStore) })
 	t.Run("cancel", func(t *testing.T) { TestCancel(t, newStore) })
+	t.Run("count", func(t *testing.T) { TestCount(t, newStore) })
 
 	t.Run("a created run reads back whole", func(t *testing.T) {
 		clock := NewManualClock()
