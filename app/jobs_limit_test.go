@@ -42,3 +42,21 @@ func TestAtMostFourBulkReplayJobsRunAtOnce(t *testing.T) {
 		t.Fatalf("%d jobs listed, want %d", len(jobs), MaxActiveJobs+1)
 	}
 }
+
+// pace never lets two replays go closer than an interval, the first two of a job included.
+func TestPaceSpacesEveryReplayByAnInterval(t *testing.T) {
+	const rate = 50
+	var next time.Time
+	var starts []time.Time
+	for range 5 {
+		if err := pace(t.Context(), &next, rate); err != nil {
+			t.Fatal(err)
+		}
+		starts = append(starts, time.Now())
+	}
+	for i := 1; i < len(starts); i++ {
+		if gap := starts[i].Sub(starts[i-1]); gap < time.Second/rate-time.Millisecond {
+			t.Errorf("replays %d and %d went %v apart, want at least %v", i-1, i, gap, time.Second/rate)
+		}
+	}
+}
