@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/pushbackd/pushbackd/admin"
 	"github.com/pushbackd/pushbackd/store"
 )
@@ -24,7 +26,7 @@ func pgJobApp(t *testing.T, dsn, down string, rate int) (a *App, stop func()) {
 		"partners/acme.yaml": "id: acme\nsettings: {down: \"" + down + "\"}\nendpoints: [{name: e, saga: call, security: {method: bearer, tokens: [{value: t}]}}]\n",
 		"sagas/call.yaml":    "name: call\nsteps:\n  - {name: call, http: {url: \"${ settings.down }/ok\"}}\n",
 	})
-	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0"})
+	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
