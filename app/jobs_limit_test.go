@@ -80,12 +80,12 @@ func TestAJobOfADeadInstanceIsTakenOnlyOnceItsLeaseRunsOut(t *testing.T) {
 	}
 	a.jobs.every = 100 * time.Millisecond
 	seeded := seedRuns(t, a, 10, "e", store.StatusFailed)
-	// What a dead instance leaves: a running job, leased to it for one more second.
+	// What a dead instance leaves: a running job, leased to it for three more seconds.
 	now := time.Now().UTC()
 	until := now
 	rec := jobRecord{Job: admin.Job{ID: uuid.Must(uuid.NewV7()).String(), Kind: "replay", State: admin.JobRunning, Total: len(seeded),
 		Filter: admin.JobFilter{Status: "failed", Until: &until}, CreatedAt: now, UpdatedAt: now},
-		Owner: "a-dead-instance", LeaseUntil: now.Add(time.Second)}
+		Owner: "a-dead-instance", LeaseUntil: now.Add(3 * time.Second)}
 	ctx := context.Background()
 	if err := a.jobs.save(ctx, &rec); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestAJobOfADeadInstanceIsTakenOnlyOnceItsLeaseRunsOut(t *testing.T) {
 	c := newAdmin(t, a)
 
 	t.Run("while the lease holds, the job is left alone", func(t *testing.T) {
-		time.Sleep(500 * time.Millisecond) // five sweeps
+		time.Sleep(time.Until(now.Add(2 * time.Second))) // many sweeps, a second before it runs out
 		if j := c.job("GET", "/admin/v1/jobs/"+rec.ID, "", 200); j.Done != 0 || j.State != admin.JobRunning {
 			t.Fatalf("job taken before its lease ran out: %+v", j)
 		}
