@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -21,29 +22,60 @@ import (
 // can have (partner ids are [a-z0-9][a-z0-9-]*, and a saga's kv steps use its partner's id
 // as namespace), so every backend keeps them without a table of its own: one record per
 // job, and an index of recent job ids.
+//
+// Several instances may share the store (Postgres). KV has no compare-and-swap, but its
+// MaxEntries check is one atomic step with the write, so a namespace capped at one entry,
+// where each instance writes its own key, is a mutex: the first Put wins and the others get
+// ErrKVFull until the winner deletes its key or the key's TTL runs out (a dead holder).
+// Every read-modify-write of the index and of a job record happens under it, so no
+// instance's write is lost, the MaxActiveJobs limit counts every instance's jobs, and the
+// lease in each job record (owner + expiry) says which instance walks it.
 const (
 	jobsNamespace = "!jobs"
 	jobsIndexKey  = "!index" // job ids are UUIDs, so no job is called this
+	// jobsLockNamespace holds at most one key: the instance holding the jobs lock.
+	jobsLockNamespace = "!jobs-lock"
+	// jobsLockTTL frees the lock of an instance that died holding it. Work under the lock
+	// is a few reads and writes, bounded by jobsLockWork, well inside it.
+	jobsLockTTL  = 10 * time.Second
+	jobsLockWork = 5 * time.Second
 	// maxJobsKept bounds the index: beyond it the oldest finished jobs are forgotten.
 	maxJobsKept = 100
-	// MaxActiveJobs bounds the jobs running at once; each one walks the history.
+	// MaxActiveJobs bounds the jobs running at once, across every instance on the store;
+	// each one walks the history.
 	MaxActiveJobs = 4
 	// jobPage is how many runs one List call of a job reads.
 	jobPage = 100
 	// queueFullBackoff is how long a job waits when the queue refused its replay.
 	queueFullBackoff = time.Second
+	// defaultJobLease is how long a job stays with its instance without a progress write;
+	// progress is written every progressEvery, so only a dead or cut-off instance lets it run out.
+	defaultJobLease = 15 * time.Second
+	// defaultJobSweep is how often an instance looks for running jobs nobody holds: their
+	// instance stopped or died, or the store was not open when this one started.
+	defaultJobSweep = 5 * time.Second
 )
 
-// jobRunner runs bulk replay jobs in the background. Every job's progress is written to
-// the store every second and when it stops, with the last run's id as cursor, so a restart
-// resumes after the last run recorded. Each replay carries an idempotency key made of the job's id
-// and the run's (jobKey), so a run replayed but not yet recorded (a crash between the
-// two), or replayed by a second process working on the same job, is a duplicate and not a
-// second run.
-type jobRunner struct {
-	a *App
+// jobRecord is a job as stored: the job, and the lease of the instance walking it.
+type jobRecord struct {
+	admin.Job
+	Owner      string    `json:"owner,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
+}
 
-	mu      sync.Mutex // one read-modify-write of job records and the index at a time
+// jobRunner runs bulk replay jobs in the background. Every job's progress is written to
+// the store every second and when it stops, with the last run's id as cursor, so whichever
+// instance takes the job next resumes after the last run recorded. Each replay carries an
+// idempotency key made of the job's id and the run's (jobKey), so a run replayed but not
+// yet recorded (a crash between the two), or replayed by an instance that lost the job's
+// lease before it noticed, is a duplicate and not a second run.
+type jobRunner struct {
+	a     *App
+	owner string        // this instance, in leases and the lock
+	lease time.Duration // how long a progress write holds a job
+	every time.Duration // how often the sweep looks for jobs nobody holds
+
+	mu      sync.Mutex // one holder of the store lock per process
 	ctx     context.Context
 	cancel  context.CancelFunc
 	running map[string]context.CancelFunc
@@ -51,34 +83,91 @@ type jobRunner struct {
 }
 
 func newJobRunner(a *App) *jobRunner {
-	return &jobRunner{a: a, running: map[string]context.CancelFunc{}}
+	return &jobRunner{a: a, owner: uuid.NewString(), lease: defaultJobLease, every: defaultJobSweep, running: map[string]context.CancelFunc{}}
 }
 
 // jobKey is the idempotency key of job's replay of run. It starts with '!', which no
 // scoped sender key does (they start with a partner id, or "message-id:").
 func jobKey(job, run string) string { return "!job/" + job + "/" + run }
 
-// start resumes every job that was running when the process stopped.
+// start sweeps now and every j.every until stop: each sweep takes the running jobs whose
+// lease ran out, the ones this process ran before a restart included. A store that is not
+// open yet (Postgres down) only delays them to a later sweep.
 func (j *jobRunner) start() {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	j.ctx, j.cancel = context.WithCancel(context.Background())
-	ids, err := j.index(j.ctx)
-	if err != nil {
-		j.a.log.Warn("cannot read the bulk replay jobs; none resumed", zap.Error(err))
-		return
-	}
-	for _, id := range ids {
-		job, err := j.load(j.ctx, id)
-		if err != nil || job.State != admin.JobRunning {
-			continue
+	ctx := j.ctx
+	j.wg.Add(1)
+	j.mu.Unlock()
+	go func() {
+		defer j.wg.Done()
+		failing := false
+		t := time.NewTicker(j.every)
+		defer t.Stop()
+		for {
+			if err := j.sweep(ctx); err != nil && ctx.Err() == nil {
+				if !failing {
+					j.a.log.Warn("cannot read the bulk replay jobs; trying again", zap.Error(err), zap.Duration("retry_in", j.every))
+				}
+				failing = true
+			} else {
+				failing = false
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
-		j.a.log.Info("bulk replay job resumed", zap.String("job_id", id), zap.Int("done", job.Done), zap.Int("total", job.Total))
-		j.launch(id)
-	}
+	}()
 }
 
-// stop interrupts every job and waits for them; their records say where to resume.
+// sweep takes and launches every running job whose lease ran out.
+func (j *jobRunner) sweep(ctx context.Context) error {
+	ids, err := j.index(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		rec, err := j.load(ctx, id)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			return err
+		}
+		if rec.State != admin.JobRunning || time.Now().Before(rec.LeaseUntil) || j.isRunning(id) {
+			continue
+		}
+		var took bool
+		err = j.locked(ctx, func(ctx context.Context) error {
+			rec, err := j.load(ctx, id) // again: another instance may have taken it meanwhile
+			if err != nil || rec.State != admin.JobRunning || time.Now().Before(rec.LeaseUntil) {
+				return err
+			}
+			rec.Owner, rec.LeaseUntil, took = j.owner, time.Now().Add(j.lease), true
+			return j.save(ctx, &rec)
+		})
+		if err != nil {
+			return err
+		}
+		if took {
+			j.a.log.Info("bulk replay job resumed", zap.String("job_id", id), zap.Int("done", rec.Done), zap.Int("total", rec.Total))
+			j.launch(id)
+		}
+	}
+	return nil
+}
+
+func (j *jobRunner) isRunning(id string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_, ok := j.running[id]
+	return ok
+}
+
+// stop interrupts every job and waits for them; their records say where to resume, and
+// their leases are given up so another instance takes them at its next sweep.
 func (j *jobRunner) stop() {
 	j.mu.Lock()
 	if j.cancel != nil {
@@ -88,8 +177,10 @@ func (j *jobRunner) stop() {
 	j.wg.Wait()
 }
 
-// launch runs job id in the background. Caller holds mu.
+// launch runs job id in the background.
 func (j *jobRunner) launch(id string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if _, ok := j.running[id]; ok || j.ctx == nil || j.ctx.Err() != nil {
 		return
 	}
@@ -109,6 +200,33 @@ func (j *jobRunner) launch(id string) {
 	}()
 }
 
+// locked runs fn holding the jobs lock of every instance on the store. fn's context ends
+// after jobsLockWork, before the lock's TTL could free it for another instance.
+func (j *jobRunner) locked(ctx context.Context, fn func(context.Context) error) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	// A dead holder's key outlives it by at most jobsLockTTL.
+	wctx, cancel := context.WithTimeout(ctx, jobsLockTTL+2*time.Second)
+	defer cancel()
+	opts := store.PutOptions{TTL: jobsLockTTL, MaxEntries: 1}
+	for {
+		err := j.a.store.Put(wctx, jobsLockNamespace, j.owner, []byte(`{}`), opts)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrKVFull) {
+			return fmt.Errorf("jobs lock: %w", err)
+		}
+		if err := sleep(wctx, time.Duration(5+rand.IntN(20))*time.Millisecond); err != nil {
+			return fmt.Errorf("jobs lock: another instance holds it: %w", err)
+		}
+	}
+	defer func() { _ = j.a.store.Delete(context.WithoutCancel(ctx), jobsLockNamespace, j.owner) }()
+	fctx, fcancel := context.WithTimeout(ctx, jobsLockWork)
+	defer fcancel()
+	return fn(fctx)
+}
+
 func (j *jobRunner) index(ctx context.Context) ([]string, error) {
 	b, ok, err := j.a.store.Get(ctx, jobsNamespace, jobsIndexKey)
 	if err != nil || !ok {
@@ -121,30 +239,30 @@ func (j *jobRunner) index(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-func (j *jobRunner) load(ctx context.Context, id string) (admin.Job, error) {
-	var job admin.Job
+func (j *jobRunner) load(ctx context.Context, id string) (jobRecord, error) {
+	var rec jobRecord
 	if _, err := uuid.Parse(id); err != nil {
-		return job, fmt.Errorf("job %q: %w", id, store.ErrNotFound)
+		return rec, fmt.Errorf("job %q: %w", id, store.ErrNotFound)
 	}
 	b, ok, err := j.a.store.Get(ctx, jobsNamespace, id)
 	if err != nil {
-		return job, err
+		return rec, err
 	}
 	if !ok {
-		return job, fmt.Errorf("job %s: %w", id, store.ErrNotFound)
+		return rec, fmt.Errorf("job %s: %w", id, store.ErrNotFound)
 	}
-	if err := json.Unmarshal(b, &job); err != nil {
-		return job, fmt.Errorf("job %s: %w", id, err)
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("job %s: %w", id, err)
 	}
-	return job, nil
+	return rec, nil
 }
 
-func (j *jobRunner) save(ctx context.Context, job *admin.Job) error {
-	b, err := json.Marshal(job)
+func (j *jobRunner) save(ctx context.Context, rec *jobRecord) error {
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return j.a.store.Put(ctx, jobsNamespace, job.ID, b, store.PutOptions{})
+	return j.a.store.Put(ctx, jobsNamespace, rec.ID, b, store.PutOptions{})
 }
 
 // CountRuns walks f's pages and counts them.
@@ -164,7 +282,8 @@ func (j *jobRunner) CountRuns(ctx context.Context, f store.Filter) (int, error) 
 	}
 }
 
-// StartReplay records a new job and starts it.
+// StartReplay records a new job, leased to this instance, and starts it. Under the jobs
+// lock it counts the running jobs of every instance, so MaxActiveJobs holds across them.
 func (j *jobRunner) StartReplay(ctx context.Context, f store.Filter) (admin.Job, error) {
 	total, err := j.CountRuns(ctx, f)
 	if err != nil {
@@ -175,42 +294,54 @@ func (j *jobRunner) StartReplay(ctx context.Context, f store.Filter) (admin.Job,
 		return admin.Job{}, err
 	}
 	now := time.Now().UTC()
-	job := admin.Job{ID: id.String(), Kind: "replay", State: admin.JobRunning, Total: total, Filter: admin.NewJobFilter(f),
-		CreatedAt: now, UpdatedAt: now}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if len(j.running) >= MaxActiveJobs {
-		return admin.Job{}, fmt.Errorf("%w: %d at once at most", admin.ErrTooManyJobs, MaxActiveJobs)
-	}
-	ids, err := j.index(ctx)
+	rec := jobRecord{Job: admin.Job{ID: id.String(), Kind: "replay", State: admin.JobRunning, Total: total, Filter: admin.NewJobFilter(f),
+		CreatedAt: now, UpdatedAt: now}, Owner: j.owner, LeaseUntil: now.Add(j.lease)}
+	err = j.locked(ctx, func(ctx context.Context) error {
+		ids, err := j.index(ctx)
+		if err != nil {
+			return err
+		}
+		running := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			old, err := j.load(ctx, id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			running[id] = err == nil && old.State == admin.JobRunning
+		}
+		if n := len(slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !running[id] })); n >= MaxActiveJobs {
+			return fmt.Errorf("%w: %d at once at most", admin.ErrTooManyJobs, MaxActiveJobs)
+		}
+		if err := j.save(ctx, &rec); err != nil {
+			return err
+		}
+		ids = append([]string{rec.ID}, ids...)
+		// Forget the oldest finished jobs beyond maxJobsKept; running ones stay listed.
+		for i := len(ids) - 1; len(ids) > maxJobsKept && i > 0; i-- {
+			if running[ids[i]] {
+				continue
+			}
+			if err := j.a.store.Delete(ctx, jobsNamespace, ids[i]); err != nil {
+				return err
+			}
+			ids = slices.Delete(ids, i, i+1)
+		}
+		b, _ := json.Marshal(ids)
+		return j.a.store.Put(ctx, jobsNamespace, jobsIndexKey, b, store.PutOptions{})
+	})
 	if err != nil {
 		return admin.Job{}, err
 	}
-	if err := j.save(ctx, &job); err != nil {
-		return admin.Job{}, err
-	}
-	ids = append([]string{job.ID}, ids...)
-	// Forget the oldest finished jobs beyond maxJobsKept; running ones stay listed.
-	for i := len(ids) - 1; len(ids) > maxJobsKept && i > 0; i-- {
-		if old, err := j.load(ctx, ids[i]); err == nil && old.State == admin.JobRunning {
-			continue
-		}
-		if err := j.a.store.Delete(ctx, jobsNamespace, ids[i]); err != nil {
-			return admin.Job{}, err
-		}
-		ids = slices.Delete(ids, i, i+1)
-	}
-	b, _ := json.Marshal(ids)
-	if err := j.a.store.Put(ctx, jobsNamespace, jobsIndexKey, b, store.PutOptions{}); err != nil {
-		return admin.Job{}, err
-	}
-	j.a.log.Info("bulk replay job started", zap.String("job_id", job.ID), zap.Int("total", total), zap.Any("filter", job.Filter))
-	j.launch(job.ID)
-	return job, nil
+	j.a.log.Info("bulk replay job started", zap.String("job_id", rec.ID), zap.Int("total", total), zap.Any("filter", rec.Filter))
+	j.launch(rec.ID)
+	return rec.Job, nil
 }
 
 // Job returns one job.
-func (j *jobRunner) Job(ctx context.Context, id string) (admin.Job, error) { return j.load(ctx, id) }
+func (j *jobRunner) Job(ctx context.Context, id string) (admin.Job, error) {
+	rec, err := j.load(ctx, id)
+	return rec.Job, err
+}
 
 // RecentJobs lists the jobs in the index, newest first.
 func (j *jobRunner) RecentJobs(ctx context.Context) ([]admin.Job, error) {
@@ -220,70 +351,102 @@ func (j *jobRunner) RecentJobs(ctx context.Context) ([]admin.Job, error) {
 	}
 	out := make([]admin.Job, 0, len(ids))
 	for _, id := range ids {
-		if job, err := j.load(ctx, id); err == nil {
-			out = append(out, job)
+		if rec, err := j.load(ctx, id); err == nil {
+			out = append(out, rec.Job)
 		}
 	}
 	return out, nil
 }
 
-// CancelJob marks a running job cancelled and stops it here; a job another process runs
-// stops when it next reads its record.
+// CancelJob marks a running job cancelled and stops it here; a job another instance runs
+// stops when it next writes its progress (within progressEvery).
 func (j *jobRunner) CancelJob(ctx context.Context, id string) (admin.Job, error) {
+	var rec jobRecord
+	var changed bool
+	err := j.locked(ctx, func(ctx context.Context) error {
+		var err error
+		if rec, err = j.load(ctx, id); err != nil || rec.State != admin.JobRunning {
+			return err
+		}
+		now := time.Now().UTC()
+		rec.State, rec.UpdatedAt, rec.FinishedAt, rec.Owner, rec.LeaseUntil = admin.JobCancelled, now, &now, "", time.Time{}
+		changed = true
+		return j.save(ctx, &rec)
+	})
+	if err != nil || !changed {
+		return rec.Job, err
+	}
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	job, err := j.load(ctx, id)
-	if err != nil || job.State != admin.JobRunning {
-		return job, err
-	}
-	now := time.Now().UTC()
-	job.State, job.UpdatedAt, job.FinishedAt = admin.JobCancelled, now, &now
-	if err := j.save(ctx, &job); err != nil {
-		return job, err
-	}
 	if cancel, ok := j.running[id]; ok {
 		cancel()
 	}
-	j.a.log.Info("bulk replay job cancelled", zap.String("job_id", id), zap.Int("done", job.Done), zap.Int("total", job.Total))
-	return job, nil
+	j.mu.Unlock()
+	j.a.log.Info("bulk replay job cancelled", zap.String("job_id", id), zap.Int("done", rec.Done), zap.Int("total", rec.Total))
+	return rec.Job, nil
 }
 
-// progressEvery is how often a running job writes its progress: a write per replay would
-// double the writes a replay costs. A crash loses at most this much of the record, never
-// a replay: the runs handled since are walked again, and their replays, already made, are
-// duplicates by their idempotency key (counted done once more, as they were not yet).
+// progressEvery is how often a running job writes its progress, renewing its lease: a
+// write per replay would double the writes a replay costs. A crash loses at most this much
+// of the record, never a replay: the runs handled since are walked again, and their
+// replays, already made, are duplicates by their idempotency key (counted done once more,
+// as they were not yet).
 const progressEvery = time.Second
 
-// flush writes the walk's progress into the stored job. It returns false when the job is
-// no longer running (cancelled meanwhile): the counts are still written — they are what
-// the job did — but the walk must stop.
-func (j *jobRunner) flush(ctx context.Context, p *admin.Job, final bool) (bool, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	job, err := j.load(ctx, p.ID)
-	if err != nil {
-		return false, err
-	}
-	running := job.State == admin.JobRunning
-	job.Done, job.Failed, job.Cursor, job.LastError = p.Done, p.Failed, p.Cursor, p.LastError
-	job.UpdatedAt = time.Now().UTC()
-	if final && running {
-		job.State, job.FinishedAt = admin.JobDone, &job.UpdatedAt
-	}
-	return running, j.save(ctx, &job)
+// flushMode says what a progress write does to the job beyond its counts.
+type flushMode int
+
+const (
+	flushProgress flushMode = iota // renew the lease
+	flushDone                      // the walk finished: the job is done
+	flushRelease                   // this instance stops: give the lease up
+)
+
+// flush writes the walk's progress into the stored job and renews the lease. It returns
+// false, writing nothing, when this instance no longer holds the job (its lease ran out
+// and another instance took it), and false after writing the counts — they are what the
+// job did — when the job is no longer running (cancelled meanwhile): either way the walk
+// must stop.
+func (j *jobRunner) flush(ctx context.Context, p *admin.Job, mode flushMode) (bool, error) {
+	var running bool
+	err := j.locked(ctx, func(ctx context.Context) error {
+		rec, err := j.load(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		if rec.State == admin.JobRunning && rec.Owner != j.owner {
+			j.a.log.Warn("bulk replay job taken by another instance; stopping here", zap.String("job_id", p.ID))
+			return nil
+		}
+		running = rec.State == admin.JobRunning
+		rec.Done, rec.Failed, rec.Cursor, rec.LastError = p.Done, p.Failed, p.Cursor, p.LastError
+		rec.UpdatedAt = time.Now().UTC()
+		if running {
+			switch mode {
+			case flushProgress:
+				rec.LeaseUntil = time.Now().Add(j.lease)
+			case flushDone:
+				rec.State, rec.FinishedAt, rec.Owner, rec.LeaseUntil = admin.JobDone, &rec.UpdatedAt, "", time.Time{}
+			case flushRelease:
+				rec.Owner, rec.LeaseUntil = "", time.Time{}
+			}
+		}
+		return j.save(ctx, &rec)
+	})
+	return running, err
 }
 
 // run walks the job's filter from its cursor, oldest run first, replaying each run at
 // limits.replay_rate (read for every run, so a reload applies it).
 func (j *jobRunner) run(ctx context.Context, id string) (err error) {
-	job, err := j.load(ctx, id)
+	rec, err := j.load(ctx, id)
 	if err != nil {
 		return err
 	}
-	dirty := false
+	job := rec.Job
+	held := true
 	defer func() {
-		if dirty && ctx.Err() != nil { // stopped or cancelled here: keep what was done
-			_, ferr := j.flush(context.WithoutCancel(ctx), &job, false)
+		if held && ctx.Err() != nil { // stopped or cancelled here: keep what was done, let go
+			_, ferr := j.flush(context.WithoutCancel(ctx), &job, flushRelease)
 			err = errors.Join(err, ferr)
 		}
 	}()
@@ -291,6 +454,19 @@ func (j *jobRunner) run(ctx context.Context, id string) (err error) {
 	f.Limit, f.Cursor = jobPage, job.Cursor
 	var next time.Time // when the next replay may start
 	flushed := time.Now()
+	// renew writes the progress when it is due; false: the job is no longer ours to walk.
+	renew := func() (bool, error) {
+		if time.Since(flushed) < progressEvery {
+			return true, nil
+		}
+		running, err := j.flush(ctx, &job, flushProgress)
+		if err != nil || !running {
+			held = false
+			return false, err
+		}
+		flushed = time.Now()
+		return true, nil
+	}
 	for {
 		runs, cursor, err := j.a.store.List(ctx, f)
 		if err != nil {
@@ -309,40 +485,39 @@ func (j *jobRunner) run(ctx context.Context, id string) (err error) {
 				if err := sleep(ctx, queueFullBackoff); err != nil {
 					return err
 				}
+				if ok, err := renew(); !ok { // a long wait must not let the lease run out
+					return err
+				}
 			}
 			if errors.Is(replayErr, dispatch.ErrStopped) || ctx.Err() != nil {
-				return ctx.Err() // shutting down: the next start replays this run
+				return ctx.Err() // shutting down: the next holder replays this run
 			}
 			rid, err := store.ParseRunID(r.ID)
 			if err != nil {
 				return err
 			}
-			job.Cursor, dirty = store.EncodeCursor(rid), true
+			job.Cursor = store.EncodeCursor(rid)
 			if replayErr != nil {
 				job.Failed++
 				job.LastError = fmt.Sprintf("run %s: %v", r.ID, replayErr)
 			} else {
 				job.Done++
 			}
-			if time.Since(flushed) >= progressEvery {
-				running, err := j.flush(ctx, &job, false)
-				if err != nil || !running {
-					return err
-				}
-				dirty, flushed = false, time.Now()
+			if ok, err := renew(); !ok {
+				return err
 			}
 		}
 		if cursor == "" {
-			if _, err := j.flush(ctx, &job, true); err != nil {
+			held = false
+			if _, err := j.flush(ctx, &job, flushDone); err != nil {
 				return err
 			}
-			dirty = false
 			j.a.log.Info("bulk replay job done", zap.String("job_id", id), zap.Int("done", job.Done), zap.Int("failed", job.Failed))
 			return nil
 		}
 		if len(runs) == 0 {
 			// A page the store's scan bound cut short: remember how far it read.
-			job.Cursor, dirty = cursor, true
+			job.Cursor = cursor
 		}
 		f.Cursor = cursor
 	}

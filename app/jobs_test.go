@@ -271,15 +271,14 @@ func TestABulkReplayJobResumesAfterARestartWithoutReplayingTwice(t *testing.T) {
 		}
 	})
 	t.Run("walking the job again from the start makes no second replays", func(t *testing.T) {
-		j, _ := a.jobs.Job(context.Background(), job.ID)
-		j.State, j.Cursor, j.Done, j.FinishedAt = admin.JobRunning, "", 0, nil
-		if err := a.jobs.save(context.Background(), &j); err != nil {
+		rec, _ := a.jobs.load(context.Background(), job.ID)
+		rec.State, rec.Cursor, rec.Done, rec.FinishedAt = admin.JobRunning, "", 0, nil
+		rec.Owner, rec.LeaseUntil = a.jobs.owner, time.Now().Add(time.Minute)
+		if err := a.jobs.save(context.Background(), &rec); err != nil {
 			t.Fatal(err)
 		}
-		a.jobs.mu.Lock()
 		a.jobs.launch(job.ID)
-		a.jobs.mu.Unlock()
-		j = c.waitJob(job.ID, 20*time.Second, jobDone)
+		j := c.waitJob(job.ID, 20*time.Second, jobDone)
 		if j.Done != 30 {
 			t.Fatalf("job walked again = %+v", j)
 		}

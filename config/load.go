@@ -351,17 +351,35 @@ func validateStore(d *yamlconf.Decoder, at func(path ...string) ast.Node, cfg *C
 		// defaults block shows it: switching drivers is then one line, and an unset
 		// PUSHBACKD_POSTGRES_DSN does not stop a bbolt instance.
 	case StorePostgres:
+		// A dsn or token that is there but wrong (a bare string, an unreadable file) was
+		// reported where it is written; "is required" beside that would be a second, wrong
+		// message.
 		if !s.Store.DSN.IsSet() {
-			d.Errorf(at("store", "driver"), "store.dsn is required with driver postgres: a secret reference such as {env: PUSHBACKD_POSTGRES_DSN}")
+			if !reportedAt(d, s.Store.DSN.Pos) {
+				d.Errorf(at("store", "driver"), "store.dsn is required with driver postgres: a secret reference such as {env: PUSHBACKD_POSTGRES_DSN}")
+			}
 			break
 		}
 		s.Store.DSN.resolve(d, cfg.Dir)
-		if s.Admin.Token.Secret.IsZero() {
+		tok := s.Admin.Token
+		switch {
+		case !tok.Secret.IsZero() || reportedAt(d, tok.Pos):
+		case tok.IsSet() && tok.Env != "":
+			// Elsewhere an unset variable falls back to a generated token; here it cannot.
+			d.ErrorAt(tok.Pos, "environment variable %s is not set: with driver postgres the admin token is not generated, every instance sharing the database must accept the same one", tok.Env)
+		default:
 			d.Errorf(at("store", "driver"), "admin.token must be set in the config with driver postgres (e.g. {env: PUSHBACKD_ADMIN_TOKEN}): a generated token lives in one machine's data_dir, and every instance sharing the database must accept the same token")
 		}
 	default:
 		d.Errorf(at("store", "driver"), "store.driver must be bbolt or postgres, not %q", s.Store.Driver)
 	}
+}
+
+// reportedAt says whether an error was already reported at pos (a zero pos: never).
+func reportedAt(d *yamlconf.Decoder, pos yamlconf.Pos) bool {
+	return pos != (yamlconf.Pos{}) && slices.ContainsFunc(d.Errors(), func(e yamlconf.Error) bool {
+		return e.Line == pos.Line && e.Column == pos.Column
+	})
 }
 
 // adminHosts checks that each admin.hosts entry is a bare host name and returns them in
