@@ -9,7 +9,7 @@ package bolt
 // contain NUL, which separates them.
 //
 //	meta/
-//	  "schema"   -> uint64 BE: layout version (3)
+//	  "schema"   -> uint64 BE: layout version (4)
 //	  "runs"     -> uint64 BE: number of runs stored (max_runs pruning without a count walk)
 //	  "runnable" -> uint64 BE: queued and waiting runs (limits.queue without a count walk)
 //
@@ -19,11 +19,10 @@ package bolt
 //	  <id> -> request body; absent when empty. Kept apart so checkpoints (Update) do not
 //	          rewrite the body.
 //
-//	idx_status/                        List by status alone; Unfinished; Prune
-//	  <status> 0x00 <id> -> ""
 //	idx_scope/                         List by partner / site / endpoint
 //	  <partner> 0x00 <site> 0x00 <endpoint> 0x00 <id> -> ""
-//	idx_status_scope/                  List by status and partner / site / endpoint
+//	idx_status_scope/                  List by status (alone or with partner / site / endpoint);
+//	                                   Unfinished; Prune
 //	  <status> 0x00 <partner> 0x00 <site> 0x00 <endpoint> 0x00 <id> -> ""
 //	idx_debounce/                      unfinished runs with a debounce key
 //	  <uvarint len(key)> <key> <id> -> ""
@@ -61,6 +60,11 @@ package bolt
 // from the runs in the same transaction. Unlike idem it keeps a key as long as its run, so
 // a run stays findable by key after the key stopped refusing duplicates. A file that
 // cannot be written opens without it, and List answers the filter by a bounded scan.
+//
+// Layout version 4 dropped idx_status ("<status> 0x00 <id>"): idx_status_scope answers a
+// status alone as one stream per scope, and every create and status change then writes
+// one leaf page fewer. Open deletes the bucket from a version 3 file (upgradeV3); a version 3
+// file that cannot be written opens for reading, which never used idx_status.
 //
 // Layout version 3 added the work queue: queue, idx_due, idx_serial and the runnable
 // count. Open builds them for a version 2 file from its unfinished runs, in one
@@ -100,7 +104,7 @@ var (
 	bucketMeta           = []byte("meta")
 	bucketRuns           = []byte("runs")
 	bucketBodies         = []byte("bodies")
-	bucketIdxStatus      = []byte("idx_status")
+	bucketIdxStatus      = []byte("idx_status") // layout version 3 and before
 	bucketIdxScope       = []byte("idx_scope")
 	bucketIdxStatusScope = []byte("idx_status_scope")
 	bucketIdxDebounce    = []byte("idx_debounce")
@@ -124,7 +128,7 @@ var (
 // requiredBuckets are the buckets every file of this layout version has: a file lacking one
 // is not initialised.
 func requiredBuckets() [][]byte {
-	return [][]byte{bucketMeta, bucketRuns, bucketBodies, bucketIdxStatus, bucketIdxScope,
+	return [][]byte{bucketMeta, bucketRuns, bucketBodies, bucketIdxScope,
 		bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdemExp, bucketKV, bucketKVExp,
 		bucketKVCount, bucketQueue, bucketIdxDue, bucketIdxSerial}
 }
@@ -134,7 +138,7 @@ func allBuckets() [][]byte {
 	return append(requiredBuckets(), bucketSagaVersions, bucketIdxIdem)
 }
 
-const schemaVersion = 3
+const schemaVersion = 4
 
 // Options tune Open. The zero value is ready to use.
 type Options struct {
@@ -273,8 +277,13 @@ func prepareFile(db *bbolt.DB, now time.Time) error {
 			}
 		}
 		if err := db.Update(func(tx *bbolt.Tx) error { return upgradeV2(tx, now) }); err != nil {
-			return fmt.Errorf("upgrade the data file from layout version 2 to %d: %w", schemaVersion, err)
+			return fmt.Errorf("upgrade the data file from layout version 2 to 3: %w", err)
 		}
+		version = 3
+	}
+	if version == 3 {
+		// (A file that cannot be written stays version 3 and opens for reading: checkRequired.)
+		_ = db.Update(upgradeV3)
 	}
 	if missing {
 		if err := db.Update(initBuckets); err != nil && db.View(checkRequired) != nil {
@@ -306,7 +315,9 @@ func checkRequired(tx *bbolt.Tx) error {
 	if v == nil {
 		return errNotInitialised
 	}
-	if got := u64(v); got != schemaVersion {
+	// Version 3 differs only by idx_status, which nothing here reads: one that could not be
+	// upgraded (a read-only file) is still read correctly.
+	if got := u64(v); got != schemaVersion && got != 3 {
 		return fmt.Errorf("data file has layout version %d, this pushbackd knows %d", got, schemaVersion)
 	}
 	return nil
@@ -538,7 +549,7 @@ const (
 // FillPercent is not stored in the file, and tx.Bucket returns the same handle for the
 // rest of the transaction.
 func packAppends(tx *bbolt.Tx) {
-	for _, name := range [...][]byte{bucketBodies, bucketIdxStatus, bucketIdxScope, bucketIdxStatusScope, bucketIdemExp, bucketKVExp} {
+	for _, name := range [...][]byte{bucketBodies, bucketIdxScope, bucketIdxStatusScope, bucketIdemExp, bucketKVExp} {
 		if bk := tx.Bucket(name); bk != nil {
 			bk.FillPercent = appendFill
 		}

@@ -46,8 +46,6 @@ func join(id []byte, parts ...string) []byte {
 	return append(k, id...)
 }
 
-func statusKey(st store.Status, id store.RunID) []byte { return join(id[:], string(st)) }
-
 func scopeKey(r *store.Run, id store.RunID) []byte { return join(id[:], r.Partner, r.Site, r.Endpoint) }
 
 func statusScopeKey(st store.Status, r *store.Run, id store.RunID) []byte {
@@ -90,7 +88,6 @@ func putIndexes(tx *bbolt.Tx, id store.RunID, r *store.Run) error {
 	puts := []struct {
 		bucket, key []byte
 	}{
-		{bucketIdxStatus, statusKey(r.Status, id)},
 		{bucketIdxScope, scopeKey(r, id)},
 		{bucketIdxStatusScope, statusScopeKey(r.Status, r, id)},
 	}
@@ -111,20 +108,14 @@ func putIndexes(tx *bbolt.Tx, id store.RunID, r *store.Run) error {
 	return nil
 }
 
-// moveStatus moves run id's status entries from old to r.Status, and drops its debounce
+// moveStatus moves run id's status entry from old to r.Status, and drops its debounce
 // entry once it is final.
 func moveStatus(tx *bbolt.Tx, id store.RunID, old store.Status, r *store.Run) error {
 	if old == r.Status {
 		return nil
 	}
-	st, sst := tx.Bucket(bucketIdxStatus), tx.Bucket(bucketIdxStatusScope)
-	if err := st.Delete(statusKey(old, id)); err != nil {
-		return err
-	}
+	sst := tx.Bucket(bucketIdxStatusScope)
 	if err := sst.Delete(statusScopeKey(old, r, id)); err != nil {
-		return err
-	}
-	if err := st.Put(statusKey(r.Status, id), empty); err != nil {
 		return err
 	}
 	if err := sst.Put(statusScopeKey(r.Status, r, id), empty); err != nil {

@@ -87,13 +87,13 @@ func TestBoltCheckFindsBrokenIndexes(t *testing.T) {
 		t.Fatalf("Check on a sound file: %v", err)
 	}
 	err = b.db.Update(func(tx *bbolt.Tx) error {
-		k, _ := tx.Bucket(bucketIdxStatus).Cursor().First()
-		return tx.Bucket(bucketIdxStatus).Delete(k)
+		k, _ := tx.Bucket(bucketIdxStatusScope).Cursor().First()
+		return tx.Bucket(bucketIdxStatusScope).Delete(k)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Check(); err == nil || !strings.Contains(err.Error(), "idx_status") {
+	if err := b.Check(); err == nil || !strings.Contains(err.Error(), "idx_status_scope") {
 		t.Fatalf("Check after deleting a status entry = %v, want an idx_status complaint", err)
 	}
 }

@@ -340,8 +340,8 @@ func (b *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string,
 }
 
 // listPlan picks the index that holds the fewest runs beyond the matching ones: exactly
-// them for partner, site, endpoint and status; an idempotency key's few runs when one is
-// asked for. Saga and replay_of are checked on the runs read.
+// them for partner, site, endpoint and status (a status alone merges its scopes' streams
+// of idx_status_scope); an idempotency key's few runs when one is asked for. Saga and replay_of are checked on the runs read.
 func listPlan(tx *bbolt.Tx, q *store.ListQuery) *merger {
 	f := &q.Filter
 	scoped := f.Partner != "" || f.Site != "" || f.Endpoint != ""
@@ -354,8 +354,6 @@ func listPlan(tx *bbolt.Tx, q *store.ListQuery) *merger {
 		bucket, prefixes = tx.Bucket(bucketIdxIdem), [][]byte{debouncePrefix(f.IdempotencyKey)}
 	case !scoped && f.Status == "":
 		bucket, prefixes = tx.Bucket(bucketRuns), [][]byte{nil}
-	case !scoped:
-		bucket, prefixes = tx.Bucket(bucketIdxStatus), [][]byte{join(nil, string(f.Status))}
 	case f.Status == "":
 		bucket = tx.Bucket(bucketIdxScope)
 		prefixes = scopePrefixes(bucket, nil, parts)
@@ -396,12 +394,16 @@ func (b *Store) Unfinished(ctx context.Context) ([]*store.Run, error) {
 }
 
 // statusMerger walks the runs with any of the statuses, oldest first, below hi (nil: all).
+// A status's runs are one stream per scope (partner, site, endpoint) it has: idx_status_scope
+// serves status alone too, so a create writes one status entry, not two.
 func statusMerger(tx *bbolt.Tx, sts []store.Status, hi *store.RunID) *merger {
 	q := store.ListQuery{Hi: hi}
-	bucket := tx.Bucket(bucketIdxStatus)
-	streams := make([]*stream, len(sts))
-	for i, st := range sts {
-		streams[i] = newStream(bucket, join(nil, string(st)), &q)
+	bucket := tx.Bucket(bucketIdxStatusScope)
+	var streams []*stream
+	for _, st := range sts {
+		for _, p := range scopePrefixes(bucket, join(nil, string(st)), []string{"", "", ""}) {
+			streams = append(streams, newStream(bucket, p, &q))
+		}
 	}
 	return newMerger(streams, false)
 }
@@ -515,7 +517,6 @@ func deleteRun(tx *bbolt.Tx, id store.RunID) error {
 	dels := []struct{ bucket, key []byte }{
 		{bucketRuns, id[:]},
 		{bucketBodies, id[:]},
-		{bucketIdxStatus, statusKey(r.Status, id)},
 		{bucketIdxScope, scopeKey(r, id)},
 		{bucketIdxStatusScope, statusScopeKey(r.Status, r, id)},
 	}
@@ -607,7 +608,7 @@ func checkIndexes(tx *bbolt.Tx) []error {
 		}
 	}
 	want := map[string]map[string]bool{} // bucket -> keys the runs imply
-	for _, b := range [][]byte{bucketIdxStatus, bucketIdxScope, bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdxIdem} {
+	for _, b := range [][]byte{bucketIdxScope, bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdxIdem} {
 		want[string(b)] = map[string]bool{}
 	}
 	n := 0
@@ -623,7 +624,6 @@ func checkIndexes(tx *bbolt.Tx) []error {
 			bad("run %s: %v", id, err)
 			return nil
 		}
-		want[string(bucketIdxStatus)][string(statusKey(r.Status, id))] = true
 		want[string(bucketIdxScope)][string(scopeKey(&r, id))] = true
 		want[string(bucketIdxStatusScope)][string(statusScopeKey(r.Status, &r, id))] = true
 		if r.IdempotencyKey != "" {

@@ -123,6 +123,18 @@ func upgradeV2(tx *bbolt.Tx, now time.Time) error {
 			return err
 		}
 	}
+	return tx.Bucket(bucketMeta).Put(metaSchema, be64(3))
+}
+
+// upgradeV3 takes a version 3 file to version 4: idx_status goes (idx_status_scope serves
+// every status query) and the version is bumped, so a pushbackd that still reads idx_status
+// refuses the file rather than trust an index no longer kept.
+func upgradeV3(tx *bbolt.Tx) error {
+	if tx.Bucket(bucketIdxStatus) != nil {
+		if err := tx.DeleteBucket(bucketIdxStatus); err != nil {
+			return fmt.Errorf("delete bucket %s: %w", bucketIdxStatus, err)
+		}
+	}
 	return tx.Bucket(bucketMeta).Put(metaSchema, be64(schemaVersion))
 }
 

@@ -299,3 +299,135 @@ func TestBoltFullNamespaceDoesNotGrowTheFile(t *testing.T) {
 		t.Fatalf("the file grew from %d to %d bytes", start, end)
 	}
 }
+
+// writeV3File builds a layout version 3 file: runs in several statuses and scopes written by
+// this code, plus the idx_status bucket version 3 kept ("<status> 0x00 <id>" per run).
+func writeV3File(t *testing.T, path string) []*store.Run {
+	t.Helper()
+	ctx := context.Background()
+	b, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []*store.Run
+	for i, sc := range [][3]string{{"acme", "retail", "a"}, {"acme", "retail", "b"}, {"globex", "", "a"}, {"acme", "", "a"}} {
+		for j := 0; j < 3; j++ {
+			r := &store.Run{Partner: sc[0], Site: sc[1], Endpoint: sc[2], Saga: "s"}
+			if _, err := b.Create(ctx, r, store.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if (i+j)%3 != 0 {
+				r.Status = []store.Status{store.StatusRunning, store.StatusSucceeded}[(i+j)%3-1]
+				if err := b.Update(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runs = append(runs, r)
+		}
+	}
+	err = b.db.Update(func(tx *bbolt.Tx) error {
+		st, err := tx.CreateBucket(bucketIdxStatus)
+		if err != nil {
+			return err
+		}
+		for _, r := range runs {
+			id, err := store.ParseRunID(r.ID)
+			if err != nil {
+				return err
+			}
+			if err := st.Put(join(id[:], string(r.Status)), empty); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(metaSchema, be64(3))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return runs
+}
+
+// Layout version 4 drops idx_status: a version 3 file opens as version 4 without it (so a
+// pushbackd that still keeps idx_status refuses the file), and answers every status query
+// as before; a version 3 file that cannot be written still opens and answers them.
+func TestBoltUpgradesAVersion3File(t *testing.T) {
+	ctx := context.Background()
+	readOnly := func(name string, _ int, _ os.FileMode) (*os.File, error) { return os.Open(name) }
+	for _, tc := range []struct {
+		name     string
+		opts     Options
+		wantVers uint64
+	}{
+		{"a writable file is upgraded to version 4", Options{}, schemaVersion},
+		{"a read-only file stays version 3 and is read the same", Options{openFile: readOnly}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "pushbackd.db")
+			runs := writeV3File(t, path)
+			b, err := Open(path, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			err = b.db.View(func(tx *bbolt.Tx) error {
+				if v := u64(tx.Bucket(bucketMeta).Get(metaSchema)); v != tc.wantVers {
+					t.Errorf("layout version = %d, want %d", v, tc.wantVers)
+				}
+				if gone := tx.Bucket(bucketIdxStatus) == nil; gone != (tc.wantVers == schemaVersion) {
+					t.Errorf("idx_status gone = %v after opening a version %d file", gone, tc.wantVers)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range []store.Status{store.StatusQueued, store.StatusRunning, store.StatusSucceeded} {
+				var want []string
+				for _, r := range runs {
+					if r.Status == st {
+						want = append(want, r.ID)
+					}
+				}
+				for _, desc := range []bool{false, true} {
+					got, _, err := b.List(ctx, store.Filter{Status: st, Limit: 100, Oldest: !desc})
+					if err != nil {
+						t.Fatal(err)
+					}
+					var ids []string
+					for _, r := range got {
+						ids = append(ids, r.ID)
+					}
+					w := slices.Clone(want)
+					if desc {
+						slices.Reverse(w)
+					}
+					if !slices.Equal(ids, w) {
+						t.Errorf("List status=%s desc=%v = %v, want %v", st, desc, ids, w)
+					}
+				}
+			}
+			unf, err := b.Unfinished(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids, want []string
+			for _, r := range unf {
+				ids = append(ids, r.ID)
+			}
+			for _, r := range runs {
+				if !r.Status.Final() {
+					want = append(want, r.ID)
+				}
+			}
+			if !slices.Equal(ids, want) {
+				t.Errorf("Unfinished = %v, want %v", ids, want)
+			}
+			if err := b.Check(); err != nil {
+				t.Errorf("Check: %v", err)
+			}
+		})
+	}
+}
