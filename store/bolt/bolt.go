@@ -19,10 +19,8 @@ package bolt
 //	  <id> -> request body; absent when empty. Kept apart so checkpoints (Update) do not
 //	          rewrite the body.
 //
-//	idx_scope/                         List by partner / site / endpoint
-//	  <partner> 0x00 <site> 0x00 <endpoint> 0x00 <id> -> ""
-//	idx_status_scope/                  List by status (alone or with partner / site / endpoint);
-//	                                   Unfinished; Prune
+//	idx_status_scope/                  List by status and/or partner / site / endpoint; Unfinished;
+//	                                   Prune
 //	  <status> 0x00 <partner> 0x00 <site> 0x00 <endpoint> 0x00 <id> -> ""
 //	idx_debounce/                      unfinished runs with a debounce key
 //	  <uvarint len(key)> <key> <id> -> ""
@@ -61,10 +59,12 @@ package bolt
 // a run stays findable by key after the key stopped refusing duplicates. A file that
 // cannot be written opens without it, and List answers the filter by a bounded scan.
 //
-// Layout version 4 dropped idx_status ("<status> 0x00 <id>"): idx_status_scope answers a
-// status alone as one stream per scope, and every create and status change then writes
-// one leaf page fewer. Open deletes the bucket from a version 3 file (upgradeV3); a version 3
-// file that cannot be written opens for reading, which never used idx_status.
+// Layout version 4 dropped idx_status ("<status> 0x00 <id>") and idx_scope ("<partner> 0x00
+// <site> 0x00 <endpoint> 0x00 <id>"): idx_status_scope answers a status alone as one
+// stream per scope and a scope alone as one stream per status, so a create writes one index
+// leaf page instead of three, and a status change one instead of two. Open deletes both
+// from a version 3 file (upgradeV3); a version 3 file that cannot be written opens for
+// reading, which never uses them.
 //
 // Layout version 3 added the work queue: queue, idx_due, idx_serial and the runnable
 // count. Open builds them for a version 2 file from its unfinished runs, in one
@@ -105,7 +105,7 @@ var (
 	bucketRuns           = []byte("runs")
 	bucketBodies         = []byte("bodies")
 	bucketIdxStatus      = []byte("idx_status") // layout version 3 and before
-	bucketIdxScope       = []byte("idx_scope")
+	bucketIdxScope       = []byte("idx_scope")  // layout version 3 and before
 	bucketIdxStatusScope = []byte("idx_status_scope")
 	bucketIdxDebounce    = []byte("idx_debounce")
 	bucketIdem           = []byte("idem")
@@ -128,7 +128,7 @@ var (
 // requiredBuckets are the buckets every file of this layout version has: a file lacking one
 // is not initialised.
 func requiredBuckets() [][]byte {
-	return [][]byte{bucketMeta, bucketRuns, bucketBodies, bucketIdxScope,
+	return [][]byte{bucketMeta, bucketRuns, bucketBodies,
 		bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdemExp, bucketKV, bucketKVExp,
 		bucketKVCount, bucketQueue, bucketIdxDue, bucketIdxSerial}
 }
@@ -315,7 +315,7 @@ func checkRequired(tx *bbolt.Tx) error {
 	if v == nil {
 		return errNotInitialised
 	}
-	// Version 3 differs only by idx_status, which nothing here reads: one that could not be
+	// Version 3 differs only by idx_status and idx_scope, which nothing here reads: one that could not be
 	// upgraded (a read-only file) is still read correctly.
 	if got := u64(v); got != schemaVersion && got != 3 {
 		return fmt.Errorf("data file has layout version %d, this pushbackd knows %d", got, schemaVersion)
@@ -549,7 +549,7 @@ const (
 // FillPercent is not stored in the file, and tx.Bucket returns the same handle for the
 // rest of the transaction.
 func packAppends(tx *bbolt.Tx) {
-	for _, name := range [...][]byte{bucketBodies, bucketIdxScope, bucketIdxStatusScope, bucketIdemExp, bucketKVExp} {
+	for _, name := range [...][]byte{bucketBodies, bucketIdxStatusScope, bucketIdemExp, bucketKVExp} {
 		if bk := tx.Bucket(name); bk != nil {
 			bk.FillPercent = appendFill
 		}

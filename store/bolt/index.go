@@ -46,8 +46,6 @@ func join(id []byte, parts ...string) []byte {
 	return append(k, id...)
 }
 
-func scopeKey(r *store.Run, id store.RunID) []byte { return join(id[:], r.Partner, r.Site, r.Endpoint) }
-
 func statusScopeKey(st store.Status, r *store.Run, id store.RunID) []byte {
 	return join(id[:], string(st), r.Partner, r.Site, r.Endpoint)
 }
@@ -85,16 +83,8 @@ func backfillIdemIndex(tx *bbolt.Tx) error {
 
 // putIndexes writes every index entry of run id, the record itself excepted.
 func putIndexes(tx *bbolt.Tx, id store.RunID, r *store.Run) error {
-	puts := []struct {
-		bucket, key []byte
-	}{
-		{bucketIdxScope, scopeKey(r, id)},
-		{bucketIdxStatusScope, statusScopeKey(r.Status, r, id)},
-	}
-	for _, p := range puts {
-		if err := tx.Bucket(p.bucket).Put(p.key, empty); err != nil {
-			return err
-		}
+	if err := tx.Bucket(bucketIdxStatusScope).Put(statusScopeKey(r.Status, r, id), empty); err != nil {
+		return err
 	}
 	// (A file from before idx_idem has none until open fills it from the runs.)
 	if idx := tx.Bucket(bucketIdxIdem); idx != nil && r.IdempotencyKey != "" {

@@ -340,8 +340,8 @@ func (b *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string,
 }
 
 // listPlan picks the index that holds the fewest runs beyond the matching ones: exactly
-// them for partner, site, endpoint and status (a status alone merges its scopes' streams
-// of idx_status_scope); an idempotency key's few runs when one is asked for. Saga and replay_of are checked on the runs read.
+// them for partner, site, endpoint and status (idx_status_scope, its streams merged over
+// the statuses or scopes left open); an idempotency key's few runs when one is asked for. Saga and replay_of are checked on the runs read.
 func listPlan(tx *bbolt.Tx, q *store.ListQuery) *merger {
 	f := &q.Filter
 	scoped := f.Partner != "" || f.Site != "" || f.Endpoint != ""
@@ -354,12 +354,11 @@ func listPlan(tx *bbolt.Tx, q *store.ListQuery) *merger {
 		bucket, prefixes = tx.Bucket(bucketIdxIdem), [][]byte{debouncePrefix(f.IdempotencyKey)}
 	case !scoped && f.Status == "":
 		bucket, prefixes = tx.Bucket(bucketRuns), [][]byte{nil}
-	case f.Status == "":
-		bucket = tx.Bucket(bucketIdxScope)
-		prefixes = scopePrefixes(bucket, nil, parts)
 	default:
+		// Status is the first part of an idx_status_scope key: a wildcard there merges the
+		// statuses present, as a wildcard partner merges the partners.
 		bucket = tx.Bucket(bucketIdxStatusScope)
-		prefixes = scopePrefixes(bucket, join(nil, string(f.Status)), parts)
+		prefixes = scopePrefixes(bucket, nil, append([]string{string(f.Status)}, parts...))
 	}
 	streams := make([]*stream, len(prefixes))
 	for i, p := range prefixes {
@@ -517,7 +516,6 @@ func deleteRun(tx *bbolt.Tx, id store.RunID) error {
 	dels := []struct{ bucket, key []byte }{
 		{bucketRuns, id[:]},
 		{bucketBodies, id[:]},
-		{bucketIdxScope, scopeKey(r, id)},
 		{bucketIdxStatusScope, statusScopeKey(r.Status, r, id)},
 	}
 	if r.DebounceKey != "" {
@@ -608,7 +606,7 @@ func checkIndexes(tx *bbolt.Tx) []error {
 		}
 	}
 	want := map[string]map[string]bool{} // bucket -> keys the runs imply
-	for _, b := range [][]byte{bucketIdxScope, bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdxIdem} {
+	for _, b := range [][]byte{bucketIdxStatusScope, bucketIdxDebounce, bucketIdem, bucketIdxIdem} {
 		want[string(b)] = map[string]bool{}
 	}
 	n := 0
@@ -624,7 +622,6 @@ func checkIndexes(tx *bbolt.Tx) []error {
 			bad("run %s: %v", id, err)
 			return nil
 		}
-		want[string(bucketIdxScope)][string(scopeKey(&r, id))] = true
 		want[string(bucketIdxStatusScope)][string(statusScopeKey(r.Status, &r, id))] = true
 		if r.IdempotencyKey != "" {
 			want[string(bucketIdxIdem)][string(idemIndexKey(r.IdempotencyKey, id))] = true

@@ -126,13 +126,15 @@ func upgradeV2(tx *bbolt.Tx, now time.Time) error {
 	return tx.Bucket(bucketMeta).Put(metaSchema, be64(3))
 }
 
-// upgradeV3 takes a version 3 file to version 4: idx_status goes (idx_status_scope serves
-// every status query) and the version is bumped, so a pushbackd that still reads idx_status
-// refuses the file rather than trust an index no longer kept.
+// upgradeV3 takes a version 3 file to version 4: idx_status and idx_scope go
+// (idx_status_scope serves every status and scope query) and the version is bumped, so a
+// pushbackd that still reads them refuses the file rather than trust indexes no longer kept.
 func upgradeV3(tx *bbolt.Tx) error {
-	if tx.Bucket(bucketIdxStatus) != nil {
-		if err := tx.DeleteBucket(bucketIdxStatus); err != nil {
-			return fmt.Errorf("delete bucket %s: %w", bucketIdxStatus, err)
+	for _, name := range [...][]byte{bucketIdxStatus, bucketIdxScope} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return fmt.Errorf("delete bucket %s: %w", name, err)
+			}
 		}
 	}
 	return tx.Bucket(bucketMeta).Put(metaSchema, be64(schemaVersion))

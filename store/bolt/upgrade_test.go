@@ -301,7 +301,7 @@ func TestBoltFullNamespaceDoesNotGrowTheFile(t *testing.T) {
 }
 
 // writeV3File builds a layout version 3 file: runs in several statuses and scopes written by
-// this code, plus the idx_status bucket version 3 kept ("<status> 0x00 <id>" per run).
+// this code, plus the idx_status and idx_scope buckets version 3 kept.
 func writeV3File(t *testing.T, path string) []*store.Run {
 	t.Helper()
 	ctx := context.Background()
@@ -330,12 +330,19 @@ func writeV3File(t *testing.T, path string) []*store.Run {
 		if err != nil {
 			return err
 		}
+		sc, err := tx.CreateBucket(bucketIdxScope)
+		if err != nil {
+			return err
+		}
 		for _, r := range runs {
 			id, err := store.ParseRunID(r.ID)
 			if err != nil {
 				return err
 			}
 			if err := st.Put(join(id[:], string(r.Status)), empty); err != nil {
+				return err
+			}
+			if err := sc.Put(join(id[:], r.Partner, r.Site, r.Endpoint), empty); err != nil {
 				return err
 			}
 		}
@@ -350,9 +357,10 @@ func writeV3File(t *testing.T, path string) []*store.Run {
 	return runs
 }
 
-// Layout version 4 drops idx_status: a version 3 file opens as version 4 without it (so a
-// pushbackd that still keeps idx_status refuses the file), and answers every status query
-// as before; a version 3 file that cannot be written still opens and answers them.
+// Layout version 4 drops idx_status and idx_scope: a version 3 file opens as version 4
+// without them (so a pushbackd that still keeps them refuses the file), and answers every
+// status and scope query as before; a version 3 file that cannot be written still opens and
+// answers them.
 func TestBoltUpgradesAVersion3File(t *testing.T) {
 	ctx := context.Background()
 	readOnly := func(name string, _ int, _ os.FileMode) (*os.File, error) { return os.Open(name) }
@@ -376,8 +384,10 @@ func TestBoltUpgradesAVersion3File(t *testing.T) {
 				if v := u64(tx.Bucket(bucketMeta).Get(metaSchema)); v != tc.wantVers {
 					t.Errorf("layout version = %d, want %d", v, tc.wantVers)
 				}
-				if gone := tx.Bucket(bucketIdxStatus) == nil; gone != (tc.wantVers == schemaVersion) {
-					t.Errorf("idx_status gone = %v after opening a version %d file", gone, tc.wantVers)
+				for _, name := range [][]byte{bucketIdxStatus, bucketIdxScope} {
+					if gone := tx.Bucket(name) == nil; gone != (tc.wantVers == schemaVersion) {
+						t.Errorf("%s gone = %v after opening a version %d file", name, gone, tc.wantVers)
+					}
 				}
 				return nil
 			})
@@ -407,6 +417,30 @@ func TestBoltUpgradesAVersion3File(t *testing.T) {
 					if !slices.Equal(ids, w) {
 						t.Errorf("List status=%s desc=%v = %v, want %v", st, desc, ids, w)
 					}
+				}
+			}
+			for _, f := range []store.Filter{{Partner: "acme"}, {Partner: "acme", Site: "retail"}, {Endpoint: "a"}, {Partner: "globex", Endpoint: "a"}} {
+				var want []string
+				for _, r := range runs {
+					if (f.Partner == "" || r.Partner == f.Partner) && (f.Site == "" || r.Site == f.Site) && (f.Endpoint == "" || r.Endpoint == f.Endpoint) {
+						want = append(want, r.ID)
+					}
+				}
+				f.Limit, f.Oldest = 100, true
+				got, _, err := b.List(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ids []string
+				for _, r := range got {
+					ids = append(ids, r.ID)
+				}
+				if !slices.Equal(ids, want) {
+					t.Errorf("List %+v = %v, want %v", f, ids, want)
+				}
+				n, _, err := b.CountRuns(ctx, f, 100)
+				if err != nil || n != len(want) {
+					t.Errorf("CountRuns %+v = %d, %v, want %d", f, n, err, len(want))
 				}
 			}
 			unf, err := b.Unfinished(ctx)
