@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pushbackd/pushbackd/store"
 	"github.com/pushbackd/pushbackd/store/postgres"
@@ -20,14 +23,14 @@ func plainRun(i int) *store.Run {
 // or look up) go into one multi-row INSERT, and each still succeeds or fails alone.
 func TestCreateBatch(t *testing.T) {
 	ctx := context.Background()
-	t.Run("fifty plain creates commit with a few statements in all, not several per create", func(t *testing.T) {
+	t.Run("fifty plain creates commit in four round trips in all, not several per create", func(t *testing.T) {
 		dsn := newDB(t)
 		runs := make([]*store.Run, 50)
 		opts := make([]store.CreateOptions, 50)
 		for i := range runs {
 			runs[i], opts[i] = plainRun(i), store.CreateOptions{MaxRunnable: 10000}
 		}
-		_, errs, statements, err := postgres.CreateBatch(ctx, dsn, runs, opts)
+		_, errs, trips, err := postgres.CreateBatch(ctx, dsn, runs, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,9 +39,10 @@ func TestCreateBatch(t *testing.T) {
 				t.Fatalf("create %d: %v", i, err)
 			}
 		}
-		// begin, the runnable lock, one count, savepoint, insert, release, notify, commit.
-		if statements > 10 {
-			t.Errorf("the batch sent %d statements for 50 creates; want at most 10", statements)
+		// begin; the runnable lock and one count, pipelined; the insert and the notify,
+		// pipelined; commit.
+		if trips > 4 {
+			t.Errorf("the batch made %d round trips for 50 creates; want at most 4", trips)
 		}
 		s := open(t, dsn, postgres.Options{})
 		for i, r := range runs {
@@ -109,6 +113,49 @@ func TestCreateBatch(t *testing.T) {
 		}
 		if n, err := s.Runnable(ctx); err != nil || n != 1 {
 			t.Fatalf("runnable = %d, %v; want 1 (the running run does not count toward MaxRunnable)", n, err)
+		}
+	})
+	t.Run("a plain create the database rejects fails alone: the multi-row insert is redone one create at a time", func(t *testing.T) {
+		dsn := newDB(t)
+		// A trigger that rejects one partner's rows fails the multi-row insert as a whole,
+		// as a row the database refuses would.
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `CREATE FUNCTION reject_evil() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN IF NEW.partner = 'evil'::bytea THEN RAISE EXCEPTION 'evil partner'; END IF; RETURN NEW; END $$;
+			CREATE TRIGGER reject_evil BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION reject_evil()`); err != nil {
+			t.Fatal(err)
+		}
+		runs := make([]*store.Run, 5)
+		opts := make([]store.CreateOptions, 5)
+		for i := range runs {
+			runs[i], opts[i] = plainRun(i), store.CreateOptions{MaxRunnable: 10}
+		}
+		runs[2].Partner = "evil"
+		_, errs, _, err := postgres.CreateBatch(ctx, dsn, runs, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := open(t, dsn, postgres.Options{})
+		for i, r := range runs {
+			if i == 2 {
+				if errs[i] == nil || !strings.Contains(errs[i].Error(), "evil partner") {
+					t.Fatalf("the rejected create: %v; want the database's error", errs[i])
+				}
+				continue
+			}
+			if errs[i] != nil {
+				t.Fatalf("create %d beside the rejected one: %v", i, errs[i])
+			}
+			if _, err := s.GetRun(ctx, r.ID); err != nil {
+				t.Fatalf("run %d not stored: %v", i, err)
+			}
+		}
+		if n, err := s.Runnable(ctx); err != nil || n != 4 {
+			t.Fatalf("runnable = %d, %v; want the 4 stored runs", n, err)
 		}
 	})
 	t.Run("creates with the same idempotency key in one batch: the second is the first's duplicate", func(t *testing.T) {

@@ -248,6 +248,20 @@ func (s *Store) tx(ctx context.Context, op string, fn func(pgx.Tx) error) error 
 // lockKeys takes a transaction-scoped advisory lock per key, in sorted order so two
 // transactions locking several keys cannot deadlock on each other.
 func lockKeys(ctx context.Context, tx pgx.Tx, keys ...string) error {
+	_, err := lockAndCount(ctx, tx, keys, 0)
+	return err
+}
+
+// lockSQL takes the advisory locks of a sorted array in one statement: unnest yields them
+// in the array's order, and the aggregate takes each in turn.
+const lockSQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k"
+
+// runnableSQL counts the queued or waiting runs, up to limit.
+const runnableSQL = `SELECT count(*) FROM (SELECT 1 FROM runs WHERE status IN ('queued', 'waiting') LIMIT $1) r`
+
+// lockAndCount takes keys' advisory locks (as lockKeys) and then, when limit > 0, counts
+// the runnable runs up to limit, pipelined in one round trip.
+func lockAndCount(ctx context.Context, tx pgx.Tx, keys []string, limit int) (int, error) {
 	var hs []int64
 	for _, k := range keys {
 		if k != "" {
@@ -256,12 +270,26 @@ func lockKeys(ctx context.Context, tx pgx.Tx, keys ...string) error {
 	}
 	slices.Sort(hs)
 	hs = slices.Compact(hs)
-	for _, h := range hs {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", h); err != nil {
-			return err
-		}
+	b := &pgx.Batch{}
+	if len(hs) > 0 {
+		b.Queue(lockSQL, hs)
 	}
-	return nil
+	if limit > 0 {
+		b.Queue(runnableSQL, limit)
+	}
+	if b.Len() == 0 {
+		return 0, nil
+	}
+	br := tx.SendBatch(ctx, b)
+	var err error
+	if len(hs) > 0 {
+		_, err = br.Exec()
+	}
+	n := 0
+	if err == nil && limit > 0 {
+		err = br.QueryRow().Scan(&n)
+	}
+	return n, cmpErr(err, br.Close())
 }
 
 func keyLock(k string) int64 {
