@@ -103,7 +103,7 @@ func (s *Store) commitBatch(batch []*createReq) {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			keys := []string{}
 			var plain, other []*createReq
-			limit := 0
+			check := false // a plain create checks MaxRunnable: read the count
 			for _, q := range batch {
 				q.res, q.err = store.CreateResult{}, nil
 				keys = append(keys, q.run.SerializeKey, q.run.DebounceKey, q.run.IdempotencyKey, q.run.MessageKey)
@@ -116,13 +116,13 @@ func (s *Store) commitBatch(batch []*createReq) {
 				}
 				plain = append(plain, q)
 				if q.opts.Owner == "" && q.run.Status.Runnable() {
-					limit = max(limit, q.opts.MaxRunnable)
+					check = check || q.opts.MaxRunnable > 0
 				}
 			}
 			// The locks and the plain creates' runnable count go in one round trip: the
 			// count comes after the locks (a statement of its own, so its snapshot is
 			// taken once runnableLock is held).
-			runnable, err := lockAndCount(ctx, tx, keys, limit)
+			runnable, err := lockAndCount(ctx, tx, keys, check)
 			if err != nil {
 				return err
 			}
@@ -187,8 +187,8 @@ func (s *Store) createIn(ctx context.Context, tx pgx.Tx, q *createReq) error {
 	take := q.opts.Owner != "" && r.Status == store.StatusQueued && !parked
 	if !take && r.Status.Runnable() && q.opts.MaxRunnable > 0 {
 		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM runs WHERE status IN ('queued', 'waiting') LIMIT $1) r`,
-			q.opts.MaxRunnable).Scan(&n); err != nil {
+		var rows int
+		if err := tx.QueryRow(ctx, runnableSQL).Scan(&n, &rows); err != nil {
 			return err
 		}
 		if n >= q.opts.MaxRunnable {
