@@ -11,7 +11,8 @@ import (
 	"github.com/pushbackd/pushbackd/store"
 )
 
-// statementCounter counts the statements a pool sends: each is a round trip.
+// statementCounter counts the round trips a pool makes: each statement sent alone, and
+// each pipelined batch of statements.
 type statementCounter struct{ n atomic.Int64 }
 
 func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
@@ -21,9 +22,19 @@ func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ p
 
 func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
 // CreateBatch commits runs as one batch of the create batcher, on a store of its own
-// whose batcher does not run, and reports each create's result and error and the
-// statements the batch sent. dsn's database must be migrated.
+// whose batcher does not run, and reports each create's result and error and the round
+// trips the batch made (statements, and pipelined batches of them). dsn's database must
+// be migrated.
 func CreateBatch(ctx context.Context, dsn string, runs []*store.Run, opts []store.CreateOptions) ([]store.CreateResult, []error, int, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {

@@ -13,6 +13,8 @@
 //   - kv, kv_counts: saga kv state per partner, and each namespace's entry count, kept as
 //     entries come and go so MaxEntries never counts by a scan.
 //   - saga_versions: applied saga sources per name.
+//   - runnable_deltas: the number of queued or waiting runs (what MaxRunnable bounds) as
+//     rows of changes summing to it, appended by triggers on runs and folded by creates.
 //
 // Times are the store.Clock's (unix nanoseconds), never the server's now().
 //
@@ -248,6 +250,26 @@ func (s *Store) tx(ctx context.Context, op string, fn func(pgx.Tx) error) error 
 // lockKeys takes a transaction-scoped advisory lock per key, in sorted order so two
 // transactions locking several keys cannot deadlock on each other.
 func lockKeys(ctx context.Context, tx pgx.Tx, keys ...string) error {
+	_, err := lockAndCount(ctx, tx, keys, false)
+	return err
+}
+
+// lockSQL takes the advisory locks of a sorted array in one statement: unnest yields them
+// in the array's order, and the aggregate takes each in turn.
+const lockSQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k"
+
+// runnableSQL reads the number of queued or waiting runs (migration 00002), and how many
+// rows of changes it summed.
+const runnableSQL = "SELECT coalesce(sum(n), 0), count(*) FROM runnable_deltas"
+
+// compactAt is how many rows of changes to the runnable count a create batch lets gather
+// before it folds them into one: reading the count costs a row each.
+const compactAt = 1000
+
+// lockAndCount takes keys' advisory locks (as lockKeys) and then, when count, reads the
+// number of queued or waiting runs, pipelined in one round trip. count needs runnableLock
+// among keys: it folds the count's rows when they have gathered.
+func lockAndCount(ctx context.Context, tx pgx.Tx, keys []string, count bool) (int, error) {
 	var hs []int64
 	for _, k := range keys {
 		if k != "" {
@@ -256,12 +278,33 @@ func lockKeys(ctx context.Context, tx pgx.Tx, keys ...string) error {
 	}
 	slices.Sort(hs)
 	hs = slices.Compact(hs)
-	for _, h := range hs {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", h); err != nil {
-			return err
-		}
+	b := &pgx.Batch{}
+	if len(hs) > 0 {
+		b.Queue(lockSQL, hs)
 	}
-	return nil
+	if count {
+		b.Queue(runnableSQL)
+	}
+	if b.Len() == 0 {
+		return 0, nil
+	}
+	br := tx.SendBatch(ctx, b)
+	var err error
+	if len(hs) > 0 {
+		_, err = br.Exec()
+	}
+	var n, rows int
+	if err == nil && count {
+		err = br.QueryRow().Scan(&n, &rows)
+	}
+	if err = cmpErr(err, br.Close()); err != nil || rows < compactAt {
+		return n, err
+	}
+	// Rows that concurrent transactions add meanwhile are not seen, so not deleted; the
+	// lock keeps a second folder out.
+	_, err = tx.Exec(ctx, `WITH d AS (DELETE FROM runnable_deltas RETURNING n)
+		INSERT INTO runnable_deltas (n) SELECT coalesce(sum(n), 0) FROM d`)
+	return n, err
 }
 
 func keyLock(k string) int64 {

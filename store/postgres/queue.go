@@ -189,7 +189,7 @@ func (s *Store) Runnable(ctx context.Context) (int, error) {
 	if err := s.begin(ctx); err != nil {
 		return 0, err
 	}
-	var n int
-	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM runs WHERE status IN ('queued', 'waiting')").Scan(&n)
+	var n, rows int
+	err := s.pool.QueryRow(ctx, runnableSQL).Scan(&n, &rows)
 	return n, wrap("runnable", err)
 }

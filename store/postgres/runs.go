@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pushbackd/pushbackd/store"
 )
@@ -97,45 +98,51 @@ func (s *Store) commitBatch(batch []*createReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var err error
+	alone := false // the multi-row insert failed as a whole: every create goes alone
 	for range 5 {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			keys := []string{}
+			var plain, other []*createReq
+			check := false // a plain create checks MaxRunnable: read the count
 			for _, q := range batch {
 				q.res, q.err = store.CreateResult{}, nil
 				keys = append(keys, q.run.SerializeKey, q.run.DebounceKey, q.run.IdempotencyKey, q.run.MessageKey)
 				if q.opts.MaxRunnable > 0 {
 					keys = append(keys, runnableLock)
 				}
-			}
-			if err := lockKeys(ctx, tx, keys...); err != nil {
-				return err
-			}
-			var plain []*createReq
-			for _, q := range batch {
-				if isPlain(q) {
-					plain = append(plain, q)
+				if alone || !isPlain(q) {
+					other = append(other, q)
 					continue
 				}
-				if err := s.createAlone(ctx, tx, q); err != nil {
+				plain = append(plain, q)
+				if q.opts.Owner == "" && q.run.Status.Runnable() {
+					check = check || q.opts.MaxRunnable > 0
+				}
+			}
+			// The locks and the plain creates' runnable count go in one round trip: the
+			// count comes after the locks (a statement of its own, so its snapshot is
+			// taken once runnableLock is held).
+			runnable, err := lockAndCount(ctx, tx, keys, check)
+			if err != nil {
+				return err
+			}
+			if len(plain) > 0 {
+				if err := s.createPlain(ctx, tx, plain, runnable); err != nil {
 					return err
 				}
 			}
-			if len(plain) == 0 {
-				return nil
-			}
-			ok, err := s.createPlain(ctx, tx, plain)
-			if err != nil || ok {
-				return err
-			}
-			// The multi-row insert failed as a whole: one create at a time, so the bad
-			// one fails alone.
-			for _, q := range plain {
+			for _, q := range other {
 				if err := s.createAlone(ctx, tx, q); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
+		if errors.Is(err, errPlainInsert) && !alone {
+			// Again, one create at a time, so the bad one fails alone.
+			alone = true
+			continue
+		}
 		if !retryable(err) {
 			break
 		}
@@ -180,8 +187,8 @@ func (s *Store) createIn(ctx context.Context, tx pgx.Tx, q *createReq) error {
 	take := q.opts.Owner != "" && r.Status == store.StatusQueued && !parked
 	if !take && r.Status.Runnable() && q.opts.MaxRunnable > 0 {
 		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM runs WHERE status IN ('queued', 'waiting') LIMIT $1) r`,
-			q.opts.MaxRunnable).Scan(&n); err != nil {
+		var rows int
+		if err := tx.QueryRow(ctx, runnableSQL).Scan(&n, &rows); err != nil {
 			return err
 		}
 		if n >= q.opts.MaxRunnable {
@@ -281,25 +288,16 @@ func isPlain(q *createReq) bool {
 		len(store.KeyClaims(r, q.opts, q.now)) == 0
 }
 
-// createPlain inserts plain creates with one statement, after one count of the runnable
-// runs for the batch's MaxRunnable checks (the batch holds runnableLock). It reports false,
-// with the transaction as it was before, when the insert failed as a whole (the caller
-// then creates them one by one, so a bad one fails alone); an id already stored fails its
-// create alone.
-func (s *Store) createPlain(ctx context.Context, tx pgx.Tx, batch []*createReq) (bool, error) {
-	limit := 0
-	for _, q := range batch {
-		if q.opts.Owner == "" && q.run.Status.Runnable() {
-			limit = max(limit, q.opts.MaxRunnable)
-		}
-	}
-	runnable := 0
-	if limit > 0 {
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM runs WHERE status IN ('queued', 'waiting') LIMIT $1) r`,
-			limit).Scan(&runnable); err != nil {
-			return false, err
-		}
-	}
+// errPlainInsert is a multi-row insert of plain creates that failed as a whole: the batch
+// is committed again with each create alone.
+var errPlainInsert = errors.New("multi-row insert of plain creates failed")
+
+// createPlain inserts plain creates, and notifies workers, with one pipelined round trip;
+// runnable is the count of queued or waiting runs taken under runnableLock for the batch's
+// MaxRunnable checks. An insert that fails as a whole is errPlainInsert, which aborts the
+// transaction (no savepoint: the rare failure costs a second transaction, not every batch
+// two more round trips); an id already stored fails its create alone.
+func (s *Store) createPlain(ctx context.Context, tx pgx.Tx, batch []*createReq, runnable int) error {
 	var rw runRow
 	var in []*createReq
 	for _, q := range batch {
@@ -316,18 +314,21 @@ func (s *Store) createPlain(ctx context.Context, tx pgx.Tx, batch []*createReq) 
 		in = append(in, q)
 	}
 	if len(in) == 0 {
-		return true, nil
+		return nil
 	}
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return false, err
-	}
-	rows, err := sp.Query(ctx, `INSERT INTO runs (`+runCols+`)
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO runs (`+runCols+`)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[], $7::bytea[],
 		$8::bytea[], $9::bytea[], $10::bytea[], $11::bytea[], $12::bool[], $13::bool[], $14::int8[], $15::bytea[],
 		$16::int8[], $17::int8[], $18::bytea[]) ON CONFLICT (id) DO NOTHING RETURNING id`,
 		rw.args(typedArray)...)
+	if rw.wake {
+		// In the same pipeline: skipped by the server if the insert fails.
+		b.Queue("SELECT pg_notify($1, '')", notifyChannel)
+	}
+	br := tx.SendBatch(ctx, b)
 	stored := map[store.RunID]bool{}
+	rows, err := br.Query()
 	if err == nil {
 		for rows.Next() {
 			var id []byte
@@ -339,22 +340,16 @@ func (s *Store) createPlain(ctx context.Context, tx pgx.Tx, batch []*createReq) 
 		rows.Close()
 		err = cmpErr(err, rows.Err())
 	}
+	if err == nil && rw.wake {
+		_, err = br.Exec()
+	}
+	err = cmpErr(err, br.Close())
 	if err != nil {
-		if retryable(err) {
-			return false, err
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && !retryable(err) {
+			return fmt.Errorf("%w: %w", errPlainInsert, err)
 		}
-		for _, q := range in {
-			q.res, q.out = store.CreateResult{}, q.run
-		}
-		return false, sp.Rollback(ctx)
-	}
-	if err := sp.Commit(ctx); err != nil {
-		return false, err
-	}
-	if rw.wake {
-		if err := notify(ctx, tx); err != nil {
-			return false, err
-		}
+		return err
 	}
 	for _, q := range in {
 		if !stored[q.id] {
@@ -362,7 +357,7 @@ func (s *Store) createPlain(ctx context.Context, tx pgx.Tx, batch []*createReq) 
 			q.err = fmt.Errorf("%w: run %s already exists", store.ErrInvalid, q.out.ID)
 		}
 	}
-	return true, nil
+	return nil
 }
 
 // typedArray turns a column of values into the typed slice pgx encodes as that column's
