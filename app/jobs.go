@@ -534,10 +534,16 @@ func pace(ctx context.Context, next *time.Time, rate int) error {
 	// job that fell behind (a full queue, a slow commit) goes on from now rather than
 	// bursting to catch up.
 	interval := time.Second / time.Duration(max(rate, 1))
-	if now := time.Now(); next.Before(now.Add(-interval)) {
+	now := time.Now()
+	if next.Before(now.Add(-interval)) {
 		*next = now // the first slot, or the job fell behind
 	}
 	*next = next.Add(interval)
+	// A late wake-up (timer slack on a loaded machine) is made up on the schedule, but
+	// never by more than half an interval: no two replays closer than that.
+	if soonest := now.Add(interval / 2); next.Before(soonest) {
+		*next = soonest
+	}
 	return nil
 }
 
