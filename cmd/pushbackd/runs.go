@@ -227,11 +227,28 @@ func (rc *runsCmd) connect(cfgPath, adminURL, tokenFile string) error {
 }
 
 func (rc *runsCmd) call(ctx context.Context, method, path string, out any) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, rc.base+path, nil)
+	return rc.send(ctx, method, path, nil, out)
+}
+
+// send calls the admin API, with in as the JSON request body unless it is nil, and decodes
+// a 2xx answer into out; any other answer is an error carrying the API's own message.
+func (rc *runsCmd) send(ctx context.Context, method, path string, in, out any) ([]byte, error) {
+	var reqBody io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, rc.base+path, reqBody)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+rc.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := rc.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("admin API at %s: %w", rc.base, err)

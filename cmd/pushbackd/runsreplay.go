@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -123,35 +122,4 @@ func describeFilter(f map[string]string) string {
 		}
 	}
 	return strings.Join(parts, " ")
-}
-
-// send is call with a JSON request body.
-func (rc *runsCmd) send(ctx context.Context, method, path string, in, out any) ([]byte, error) {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, rc.base+path, bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+rc.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := rc.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("admin API at %s: %w", rc.base, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error string }
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return body, json.Unmarshal(body, out)
 }
