@@ -56,7 +56,7 @@ func (a *App) Retry(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	run.Saga, run.SagaVersion = inv.Saga.Name, inv.Saga.Version
-	if _, err := a.runs.Accept(ctx, run, inv, store.CreateOptions{}); err != nil {
+	if _, err := a.runs.AcceptReplay(ctx, run, inv, store.CreateOptions{}); err != nil {
 		return "", err
 	}
 	a.log.Info("run retried from its failed step", zap.String("run_id", run.ID), zap.String("retry_of", orig.ID),

@@ -357,9 +357,9 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 func (d *Dispatcher) keys(run *store.Run, inv *saga.Invocation, debounce bool) error {
 	s := inv.Saga
 	scope := inv.Partner.ID + "/" + s.Name + "/"
-	// A retry was asked for by an operator, for this run: a debounce window must not
-	// supersede it, nor hold it back (replays come with debounce false for the same reason).
-	if s.Debounce != nil && debounce && run.RetryOf == "" {
+	// Replays and retries (AcceptReplay) come with debounce false: an operator asked for
+	// that run, so a debounce window must not supersede it, nor hold it back.
+	if s.Debounce != nil && debounce {
 		k, err := s.Debounce.Key.Render(inv)
 		if err != nil {
 			return fmt.Errorf("debounce key: %w", err)
