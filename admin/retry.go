@@ -15,15 +15,22 @@ var ErrRefused = errors.New("refused")
 
 func (a *API) retry(c echo.Context) error {
 	id, err := a.o.Control.Retry(c.Request().Context(), c.Param("id"))
-	switch {
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
-		return &apiError{code: http.StatusNotFound, message: "no run " + c.Param("id")}
-	case errors.Is(err, ErrRefused):
-		return &apiError{code: http.StatusConflict, message: refusal(err)}
-	case err != nil:
-		return err
+	if err != nil {
+		return runActionError(c.Param("id"), err)
 	}
 	return c.JSON(http.StatusAccepted, map[string]string{"run_id": id, "retry_of": c.Param("id")})
+}
+
+// runActionError is the answer to a retry or cancel of run id that failed: 404 for a run
+// that is not there (or no run id at all), 409 with the reason when Control refused.
+func runActionError(id string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		return &apiError{code: http.StatusNotFound, message: "no run " + id}
+	case errors.Is(err, ErrRefused):
+		return &apiError{code: http.StatusConflict, message: refusal(err)}
+	}
+	return err
 }
 
 // refusal is err's message without the "refused: " its wrapping put in front.
@@ -39,13 +46,8 @@ func refusal(err error) string {
 // worker still has to compensate what it did (GET the run to see it end cancelled).
 func (a *API) cancel(c echo.Context) error {
 	st, err := a.o.Control.Cancel(c.Request().Context(), c.Param("id"))
-	switch {
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
-		return &apiError{code: http.StatusNotFound, message: "no run " + c.Param("id")}
-	case errors.Is(err, ErrRefused):
-		return &apiError{code: http.StatusConflict, message: refusal(err)}
-	case err != nil:
-		return err
+	if err != nil {
+		return runActionError(c.Param("id"), err)
 	}
 	code := http.StatusAccepted
 	if st == store.StatusCancelled {

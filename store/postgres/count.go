@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"strconv"
-	"strings"
 
 	"github.com/pushbackd/pushbackd/store"
 )
@@ -18,28 +17,7 @@ func (s *Store) CountRuns(ctx context.Context, f store.Filter, max int) (int, bo
 	if err := s.begin(ctx); err != nil {
 		return 0, false, err
 	}
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1))
-	}
-	for _, c := range []struct{ col, v string }{{"partner", q.Filter.Partner}, {"site", q.Filter.Site},
-		{"endpoint", q.Filter.Endpoint}, {"status", string(q.Filter.Status)}} {
-		if c.v != "" {
-			add(c.col+" = ?", []byte(c.v))
-		}
-	}
-	if q.Lo != nil {
-		add("id >= ?", q.Lo[:])
-	}
-	if q.Hi != nil {
-		add("id < ?", q.Hi[:])
-	}
-	inner := "SELECT 1 FROM runs"
-	if len(where) > 0 {
-		inner += " WHERE " + strings.Join(where, " AND ")
-	}
+	inner, args := whereFor(q, "SELECT 1 FROM runs")
 	args = append(args, max+1)
 	inner += " LIMIT $" + strconv.Itoa(len(args))
 	var n int

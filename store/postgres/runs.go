@@ -589,16 +589,10 @@ func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
 	return decode(rid[:], rec, true)
 }
 
-// List runs one query: every filter has an index ordered by id (see the package doc), and
-// ids bound the page, so a page reads at most Limit+1 index entries past the ones filtered.
-func (s *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string, error) {
-	q, err := store.NewListQuery(f)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := s.begin(ctx); err != nil {
-		return nil, "", err
-	}
+// whereFor appends to sel the WHERE clause of q's filter, each column answered by an index
+// (see the package doc), and the id bounds of its time window; it returns the statement so
+// far and its arguments.
+func whereFor(q store.ListQuery, sel string) (string, []any) {
 	var where []string
 	var args []any
 	add := func(cond string, v any) {
@@ -620,10 +614,23 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string,
 	if q.Hi != nil {
 		add("id < ?", q.Hi[:])
 	}
-	sqlText := "SELECT id, rec FROM runs"
 	if len(where) > 0 {
-		sqlText += " WHERE " + strings.Join(where, " AND ")
+		sel += " WHERE " + strings.Join(where, " AND ")
 	}
+	return sel, args
+}
+
+// List runs one query: every filter has an index ordered by id (see the package doc), and
+// ids bound the page, so a page reads at most Limit+1 index entries past the ones filtered.
+func (s *Store) List(ctx context.Context, f store.Filter) ([]*store.Run, string, error) {
+	q, err := store.NewListQuery(f)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.begin(ctx); err != nil {
+		return nil, "", err
+	}
+	sqlText, args := whereFor(q, "SELECT id, rec FROM runs")
 	if q.Desc {
 		sqlText += " ORDER BY id DESC"
 	} else {
