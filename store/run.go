@@ -135,6 +135,14 @@ func validateNames(names ...string) error {
 	return nil
 }
 
+// ReportSaved tells a worker's run what its Save stored: the status and times the store
+// settled, and whether an operator asked to cancel it (Save is where a running worker
+// learns of Queue.Cancel).
+func ReportSaved(run, stored *Run) {
+	run.Status, run.UpdatedAt, run.FinishedAt = stored.Status, stored.UpdatedAt, stored.FinishedAt
+	run.CancelRequested = stored.CancelRequested
+}
+
 // ApplyUpdate copies the mutable fields of in onto stored, enforcing the final-status rule.
 func ApplyUpdate(stored *Run, in *Run, now time.Time) error {
 	if in.Status == "" {

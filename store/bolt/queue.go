@@ -390,8 +390,7 @@ func (b *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) err
 	if result != nil {
 		return result
 	}
-	run.Status, run.UpdatedAt, run.FinishedAt = stored.Status, stored.UpdatedAt, stored.FinishedAt
-	run.CancelRequested = stored.CancelRequested
+	store.ReportSaved(run, stored)
 	return nil
 }
 

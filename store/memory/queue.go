@@ -204,8 +204,7 @@ func (m *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) err
 	}
 	m.save(id, stored)
 	m.reschedule(id, stored, old, nil, now)
-	run.Status, run.UpdatedAt, run.FinishedAt = stored.Status, stored.UpdatedAt, stored.FinishedAt
-	run.CancelRequested = stored.CancelRequested
+	store.ReportSaved(run, stored)
 	return nil
 }
 

@@ -130,8 +130,7 @@ func (s *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) err
 	if err != nil {
 		return err
 	}
-	// An operator's cancel request reaches the worker here, at its next checkpoint.
-	run.Status, run.UpdatedAt, run.FinishedAt, run.CancelRequested = out.Status, out.UpdatedAt, out.FinishedAt, out.CancelRequested
+	store.ReportSaved(run, &out)
 	return nil
 }
 
