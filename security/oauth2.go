@@ -97,46 +97,42 @@ type oauth2Token struct {
 	mac             [sha256.Size]byte
 }
 
-type errOAuth2 string
-
-func (e errOAuth2) Error() string { return string(e) }
-
 // parseOAuth2Token parses a token's shape; it does not check the MAC.
 func parseOAuth2Token(tok string) (oauth2Token, error) {
 	var t oauth2Token
 	if len(tok) > maxOAuth2Token {
-		return t, errOAuth2("token is longer than " + strconv.Itoa(maxOAuth2Token) + " bytes")
+		return t, parseError("token is longer than " + strconv.Itoa(maxOAuth2Token) + " bytes")
 	}
 	rest, ok := strings.CutPrefix(tok, oauth2Prefix)
 	if !ok {
-		return t, errOAuth2("token was not issued by pushbackd")
+		return t, parseError("token was not issued by pushbackd")
 	}
 	body, mac, ok := strings.Cut(rest, ".")
 	if !ok {
-		return t, errOAuth2("token has no signature")
+		return t, parseError("token has no signature")
 	}
 	enc := base64.RawURLEncoding.Strict()
 	// The length first: Decode writes past a too-small destination.
 	if len(mac) != enc.EncodedLen(sha256.Size) {
-		return t, errOAuth2("token signature is malformed")
+		return t, parseError("token signature is malformed")
 	}
 	if n, err := enc.Decode(t.mac[:], []byte(mac)); err != nil || n != sha256.Size {
-		return t, errOAuth2("token signature is malformed")
+		return t, parseError("token signature is malformed")
 	}
 	payload, err := enc.DecodeString(body)
 	if err != nil {
-		return t, errOAuth2("token payload is not base64url")
+		return t, parseError("token payload is not base64url")
 	}
 	parts := strings.Split(string(payload), "\n")
 	if len(parts) != 4 {
-		return t, errOAuth2("token payload does not have 4 fields")
+		return t, parseError("token payload does not have 4 fields")
 	}
 	if !clientID(parts[1]) || len(parts[0]) == 0 || len(parts[0]) > 128 || len(parts[3]) != 32 {
-		return t, errOAuth2("token payload has a malformed field")
+		return t, parseError("token payload has a malformed field")
 	}
 	exp, err := strconv.ParseInt(parts[2], 10, 64)
 	if err != nil || exp <= 0 || strconv.FormatInt(exp, 10) != parts[2] {
-		return t, errOAuth2("token expiry is malformed")
+		return t, parseError("token expiry is malformed")
 	}
 	t.partner, t.client, t.expires, t.payload = parts[0], parts[1], time.Unix(exp, 0), payload
 	return t, nil
@@ -223,7 +219,7 @@ func mintOAuth2(key []byte, partner, id string, expires time.Time) string {
 // sign refuses: a sender gets its token from the token endpoint, which `pushbackd curl`
 // shows, rather than one minted offline that would outlive a rotation it never saw.
 func (*oauth2Scheme) sign(*Check, *signing, http.Header, url.Values) error {
-	return errOAuth2("oauth2 tokens come from POST /oauth/{partner}/token: run `pushbackd curl` for the token request and the call using it")
+	return parseError("oauth2 tokens come from POST /oauth/{partner}/token: run `pushbackd curl` for the token request and the call using it")
 }
 
 func (*oauth2Scheme) messageID(Request) (string, time.Duration) { return "", 0 }

@@ -120,10 +120,11 @@ type sigv4Auth struct {
 	signature                        [sha256.Size]byte
 }
 
-// errSigV4 is the parser's error; its text is a Failure detail, so it never quotes the header.
-type errSigV4 string
+// parseError is a credential parser's error (sigv4 Authorization headers, oauth2 tokens):
+// its text becomes a Failure detail, so it is fixed text that never quotes the input.
+type parseError string
 
-func (e errSigV4) Error() string { return string(e) }
+func (e parseError) Error() string { return string(e) }
 
 // parseSigV4Authorization parses "AWS4-HMAC-SHA256 Credential=AKID/20260101/region/service/
 // aws4_request, SignedHeaders=a;b, Signature=<64 hex>". Each component exactly once, in any
@@ -131,11 +132,11 @@ func (e errSigV4) Error() string { return string(e) }
 func parseSigV4Authorization(v string) (sigv4Auth, error) {
 	var a sigv4Auth
 	if len(v) > maxSigV4Authorization {
-		return a, errSigV4("Authorization header is longer than " + strconv.Itoa(maxSigV4Authorization) + " bytes")
+		return a, parseError("Authorization header is longer than " + strconv.Itoa(maxSigV4Authorization) + " bytes")
 	}
 	rest, ok := strings.CutPrefix(v, sigv4Algorithm+" ")
 	if !ok {
-		return a, errSigV4("Authorization header is not " + sigv4Algorithm)
+		return a, parseError("Authorization header is not " + sigv4Algorithm)
 	}
 	var cred, signed, sig string
 	var seen int
@@ -145,7 +146,7 @@ func parseSigV4Authorization(v string) (sigv4Auth, error) {
 		var bit int
 		switch {
 		case !ok:
-			return a, errSigV4("Authorization component without '='")
+			return a, parseError("Authorization component without '='")
 		case name == "Credential":
 			dst, bit = &cred, 1
 		case name == "SignedHeaders":
@@ -153,37 +154,37 @@ func parseSigV4Authorization(v string) (sigv4Auth, error) {
 		case name == "Signature":
 			dst, bit = &sig, 4
 		default:
-			return a, errSigV4("Authorization has an unknown component")
+			return a, parseError("Authorization has an unknown component")
 		}
 		if seen&bit != 0 {
-			return a, errSigV4("Authorization repeats " + name)
+			return a, parseError("Authorization repeats " + name)
 		}
 		seen |= bit
 		*dst = val
 	}
 	if seen != 7 {
-		return a, errSigV4("Authorization lacks Credential, SignedHeaders or Signature")
+		return a, parseError("Authorization lacks Credential, SignedHeaders or Signature")
 	}
 	scope := strings.Split(cred, "/")
 	if len(scope) != 5 || scope[4] != "aws4_request" {
-		return a, errSigV4("Credential is not AKID/date/region/service/aws4_request")
+		return a, parseError("Credential is not AKID/date/region/service/aws4_request")
 	}
 	a.accessKey, a.date, a.region, a.service = scope[0], scope[1], scope[2], scope[3]
 	if !accessKeyID(a.accessKey) || !scopePart(a.region) || !scopePart(a.service) {
-		return a, errSigV4("Credential has a malformed access key id, region or service")
+		return a, parseError("Credential has a malformed access key id, region or service")
 	}
 	if _, err := time.Parse("20060102", a.date); err != nil || len(a.date) != 8 {
-		return a, errSigV4("Credential date is not YYYYMMDD")
+		return a, parseError("Credential date is not YYYYMMDD")
 	}
 	if err := checkSignedHeaders(signed); err != nil {
 		return a, err
 	}
 	a.signedHeaders = signed
 	if len(sig) != 2*sha256.Size || strings.ToLower(sig) != sig {
-		return a, errSigV4("Signature is not 64 lower-case hex digits")
+		return a, parseError("Signature is not 64 lower-case hex digits")
 	}
 	if _, err := hex.Decode(a.signature[:], []byte(sig)); err != nil {
-		return a, errSigV4("Signature is not 64 lower-case hex digits")
+		return a, parseError("Signature is not 64 lower-case hex digits")
 	}
 	return a, nil
 }
@@ -197,18 +198,18 @@ func checkSignedHeaders(list string) error {
 		n++
 		switch {
 		case n > maxSigV4Headers:
-			return errSigV4("SignedHeaders lists more than " + strconv.Itoa(maxSigV4Headers) + " headers")
+			return parseError("SignedHeaders lists more than " + strconv.Itoa(maxSigV4Headers) + " headers")
 		case !validHeaderName(name) || strings.ToLower(name) != name:
-			return errSigV4("SignedHeaders has a name that is not a lower-case header name")
+			return parseError("SignedHeaders has a name that is not a lower-case header name")
 		case name <= prev:
-			return errSigV4("SignedHeaders is not sorted or repeats a name")
+			return parseError("SignedHeaders is not sorted or repeats a name")
 		}
 		prev = name
 		host = host || name == "host"
 		date = date || name == "x-amz-date"
 	}
 	if !host || !date {
-		return errSigV4("SignedHeaders must include host and x-amz-date")
+		return parseError("SignedHeaders must include host and x-amz-date")
 	}
 	return nil
 }
