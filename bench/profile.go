@@ -89,6 +89,13 @@ func (b *bench) profileOne(n int) error {
 	if err != nil {
 		return err
 	}
+	// Allocations since the process started (warm-up included): what the CPU profile's
+	// mallocgc and GC time are spent on, by the code that allocated.
+	allocPath := filepath.Join(b.o.profile, fmt.Sprintf("allocs-s%d.pprof", n))
+	if af, err := os.Create(allocPath); err == nil {
+		_ = pprof.Lookup("allocs").WriteTo(af, 0)
+		af.Close()
+	}
 	fmt.Printf("\n== scenario %d in-process: %.0f req/s, p50 %s, p99 %s, unexpected %d %s; profile %s\n",
 		n, res.RPS(), fmtMs(res.Quantile(0.5)), fmtMs(res.Quantile(0.99)), res.Failed(), res.codesString(expect), path)
 	for _, args := range [][]string{
