@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pushbackd/pushbackd/internal/jsonenc"
+	"github.com/pushbackd/pushbackd/internal/warm"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
 )
@@ -137,7 +138,9 @@ type Dispatcher struct {
 	// filing holds a slot per async outcome being written after its worker moved on; a
 	// full channel makes workers wait, so a slow disk slows them instead of piling finished
 	// runs up in memory.
-	filing  chan struct{}
+	filing chan struct{}
+	// filers write those outcomes on goroutines whose stacks an earlier write already grew.
+	filers  *warm.Pool
 	claimer sync.WaitGroup
 	workers sync.WaitGroup
 	running sync.WaitGroup // sync runs and outcome writes in flight
@@ -191,7 +194,7 @@ func New(o Options) *Dispatcher {
 	}
 	d := &Dispatcher{o: o, log: o.Logger, free: o.Workers, active: map[string]*job{},
 		jobs: make(chan *job, o.Workers), nudge: make(chan struct{}, 1), quit: make(chan struct{}),
-		filing: make(chan struct{}, 4*o.Workers)}
+		filing: make(chan struct{}, 4*o.Workers), filers: warm.New(10 * time.Second)}
 	if o.Tracing != nil {
 		d.tracer = o.Tracing.Tracer("github.com/pushbackd/pushbackd/dispatch")
 	}
@@ -431,7 +434,9 @@ func (d *Dispatcher) RunSync(ctx context.Context, run *store.Run, inv *saga.Invo
 // duplicates exactly one is recorded and the others answer as duplicates of it; their
 // pure runs leave nothing behind.
 func (d *Dispatcher) runPure(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (*saga.Result, string, error) {
-	log := d.log.With(zap.String("run_id", run.ID), zap.String("partner", run.Partner), zap.String("saga", run.Saga))
+	// WithLazy: the fields are encoded only if a line is written, and at the usual levels
+	// most runs write none.
+	log := d.log.WithLazy(zap.String("run_id", run.ID), zap.String("partner", run.Partner), zap.String("saga", run.Saga))
 	run.Attempt = 1
 	ctx, end := d.startAttempt(ctx, run, &log)
 	res := d.engine.Resume(ctx, inv, nil)
@@ -620,7 +625,7 @@ func (d *Dispatcher) renew() {
 // execute runs one job until it ends or suspends, and records the outcome.
 func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 	r := j.run
-	log := d.log.With(zap.String("run_id", r.ID), zap.String("partner", r.Partner), zap.String("saga", r.Saga))
+	log := d.log.WithLazy(zap.String("run_id", r.ID), zap.String("partner", r.Partner), zap.String("saga", r.Saga))
 	parent, end := d.startAttempt(parent, r, &log)
 	var res *saga.Result
 	defer func() { end(res) }()
@@ -689,7 +694,7 @@ func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 		d.filing <- struct{}{}
 	}
 	d.running.Add(1) // Stop waits for the outcome to be written
-	go func() {
+	d.filers.Go(func() {
 		defer d.running.Done()
 		if !j.lateFinish {
 			defer func() { <-d.filing }()
@@ -698,7 +703,7 @@ func (d *Dispatcher) execute(parent context.Context, j *job) *saga.Result {
 		if r.SerializeKey != "" {
 			d.poke() // the key's next run is due now
 		}
-	}()
+	})
 	return res
 }
 
@@ -723,7 +728,8 @@ func (d *Dispatcher) recordOutcome(r *store.Run, res *saga.Result) {
 	r.Status, r.Error = store.Status(res.Status), res.Error
 	r.FinishedAt, r.UpdatedAt, r.WakeAt = now, now, time.Time{}
 	r.State = nil // the result supersedes the checkpoint
-	if b, err := res.AppendJSON(nil); err == nil {
+	// Sized for a short saga's result and answer, so the encoders rarely grow them.
+	if b, err := res.AppendJSON(make([]byte, 0, 1024)); err == nil {
 		r.Result = b
 	}
 	answer := res.Answer
@@ -733,7 +739,9 @@ func (d *Dispatcher) recordOutcome(r *store.Run, res *saga.Result) {
 		answer = d.o.SyncAnswer(r.ID, r.Saga, res)
 	}
 	if r.Mode == "sync" && answer != nil {
-		if b, err := jsonenc.AppendValue(nil, answer.Body); err == nil {
+		if answer.BodyJSON != nil {
+			r.Answer = &store.Answer{Status: answer.Status, Body: answer.BodyJSON}
+		} else if b, err := jsonenc.AppendValue(make([]byte, 0, 256), answer.Body); err == nil {
 			r.Answer = &store.Answer{Status: answer.Status, Body: b}
 		}
 	}

@@ -33,7 +33,7 @@ func (d *Dispatcher) startAttempt(ctx context.Context, r *store.Run, log **zap.L
 		attribute.String("pushbackd.endpoint", r.Endpoint),
 		attribute.Int("pushbackd.attempt", r.Attempt),
 	))
-	*log = (*log).With(zap.String("trace_id", span.SpanContext().TraceID().String()))
+	*log = (*log).WithLazy(zap.String("trace_id", span.SpanContext().TraceID().String()))
 	return ctx, func(res *saga.Result) {
 		if res != nil {
 			span.SetAttributes(attribute.String("pushbackd.status", res.Status))

@@ -28,6 +28,7 @@ import (
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/dispatch"
 	"github.com/pushbackd/pushbackd/internal/jsonenc"
+	"github.com/pushbackd/pushbackd/internal/warm"
 	"github.com/pushbackd/pushbackd/payload"
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
@@ -78,10 +79,12 @@ type Options struct {
 
 // Gateway serves /pushback/...
 type Gateway struct {
-	opts     Options
-	echo     *echo.Echo
-	running  sync.WaitGroup // sync sagas that outlived their sender's wait
-	inFlight sync.Map       // "partner/endpoint" -> *atomic.Int64, for max_in_flight
+	opts    Options
+	echo    *echo.Echo
+	running sync.WaitGroup // sync sagas that outlived their sender's wait
+	// sagaRunners run sync sagas on goroutines whose stacks a previous run already grew.
+	sagaRunners *warm.Pool
+	inFlight    sync.Map // "partner/endpoint" -> *atomic.Int64, for max_in_flight
 	// Failed-authentication budgets. They live here, not in the config, so a reload does
 	// not hand an attacker fresh tries.
 	clients   *security.ClientLimiter
@@ -100,6 +103,9 @@ const (
 	ReasonSchema      = "schema"      // 400: the body does not match the endpoint's schema
 	ReasonUnparseable = "unparseable" // 400: the body cannot be parsed as its content type says
 )
+
+// idleRunner is how long a sync saga's goroutine waits for the next run before it exits.
+const idleRunner = 10 * time.Second
 
 // maxLimiterKeys bounds the memory of each failure limiter.
 const maxLimiterKeys = 100_000
@@ -127,7 +133,7 @@ func New(opts Options) *Gateway {
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
-	g := &Gateway{opts: opts, clients: opts.ClientLimiter, rejections: NewRejections()}
+	g := &Gateway{opts: opts, clients: opts.ClientLimiter, rejections: NewRejections(), sagaRunners: warm.New(idleRunner)}
 	if opts.Tracing != nil {
 		g.tracer = opts.Tracing.Tracer("github.com/pushbackd/pushbackd/gateway")
 	}
@@ -579,11 +585,11 @@ func (g *Gateway) runSync(c echo.Context, run *store.Run, inv *saga.Invocation, 
 	done := make(chan syncOutcome, 1)
 	ctx := context.WithoutCancel(c.Request().Context())
 	g.running.Add(1)
-	go func() {
+	g.sagaRunners.Go(func() {
 		defer g.running.Done()
 		res, dup, err := g.opts.Runs.RunSync(ctx, run, inv, opts)
 		done <- syncOutcome{res, dup, err}
-	}()
+	})
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	stillRunning := func() error {
@@ -649,6 +655,10 @@ func writeSagaAnswer(c echo.Context, a *saga.Answer, runID string) error {
 	}
 	if a.Body == nil {
 		writeJSON(c, code, Answer{Status: http.StatusText(code), Code: code, RunID: runID})
+		return nil
+	}
+	if a.BodyJSON != nil {
+		writeEncoded(c, code, a.BodyJSON)
 		return nil
 	}
 	writeJSON(c, code, a.Body)

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pushbackd/pushbackd/internal/jsonenc"
 	"github.com/pushbackd/pushbackd/store"
 	"go.uber.org/zap"
 )
@@ -372,7 +373,7 @@ func (e *Engine) newRun(inv *Invocation) *run {
 			Started: e.clock.Now(),
 		},
 	}
-	r.log = e.log.With(r.logFields()...)
+	r.log = e.log.WithLazy(r.logFields()...) // encoded only if the run writes a line
 	if inv.Attempt > 0 {
 		env.Run.Attempt = inv.Attempt
 	}
@@ -566,6 +567,11 @@ func (r *run) suspended(until time.Time) *Result {
 
 func redactAnswer(rs *runState, a *Answer) *Answer {
 	out, _ := rs.redact(a).(*Answer)
+	if out != nil && out.Body != nil {
+		if b, err := jsonenc.AppendValue(make([]byte, 0, 256), out.Body); err == nil {
+			out.BodyJSON = b
+		}
+	}
 	return out
 }
 

@@ -118,7 +118,8 @@ on_failure:
 		if res.OnFailure == nil || res.OnFailure.Status != StatusSucceeded {
 			t.Fatalf("on_failure record = %+v", res.OnFailure)
 		}
-		want := &Answer{Status: 422, Body: map[string]any{"failed": "boom", "why": "boom: bad input", "second": "compensated"}}
+		want := &Answer{Status: 422, Body: map[string]any{"failed": "boom", "why": "boom: bad input", "second": "compensated"},
+			BodyJSON: []byte(`{"failed":"boom","second":"compensated","why":"boom: bad input"}`)}
 		if !reflect.DeepEqual(res.Answer, want) {
 			t.Errorf("answer = %+v, want %+v", res.Answer, want)
 		}
@@ -298,7 +299,8 @@ steps:
 `)
 	e, _, _ := testEngine(t)
 	res := e.Run(context.Background(), invocation(s, map[string]any{"type": "other"}))
-	want := &Answer{Status: 202, Headers: map[string]string{"X-Why": "ignored"}, Body: map[string]any{"ignored": true}}
+	want := &Answer{Status: 202, Headers: map[string]string{"X-Why": "ignored"}, Body: map[string]any{"ignored": true},
+		BodyJSON: []byte(`{"ignored":true}`)}
 	if res.Status != StatusSucceeded || !reflect.DeepEqual(res.Answer, want) || len(res.Steps) != 1 {
 		t.Fatalf("status %q answer %+v steps %v", res.Status, res.Answer, names(res.Steps))
 	}

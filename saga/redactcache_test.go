@@ -87,7 +87,8 @@ steps:
 
 // TestPureSagaRunAllocations bounds the allocations of BenchmarkRunPureSaga's run (91
 // before the shared redactors and the per-step suspension check were fixed): GC work per
-// request is what the pure saga's throughput follows.
+// request is what the pure saga's throughput follows. One of them is the answer's body
+// encoded once (Answer.BodyJSON), which saves the gateway and the dispatcher their own.
 func TestPureSagaRunAllocations(t *testing.T) {
 	s := mustParse(t, "bench", benchSaga)
 	inv := benchInvocation(t, s)
@@ -98,7 +99,7 @@ func TestPureSagaRunAllocations(t *testing.T) {
 		if res := e.Run(ctx, inv); res.Status != StatusSucceeded {
 			t.Fatalf("%s: %s", res.Status, res.Error)
 		}
-	}); n > 75 {
-		t.Errorf("a pure saga run allocates %v times, want at most 75", n)
+	}); n > 76 {
+		t.Errorf("a pure saga run allocates %v times, want at most 76", n)
 	}
 }

@@ -150,7 +150,10 @@ func (a *Answer) appendJSON(dst []byte) ([]byte, error) {
 			return dst[:start], err
 		}
 	}
-	if a.Body != nil {
+	switch {
+	case a.BodyJSON != nil:
+		dst = append(append(dst, `,"body":`...), a.BodyJSON...)
+	case a.Body != nil:
 		dst = append(dst, `,"body":`...)
 		if dst, err = jsonenc.AppendValue(dst, a.Body); err != nil {
 			return dst[:start], err
