@@ -5,26 +5,27 @@
 // unquote alone 8.6%: one string per key and per value).
 //
 // The savings: the input is copied to one string once, and every key and string value
-// without escapes is a substring of it, so it costs no allocation of its own (map keys cost
-// nothing; a string value costs only its interface box). Objects and arrays collect their
-// members on a scratch stack shared by the whole decode and are built at their close at
-// exactly their size, so no map or slice grows. A consequence to know: a value taken from
-// the result keeps the whole input alive; the input is a request body, bounded by
-// limits.max_body_bytes and held by the run anyway.
+// without escapes is a substring of it, so it costs no allocation of its own (a key costs
+// nothing; a string value only its interface box). Only strings with escapes or invalid
+// UTF-8 get their own. A consequence to know: a string taken from the result keeps the whole
+// input copy alive; the input is a request body, bounded by limits.max_body_bytes.
 //
 // The result is exactly what json.Unmarshal gives for every valid input (duplicate keys: last
 // wins; invalid UTF-8 and lone surrogates become U+FFFD; numbers through
-// strconv.ParseFloat; nesting deeper than 10000 refused) and Decode fails exactly when
+// strconv.ParseFloat; nesting deeper than MaxDepth refused) and Decode fails exactly when
 // json.Unmarshal does (FuzzDecodeMatchesEncodingJSON). Its errors say where, not what: a
 // caller that shows errors to users asks encoding/json for the message.
 //
-// Measured (go test ./internal/jsondec -run '^$' -bench . -benchmem, linux/amd64, 2 shared
-// cores):
+// Measured with go test ./internal/jsondec -run '^$' -bench . -benchmem -count 5 (medians;
+// linux/amd64, 2 cores shared with other work, so ns/op is noisy):
 //
-//	BenchmarkDecode/encompass-loan-milestone          ~2.2µs   1120 B/op   27 allocs/op
-//	BenchmarkEncodingJSON/encompass-loan-milestone    ~5.5µs   2472 B/op   61 allocs/op
-//	BenchmarkDecode/forty-events                      ~64µs   33008 B/op  752 allocs/op
-//	BenchmarkEncodingJSON/forty-events                ~157µs  65464 B/op 1870 allocs/op
+//	BenchmarkDecode/encompass-loan-milestone (592 B)   2.7 µs   2536 B/op   24 allocs/op
+//	BenchmarkEncodingJSON/encompass-loan-milestone      5.9 µs   2672 B/op   55 allocs/op
+//	BenchmarkDecode/twelve-events (5.1 KB)              22 µs   21224 B/op  203 allocs/op
+//	BenchmarkEncodingJSON/twelve-events                 66 µs   20440 B/op  436 allocs/op
+//
+// Bytes stay about the same (the one copy of the input stands for the many small strings);
+// objects, and the GC work they cost, halve.
 package jsondec
 
 import (
