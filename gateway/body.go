@@ -10,6 +10,8 @@ import (
 	"mime"
 	"net/url"
 	"strings"
+
+	"github.com/pushbackd/pushbackd/internal/jsondec"
 )
 
 // bodyKind is how a content type's body is parsed for sagas.
@@ -75,13 +77,23 @@ func parseBody(contentType string, raw []byte) (any, error) {
 	return string(raw), nil
 }
 
-// parseJSON uses json.Unmarshal rather than a Decoder over the bytes, which would copy them
-// into its own buffer first: ~20% faster and half the garbage on a typical webhook body.
+// parseJSON decodes with jsondec, which gives what json.Unmarshal would with less than half
+// its allocations (its keys and plain strings are substrings of one copy of the body):
+// json.Unmarshal was ~18% of the objects allocated per accepted request in the bench's
+// allocation profile. A body jsondec refuses goes to json.Unmarshal, whose message the
+// sender gets as before; both parses are linear in the body, which is already bounded by
+// limits.max_body_bytes. Unmarshal, not a Decoder over the bytes, which would copy them
+// into its own buffer first.
 func parseJSON(raw []byte) (any, error) {
+	if v, err := jsondec.Decode(raw); err == nil {
+		return v, nil
+	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %s", jsonMessage(err, raw))
 	}
+	// Unreachable while the two agree (FuzzDecodeMatchesEncodingJSON); if they ever do not,
+	// encoding/json's answer stands.
 	return v, nil
 }
 
