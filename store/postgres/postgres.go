@@ -29,7 +29,9 @@
 // unfinished run of its serialize_by key; the transaction that makes that run final
 // unparks the next one. Every transaction that parks, unparks or supersedes takes a
 // transaction-scoped advisory lock per serialize_by and debounce key first, so those rules
-// hold across processes. Writes by workers are fenced by lease_token.
+// hold across processes. Writes by workers are fenced by lease_token; concurrent creates,
+// and apart from them concurrent worker saves, are group-committed (one transaction, so
+// one WAL flush, per batch), each still succeeding or failing alone.
 package postgres
 
 import (

@@ -134,6 +134,7 @@ func (s *Store) commitSaves(batch []*saveReq) {
 		now = append(now, q)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var err error
 	for range 5 {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return s.savesIn(ctx, tx, now) })
@@ -141,11 +142,10 @@ func (s *Store) commitSaves(batch []*saveReq) {
 			break
 		}
 	}
-	cancel()
 	for _, q := range now {
 		switch {
 		case errors.Is(err, errSaveBatch):
-			q.out, q.err = s.saveAlone(context.Background(), q.run, q.id, q.lease, q.now)
+			q.out, q.err = s.saveAlone(ctx, q.run, q.id, q.lease, q.now)
 		case err != nil:
 			q.err = wrap("save run", err)
 		case q.err != nil:

@@ -67,7 +67,8 @@ func TestSaveBatch(t *testing.T) {
 				}
 			}
 			t.Logf("alone %v: %d round trips, %d commits for 50 saves", alone, trips, commits)
-			// begin; lock the rows; the writes, pipelined; commit.
+			// begin; the serialize_by keys of the runs that end (none to lock here); the
+			// rows, locked; the writes, pipelined; commit.
 			if !alone && (trips > 5 || commits != 1) {
 				t.Errorf("the batch made %d round trips and %d commits for 50 saves; want at most 5 and 1", trips, commits)
 			}
