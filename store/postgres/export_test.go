@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -13,10 +14,13 @@ import (
 
 // statementCounter counts the round trips a pool makes: each statement sent alone, and
 // each pipelined batch of statements.
-type statementCounter struct{ n atomic.Int64 }
+type statementCounter struct{ n, commits atomic.Int64 }
 
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	c.n.Add(1)
+	if strings.EqualFold(d.SQL, "commit") {
+		c.commits.Add(1)
+	}
 	return ctx
 }
 
@@ -74,3 +78,50 @@ func CreateBatch(ctx context.Context, dsn string, runs []*store.Run, opts []stor
 
 // MaxConns is the size of s's pool.
 func MaxConns(s *Store) int32 { return s.pool.Config().MaxConns }
+
+// SaveBatch commits saves of runs under leases as one batch of the save batcher (alone:
+// each in a transaction of its own, as with MaxBatch 1), on a store of its own whose
+// batchers do not run, and reports each save's error and the round trips and commits the
+// batch made. On success each run reports what was stored, as Save does.
+func SaveBatch(ctx context.Context, dsn string, runs []*store.Run, leases []store.Lease, alone bool) ([]error, int, int, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	counter := &statementCounter{}
+	cfg.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer pool.Close()
+	s := &Store{pool: pool, clock: store.SystemClock{}, log: slog.New(slog.DiscardHandler), maxBatch: len(runs)}
+	now := s.clock.Now()
+	batch := make([]*saveReq, len(runs))
+	for i, run := range runs {
+		id, err := store.CheckSave(run, leases[i])
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		batch[i] = &saveReq{run: run, id: id, lease: leases[i], now: now, done: make(chan struct{})}
+	}
+	if err := pool.Ping(ctx); err != nil { // connect before counting
+		return nil, 0, 0, err
+	}
+	counter.n.Store(0)
+	if alone {
+		for _, q := range batch {
+			q.out, q.err = s.saveAlone(ctx, q.run, q.id, q.lease, q.now)
+		}
+	} else {
+		s.commitSaves(batch)
+	}
+	errs := make([]error, len(batch))
+	for i, q := range batch {
+		errs[i] = q.err
+		if q.err == nil {
+			store.ReportSaved(runs[i], &q.out)
+		}
+	}
+	return errs, int(counter.n.Load()), int(counter.commits.Load()), nil
+}

@@ -29,7 +29,9 @@
 // unfinished run of its serialize_by key; the transaction that makes that run final
 // unparks the next one. Every transaction that parks, unparks or supersedes takes a
 // transaction-scoped advisory lock per serialize_by and debounce key first, so those rules
-// hold across processes. Writes by workers are fenced by lease_token.
+// hold across processes. Writes by workers are fenced by lease_token; concurrent creates,
+// and apart from them concurrent worker saves, are group-committed (one transaction, so
+// one WAL flush, per batch), each still succeeding or failing alone.
 package postgres
 
 import (
@@ -66,8 +68,8 @@ type Options struct {
 	Logger *slog.Logger // nil: discard
 	// MaxConns bounds the pool; 0 is 10. A pool_max_conns in the DSN wins over it.
 	MaxConns int32
-	// MaxBatch is how many concurrent creates one transaction commits together; 0 is 64,
-	// 1 commits each create alone.
+	// MaxBatch is how many concurrent creates, and apart from them how many concurrent
+	// worker saves, one transaction commits together; 0 is 64, 1 commits each alone.
 	MaxBatch int
 }
 
@@ -83,6 +85,7 @@ type Store struct {
 	leads     map[*byte]func() // held leader locks: Close gives them up
 	sendMu    sync.RWMutex     // held to send on creates; Close takes it to stop senders
 	creates   chan *createReq
+	saves     chan *saveReq
 	stop      chan struct{}
 	batcherWG sync.WaitGroup
 	maxBatch  int
@@ -108,7 +111,7 @@ func SchemaVersion() int64 {
 
 // Open connects to dsn (a postgres:// URL or key=value string), migrates the schema under
 // an advisory lock (instances starting together wait for each other) and starts the
-// create batcher. A server it cannot reach is store.ErrUnavailable.
+// create and save batchers. A server it cannot reach is store.ErrUnavailable.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -134,7 +137,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{pool: pool, clock: opts.Clock, log: opts.Logger, maxBatch: opts.MaxBatch,
-		creates: make(chan *createReq, 256), stop: make(chan struct{})}
+		creates: make(chan *createReq, 256), saves: make(chan *saveReq, 256), stop: make(chan struct{})}
 	if s.clock == nil {
 		s.clock = store.SystemClock{}
 	}
@@ -144,8 +147,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 64
 	}
-	s.batcherWG.Add(1)
+	s.batcherWG.Add(2)
 	go s.batcher()
+	go s.saveBatcher()
 	return s, nil
 }
 
@@ -172,7 +176,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// Close stops the batcher (pending creates are answered first) and closes the pool.
+// Close stops the batchers (pending creates and saves are answered first) and closes the pool.
 func (s *Store) Close() error {
 	s.sendMu.Lock()
 	if s.closed.Swap(true) {
@@ -215,15 +219,20 @@ func wrap(op string, err error) error {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		switch {
-		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "53"),
-			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", pe.Code == "25006":
+		if unavailable(pe) {
 			return fmt.Errorf("%s: %w: %w", op, store.ErrUnavailable, err)
 		}
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	// Not a server's answer: the connection failed or broke.
 	return fmt.Errorf("%s: %w: %w", op, store.ErrUnavailable, err)
+}
+
+// unavailable reports a server's answer that means it cannot serve now (connection
+// trouble, resources, shutting down, read-only).
+func unavailable(pe *pgconn.PgError) bool {
+	return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "53") ||
+		pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || pe.Code == "25006"
 }
 
 // retryable reports a deadlock or serialization failure: the transaction is run again.

@@ -105,35 +105,6 @@ func (s *Store) Renew(ctx context.Context, leases []store.Lease, ttl time.Durati
 	return lost, nil
 }
 
-func (s *Store) Save(ctx context.Context, run *store.Run, lease store.Lease) error {
-	id, err := store.CheckSave(run, lease)
-	if err != nil {
-		return err
-	}
-	now := s.clock.Now()
-	var out store.Run
-	err = s.tx(ctx, "save run", func(tx pgx.Tx) error {
-		stored, st, err := lockRun(ctx, tx, id, run.Status.Final())
-		if err != nil {
-			return err
-		}
-		if !st.held(stored, lease) {
-			return store.LeaseLost(lease)
-		}
-		in := *run
-		if err := store.ApplyUpdate(stored, &in, now); err != nil {
-			return err
-		}
-		out = *stored
-		return s.write(ctx, tx, stored, now)
-	})
-	if err != nil {
-		return err
-	}
-	store.ReportSaved(run, &out)
-	return nil
-}
-
 // Cancel applies store.RequestCancel in one transaction; write files the run where its new
 // status puts it (a waiting run due at once, a cancelled one final, unparking the next run
 // on its serialize_by key).

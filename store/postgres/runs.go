@@ -462,45 +462,54 @@ func decode(id, rec []byte, full bool) (*store.Run, error) {
 }
 
 // write stores r, a stored run changed in place, and files it in the queue as the memory
-// store's reschedule does: a running run keeps its lease, any other status drops it. When r became final, the next run parked behind
-// it (serialize_by) is unparked; the caller holds that key's advisory lock.
+// store's reschedule does: a running run keeps its lease, any other status drops it. When
+// r became final, the next run parked behind it (serialize_by) is unparked; the caller
+// holds that key's advisory lock. Its statements go in one round trip.
 func (s *Store) write(ctx context.Context, tx pgx.Tx, r *store.Run, now time.Time) error {
-	id, err := store.ParseRunID(r.ID)
+	b := &pgx.Batch{}
+	wake, err := queueWrite(b, r, now)
 	if err != nil {
 		return err
 	}
+	if wake {
+		b.Queue("SELECT pg_notify($1, '')", notifyChannel)
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// unparkSQL unparks the first unfinished run of a serialize_by key, when parked, and
+// announces it: the notify runs once per row unparked.
+const unparkSQL = `WITH u AS (UPDATE runs SET parked = false WHERE id = (SELECT id FROM runs
+	WHERE serialize_key = $1 AND NOT final ORDER BY seq LIMIT 1) AND parked RETURNING 1)
+	SELECT pg_notify($2, '') FROM u`
+
+// queueWrite queues write's statements for r on b, and reports whether workers must be
+// notified that r fell due; a run it unparks is announced by its own statement.
+func queueWrite(b *pgx.Batch, r *store.Run, now time.Time) (wake bool, err error) {
+	id, err := store.ParseRunID(r.ID)
+	if err != nil {
+		return false, err
+	}
 	rec := store.EncodeRun(nil, r, r.Request.Body)
 	if r.Status.Final() {
-		if _, err := tx.Exec(ctx, `UPDATE runs SET status = $2, final = true, parked = false, due_at = NULL,
-			lease_owner = ''::bytea, lease_expires = 0, rec = $3 WHERE id = $1`, id[:], string(r.Status), rec); err != nil {
-			return err
+		b.Queue(`UPDATE runs SET status = $2, final = true, parked = false, due_at = NULL,
+			lease_owner = ''::bytea, lease_expires = 0, rec = $3 WHERE id = $1`, id[:], string(r.Status), rec)
+		if r.SerializeKey != "" {
+			b.Queue(unparkSQL, []byte(r.SerializeKey), notifyChannel)
 		}
-		if r.SerializeKey == "" {
-			return nil
-		}
-		tag, err := tx.Exec(ctx, `UPDATE runs SET parked = false WHERE id = (SELECT id FROM runs
-			WHERE serialize_key = $1 AND NOT final ORDER BY seq LIMIT 1) AND parked`, []byte(r.SerializeKey))
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() > 0 {
-			return notify(ctx, tx)
-		}
-		return nil
+		return false, nil
 	}
 	if r.Status == store.StatusRunning {
 		// Keeps its lease: due when the lease expires, at once when it has none.
-		_, err := tx.Exec(ctx, `UPDATE runs SET status = $2, rec = $3,
+		b.Queue(`UPDATE runs SET status = $2, rec = $3,
 			due_at = CASE WHEN lease_expires = 0 THEN $4 ELSE lease_expires END WHERE id = $1`,
 			id[:], string(r.Status), rec, nanos(now))
-		return err
+		return false, nil
 	}
 	due := nanos(store.DueAt(r, time.Time{}, now))
-	if _, err := tx.Exec(ctx, `UPDATE runs SET status = $2, due_at = $3, lease_owner = ''::bytea, lease_expires = 0,
-		rec = $4 WHERE id = $1`, id[:], string(r.Status), due, rec); err != nil {
-		return err
-	}
-	return notify(ctx, tx)
+	b.Queue(`UPDATE runs SET status = $2, due_at = $3, lease_owner = ''::bytea, lease_expires = 0,
+		rec = $4 WHERE id = $1`, id[:], string(r.Status), due, rec)
+	return true, nil
 }
 
 // lockRun locks run id for a write that may make it final: first its serialize_by key's
