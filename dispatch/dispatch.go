@@ -291,7 +291,8 @@ func (d *Dispatcher) QueueLimit() int { return d.o.QueueSize }
 // returns the original run's id. A saga with debounce makes the run wait (superseding an
 // older waiting run with the same key); one with serialize_by gets its key. When a worker is
 // free and the run is due at once, it is created already claimed and handed to that worker,
-// with its request still in memory: no second write and no second read.
+// with its request still in memory: no second write and no second read. A pure saga's run
+// due at once is executed here and recorded finished (see accept).
 func (d *Dispatcher) Accept(ctx context.Context, run *store.Run, inv *saga.Invocation, opts store.CreateOptions) (duplicateOf string, err error) {
 	return d.accept(ctx, run, inv, opts, true)
 }
@@ -314,6 +315,19 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 	if d.stopped {
 		d.mu.Unlock()
 		return "", ErrStopped
+	}
+	// A pure saga's run due at once needs no worker: like a sync one (runPure) it is
+	// executed first and recorded once, finished, before the sender's 2xx — one fsync'd
+	// write instead of a create and an outcome (and a claim, when no worker was free). A
+	// crash before that write leaves nothing to resume or undo, and the sender, without a
+	// 2xx, sends again. It never queues, so limits.queue does not count it. A debounced or
+	// serialize_by run waits its turn in the store as any other.
+	if inv.Saga.Pure() && run.Status == store.StatusQueued && run.SerializeKey == "" {
+		d.running.Add(1)
+		d.mu.Unlock()
+		defer d.running.Done()
+		_, dup, err := d.runPure(ctx, run, inv, opts)
+		return dup, err
 	}
 	take := d.free > 0 && run.Status == store.StatusQueued
 	if take {

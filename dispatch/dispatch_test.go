@@ -590,6 +590,66 @@ func TestAPureSyncRunIsRecordedOnceInItsFinalStateBeforeItsAnswer(t *testing.T) 
 	}
 }
 
+func TestAnAsyncRunOfAPureSagaIsRecordedOnceFinishedBeforeItsAccept(t *testing.T) {
+	url, release, hits := gate(t)
+	defer release()
+	clock := newFakeClock()
+	st := memory.New(clock)
+	runs := &countingRuns{Store: st}
+	held := mustSaga(t, "name: held\nsteps:\n  - {name: call, http: {url: \""+url+"\"}}\n")
+	// One worker and room for one queued run, both taken by held runs below.
+	r := newRigOn(t, runs, st, clock, clock, 1, 1, mustSaga(t, pureSaga), held)
+	defer r.stop()
+
+	run, dup, err := r.accept("pure", "L-1", "")
+	if err != nil || dup != "" {
+		t.Fatalf("accept: %v %q", err, dup)
+	}
+	t.Run("it is already finished when Accept returns, from one create and no save or claim", func(t *testing.T) {
+		got, err := st.GetRun(context.Background(), run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != store.StatusSucceeded || got.Mode != "async" || got.Attempt != 1 || len(got.Result) == 0 || got.FinishedAt.IsZero() {
+			t.Errorf("stored run = %+v", got)
+		}
+		if c, u, cl := runs.creates.Load(), runs.updates.Load(), runs.claims.Load(); c != 1 || u != 0 || cl != 0 {
+			t.Errorf("%d creates, %d saves, %d claims; want one create", c, u, cl)
+		}
+	})
+	t.Run("it needs no worker and no place in a full queue, where a saga with effects is refused", func(t *testing.T) {
+		if _, _, err := r.accept("held", "1", ""); err != nil {
+			t.Fatal(err)
+		}
+		for hits.Load() == 0 { // the only worker is busy
+			time.Sleep(time.Millisecond)
+		}
+		if _, _, err := r.accept("held", "2", ""); err != nil { // the queue's one place
+			t.Fatal(err)
+		}
+		if _, _, err := r.accept("held", "3", ""); !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("a held run past the queue: %v, want ErrQueueFull", err)
+		}
+		pure, _, err := r.accept("pure", "L-2", "")
+		if err != nil {
+			t.Fatalf("a pure run with the queue full and no free worker: %v", err)
+		}
+		if got, err := st.GetRun(context.Background(), pure.ID); err != nil || got.Status != store.StatusSucceeded {
+			t.Fatalf("pure run: %+v %v", got, err)
+		}
+	})
+	t.Run("an idempotency key still makes a repeat a duplicate", func(t *testing.T) {
+		first, dup, err := r.accept("pure", "L-3", "key-1")
+		if err != nil || dup != "" {
+			t.Fatalf("first: %v %q", err, dup)
+		}
+		if _, dup, err := r.accept("pure", "L-3", "key-1"); err != nil || dup != first.ID {
+			t.Fatalf("repeat: %v, duplicate of %q, want %s", err, dup, first.ID)
+		}
+	})
+	release()
+}
+
 func TestAPureSyncRunThatFailsIsRecordedFailed(t *testing.T) {
 	clock := newFakeClock()
 	st := memory.New(clock)
