@@ -784,7 +784,10 @@ func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry 
 			err = context.Cause(ctx)
 			break
 		}
-		tryStart := r.e.clock.Now()
+		tryStart := rec.Started // the first try starts with the step: one clock read less per step
+		if n > done+1 {
+			tryStart = r.e.clock.Now()
+		}
 		input, output, ans, err = r.exec(ctx, a)
 		r.addTry(a.Kind, tryStart, output, err)
 		if err != nil && ctx.Err() != nil {

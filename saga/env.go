@@ -86,7 +86,7 @@ func newEnv(inv *Invocation, rs *runState) *Env {
 	req := inv.Request
 	headers := make(map[string]string, len(req.Headers))
 	for k, vs := range req.Headers {
-		k = strings.ToLower(k)
+		k = lowerHeaderName(k)
 		if prev, ok := headers[k]; ok {
 			// http.Header keys are canonical, but a hand-built one may hold two spellings.
 			vs = append([]string{prev}, vs...)
@@ -120,6 +120,44 @@ func newEnv(inv *Invocation, rs *runState) *Env {
 		Steps:    map[string]StepState{},
 		Run:      RunEnv{ID: inv.RunID, Attempt: 1, ReceivedAt: req.ReceivedAt},
 	}
+}
+
+// commonHeaders are the lower-case names of headers most requests carry, so that
+// lowerHeaderName finds them without allocating: newEnv lower-cases every header of every
+// run. Only read.
+var commonHeaders = func() map[string]string {
+	names := []string{"accept", "accept-encoding", "accept-language", "authorization", "cache-control",
+		"connection", "content-encoding", "content-length", "content-type", "cookie", "date", "expect",
+		"forwarded", "host", "origin", "referer", "traceparent", "tracestate", "user-agent", "via",
+		"x-amz-content-sha256", "x-amz-date", "x-amz-security-token", "x-api-key", "x-correlation-id",
+		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "x-request-id",
+		"x-hub-signature", "x-hub-signature-256", "x-signature", "x-timestamp",
+		"webhook-id", "webhook-signature", "webhook-timestamp", "elli-signature"}
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		m[n] = n
+	}
+	return m
+}()
+
+// lowerHeaderName is strings.ToLower(name), without an allocation for a common header.
+func lowerHeaderName(name string) string {
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return strings.ToLower(name)
+	}
+	b := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	if s, ok := commonHeaders[string(b)]; ok { // string(b) in an index allocates nothing
+		return s
+	}
+	return strings.ToLower(name) // not ASCII-only, or not common: as before
 }
 
 // program is one compiled expression.
