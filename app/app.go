@@ -44,6 +44,10 @@ type Options struct {
 	// Tracing traces requests, runs and steps; nil: none. Run builds it from the OTEL_*
 	// environment (tracing.FromEnv) when it is nil.
 	Tracing trace.TracerProvider
+	// ConfigApplied, when set, is called after the configuration is loaded at start and
+	// after each reload that applied one. serve measures the configuration's heap then,
+	// for the garbage collector's memory limit.
+	ConfigApplied func()
 }
 
 // App is one pushbackd process.
@@ -156,6 +160,9 @@ func New(opts Options) (*App, error) {
 		return nil, errors.Join(err, a.store.Close())
 	}
 	a.setReload(nil)
+	if opts.ConfigApplied != nil {
+		opts.ConfigApplied()
+	}
 	return a, nil
 }
 

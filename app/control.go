@@ -56,6 +56,9 @@ func (a *App) swap(ctx context.Context, cfg *config.Config, origin string) {
 	}
 	a.log.Info("configuration loaded", zap.String("origin", origin), zap.Int("partners", len(cfg.Partners)), zap.Int("sagas", len(cfg.Sagas)))
 	logEgressWarnings(a.log, cfg)
+	if a.opts.ConfigApplied != nil {
+		a.opts.ConfigApplied()
+	}
 }
 
 // restartOnly names the settings a reload does not apply: listeners, the data file and the

@@ -107,11 +107,12 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	}
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
-	go tuneGC(gcCtx, os.Getenv)
+	var cfgHeap configHeap
+	go tuneGC(gcCtx, os.Getenv, &cfgHeap)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	err = app.Run(ctx, app.Options{ConfigPath: *cfgPath, Listen: *listen, AdminListen: *adminListen}, hup)
+	err = app.Run(ctx, app.Options{ConfigPath: *cfgPath, Listen: *listen, AdminListen: *adminListen, ConfigApplied: cfgHeap.measure}, hup)
 	if err != nil {
 		var ye yamlconf.Errors
 		if errors.As(err, &ye) {
