@@ -189,7 +189,7 @@ func jsonDecode(resp *http.Response, v any) error {
 }
 
 // writeFiles lays out a configuration directory: file name (with subdirectory) -> content.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
+func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(dir, name)

@@ -44,15 +44,7 @@ func benchHotPath(b *testing.B, endpoint string, want int) {
 		"sagas/bench-sync.yaml":   scalefixture.SyncSaga,
 		"sagas/bench-accept.yaml": hotAcceptSaga,
 	}
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
+	writeFiles(b, dir, files)
 	body, err := os.ReadFile("../../shared/testdata/payloads/encompass-loan-milestone.json")
 	if err != nil {
 		b.Fatal(err)

@@ -65,32 +65,38 @@ func (s *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 // commits, the next group gathers.
 func (s *Store) batcher() {
 	defer s.batcherWG.Done()
+	batches(s.creates, s.stop, s.maxBatch, s.commitBatch)
+}
+
+// batches hands what arrives on in to commit in groups of at most max: everything already
+// waiting joins the first, so while one group commits the next gathers. After stop, what
+// is still buffered is committed one at a time (Close holds sendMu: nothing more arrives).
+func batches[T any](in <-chan T, stop <-chan struct{}, max int, commit func([]T)) {
 	for {
-		var first *createReq
+		var first T
 		select {
-		case first = <-s.creates:
-		case <-s.stop:
-			// Close holds sendMu: nothing more arrives; answer what is buffered.
+		case first = <-in:
+		case <-stop:
 			for {
 				select {
-				case r := <-s.creates:
-					s.commitBatch([]*createReq{r})
+				case r := <-in:
+					commit([]T{r})
 				default:
 					return
 				}
 			}
 		}
-		batch := []*createReq{first}
+		batch := []T{first}
 	gather:
-		for len(batch) < s.maxBatch {
+		for len(batch) < max {
 			select {
-			case r := <-s.creates:
+			case r := <-in:
 				batch = append(batch, r)
 			default:
 				break gather
 			}
 		}
-		s.commitBatch(batch)
+		commit(batch)
 	}
 }
 

@@ -86,33 +86,7 @@ func (s *Store) saveAlone(ctx context.Context, run *store.Run, id store.RunID, l
 // saveBatcher commits saves in groups: while one transaction commits, the next gathers.
 func (s *Store) saveBatcher() {
 	defer s.batcherWG.Done()
-	for {
-		var first *saveReq
-		select {
-		case first = <-s.saves:
-		case <-s.stop:
-			// Close holds sendMu: nothing more arrives; answer what is buffered.
-			for {
-				select {
-				case q := <-s.saves:
-					s.commitSaves([]*saveReq{q})
-				default:
-					return
-				}
-			}
-		}
-		batch := []*saveReq{first}
-	gather:
-		for len(batch) < s.maxBatch {
-			select {
-			case q := <-s.saves:
-				batch = append(batch, q)
-			default:
-				break gather
-			}
-		}
-		s.commitSaves(batch)
-	}
+	batches(s.saves, s.stop, s.maxBatch, s.commitSaves)
 }
 
 // errSaveBatch is a batch of saves the database refused as a whole (not a deadlock): each
