@@ -375,7 +375,7 @@ func (a *API) sagas(c echo.Context) error {
 		Versions    int    `json:"versions"`
 	}
 	out := []sagaView{}
-	for _, name := range sortedKeys(cfg.Sagas) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Sagas)) {
 		s := cfg.Sagas[name]
 		v := sagaView{Name: name, Description: s.Description, Hash: s.Version}
 		versions, err := a.o.Store.SagaVersions(c.Request().Context(), name)
@@ -754,11 +754,3 @@ func statusList() string {
 	return b.String()
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}

@@ -118,7 +118,7 @@ func parseReplayRequest(body io.Reader, now time.Time) (store.Filter, bool, erro
 	}
 	q := url.Values{}
 	var problems []string
-	for _, k := range sortedKeys(req.Filter) {
+	for _, k := range slices.Sorted(maps.Keys(req.Filter)) {
 		if !slices.Contains(replayFilterKeys, k) {
 			problems = append(problems, fmt.Sprintf("unknown filter key %q (known: %s)", truncate(k), strings.Join(replayFilterKeys, ", ")))
 			continue

@@ -31,7 +31,7 @@ func parseRunFilter(q url.Values, now time.Time) (store.Filter, error) {
 	var f store.Filter
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	for _, k := range sortedKeys(q) {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
 		switch {
 		case !slices.Contains(runQueryKeys, k):
 			bad("unknown query parameter %q (known: %s)", truncate(k), strings.Join(runQueryKeys, ", "))

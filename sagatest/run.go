@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,7 +130,7 @@ func runCase(ctx context.Context, cfg *config.Config, s *saga.Saga, f *File, c *
 	if e.Error != "" && !strings.Contains(run.Error, e.Error) {
 		fail("error", run.Error, e.Error, "the error must contain the text wanted")
 	}
-	for _, name := range sortedKeys(e.Steps) {
+	for _, name := range slices.Sorted(maps.Keys(e.Steps)) {
 		want := e.Steps[name]
 		rec := findStep(run.Steps, name)
 		got := NotReached
@@ -166,7 +165,7 @@ func runCase(ctx context.Context, cfg *config.Config, s *saga.Saga, f *File, c *
 			for k, v := range run.Answer.Headers {
 				got[strings.ToLower(k)] = v
 			}
-			for _, k := range sortedKeys(a.Headers) {
+			for _, k := range slices.Sorted(maps.Keys(a.Headers)) {
 				if g, ok := got[strings.ToLower(k)]; !ok || g != a.Headers[k] {
 					fail("answer.headers."+k, nilIfEmpty(g, ok), a.Headers[k], "")
 				}
@@ -176,7 +175,7 @@ func runCase(ctx context.Context, cfg *config.Config, s *saga.Saga, f *File, c *
 			}
 		}
 	}
-	for _, k := range sortedKeys(e.KV) {
+	for _, k := range slices.Sorted(maps.Keys(e.KV)) {
 		b, found, err := kv.Get(ctx, inv.Partner.ID, k)
 		if err != nil {
 			fail("kv."+k, nil, nil, "cannot read: "+err.Error())
@@ -196,7 +195,7 @@ func runCase(ctx context.Context, cfg *config.Config, s *saga.Saga, f *File, c *
 			subsetExact("kv."+k, got, want, fail)
 		}
 	}
-	for _, step := range sortedKeys(e.Requests) {
+	for _, step := range slices.Sorted(maps.Keys(e.Requests)) {
 		wants, sent := e.Requests[step], mt.sent[step]
 		if len(sent) != len(wants) {
 			fail("requests."+step, len(sent), len(wants), "number of requests sent")
@@ -209,7 +208,7 @@ func runCase(ctx context.Context, cfg *config.Config, s *saga.Saga, f *File, c *
 			if w.URL != "" && g.URL != w.URL {
 				fail(p+".url", g.URL, w.URL, "")
 			}
-			for _, k := range sortedKeys(w.Headers) {
+			for _, k := range slices.Sorted(maps.Keys(w.Headers)) {
 				if v, ok := g.Headers[strings.ToLower(k)]; !ok || v != w.Headers[k] {
 					fail(p+".headers."+k, nilIfEmpty(v, ok), w.Headers[k], "")
 				}
@@ -222,7 +221,7 @@ func runCase(ctx context.Context, cfg *config.Config, s *saga.Saga, f *File, c *
 	for _, p := range mt.problems {
 		fail("mocks", nil, nil, p)
 	}
-	for _, step := range sortedKeys(c.Mocks) {
+	for _, step := range slices.Sorted(maps.Keys(c.Mocks)) {
 		if n, used := len(c.Mocks[step]), mt.used[step]; used < n {
 			fail("mocks."+step, used, n, "answers used; a step name spelt wrong, or a run that stopped sooner than the case expects")
 		}
@@ -245,12 +244,6 @@ func findStep(recs []saga.StepRecord, name string) *saga.StepRecord {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := slices.Collect(maps.Keys(m))
-	sort.Strings(keys)
-	return keys
 }
 
 // invocation is the case's request as the gateway would hand it to the engine, with the
@@ -308,7 +301,7 @@ func compare(path string, got, want any, exact bool, fail func(path string, got,
 			fail(path, got, want, "not a mapping")
 			return
 		}
-		for _, k := range sortedKeys(w) {
+		for _, k := range slices.Sorted(maps.Keys(w)) {
 			gv, ok := g[k]
 			if !ok {
 				fail(path+"."+k, nil, w[k], "missing")
@@ -317,7 +310,7 @@ func compare(path string, got, want any, exact bool, fail func(path string, got,
 			compare(path+"."+k, gv, w[k], exact, fail)
 		}
 		if exact {
-			for _, k := range sortedKeys(g) {
+			for _, k := range slices.Sorted(maps.Keys(g)) {
 				if _, ok := w[k]; !ok {
 					fail(path+"."+k, g[k], nil, "not expected")
 				}
