@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -753,4 +754,3 @@ func statusList() string {
 	}
 	return b.String()
 }
-
