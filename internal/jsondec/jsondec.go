@@ -150,21 +150,37 @@ func (d *decoder) object(depth int) (any, error) {
 			return nil, err
 		}
 		m[key] = v // in order, so a duplicate key's last value wins
-		d.skipSpace()
-		if d.i >= len(d.s) {
-			return nil, d.fail("unexpected end of input")
+		if more, err := d.more('}', "brace"); err != nil || !more {
+			return orNil(m, err), err
 		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-			d.skipSpace()
-			continue
-		case '}':
-			d.i++
-			return m, nil
-		}
-		return nil, d.fail("expected a comma or a closing brace")
 	}
+}
+
+// orNil is v, or nil when err is set: a failed container returns nothing half built.
+func orNil(v any, err error) any {
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// more reads what follows a member or an element: a comma, after which another follows
+// (true), or the container's closing byte (false); what names that byte for the error.
+func (d *decoder) more(closing byte, what string) (bool, error) {
+	d.skipSpace()
+	if d.i >= len(d.s) {
+		return false, d.fail("unexpected end of input")
+	}
+	switch d.s[d.i] {
+	case ',':
+		d.i++
+		d.skipSpace()
+		return true, nil
+	case closing:
+		d.i++
+		return false, nil
+	}
+	return false, d.fail("expected a comma or a closing " + what)
 }
 
 func (d *decoder) array(depth int) (any, error) {
@@ -184,20 +200,9 @@ func (d *decoder) array(depth int) (any, error) {
 			return nil, err
 		}
 		a = append(a, v)
-		d.skipSpace()
-		if d.i >= len(d.s) {
-			return nil, d.fail("unexpected end of input")
+		if more, err := d.more(']', "bracket"); err != nil || !more {
+			return orNil(a, err), err
 		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-			d.skipSpace()
-			continue
-		case ']':
-			d.i++
-			return a, nil
-		}
-		return nil, d.fail("expected a comma or a closing bracket")
 	}
 }
 
