@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pushbackd/pushbackd/internal/jsondec"
 )
 
 var jwtMethod = method{
@@ -91,7 +94,38 @@ type jwtScheme struct {
 	issuer   string
 	audience string
 	leeway   time.Duration
+	parser   *jwt.Parser // read only: shared by every check
 }
+
+// jwtClaims are the library's MapClaims, decoded by internal/jsondec, which gives exactly
+// what encoding/json gives for `any` (FuzzDecodeMatchesEncodingJSON), instead of by
+// encoding/json's reflection. Claims are checked before any signature, so an expired or
+// foreign token is refused after decoding them, and that decoding was most of what such a
+// refusal cost: BenchmarkRejectJWTExpired 61 → 42 allocations. The claim checks are the
+// library's own (MapClaims' methods), so every token gets the answer it got before
+// (TestJWTClaimsDecodeAsTheLibrarysMapClaims).
+type jwtClaims struct{ jwt.MapClaims }
+
+func (c *jwtClaims) UnmarshalJSON(b []byte) error {
+	v, err := jsondec.Decode(b)
+	if err != nil {
+		return err
+	}
+	switch m := v.(type) {
+	case map[string]any:
+		if c.MapClaims == nil {
+			c.MapClaims = m
+		} else {
+			maps.Copy(c.MapClaims, m) // as encoding/json fills a map it is given
+		}
+		return nil
+	case nil:
+		return nil // JSON null leaves a map as it was, as encoding/json does
+	}
+	return errClaimsNotObject
+}
+
+var errClaimsNotObject = errors.New("claims are not a JSON object")
 
 // jwtKey is one parsed verification key: kid "" when the source named none.
 type jwtKey struct {
@@ -100,7 +134,8 @@ type jwtKey struct {
 }
 
 func newJWT(cfg Config, p *problems) (scheme, material) {
-	s := &jwtScheme{algs: cfg.Algorithms, issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway}
+	s := &jwtScheme{algs: cfg.Algorithms, issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway,
+		parser: jwt.NewParser()} // ParseUnverified checks no method: check does, against algs
 	if s.leeway == 0 {
 		s.leeway = DefaultLeeway
 	}
@@ -333,9 +368,8 @@ func (s *jwtScheme) check(req Request, c *Check) *Failure {
 	// verification (55-70 µs) before being refused. Whatever fails here fails the same way
 	// after a signature check would have; only the order, and so the cost, differs.
 	now := r.now()
-	parser := jwt.NewParser(jwt.WithValidMethods(s.algs))
-	claims := jwt.MapClaims{}
-	token, _, err := parser.ParseUnverified(tok, claims)
+	claims := &jwtClaims{}
+	token, _, err := s.parser.ParseUnverified(tok, claims)
 	if err != nil {
 		return fail(JWT, jwtReason(err), jwtDetail(err))
 	}
