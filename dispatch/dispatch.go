@@ -326,7 +326,9 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 		d.running.Add(1)
 		d.mu.Unlock()
 		defer d.running.Done()
-		_, dup, err := d.runPure(ctx, run, inv, opts)
+		// Not on the request's context: a sender that hangs up mid-run must not turn the
+		// run into a failure (a sync run is detached the same way, by the gateway).
+		_, dup, err := d.runPure(context.WithoutCancel(ctx), run, inv, opts)
 		return dup, err
 	}
 	take := d.free > 0 && run.Status == store.StatusQueued

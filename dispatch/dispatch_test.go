@@ -638,6 +638,17 @@ func TestAnAsyncRunOfAPureSagaIsRecordedOnceFinishedBeforeItsAccept(t *testing.T
 			t.Fatalf("pure run: %+v %v", got, err)
 		}
 	})
+	t.Run("a sender that hangs up during the run does not make it fail", func(t *testing.T) {
+		run, inv := r.newRun("pure", "L-4", "")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the request's context, ended as when the sender hangs up
+		if _, err := r.d.Accept(ctx, run, inv, store.CreateOptions{IdempotencyTTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.GetRun(context.Background(), run.ID); err != nil || got.Status != store.StatusSucceeded {
+			t.Fatalf("stored run: %+v %v", got, err)
+		}
+	})
 	t.Run("an idempotency key still makes a repeat a duplicate", func(t *testing.T) {
 		first, dup, err := r.accept("pure", "L-3", "key-1")
 		if err != nil || dup != "" {
