@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pushbackd/pushbackd/saga"
 )
 
 var funcs = template.FuncMap{
@@ -343,30 +345,6 @@ func (c *Console) job(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, s, "job", map[string]any{"Job": job, "ID": r.PathValue("id")})
 }
 
-type stepRecord struct {
-	Name     string        `json:"name"`
-	Action   string        `json:"action"`
-	Status   string        `json:"status"`
-	Attempts int           `json:"attempts"`
-	Started  time.Time     `json:"started"`
-	Duration time.Duration `json:"duration"`
-	Input    any           `json:"input"`
-	Output   any           `json:"output"`
-	Error    string        `json:"error"`
-	// Tries are each try of a step tried more than once (the first and the latest nine);
-	// TriesDropped counts those left out between them.
-	Tries        []stepTry `json:"tries"`
-	TriesDropped int       `json:"tries_dropped"`
-}
-
-type stepTry struct {
-	Status     string        `json:"status"`
-	Started    time.Time     `json:"started"`
-	Duration   time.Duration `json:"duration"`
-	Error      string        `json:"error"`
-	HTTPStatus int           `json:"http_status"`
-}
-
 type runDetail struct {
 	runRow
 	SagaVersion    string `json:"saga_version"`
@@ -386,12 +364,13 @@ type runDetail struct {
 		Body   json.RawMessage `json:"body"`
 	} `json:"answer"`
 	Result *struct {
-		Error         string        `json:"error"`
-		FailedStep    string        `json:"failed_step"`
-		Duration      time.Duration `json:"duration"`
-		Steps         []stepRecord  `json:"steps"`
-		Compensations []stepRecord  `json:"compensations"`
-		OnFailure     *stepRecord   `json:"on_failure"`
+		Error      string        `json:"error"`
+		FailedStep string        `json:"failed_step"`
+		Duration   time.Duration `json:"duration"`
+		// The engine's own records, which the admin API sends as the engine encodes them.
+		Steps         []saga.StepRecord `json:"steps"`
+		Compensations []saga.StepRecord `json:"compensations"`
+		OnFailure     *saga.StepRecord  `json:"on_failure"`
 	} `json:"result"`
 }
 
