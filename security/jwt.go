@@ -473,18 +473,8 @@ func (s *jwtScheme) sign(c *Check, in *signing, h http.Header, _ url.Values) err
 	if i < 0 || len(c.jwt.secrets) == 0 {
 		return errors.New("jwt: tokens come from the partner's identity provider; pushbackd holds only its public keys")
 	}
-	now := in.now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	tok, err := jwt.NewWithClaims(jwt.GetSigningMethod(s.algs[i]), jwt.RegisteredClaims{
-		Issuer:    s.issuer,
-		Audience:  jwt.ClaimStrings{s.audience},
-		Subject:   "pushbackd-sign",
-		IssuedAt:  jwt.NewNumericDate(now),
-		NotBefore: jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(JWTLifetime)),
-	}).SignedString(c.jwt.secrets[0])
+	claims := ownTokenClaims(s.issuer, s.audience, "pushbackd-sign", in.now)
+	tok, err := jwt.NewWithClaims(jwt.GetSigningMethod(s.algs[i]), claims).SignedString(c.jwt.secrets[0])
 	if err != nil {
 		return fmt.Errorf("jwt: sign: %w", err)
 	}

@@ -44,18 +44,25 @@ func SignJWT(cfg Config, privatePEM []byte, now time.Time) (string, error) {
 	if alg == "" {
 		return "", fmt.Errorf("a %s key fits none of the endpoint's algorithms", keyType(pub))
 	}
+	claims := ownTokenClaims(cfg.Issuer, cfg.Audience, "pushbackd-curl", now)
+	return jwt.NewWithClaims(jwt.GetSigningMethod(alg), claims).SignedString(key)
+}
+
+// ownTokenClaims are the claims of a token pushbackd signs itself (curl, and an HMAC
+// endpoint's signing): the endpoint's issuer and audience, valid from now (the clock when
+// zero) for JWTLifetime.
+func ownTokenClaims(issuer, audience, subject string, now time.Time) jwt.RegisteredClaims {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	claims := jwt.RegisteredClaims{
-		Issuer:    cfg.Issuer,
-		Audience:  jwt.ClaimStrings{cfg.Audience},
-		Subject:   "pushbackd-curl",
+	return jwt.RegisteredClaims{
+		Issuer:    issuer,
+		Audience:  jwt.ClaimStrings{audience},
+		Subject:   subject,
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(JWTLifetime)),
 	}
-	return jwt.NewWithClaims(jwt.GetSigningMethod(alg), claims).SignedString(key)
 }
 
 func parsePrivateKey(b []byte) (any, error) {
