@@ -45,7 +45,7 @@ func benchHotPath(b *testing.B, endpoint string, want int) {
 		"sagas/bench-accept.yaml": hotAcceptSaga,
 	}
 	writeFiles(b, dir, files)
-	body, err := os.ReadFile("../../shared/testdata/payloads/encompass-loan-milestone.json")
+	body, err := os.ReadFile("../testdata/payloads/encompass-loan-milestone.json")
 	if err != nil {
 		b.Fatal(err)
 	}
