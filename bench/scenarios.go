@@ -231,6 +231,7 @@ func (b *bench) scenarioE2E() error {
 		return v
 	}
 	done0 := succeeded()
+	pbCPU0, mockCPU0 := pb.cpu(), b.mock.cpu()
 	var depths []float64
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
@@ -254,6 +255,7 @@ func (b *bench) scenarioE2E() error {
 	p, err := b.attack(pbT, b.o.e2eDuration)
 	elapsed := time.Since(start)
 	done1 := succeeded()
+	pbCPU, mockCPU := pb.cpu()-pbCPU0, b.mock.cpu()-mockCPU0
 	close(stop)
 	<-sampled
 	if err != nil {
@@ -283,6 +285,14 @@ func (b *bench) scenarioE2E() error {
 		holds: holds(ratio >= 0.15 && bounded, "%.2f; queue max %.0f, end %.0f", ratio, maxDepth, endDepth),
 		by:    "runs/s: pushbackd_runs_total; bare req/s, p50, p99 (of the accepts): wrk"})
 	b.note("scenario 4: accepted %.0f/s, completed %.0f/s over %v; queue depth per second: %v", p.RPS(), completed, elapsed.Round(time.Millisecond), depths)
+	if n := done1 - done0; n > 0 {
+		wrk := 0.0
+		if p.Requests > 0 {
+			wrk = float64(p.clientCPU.Microseconds()) / float64(p.Requests)
+		}
+		b.note("scenario 4: CPU per completed run: pushbackd %.0f µs, the mock %.0f µs; wrk %.1f µs per answer",
+			float64(pbCPU.Microseconds())/n, float64(mockCPU.Microseconds())/n, wrk)
+	}
 	b.storeNote("scenario 4", pb, p.OK)
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,9 @@ type Options struct {
 	Workers   int           // runs executing at once; default 64
 	QueueSize int           // runnable runs in the store before accepts are refused; default 10000
 	LeaseTTL  time.Duration // default DefaultLeaseTTL
+	// HandoffWait is how long an async accept waits for a busy worker to free up before it
+	// queues its run in the store; default DefaultHandoffWait.
+	HandoffWait time.Duration
 	Owner     string        // this process in leases; default a fresh UUID
 	// Tracing makes a span per run attempt, a child of the request's span (carried in
 	// store.Run.TraceParent); nil: no tracing.
@@ -131,6 +135,20 @@ type Dispatcher struct {
 	timerAt     time.Time       // when the claim timer fires; zero: no timer
 	stopTimer   func() bool
 	stopRenew   func() bool
+	// waiters are accepts waiting for a worker to free up, oldest first: each is sent true
+	// when a worker is handed to it, false when the dispatcher stops. Waiting briefly costs
+	// the sender a little latency; queueing instead costs the run a claim (a write and a
+	// read of its request back), and lets accepts outrun the workers until the queue is
+	// full and senders get 503s.
+	waiters []chan bool
+	// stalled: an accept waited HandoffWait for a worker in vain; until a worker frees up,
+	// accepts queue at once instead of each waiting out the same stall.
+	stalled bool
+	// backlog: the store may hold due runs no worker here has claimed. Every nudge of the
+	// claimer sets it; a claim that finds fewer due runs than it has workers for clears it.
+	// While it is set, a freed worker goes to the store, not to a waiting accept, so queued
+	// and woken runs are not starved by new ones.
+	backlog atomic.Bool
 
 	jobs  chan *job     // claimed runs for the workers; never blocks (free counts its room)
 	nudge chan struct{} // "claim now", for the claimer
@@ -189,6 +207,9 @@ func New(o Options) *Dispatcher {
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
 	}
+	if o.HandoffWait <= 0 {
+		o.HandoffWait = DefaultHandoffWait
+	}
 	if o.Owner == "" {
 		o.Owner = uuid.NewString()
 	}
@@ -239,6 +260,10 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		return nil
 	}
 	d.stopped = true
+	for _, handed := range d.waiters {
+		handed <- false
+	}
+	d.waiters = nil
 	if d.stopTimer != nil {
 		d.stopTimer()
 		d.stopTimer, d.timerAt = nil, time.Time{}
@@ -331,12 +356,24 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 		_, dup, err := d.runPure(context.WithoutCancel(ctx), run, inv, opts)
 		return dup, err
 	}
-	take := d.free > 0 && run.Status == store.StatusQueued
-	if take {
+	due := run.Status == store.StatusQueued
+	take := d.free > 0 && due
+	var handed chan bool
+	switch {
+	case take:
 		d.free--
 		d.handoff.Add(1)
+	case due && !d.stalled && !d.backlog.Load() && len(d.waiters) < d.o.Workers:
+		handed = make(chan bool, 1)
+		d.waiters = append(d.waiters, handed)
 	}
 	d.mu.Unlock()
+	if handed != nil {
+		var err error
+		if take, err = d.awaitWorker(ctx, handed); err != nil {
+			return "", err
+		}
+	}
 
 	opts.MaxRunnable = d.o.QueueSize
 	if take {
@@ -347,9 +384,7 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 		if err == nil && res.Lease != nil {
 			d.jobs <- &job{run: run, inv: inv, lease: *res.Lease}
 		} else {
-			d.mu.Lock()
-			d.free++
-			d.mu.Unlock()
+			d.workerFreed()
 		}
 		d.handoff.Done()
 	}
@@ -366,6 +401,67 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 		d.poke()
 	}
 	return "", nil
+}
+
+// DefaultHandoffWait is how long an accept waits for a worker to free up before it queues
+// its run in the store instead. Long enough to ride out a busy moment (64 workers finishing
+// millisecond runs free one every few microseconds), short enough that a stall — every
+// worker held by a slow downstream — adds little to an answer; and only the accepts that
+// meet the stall pay it (see Dispatcher.stalled).
+const DefaultHandoffWait = 20 * time.Millisecond
+
+// awaitWorker waits for a worker to be handed to the accept that queued handed among the
+// waiters: true when one was (d.handoff counts it), false when none freed up in time or
+// the sender went away (the run is queued in the store instead), ErrStopped when the
+// dispatcher stopped meanwhile (nothing was stored).
+func (d *Dispatcher) awaitWorker(ctx context.Context, handed chan bool) (bool, error) {
+	t := time.NewTimer(d.o.HandoffWait)
+	defer t.Stop()
+	select {
+	case ok := <-handed:
+		if !ok {
+			return false, ErrStopped
+		}
+		return true, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	d.mu.Lock()
+	i := slices.Index(d.waiters, handed)
+	if i >= 0 {
+		d.waiters = slices.Delete(d.waiters, i, i+1)
+		if ctx.Err() == nil {
+			d.stalled = true
+		}
+	}
+	d.mu.Unlock()
+	if i < 0 { // handed a worker (or stopped) while giving up: take what came
+		if !<-handed {
+			return false, ErrStopped
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// workerFreed returns a worker to the pool: to the oldest waiting accept, unless the store
+// may hold due runs, which the claimer is nudged to take.
+func (d *Dispatcher) workerFreed() {
+	d.mu.Lock()
+	d.stalled = false
+	backlog := d.backlog.Load()
+	if !backlog && len(d.waiters) > 0 {
+		handed := d.waiters[0]
+		d.waiters = slices.Delete(d.waiters, 0, 1)
+		d.handoff.Add(1)
+		handed <- true
+	} else {
+		d.free++
+	}
+	d.mu.Unlock()
+	if backlog {
+		d.nudgeClaimer()
+	}
 }
 
 // keys renders the saga's debounce and serialize_by keys. A debounce key is scoped to the
@@ -493,8 +589,13 @@ func (d *Dispatcher) save(ctx context.Context, run *store.Run, lease store.Lease
 	return err
 }
 
-// poke asks the claimer to claim now.
+// poke asks the claimer to claim now: something may be due in the store.
 func (d *Dispatcher) poke() {
+	d.backlog.Store(true)
+	d.nudgeClaimer()
+}
+
+func (d *Dispatcher) nudgeClaimer() {
 	select {
 	case d.nudge <- struct{}{}:
 	default: // a nudge is pending already
@@ -560,20 +661,31 @@ func (d *Dispatcher) claim() {
 		d.free -= n
 		d.mu.Unlock()
 		if n == 0 {
-			return // a worker that frees up nudges again
+			return // backlog stays set: a worker that frees up nudges again
 		}
+		// Cleared before the read, so a poke while it runs (a run queued meanwhile) is
+		// not lost; set again below when the store may hold more than was taken.
+		d.backlog.Store(false)
 		start := time.Now()
 		res, err := d.o.Store.Claim(context.Background(), d.o.Owner, n, d.o.LeaseTTL)
 		if len(res.Runs) > 0 {
 			d.o.Observer.StoreCommit("claim", time.Since(start))
 		}
-		d.mu.Lock()
-		d.free += n - len(res.Runs)
-		d.mu.Unlock()
 		if err != nil {
+			// The workers go back without a nudge: the timer claims again, not a loop.
+			d.mu.Lock()
+			d.free += n
+			d.mu.Unlock()
+			d.backlog.Store(true)
 			d.log.Error("cannot claim runs; trying again shortly", zap.Error(err))
 			d.wakeAt(d.o.Clock.Now().Add(claimRetry))
 			return
+		}
+		if len(res.Runs) == n {
+			d.backlog.Store(true) // there may be more
+		}
+		for range n - len(res.Runs) {
+			d.workerFreed() // to a waiting accept, if any
 		}
 		for _, c := range res.Runs {
 			d.jobs <- &job{run: c.Run, lease: c.Lease}
@@ -589,10 +701,7 @@ func (d *Dispatcher) work() {
 	defer d.workers.Done()
 	for j := range d.jobs {
 		d.execute(context.Background(), j)
-		d.mu.Lock()
-		d.free++
-		d.mu.Unlock()
-		d.poke()
+		d.workerFreed()
 	}
 }
 

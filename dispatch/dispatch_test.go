@@ -3,8 +3,10 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -269,17 +271,46 @@ func TestAnAcceptedRunRunsAndItsOutcomeIsStored(t *testing.T) {
 
 // gate is a downstream that holds every request until released.
 func gate(t *testing.T) (url string, release func(), hits *atomic.Int32) {
+	url, release, hits, _ = recordingGate(t)
+	return url, release, hits
+}
+
+// recordingGate is gate that also records the bodies it was sent, in the order they came.
+func recordingGate(t *testing.T) (url string, release func(), hits *atomic.Int32, bodies func() []string) {
 	t.Helper()
 	ch := make(chan struct{})
 	hits = new(atomic.Int32)
+	var mu sync.Mutex
+	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, string(b))
+		mu.Unlock()
 		hits.Add(1)
 		<-ch
 	}))
 	var once sync.Once
 	release = func() { once.Do(func() { close(ch) }) }
 	t.Cleanup(func() { release(); srv.Close() })
-	return srv.URL, release, hits
+	bodies = func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+	return srv.URL, release, hits, bodies
+}
+
+// waitUntil polls cond until it holds, failing the test after 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after 10s for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestAFullQueueRefusesAndStoresNothing(t *testing.T) {

@@ -1,0 +1,170 @@
+package dispatch
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pushbackd/pushbackd/store"
+)
+
+// claimCounter counts the runs taken from the store by Claim: a run handed to a worker at
+// its accept is never claimed.
+type claimCounter struct {
+	testStore
+	claimed atomic.Int32
+}
+
+func (c *claimCounter) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) (store.ClaimResult, error) {
+	res, err := c.testStore.Claim(ctx, owner, limit, ttl)
+	c.claimed.Add(int32(len(res.Runs)))
+	return res, err
+}
+
+// settle waits for the claimer's first look at the store (started with the dispatcher) to
+// have found it empty: until then a freed worker goes to the store, not to an accept.
+func (r *rig) settle() {
+	waitUntil(r.t, "the claimer's first look at the store", func() bool { return !r.d.backlog.Load() })
+}
+
+func (r *rig) waiting() int {
+	r.d.mu.Lock()
+	defer r.d.mu.Unlock()
+	return len(r.d.waiters)
+}
+
+// An async accept that finds every worker busy waits for one to free up and hands its run
+// straight to it: the run is created already claimed, as when a worker was free, and never
+// costs a claim (a write, and a read of its request back).
+func TestAnAcceptThatFindsEveryWorkerBusyHandsItsRunToTheNextFreedOne(t *testing.T) {
+	for _, b := range backends {
+		t.Run("on "+b.name, func(t *testing.T) {
+			url, release, calls, _ := recordingGate(t)
+			s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\"}\n")
+			st := &claimCounter{testStore: b.open(t, nil)}
+			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: time.Minute}, st, nil, s)
+			defer r.stop()
+			r.settle()
+			first, _, err := r.accept("call", "L-1", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
+			second := make(chan *store.Run)
+			go func() {
+				run, _, err := r.accept("call", "L-2", "")
+				if err != nil {
+					t.Error(err)
+				}
+				second <- run
+			}()
+			waitUntil(t, "the accept to wait for a worker", func() bool { return r.waiting() > 0 })
+			release()
+			run := <-second
+			r.waitStatus(first.ID, store.StatusSucceeded)
+			r.waitStatus(run.ID, store.StatusSucceeded)
+			if n := st.claimed.Load(); n != 0 {
+				t.Errorf("%d runs were claimed from the store; want 0: the waiting accept was handed the freed worker", n)
+			}
+		})
+	}
+}
+
+// When every worker is held (a stalled downstream), an accept waits HandoffWait, then queues
+// its run; the accepts after it queue at once, without waiting out the same stall, until a
+// worker frees up. The queued runs run in arrival order once the workers free up.
+func TestAcceptsQueueWithoutWaitingWhileEveryWorkerIsStalled(t *testing.T) {
+	const wait = 300 * time.Millisecond
+	for _, b := range backends {
+		t.Run("on "+b.name, func(t *testing.T) {
+			url, release, calls, bodies := recordingGate(t)
+			s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\", json: {loan: \"${ body.loan }\"}}\n")
+			st := &claimCounter{testStore: b.open(t, nil)}
+			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: wait}, st, nil, s)
+			defer r.stop()
+			r.settle()
+			held, _, err := r.accept("call", "L-0", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
+			start := time.Now()
+			waited, _, err := r.accept("call", "L-1", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); took < wait {
+				t.Errorf("the first accept to meet the stall returned after %v; want it to wait %v for a worker", took, wait)
+			}
+			var queued []*store.Run
+			for i := range 5 {
+				start := time.Now()
+				run, _, err := r.accept("call", "L-"+string(rune('2'+i)), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if took := time.Since(start); took >= wait {
+					t.Errorf("accept %d during the stall took %v; want it queued at once", i, took)
+				}
+				queued = append(queued, run)
+			}
+			for _, run := range append([]*store.Run{waited}, queued...) {
+				if got, err := st.GetRun(context.Background(), run.ID); err != nil || got.Status != store.StatusQueued {
+					t.Fatalf("run %s during the stall: %+v, %v; want it queued in the store", run.ID, got, err)
+				}
+			}
+			release()
+			r.waitStatus(held.ID, store.StatusSucceeded)
+			for _, run := range append([]*store.Run{waited}, queued...) {
+				r.waitStatus(run.ID, store.StatusSucceeded)
+			}
+			want := []string{`{"loan":"L-0"}`, `{"loan":"L-1"}`}
+			for i := range 5 {
+				want = append(want, `{"loan":"L-`+string(rune('2'+i))+`"}`)
+			}
+			if got := bodies(); !slices.Equal(got, want) {
+				t.Errorf("the downstream was called with %v; want the runs in arrival order, %v", got, want)
+			}
+			if n := st.claimed.Load(); n != 6 {
+				t.Errorf("%d runs were claimed from the store; want the 6 queued during the stall", n)
+			}
+		})
+	}
+}
+
+// Stop releases the accepts waiting for a worker: they store nothing and say so.
+func TestStopReleasesAcceptsWaitingForAWorker(t *testing.T) {
+	url, _, calls, _ := recordingGate(t)
+	s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\"}\n")
+	st := backends[0].open(t, nil)
+	r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: time.Minute}, st, nil, s)
+	r.settle()
+	if _, _, err := r.accept("call", "L-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
+	errc := make(chan error)
+	var waiter *store.Run
+	go func() {
+		run, _, err := r.accept("call", "L-2", "")
+		waiter = run
+		errc <- err
+	}()
+	waitUntil(t, "the accept to wait for a worker", func() bool { return r.waiting() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = r.d.Stop(ctx) // the held run is interrupted at the end of the grace period
+	select {
+	case err := <-errc:
+		if err != ErrStopped {
+			t.Errorf("the waiting accept returned %v; want ErrStopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting accept was not released by Stop")
+	}
+	if _, err := st.GetRun(context.Background(), waiter.ID); err == nil {
+		t.Errorf("the accept released by Stop stored its run")
+	}
+}
