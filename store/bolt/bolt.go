@@ -187,6 +187,8 @@ type Store struct {
 
 	commits atomic.Uint64
 	writes  atomic.Uint64
+
+	prealloc *prealloc // nil: the file is not written ahead
 }
 
 var _ store.Store = (*Store)(nil)
@@ -242,6 +244,7 @@ func Open(path string, o Options) (*Store, error) {
 		listScan: o.listScan,
 		queue:    make(chan *writeReq, o.MaxBatchSize),
 		stopped:  make(chan struct{}),
+		prealloc: newPrealloc(path),
 	}
 	go b.writer()
 	return b, nil
@@ -373,6 +376,7 @@ func (b *Store) Close() error {
 	close(b.queue)
 	b.mu.Unlock()
 	<-b.stopped
+	b.prealloc.close()
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", b.path, err)
 	}
@@ -519,6 +523,7 @@ func (b *Store) tx(fn func(tx *bbolt.Tx) error, n int) error {
 	if err != nil {
 		return fmt.Errorf("store: begin write: %w", wrapIOError(err))
 	}
+	b.prealloc.extend(tx)
 	packAppends(tx)
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
