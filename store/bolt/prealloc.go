@@ -116,4 +116,3 @@ func (p *prealloc) close() {
 	<-p.done
 	p.file.Close()
 }
-
