@@ -42,6 +42,18 @@ func BenchmarkRequest401(b *testing.B) {
 	}
 }
 
+// BenchmarkRequest401Parallel counts from every CPU at once, as a busy server does.
+func BenchmarkRequest401Parallel(b *testing.B) {
+	m := New(func() int { return 0 })
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Request("acme", "encompass", 401, "")
+			m.AuthFailure("acme", "", "encompass", security.Signature, security.ReasonMismatch)
+		}
+	})
+}
+
 // The resolved series are the exported ones: counts made through them reach the scrape.
 func TestCountsReachTheExportedSeries(t *testing.T) {
 	m := New(func() int { return 0 })
