@@ -111,7 +111,7 @@ type Options struct {
 	// HandoffWait is how long an async accept waits for a busy worker to free up before it
 	// queues its run in the store; default DefaultHandoffWait.
 	HandoffWait time.Duration
-	Owner     string        // this process in leases; default a fresh UUID
+	Owner       string // this process in leases; default a fresh UUID
 	// Tracing makes a span per run attempt, a child of the request's span (carried in
 	// store.Run.TraceParent); nil: no tracing.
 	Tracing trace.TracerProvider
