@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"os"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -27,9 +28,10 @@ import (
 // How far ahead grows with the file, so a small one stays small: a quarter of what bbolt
 // uses, between 1 and 32 MB. The bench's async accepts append ~30 MB a second.
 const (
-	preallocMin  = 1 << 20
-	preallocMax  = 32 << 20
-	preallocStep = 1 << 20 // written per write transaction, at most
+	preallocMin   = 1 << 20
+	preallocMax   = 32 << 20
+	preallocStep  = 1 << 20     // written per write transaction, at most
+	preallocPause = time.Minute // after a failed write
 )
 
 // preallocAhead is how much to keep written past a high-water mark of used bytes.
@@ -39,9 +41,12 @@ func preallocAhead(used int64) int64 { return min(max(used/4, preallocMin), prea
 type prealloc struct {
 	file   *os.File // a second descriptor of the data file, for writing
 	filled int64    // the file's size after our last write: what we know is written
-	zeros  []byte
-	sync   chan struct{} // a pending fdatasync, for the syncer
-	done   chan struct{} // closed when the syncer returned
+	// pauseUntil: a write of zeros failed (a full disk, most likely); none is tried before
+	// then, so a full disk costs a failed write a minute, not one per transaction.
+	pauseUntil time.Time
+	zeros      []byte
+	sync       chan struct{} // a pending fdatasync, for the syncer
+	done       chan struct{} // closed when the syncer returned
 }
 
 // newPrealloc starts preallocating path; nil when the file cannot be opened for writing
@@ -65,7 +70,7 @@ func newPrealloc(path string) *prealloc {
 // preallocAhead is written past tx's high-water mark. tx is the writer's open write
 // transaction: while it is open, nothing else writes the file.
 func (p *prealloc) extend(tx *bbolt.Tx) {
-	if p == nil {
+	if p == nil || (!p.pauseUntil.IsZero() && time.Now().Before(p.pauseUntil)) {
 		return
 	}
 	used := tx.Size()
@@ -88,9 +93,12 @@ func (p *prealloc) extend(tx *bbolt.Tx) {
 		p.zeros = make([]byte, preallocStep)
 	}
 	if _, err := p.file.WriteAt(p.zeros, end); err != nil {
-		p.filled = end // a full disk: bbolt will say so on its own writes
+		// bbolt reports a full disk on its own writes; the zeros that did land are
+		// blocks it may use.
+		p.pauseUntil = time.Now().Add(preallocPause)
 		return
 	}
+	p.pauseUntil = time.Time{}
 	p.filled = end + preallocStep
 	select {
 	case p.sync <- struct{}{}:

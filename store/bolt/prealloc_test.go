@@ -92,3 +92,34 @@ func TestTheDataFileIsWrittenAheadWithoutTouchingData(t *testing.T) {
 	defer b.Close()
 	check(b)
 }
+
+// A write of zeros that fails (here: a descriptor that cannot write; in life, a full disk)
+// leaves bbolt's writes alone and is not tried again for a while.
+func TestAFailedWriteAheadPausesAndHarmsNothing(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "pushbackd.db")
+	b, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// Swap in a read-only descriptor before any write: the writer goroutine only touches
+	// prealloc inside a write transaction, and none has run.
+	ro, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.prealloc.file.Close()
+	b.prealloc.file = ro
+	for i := range 20 {
+		if err := b.Put(ctx, "ns", fmt.Sprint("k", i), bytes.Repeat([]byte{'v'}, 300<<10), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.prealloc.pauseUntil.IsZero() {
+		t.Errorf("a failed write of zeros did not pause the writing ahead")
+	}
+	if err := b.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
