@@ -83,6 +83,7 @@ package bolt
 // keys come from senders) are replaced by their SHA-256.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -160,6 +161,9 @@ type Options struct {
 	openFile func(string, int, os.FileMode) (*os.File, error)
 	// listScan replaces store.MaxListScan in tests, so a short scan needs few runs.
 	listScan int
+	// preallocReserve replaces the free space the file is not written ahead into, in
+	// tests, so they do not depend on the temporary directory's free space.
+	preallocReserve uint64
 }
 
 // Defaults for Options.
@@ -244,7 +248,7 @@ func Open(path string, o Options) (*Store, error) {
 		listScan: o.listScan,
 		queue:    make(chan *writeReq, o.MaxBatchSize),
 		stopped:  make(chan struct{}),
-		prealloc: newPrealloc(path),
+		prealloc: newPrealloc(path, cmp.Or(o.preallocReserve, preallocReserve)),
 	}
 	go b.writer()
 	return b, nil

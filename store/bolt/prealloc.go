@@ -31,7 +31,10 @@ const (
 	preallocMin   = 1 << 20
 	preallocMax   = 32 << 20
 	preallocStep  = 1 << 20     // written per write transaction, at most
-	preallocPause = time.Minute // after a failed write
+	preallocPause = time.Minute // after a failed write, or with the disk nearly full
+	// preallocReserve is the free space below which nothing is written ahead: zeros must
+	// not take the last of a disk that other files (the admin token, logs) need too.
+	preallocReserve = 256 << 20
 )
 
 // preallocAhead is how much to keep written past a high-water mark of used bytes.
@@ -39,10 +42,11 @@ func preallocAhead(used int64) int64 { return min(max(used/4, preallocMin), prea
 
 // prealloc writes zeros ahead of a bbolt file.
 type prealloc struct {
-	file   *os.File // a second descriptor of the data file, for writing
-	filled int64    // the file's size after our last write: what we know is written
-	// pauseUntil: a write of zeros failed (a full disk, most likely); none is tried before
-	// then, so a full disk costs a failed write a minute, not one per transaction.
+	file    *os.File // a second descriptor of the data file, for writing
+	reserve uint64   // free space to leave on the disk (preallocReserve)
+	filled  int64    // the file's size after our last write: what we know is written
+	// pauseUntil: a write of zeros failed or the disk is nearly full; none is tried before
+	// then, so a full disk costs a check a minute, not one per transaction.
 	pauseUntil time.Time
 	zeros      []byte
 	sync       chan struct{} // a pending fdatasync, for the syncer
@@ -51,7 +55,7 @@ type prealloc struct {
 
 // newPrealloc starts preallocating path; nil when the file cannot be opened for writing
 // (a read-only file still serves reads, and bbolt reports its own errors).
-func newPrealloc(path string) *prealloc {
+func newPrealloc(path string, reserve uint64) *prealloc {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return nil
@@ -61,7 +65,7 @@ func newPrealloc(path string) *prealloc {
 		f.Close()
 		return nil
 	}
-	p := &prealloc{file: f, filled: fi.Size(), sync: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &prealloc{file: f, reserve: reserve, filled: fi.Size(), sync: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.syncer()
 	return p
 }
@@ -87,6 +91,10 @@ func (p *prealloc) extend(tx *bbolt.Tx) {
 	end := max(p.filled, fi.Size())
 	if end-used >= ahead {
 		p.filled = end
+		return
+	}
+	if free, ok := freeBytes(p.file.Name()); !ok || free < p.reserve+preallocStep {
+		p.pauseUntil = time.Now().Add(preallocPause)
 		return
 	}
 	if p.zeros == nil {

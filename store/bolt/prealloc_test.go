@@ -23,7 +23,7 @@ import (
 func TestTheDataFileIsWrittenAheadWithoutTouchingData(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pushbackd.db")
-	b, err := Open(path, Options{})
+	b, err := Open(path, Options{preallocReserve: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestTheDataFileIsWrittenAheadWithoutTouchingData(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, err = Open(path, Options{})
+	b, err = Open(path, Options{preallocReserve: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestTheDataFileIsWrittenAheadWithoutTouchingData(t *testing.T) {
 func TestAFailedWriteAheadPausesAndHarmsNothing(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pushbackd.db")
-	b, err := Open(path, Options{})
+	b, err := Open(path, Options{preallocReserve: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,5 +121,33 @@ func TestAFailedWriteAheadPausesAndHarmsNothing(t *testing.T) {
 	}
 	if err := b.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Nothing is written ahead into the last of a disk: the zeros would take space the data
+// file and the data dir's other files need.
+func TestNothingIsWrittenAheadOnANearlyFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	free, ok := freeBytes(dir)
+	if !ok {
+		t.Skip("free space is unknown on this system, and then nothing is written ahead")
+	}
+	path := filepath.Join(dir, "pushbackd.db")
+	// A reserve larger than the disk's free space: the disk counts as nearly full.
+	b, err := Open(path, Options{preallocReserve: free + 1<<30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	before, _ := os.Stat(path)
+	if err := b.Put(context.Background(), "ns", "k", []byte(`1`), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(path)
+	if after.Size() > before.Size() {
+		t.Errorf("the file grew from %d to %d bytes on a nearly full disk", before.Size(), after.Size())
+	}
+	if b.prealloc.pauseUntil.IsZero() {
+		t.Errorf("a nearly full disk did not pause the writing ahead")
 	}
 }
