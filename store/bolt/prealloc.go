@@ -119,7 +119,7 @@ func (p *prealloc) extend(tx *bbolt.Tx) {
 func (p *prealloc) syncer() {
 	defer close(p.done)
 	for range p.sync {
-		_ = p.file.Sync()
+		_ = syncData(p.file)
 	}
 }
 
