@@ -65,6 +65,12 @@ func watchLead(conn *pgx.Conn, done <-chan struct{}, gone chan<- struct{}) {
 	for {
 		select {
 		case <-done:
+			// Unlocked before the session closes: closing frees the lock too, but only
+			// once the server has noticed, so another instance (or a test) trying to
+			// lead right after a graceful release could still find it held.
+			ctx, cancel := context.WithTimeout(context.Background(), leadPing)
+			_, _ = conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", leaderLock)
+			cancel()
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), leadPing)
