@@ -144,8 +144,7 @@ type Dispatcher struct {
 	// stalled: an accept waited HandoffWait for a worker in vain; until a worker frees up,
 	// accepts queue at once instead of each waiting out the same stall.
 	stalled bool
-	// backlog: the store may hold due runs no worker here has claimed. Every nudge of the
-	// claimer sets it; a claim that finds fewer due runs than it has workers for clears it.
+	// backlog: the store may hold due runs no worker here has claimed. Every poke sets it; a claim that finds fewer due runs than it has workers for clears it.
 	// While it is set, a freed worker goes to the store, not to a waiting accept, so queued
 	// and woken runs are not starved by new ones.
 	backlog atomic.Bool
@@ -444,20 +443,28 @@ func (d *Dispatcher) awaitWorker(ctx context.Context, handed chan bool) (bool, e
 	return false, nil
 }
 
-// workerFreed returns a worker to the pool: to the oldest waiting accept, unless the store
-// may hold due runs, which the claimer is nudged to take.
-func (d *Dispatcher) workerFreed() {
+// workerFreed returns a worker to the pool (see returnWorkers).
+func (d *Dispatcher) workerFreed() { d.returnWorkers(1) }
+
+// returnWorkers returns n workers to the pool: to the oldest waiting accepts, unless the
+// store may hold due runs, which the claimer is nudged to take.
+func (d *Dispatcher) returnWorkers(n int) {
+	if n == 0 {
+		return
+	}
 	d.mu.Lock()
 	d.stalled = false
 	backlog := d.backlog.Load()
-	if !backlog && len(d.waiters) > 0 {
-		handed := d.waiters[0]
-		d.waiters = slices.Delete(d.waiters, 0, 1)
-		d.handoff.Add(1)
-		handed <- true
-	} else {
-		d.free++
+	if !backlog {
+		k := min(n, len(d.waiters))
+		for _, handed := range d.waiters[:k] {
+			d.handoff.Add(1)
+			handed <- true
+		}
+		d.waiters = slices.Delete(d.waiters, 0, k)
+		n -= k
 	}
+	d.free += n
 	d.mu.Unlock()
 	if backlog {
 		d.nudgeClaimer()
@@ -684,9 +691,7 @@ func (d *Dispatcher) claim() {
 		if len(res.Runs) == n {
 			d.backlog.Store(true) // there may be more
 		}
-		for range n - len(res.Runs) {
-			d.workerFreed() // to a waiting accept, if any
-		}
+		d.returnWorkers(n - len(res.Runs)) // to waiting accepts, if any
 		for _, c := range res.Runs {
 			d.jobs <- &job{run: c.Run, lease: c.Lease}
 		}

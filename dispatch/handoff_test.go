@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -158,7 +159,7 @@ func TestStopReleasesAcceptsWaitingForAWorker(t *testing.T) {
 	_ = r.d.Stop(ctx) // the held run is interrupted at the end of the grace period
 	select {
 	case err := <-errc:
-		if err != ErrStopped {
+		if !errors.Is(err, ErrStopped) {
 			t.Errorf("the waiting accept returned %v; want ErrStopped", err)
 		}
 	case <-time.After(5 * time.Second):
