@@ -47,12 +47,20 @@ type configHeap struct{ bytes atomic.Uint64 }
 func (h *configHeap) measure() {
 	go func() {
 		runtime.GC()
-		sample := []metrics.Sample{{Name: liveHeapMetric}}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			h.bytes.Store(sample[0].Value.Uint64())
+		if live, ok := liveHeap(); ok {
+			h.bytes.Store(live)
 		}
 	}()
+}
+
+// liveHeap is the live heap the last collection measured.
+func liveHeap() (uint64, bool) {
+	sample := []metrics.Sample{{Name: liveHeapMetric}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0, false
+	}
+	return sample[0].Value.Uint64(), true
 }
 
 // tuneGC sets GOGC to gcPercent, unless the operator set GOGC, and the soft memory limit
@@ -65,14 +73,12 @@ func tuneGC(ctx context.Context, getenv func(string) string, config *configHeap)
 	if getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	sample := []metrics.Sample{{Name: liveHeapMetric}}
 	current := int64(-1)
 	tick := time.NewTicker(gcTuneInterval)
 	defer tick.Stop()
 	for {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			if l := memoryLimitFor(sample[0].Value.Uint64(), config.bytes.Load()); l != current {
+		if live, ok := liveHeap(); ok {
+			if l := memoryLimitFor(live, config.bytes.Load()); l != current {
 				debug.SetMemoryLimit(l)
 				current = l
 			}
