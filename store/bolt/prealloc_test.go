@@ -17,16 +17,23 @@ import (
 	"github.com/pushbackd/pushbackd/store"
 )
 
+// openAhead opens path writing ahead whatever the temporary directory's free space.
+func openAhead(t *testing.T, path string) *Store {
+	t.Helper()
+	b, err := Open(path, Options{preallocReserve: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // The data file is written ahead of what bbolt uses, with real blocks, not a sparse tail;
 // and the zeros never land on bbolt's pages, even when one transaction grows the file
 // past the margin (bbolt then grows the file itself).
 func TestTheDataFileIsWrittenAheadWithoutTouchingData(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pushbackd.db")
-	b, err := Open(path, Options{preallocReserve: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openAhead(t, path)
 	value := func(i int) []byte {
 		return append(bytes.Repeat([]byte{'x'}, 600<<10), fmt.Sprintf("%d", i)...) // ~600 KB, each its own
 	}
@@ -85,10 +92,7 @@ func TestTheDataFileIsWrittenAheadWithoutTouchingData(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, err = Open(path, Options{preallocReserve: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b = openAhead(t, path)
 	defer b.Close()
 	check(b)
 }
@@ -98,10 +102,7 @@ func TestTheDataFileIsWrittenAheadWithoutTouchingData(t *testing.T) {
 func TestAFailedWriteAheadPausesAndHarmsNothing(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pushbackd.db")
-	b, err := Open(path, Options{preallocReserve: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openAhead(t, path)
 	defer b.Close()
 	// Swap in a read-only descriptor before any write: the writer goroutine only touches
 	// prealloc inside a write transaction, and none has run.
