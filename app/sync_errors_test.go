@@ -92,12 +92,14 @@ endpoints:
 			if ans["message"] != tc.message {
 				t.Errorf("message %q, want %q", ans["message"], tc.message)
 			}
+			id, _ := ans["run_id"].(string)
+			// Without the run id: a random UUID may hold a hidden string by chance ("db-7").
+			said := strings.ReplaceAll(string(raw), id, "")
 			for _, h := range tc.hidden {
-				if strings.Contains(string(raw), h) {
+				if strings.Contains(said, h) {
 					t.Errorf("the answer %s carries %q", raw, h)
 				}
 			}
-			id, _ := ans["run_id"].(string)
 			var run string
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 				// A sync run's outcome is written just after the answer.
