@@ -139,11 +139,15 @@ type Dispatcher struct {
 	// when a worker is handed to it, false when the dispatcher stops. Waiting briefly costs
 	// the sender a little latency; queueing instead costs the run a claim (a write and a
 	// read of its request back), and lets accepts outrun the workers until the queue is
-	// full and senders get 503s.
-	waiters []chan bool
-	// stalled: an accept waited HandoffWait for a worker in vain; until a worker frees up,
-	// accepts queue at once instead of each waiting out the same stall.
+	// full and senders get 503s. waitingBodies sums the request bodies they hold.
+	waiters       []waiter
+	waitingBodies int
+	// stalled: an accept waited HandoffWait without a single worker freeing up meanwhile;
+	// until one does, accepts queue at once instead of each waiting out the same stall.
 	stalled bool
+	// freed counts the workers returned to the pool, so a waiter that gives up can tell a
+	// stall from a busy pool whose freed workers went to others.
+	freed uint64
 	// backlog: the store may hold due runs no worker here has claimed. Every poke sets it; a claim that finds fewer due runs than it has workers for clears it.
 	// While it is set, a freed worker goes to the store, not to a waiting accept, so queued
 	// and woken runs are not starved by new ones.
@@ -259,10 +263,10 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		return nil
 	}
 	d.stopped = true
-	for _, handed := range d.waiters {
-		handed <- false
+	for _, w := range d.waiters {
+		w.handed <- false
 	}
-	d.waiters = nil
+	d.waiters, d.waitingBodies = nil, 0
 	if d.stopTimer != nil {
 		d.stopTimer()
 		d.stopTimer, d.timerAt = nil, time.Time{}
@@ -362,14 +366,21 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 	case take:
 		d.free--
 		d.handoff.Add(1)
-	case due && !d.stalled && !d.backlog.Load() && len(d.waiters) < d.o.Workers:
+	case due && !d.stalled && len(d.waiters) < maxWaitersPerWorker*d.o.Workers &&
+		d.waitingBodies+len(run.Request.Body) <= maxWaitingBodies:
+		// It waits even while the store holds a backlog, whose runs get the freed workers
+		// first: answering at once would let a sender that posts as fast as it is answered
+		// fill the store's queue faster than the workers drain it, until every post is
+		// refused. Waiting is the backpressure that lets the backlog drain.
 		handed = make(chan bool, 1)
-		d.waiters = append(d.waiters, handed)
+		d.waiters = append(d.waiters, waiter{handed: handed, body: len(run.Request.Body)})
+		d.waitingBodies += len(run.Request.Body)
 	}
+	freed := d.freed
 	d.mu.Unlock()
 	if handed != nil {
 		var err error
-		if take, err = d.awaitWorker(ctx, handed); err != nil {
+		if take, err = d.awaitWorker(ctx, handed, freed); err != nil {
 			return "", err
 		}
 	}
@@ -403,17 +414,36 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 }
 
 // DefaultHandoffWait is how long an accept waits for a worker to free up before it queues
-// its run in the store instead. Long enough to ride out a busy moment (64 workers finishing
-// millisecond runs free one every few microseconds), short enough that a stall — every
-// worker held by a slow downstream — adds little to an answer; and only the accepts that
-// meet the stall pay it (see Dispatcher.stalled).
-const DefaultHandoffWait = 20 * time.Millisecond
+// its run in the store instead. Long enough for a busy pool to reach an accept far back
+// in the line (a sender with hundreds of connections, each posting again as soon as it is
+// answered, keeps that many accepts waiting: with 20 ms, 256 connections outran 64 workers,
+// filled the store's queue and got 503s for a quarter of their posts), short enough to add
+// little to an answer when the pool is stalled: a wait in which no worker frees up at all
+// makes the accepts after it queue at once (see Dispatcher.stalled).
+const DefaultHandoffWait = 100 * time.Millisecond
+
+// The accepts waiting for a worker are bounded, in number and in the request bodies they
+// hold in memory (a run in the store holds none). The number is about as many as a busy
+// pool frees within HandoffWait (64 workers on runs of a few milliseconds free a thousand
+// or more); one further back would wait it out and queue anyway. Past either bound an
+// accept queues its run at once.
+const (
+	maxWaitersPerWorker = 16
+	maxWaitingBodies    = 16 << 20
+)
+
+// waiter is an accept waiting for a worker: it is sent true when one is handed to it,
+// false when the dispatcher stops. body is the size of the request body it holds.
+type waiter struct {
+	handed chan bool
+	body   int
+}
 
 // awaitWorker waits for a worker to be handed to the accept that queued handed among the
-// waiters: true when one was (d.handoff counts it), false when none freed up in time or
-// the sender went away (the run is queued in the store instead), ErrStopped when the
-// dispatcher stopped meanwhile (nothing was stored).
-func (d *Dispatcher) awaitWorker(ctx context.Context, handed chan bool) (bool, error) {
+// waiters: true when one was (d.handoff counts it), false when none came in time or the
+// sender went away (the run is queued in the store instead), ErrStopped when the
+// dispatcher stopped meanwhile (nothing was stored). freed is d.freed when it started.
+func (d *Dispatcher) awaitWorker(ctx context.Context, handed chan bool, freed uint64) (bool, error) {
 	t := time.NewTimer(d.o.HandoffWait)
 	defer t.Stop()
 	select {
@@ -426,10 +456,11 @@ func (d *Dispatcher) awaitWorker(ctx context.Context, handed chan bool) (bool, e
 	case <-ctx.Done():
 	}
 	d.mu.Lock()
-	i := slices.Index(d.waiters, handed)
+	i := slices.IndexFunc(d.waiters, func(w waiter) bool { return w.handed == handed })
 	if i >= 0 {
+		d.waitingBodies -= d.waiters[i].body
 		d.waiters = slices.Delete(d.waiters, i, i+1)
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && d.freed == freed {
 			d.stalled = true
 		}
 	}
@@ -454,12 +485,14 @@ func (d *Dispatcher) returnWorkers(n int) {
 	}
 	d.mu.Lock()
 	d.stalled = false
+	d.freed += uint64(n)
 	backlog := d.backlog.Load()
 	if !backlog {
 		k := min(n, len(d.waiters))
-		for _, handed := range d.waiters[:k] {
+		for _, w := range d.waiters[:k] {
 			d.handoff.Add(1)
-			handed <- true
+			d.waitingBodies -= w.body
+			w.handed <- true
 		}
 		d.waiters = slices.Delete(d.waiters, 0, k)
 		n -= k

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -167,5 +169,112 @@ func TestStopReleasesAcceptsWaitingForAWorker(t *testing.T) {
 	}
 	if _, err := st.GetRun(context.Background(), waiter.ID); err == nil {
 		t.Errorf("the accept released by Stop stored its run")
+	}
+}
+
+// Runs due in the store get a freed worker before the accepts waiting for one, but an
+// accept that arrives while they wait waits behind them too, instead of queueing at once:
+// a sender that posts as fast as it is answered must be slowed to the workers' pace, not
+// fill the queue until it gets 503s (with 20 ms waits skipped whenever the store had a
+// backlog, 256 connections did that to 64 workers in the bench's scenario 4).
+func TestAnAcceptWaitsBehindTheStoresBacklog(t *testing.T) {
+	for _, b := range backends {
+		t.Run("on "+b.name, func(t *testing.T) {
+			url, release, calls, bodies := recordingGate(t)
+			s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\", json: {loan: \"${ body.loan }\"}}\n")
+			st := &claimCounter{testStore: b.open(t, nil)}
+			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: time.Minute}, st, nil, s)
+			defer r.stop()
+			r.settle()
+			held, _, err := r.accept("call", "L-0", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
+			// The backlog: a run queued in the store (as a restart or a woken retry leaves one).
+			stored, _ := r.newRun("call", "L-1", "")
+			stored.Mode, stored.Status = "async", store.StatusQueued
+			if _, err := st.Create(context.Background(), stored, store.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			r.d.poke()
+			accepted := make(chan *store.Run)
+			go func() {
+				run, _, err := r.accept("call", "L-2", "")
+				if err != nil {
+					t.Error(err)
+				}
+				accepted <- run
+			}()
+			waitUntil(t, "the accept to wait for a worker", func() bool { return r.waiting() > 0 })
+			release()
+			run := <-accepted
+			for _, id := range []string{held.ID, stored.ID, run.ID} {
+				r.waitStatus(id, store.StatusSucceeded)
+			}
+			want := []string{`{"loan":"L-0"}`, `{"loan":"L-1"}`, `{"loan":"L-2"}`}
+			if got := bodies(); !slices.Equal(got, want) {
+				t.Errorf("the downstream was called with %v; want the stored run before the waiting accept, %v", got, want)
+			}
+			if n := st.claimed.Load(); n != 1 {
+				t.Errorf("%d runs were claimed from the store; want 1, the stored run: the waiting accept is handed its worker", n)
+			}
+		})
+	}
+}
+
+// The accepts waiting for a worker are bounded in number (maxWaitersPerWorker per worker)
+// and in the request bodies they hold in memory (maxWaitingBodies); past either bound an
+// accept queues its run in the store at once.
+func TestTheAcceptsWaitingForAWorkerAreBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		body    int
+		waiting int
+	}{
+		{"by number", 100, maxWaitersPerWorker},
+		{"by the bodies they hold", 2 << 20, maxWaitingBodies / (2 << 20)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, release, calls, _ := recordingGate(t)
+			s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\"}\n")
+			st := backends[0].open(t, nil)
+			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: time.Minute}, st, nil, s)
+			defer r.stop()
+			r.settle()
+			if _, _, err := r.accept("call", "L-0", ""); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
+			body := strings.Repeat("x", tc.body)
+			var wg sync.WaitGroup
+			for range tc.waiting {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, _, err := r.accept("call", body, ""); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			waitUntil(t, "the accepts to wait for a worker", func() bool { return r.waiting() == tc.waiting })
+			start := time.Now()
+			run, _, err := r.accept("call", body, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("the accept past the bound took %v; want it queued at once", took)
+			}
+			if got, err := st.GetRun(context.Background(), run.ID); err != nil || got.Status != store.StatusQueued {
+				t.Errorf("the accept past the bound: %+v, %v; want its run queued in the store", got, err)
+			}
+			if n := r.waiting(); n != tc.waiting {
+				t.Errorf("%d accepts wait; want %d", n, tc.waiting)
+			}
+			release()
+			wg.Wait()
+			r.waitStatus(run.ID, store.StatusSucceeded)
+		})
 	}
 }
