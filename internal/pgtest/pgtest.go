@@ -221,6 +221,31 @@ func (c *Cluster) CreateDatabase(name, template string) (string, error) {
 	return c.DSN(name), nil
 }
 
+// Query runs sql on the database dsn names and returns its rows, each as its columns'
+// values (pgx's: bytea as []byte, bigint as int64): for tests that look at what a store
+// wrote without going through the store.
+func Query(ctx context.Context, dsn, sql string, args ...any) ([][]any, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]any
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // NewDatabase creates a database for one test, empty or a copy of template, and returns
 // its DSN; the database is dropped when the test ends.
 func (c *Cluster) NewDatabase(t testing.TB, template string) string {
