@@ -38,23 +38,33 @@ func (r *rig) waiting() int {
 	return len(r.d.waiters)
 }
 
+// holdTheOnlyWorker starts a dispatcher on st with one worker and the saga "call", whose
+// http step sends {"loan": body.loan} to a gate that holds every call until release, and
+// accepts a run of it (loan L-0) that holds that worker: the accepts after it find every
+// worker busy. bodies lists what the gate was sent, in order.
+func holdTheOnlyWorker(t *testing.T, st testStore, wait time.Duration) (r *rig, held *store.Run, release func(), bodies func() []string) {
+	t.Helper()
+	url, release, calls, bodies := recordingGate(t)
+	s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\", json: {loan: \"${ body.loan }\"}}\n")
+	r = startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: wait}, st, nil, s)
+	r.settle()
+	held, _, err := r.accept("call", "L-0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
+	return r, held, release, bodies
+}
+
 // An async accept that finds every worker busy waits for one to free up and hands its run
 // straight to it: the run is created already claimed, as when a worker was free, and never
 // costs a claim (a write, and a read of its request back).
 func TestAnAcceptThatFindsEveryWorkerBusyHandsItsRunToTheNextFreedOne(t *testing.T) {
 	for _, b := range backends {
 		t.Run("on "+b.name, func(t *testing.T) {
-			url, release, calls, _ := recordingGate(t)
-			s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\"}\n")
 			st := &claimCounter{testStore: b.open(t, nil)}
-			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: time.Minute}, st, nil, s)
+			r, first, release, _ := holdTheOnlyWorker(t, st, time.Minute)
 			defer r.stop()
-			r.settle()
-			first, _, err := r.accept("call", "L-1", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
 			second := make(chan *store.Run)
 			go func() {
 				run, _, err := r.accept("call", "L-2", "")
@@ -82,17 +92,9 @@ func TestAcceptsQueueWithoutWaitingWhileEveryWorkerIsStalled(t *testing.T) {
 	const wait = 300 * time.Millisecond
 	for _, b := range backends {
 		t.Run("on "+b.name, func(t *testing.T) {
-			url, release, calls, bodies := recordingGate(t)
-			s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\", json: {loan: \"${ body.loan }\"}}\n")
 			st := &claimCounter{testStore: b.open(t, nil)}
-			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: wait}, st, nil, s)
+			r, held, release, bodies := holdTheOnlyWorker(t, st, wait)
 			defer r.stop()
-			r.settle()
-			held, _, err := r.accept("call", "L-0", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
 			start := time.Now()
 			waited, _, err := r.accept("call", "L-1", "")
 			if err != nil {
@@ -139,15 +141,8 @@ func TestAcceptsQueueWithoutWaitingWhileEveryWorkerIsStalled(t *testing.T) {
 
 // Stop releases the accepts waiting for a worker: they store nothing and say so.
 func TestStopReleasesAcceptsWaitingForAWorker(t *testing.T) {
-	url, _, calls, _ := recordingGate(t)
-	s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\"}\n")
 	st := backends[0].open(t, nil)
-	r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: time.Minute}, st, nil, s)
-	r.settle()
-	if _, _, err := r.accept("call", "L-1", ""); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
+	r, _, _, _ := holdTheOnlyWorker(t, st, time.Minute)
 	errc := make(chan error)
 	var waiter *store.Run
 	go func() {
@@ -180,17 +175,9 @@ func TestStopReleasesAcceptsWaitingForAWorker(t *testing.T) {
 func TestAnAcceptWaitsBehindTheStoresBacklog(t *testing.T) {
 	for _, b := range backends {
 		t.Run("on "+b.name, func(t *testing.T) {
-			url, release, calls, bodies := recordingGate(t)
-			s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\", json: {loan: \"${ body.loan }\"}}\n")
 			st := &claimCounter{testStore: b.open(t, nil)}
-			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: time.Minute}, st, nil, s)
+			r, held, release, bodies := holdTheOnlyWorker(t, st, time.Minute)
 			defer r.stop()
-			r.settle()
-			held, _, err := r.accept("call", "L-0", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
 			// The backlog: a run queued in the store (as a restart or a woken retry leaves one).
 			stored, _ := r.newRun("call", "L-1", "")
 			stored.Mode, stored.Status = "async", store.StatusQueued
@@ -236,16 +223,9 @@ func TestTheAcceptsWaitingForAWorkerAreBounded(t *testing.T) {
 		{"by the bodies they hold", 2 << 20, maxWaitingBodies / (2 << 20)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url, release, calls, _ := recordingGate(t)
-			s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+url+"\"}\n")
 			st := backends[0].open(t, nil)
-			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: time.Minute}, st, nil, s)
+			r, _, release, _ := holdTheOnlyWorker(t, st, time.Minute)
 			defer r.stop()
-			r.settle()
-			if _, _, err := r.accept("call", "L-0", ""); err != nil {
-				t.Fatal(err)
-			}
-			waitUntil(t, "the only worker to be held by the downstream", func() bool { return calls.Load() > 0 })
 			body := strings.Repeat("x", tc.body)
 			var wg sync.WaitGroup
 			for range tc.waiting {
