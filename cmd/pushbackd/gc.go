@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -42,7 +43,12 @@ func memoryLimitFor(live, config uint64) int64 {
 
 // configHeap measures the live heap with the configuration just applied: one collection,
 // off the caller's goroutine (with 250,000 endpoints it takes ~0.1 s).
-type configHeap struct{ bytes atomic.Uint64 }
+type configHeap struct {
+	bytes    atomic.Uint64
+	init     sync.Once
+	first    sync.Once
+	measured chan struct{} // closed by the first measurement; see applied
+}
 
 func (h *configHeap) measure() {
 	go func() {
@@ -50,7 +56,21 @@ func (h *configHeap) measure() {
 		if live, ok := liveHeap(); ok {
 			h.bytes.Store(live)
 		}
+		h.first.Do(func() { close(h.applied()) })
 	}()
+}
+
+// applied is closed once the first configuration's heap has been measured.
+func (h *configHeap) applied() chan struct{} {
+	h.init.Do(func() { h.measured = make(chan struct{}) })
+	return h.measured
+}
+
+// setGCPercent sets GOGC to gcPercent, unless the operator set GOGC.
+func setGCPercent(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 }
 
 // liveHeap is the live heap the last collection measured.
@@ -63,14 +83,23 @@ func liveHeap() (uint64, bool) {
 	return sample[0].Value.Uint64(), true
 }
 
-// tuneGC sets GOGC to gcPercent, unless the operator set GOGC, and the soft memory limit
-// from the live heap measured by the last collection and the configuration's heap every
-// interval until ctx ends, unless the operator set GOMEMLIMIT.
+// tuneGC sets GOGC to gcPercent, unless the operator set GOGC, and, once the first
+// configuration is applied, the soft memory limit from the live heap measured by the last
+// collection and the configuration's heap every interval until ctx ends, unless the
+// operator set GOMEMLIMIT.
+//
+// No limit while the first configuration loads: the limit is for what requests add, and
+// there are none yet, while loading is when the heap grows fastest. A limit set before
+// the configuration's heap was known held a 250,000-endpoint load to the 100 MB budget,
+// collection after collection: start→ready took 5.4 s, against 3.3 s without a limit.
 func tuneGC(ctx context.Context, getenv func(string) string, config *configHeap) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
+	setGCPercent(getenv)
 	if getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	select {
+	case <-config.applied():
+	case <-ctx.Done():
 		return
 	}
 	current := int64(-1)

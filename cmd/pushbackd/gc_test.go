@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"math"
 	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 )
@@ -38,4 +41,31 @@ func TestConfigHeapMeasuresWhatIsLive(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	runtime.KeepAlive(held)
+}
+
+// The soft memory limit waits for the first configuration: loading a large one, with no
+// requests yet, must not be held to a budget sized before its heap was known.
+func TestNoMemoryLimitUntilTheFirstConfigurationIsApplied(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	var h configHeap
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tuneGC(ctx, func(string) string { return "" }, &h); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(3 * gcTuneInterval / 2) // past a tick, had the loop started
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		t.Fatalf("memory limit %d MB before any configuration was applied; want none", l>>20)
+	}
+	h.measure()
+	deadline := time.Now().Add(10 * time.Second)
+	for debug.SetMemoryLimit(-1) == math.MaxInt64 {
+		if time.Now().After(deadline) {
+			t.Fatal("no memory limit 10 s after the configuration was applied")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := debug.SetGCPercent(-1); got != gcPercent {
+		t.Errorf("GOGC %d, want %d", got, gcPercent)
+	}
 }
