@@ -43,9 +43,9 @@ func TestConfigHeapMeasuresWhatIsLive(t *testing.T) {
 	runtime.KeepAlive(held)
 }
 
-// The soft memory limit waits for the first configuration: loading a large one, with no
-// requests yet, must not be held to a budget sized before its heap was known.
-func TestNoMemoryLimitUntilTheFirstConfigurationIsApplied(t *testing.T) {
+// GOGC and the soft memory limit wait for the first configuration: loading a large one,
+// with no requests yet, runs with Go's defaults (see tuneGC).
+func TestTheCollectorIsTunedOnceTheFirstConfigurationIsApplied(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
 	var h configHeap
@@ -57,6 +57,9 @@ func TestNoMemoryLimitUntilTheFirstConfigurationIsApplied(t *testing.T) {
 	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
 		t.Fatalf("memory limit %d MB before any configuration was applied; want none", l>>20)
 	}
+	if got := gcPercentNow(); got != 100 {
+		t.Fatalf("GOGC %d before any configuration was applied; want Go's 100", got)
+	}
 	h.measure()
 	deadline := time.Now().Add(10 * time.Second)
 	for debug.SetMemoryLimit(-1) == math.MaxInt64 {
@@ -65,7 +68,14 @@ func TestNoMemoryLimitUntilTheFirstConfigurationIsApplied(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := debug.SetGCPercent(-1); got != gcPercent {
-		t.Errorf("GOGC %d, want %d", got, gcPercent)
+	if got := gcPercentNow(); got != gcPercent {
+		t.Errorf("GOGC %d once the configuration was applied, want %d", got, gcPercent)
 	}
+}
+
+// gcPercentNow reads GOGC (SetGCPercent returns the old value; putting it back at once).
+func gcPercentNow() int {
+	old := debug.SetGCPercent(100)
+	debug.SetGCPercent(old)
+	return old
 }
