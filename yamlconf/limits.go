@@ -264,7 +264,9 @@ func (s *shapeScan) token(i int) *limitError {
 	case token.MappingStartType:
 		return s.push(tk, openLevel{flow: true}, 0) // the path grows by each key as it comes
 	case token.CollectEntryType:
-		if top != nil && top.pair {
+		// A "," ends what opened in the innermost flow collection since its last item: a
+		// pair, and lists opened by "-" (see below).
+		for top := s.top(); top != nil && top.pair; top = s.top() {
 			s.stack = s.stack[:len(s.stack)-1]
 		}
 		if top := s.top(); top != nil && top.flow && top.seq {
@@ -289,6 +291,11 @@ func (s *shapeScan) token(i int) *limitError {
 			s.pending = endsLine(s.tks, i) && nextTaken(s.tks, i, tokenPos(tk).Column)
 			return s.entry(tk, nest)
 		}
+		// Inside a flow collection the parser opens a list at each "-", one level deeper
+		// per "-", until the collection's next "," or its end: "[- - - a]" is four levels
+		// deep ([[[[a]]]]), not one (found by FuzzParse). Counted like a pair, which ends
+		// the same way.
+		return s.push(tk, openLevel{flow: true, seq: true, pair: true}, indexPathLen(0))
 	case token.MappingValueType:
 		return s.key(i, nest)
 	}
@@ -487,6 +494,13 @@ func keyToken(tks token.Tokens, i int, closedFlow *token.Token) *token.Token {
 	case token.SequenceEntryType, token.MappingValueType, token.CollectEntryType,
 		token.SequenceStartType, token.MappingStartType, token.DocumentHeaderType:
 		return tks[i]
+	case token.StringType:
+		// The content of a block scalar: the parser places the node at its "|" or ">"
+		// header, and an empty one's content sits at the start of the next line ("- >\n:"
+		// is a mapping inside the list item to the parser; found by FuzzParse).
+		if h := prevToken(tks, j); h >= 0 && (tks[h].Type == token.LiteralType || tks[h].Type == token.FoldedType) {
+			return tks[h]
+		}
 	}
 	return tks[j]
 }

@@ -484,3 +484,28 @@ func TestPropertiesThatNestUnseenAreCapped(t *testing.T) {
 		t.Fatalf("ten properties refused: %v", errs)
 	}
 }
+
+// Inside a flow collection the parser opens a list at every "-": "[- - a]" is [[[a]]]. A
+// flow list of dashes deeper than MaxDepth is refused by the token scan, before the
+// parser recurses into it (FuzzParse found the scan counting such a list as one level;
+// 100,000 dashes, 200 KB, then kept the parser busy for 19 s before a later check
+// refused the tree).
+func TestDashesInAFlowCollectionCountAsLevels(t *testing.T) {
+	for _, src := range []string{
+		"x: [" + strings.Repeat("- ", MaxDepth+1) + "a]\n",
+		"x: {k: " + strings.Repeat("- ", MaxDepth+1) + "a}\n",
+		"x: [" + strings.Repeat("- ", 100_000) + "a]\n",
+	} {
+		start := time.Now()
+		n, errs := Parse("f.yaml", []byte(src))
+		if n != nil || len(errs) == 0 || !strings.Contains(errs[0].Message, "nesting is deeper than the limit") {
+			t.Errorf("%.40q...: tree %v, errors %v; want the nesting refused", src, n != nil, errs)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%.40q... (%d bytes) took %v to refuse; want it refused by the token scan", src, len(src), took)
+		}
+	}
+	if _, errs := Parse("f.yaml", []byte("x: [- - a, - - b, c]\n")); errs != nil {
+		t.Errorf("a few dashes in a flow list: %v; want them parsed", errs)
+	}
+}
