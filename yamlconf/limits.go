@@ -518,7 +518,11 @@ func keyColumn(tks token.Tokens, i int, key *token.Token) int {
 	}
 	named := false
 	if m := prevToken(tks, j); m >= 0 && (tks[m].Type == token.AnchorType || tks[m].Type == token.AliasType) {
-		named = true // an anchor's or alias's name, whatever its type
+		// An anchor's or alias's name, whatever its type. The node starts at the "&" or
+		// "*", even when the lexer put the name on a later line ("- *\n0:" is a mapping
+		// inside the list item to the parser; found by FuzzParse).
+		named = true
+		j = m
 	}
 	if !named && (key.Type == token.SequenceEndType || key.Type == token.MappingEndType) {
 		depth := 0
