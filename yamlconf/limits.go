@@ -494,13 +494,6 @@ func keyToken(tks token.Tokens, i int, closedFlow *token.Token) *token.Token {
 	case token.SequenceEntryType, token.MappingValueType, token.CollectEntryType,
 		token.SequenceStartType, token.MappingStartType, token.DocumentHeaderType:
 		return tks[i]
-	case token.StringType:
-		// The content of a block scalar: the parser places the node at its "|" or ">"
-		// header, and an empty one's content sits at the start of the next line ("- >\n:"
-		// is a mapping inside the list item to the parser; found by FuzzParse).
-		if h := prevToken(tks, j); h >= 0 && (tks[h].Type == token.LiteralType || tks[h].Type == token.FoldedType) {
-			return tks[h]
-		}
 	}
 	return tks[j]
 }
@@ -515,6 +508,13 @@ func keyColumn(tks token.Tokens, i int, key *token.Token) int {
 	j := i - 1
 	for tks[j] != key {
 		j--
+	}
+	if h := prevToken(tks, j); h >= 0 && key.Type == token.StringType &&
+		(tks[h].Type == token.LiteralType || tks[h].Type == token.FoldedType) {
+		// The content of a block scalar: the parser places the node at its "|" or ">"
+		// header, and an empty one's content sits at the start of the next line ("- >\n:"
+		// is a mapping inside the list item to the parser; found by FuzzParse).
+		j = h
 	}
 	named := false
 	if m := prevToken(tks, j); m >= 0 && (tks[m].Type == token.AnchorType || tks[m].Type == token.AliasType) {
