@@ -91,6 +91,9 @@ type openLevel struct {
 	flow bool
 	seq  bool
 	pair bool // a key: value pair inside a flow list, which the parser makes a mapping
+	// colon: a flow mapping's current item has had its ':'; another before the next ','
+	// nests a mapping ({0:"":1} is {0: {"": 1}} to the parser; found by FuzzParse).
+	colon bool
 	col  int  // block collections: the column their entries start at
 	keys int  // block mappings: keys so far
 	item int  // lists: the index of the current item
@@ -269,6 +272,9 @@ func (s *shapeScan) token(i int) *limitError {
 		for top := s.top(); top != nil && top.pair; top = s.top() {
 			s.stack = s.stack[:len(s.stack)-1]
 		}
+		if top := s.top(); top != nil && top.flow {
+			top.colon = false
+		}
 		if top := s.top(); top != nil && top.flow && top.seq {
 			top.item++
 			return s.renamed(tk, indexPathLen(top.item))
@@ -372,10 +378,11 @@ func (s *shapeScan) key(i int, nest bool) *limitError {
 		seg = len(key.Value) + 3
 	}
 	if top := s.top(); top != nil && top.flow {
-		if top.seq { // "[a: b]": the parser makes the pair a mapping of its own
+		if top.seq || top.colon { // "[a: b]": the parser makes the pair a mapping of its own
 			s.widest = max(s.widest, 1)
 			return s.push(key, openLevel{flow: true, pair: true}, seg)
 		}
+		top.colon = true
 		return s.renamed(s.tks[i], seg)
 	}
 	c := keyColumn(s.tks, i, key)
