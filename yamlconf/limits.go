@@ -94,9 +94,9 @@ type openLevel struct {
 	// colon: a flow mapping's current item has had its ':'; another before the next ','
 	// nests a mapping ({0:"":1} is {0: {"": 1}} to the parser; found by FuzzParse).
 	colon bool
-	col  int  // block collections: the column their entries start at
-	keys int  // block mappings: keys so far
-	item int  // lists: the index of the current item
+	col   int // block collections: the column their entries start at
+	keys  int // block mappings: keys so far
+	item  int // lists: the index of the current item
 	// path is the length of the parser's path for nodes in this collection: the parent's
 	// path plus this level's current key (or index).
 	path int
