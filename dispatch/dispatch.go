@@ -148,9 +148,10 @@ type Dispatcher struct {
 	// freed counts the workers returned to the pool, so a waiter that gives up can tell a
 	// stall from a busy pool whose freed workers went to others.
 	freed uint64
-	// backlog: the store may hold due runs no worker here has claimed. Every poke sets it; a claim that finds fewer due runs than it has workers for clears it.
-	// While it is set, a freed worker goes to the store, not to a waiting accept, so queued
-	// and woken runs are not starved by new ones.
+	// backlog: the store may hold due runs no worker here has claimed. Every poke sets it;
+	// a claim that finds fewer due runs than it has workers for clears it. While it is
+	// set, a freed worker goes to the store, not to a waiting accept, so queued and woken
+	// runs are not starved by new ones.
 	backlog atomic.Bool
 
 	jobs  chan *job     // claimed runs for the workers; never blocks (free counts its room)
@@ -494,7 +495,10 @@ func (d *Dispatcher) returnWorkers(n int) {
 			d.waitingBodies -= w.body
 			w.handed <- true
 		}
-		d.waiters = slices.Delete(d.waiters, 0, k)
+		// Off the front by reslicing, not by shifting up to a thousand waiters under the
+		// lock for every freed worker; append reuses the room, or copies only the rest.
+		clear(d.waiters[:k])
+		d.waiters = d.waiters[k:]
 		n -= k
 	}
 	d.free += n
