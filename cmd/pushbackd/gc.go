@@ -4,7 +4,6 @@ import (
 	"context"
 	"runtime/debug"
 	"runtime/metrics"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -43,27 +42,15 @@ func memoryLimitFor(live, config uint64) int64 {
 // configHeap measures the live heap with the configuration just applied: one collection,
 // off the caller's goroutine (with 250,000 endpoints it takes ~0.1 s), which also gives
 // what loading left behind back to the OS (with those endpoints, RssAnon 250 → 112 MB).
-type configHeap struct {
-	bytes    atomic.Uint64
-	init     sync.Once
-	first    sync.Once
-	measured chan struct{} // closed by the first measurement; see applied
-}
+// bytes is zero until the first configuration is applied and measured, and never after.
+type configHeap struct{ bytes atomic.Uint64 }
 
 func (h *configHeap) measure() {
 	go func() {
 		debug.FreeOSMemory()
-		if live, ok := liveHeap(); ok {
-			h.bytes.Store(live)
-		}
-		h.first.Do(func() { close(h.applied()) })
+		live, _ := liveHeap() // unreadable: no configuration heap to keep the limit above
+		h.bytes.Store(max(live, 1))
 	}()
-}
-
-// applied is closed once the first configuration's heap has been measured.
-func (h *configHeap) applied() chan struct{} {
-	h.init.Do(func() { h.measured = make(chan struct{}) })
-	return h.measured
 }
 
 // liveHeap is the live heap the last collection measured.
@@ -89,10 +76,14 @@ func liveHeap() (uint64, bool) {
 // over the next seconds. At GOGC 100 it took 4.5–5.0 s (alternating starts with the old
 // way on a drifting host) and ~250 MB.
 func tuneGC(ctx context.Context, getenv func(string) string, config *configHeap) {
-	select {
-	case <-config.applied():
-	case <-ctx.Done():
-		return
+	tick := time.NewTicker(gcTuneInterval)
+	defer tick.Stop()
+	for config.bytes.Load() == 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
@@ -101,8 +92,6 @@ func tuneGC(ctx context.Context, getenv func(string) string, config *configHeap)
 		return
 	}
 	current := int64(-1)
-	tick := time.NewTicker(gcTuneInterval)
-	defer tick.Stop()
 	for {
 		if live, ok := liveHeap(); ok {
 			if l := memoryLimitFor(live, config.bytes.Load()); l != current {
