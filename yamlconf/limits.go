@@ -274,10 +274,10 @@ func (s *shapeScan) token(i int) *limitError {
 		}
 		if top := s.top(); top != nil && top.flow {
 			top.colon = false
-		}
-		if top := s.top(); top != nil && top.flow && top.seq {
-			top.item++
-			return s.renamed(tk, indexPathLen(top.item))
+			if top.seq {
+				top.item++
+				return s.renamed(tk, indexPathLen(top.item))
+			}
 		}
 	case token.SequenceEndType, token.MappingEndType:
 		// Close the innermost flow collection and a pair open in it; unbalanced brackets
