@@ -56,6 +56,23 @@ func holdTheOnlyWorker(t *testing.T, st testStore, wait time.Duration) (r *rig, 
 	return r, held, release, bodies
 }
 
+// acceptBehind sends an accept of "call" for loan in the background, waits until it waits
+// for a worker, and returns where its run arrives once it is answered.
+func (r *rig) acceptBehind(loan string) <-chan *store.Run {
+	r.t.Helper()
+	before := r.waiting()
+	answered := make(chan *store.Run, 1)
+	go func() {
+		run, _, err := r.accept("call", loan, "")
+		if err != nil {
+			r.t.Error(err)
+		}
+		answered <- run
+	}()
+	waitUntil(r.t, "the accept to wait for a worker", func() bool { return r.waiting() > before })
+	return answered
+}
+
 // An async accept that finds every worker busy waits for one to free up and hands its run
 // straight to it: the run is created already claimed, as when a worker was free, and never
 // costs a claim (a write, and a read of its request back).
@@ -65,15 +82,7 @@ func TestAnAcceptThatFindsEveryWorkerBusyHandsItsRunToTheNextFreedOne(t *testing
 			st := &claimCounter{testStore: b.open(t, nil)}
 			r, first, release, _ := holdTheOnlyWorker(t, st, time.Minute)
 			defer r.stop()
-			second := make(chan *store.Run)
-			go func() {
-				run, _, err := r.accept("call", "L-2", "")
-				if err != nil {
-					t.Error(err)
-				}
-				second <- run
-			}()
-			waitUntil(t, "the accept to wait for a worker", func() bool { return r.waiting() > 0 })
+			second := r.acceptBehind("L-2")
 			release()
 			run := <-second
 			r.waitStatus(first.ID, store.StatusSucceeded)
@@ -185,15 +194,7 @@ func TestAnAcceptWaitsBehindTheStoresBacklog(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.d.poke()
-			accepted := make(chan *store.Run)
-			go func() {
-				run, _, err := r.accept("call", "L-2", "")
-				if err != nil {
-					t.Error(err)
-				}
-				accepted <- run
-			}()
-			waitUntil(t, "the accept to wait for a worker", func() bool { return r.waiting() > 0 })
+			accepted := r.acceptBehind("L-2")
 			release()
 			run := <-accepted
 			for _, id := range []string{held.ID, stored.ID, run.ID} {
