@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -232,7 +233,7 @@ func (b *bench) scenarioE2E() error {
 	}
 	done0 := succeeded()
 	pbCPU0, mockCPU0 := pb.cpu(), b.mock.cpu()
-	var depths []float64
+	var depths, dones []float64 // sampled each second
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -248,6 +249,7 @@ func (b *bench) scenarioE2E() error {
 				if err == nil {
 					depths = append(depths, d)
 				}
+				dones = append(dones, succeeded())
 			}
 		}
 	}()
@@ -285,6 +287,7 @@ func (b *bench) scenarioE2E() error {
 		holds: holds(ratio >= 0.15 && bounded, "%.2f; queue max %.0f, end %.0f", ratio, maxDepth, endDepth),
 		by:    "runs/s: pushbackd_runs_total; bare req/s, p50, p99 (of the accepts): wrk"})
 	b.note("scenario 4: accepted %.0f/s, completed %.0f/s over %v; queue depth per second: %v", p.RPS(), completed, elapsed.Round(time.Millisecond), depths)
+	b.note("scenario 4: runs completed per second, averaged over each 10 s: %v", perTenSeconds(done0, dones))
 	if n := done1 - done0; n > 0 {
 		wrk := 0.0
 		if p.Requests > 0 {
@@ -446,4 +449,16 @@ func (b *bench) storeNote(label string, pb *pushbackd, answered int) {
 	if parts != "" {
 		b.note("%s: store commits since start (warm-up included)%s; %d answered in the measured rounds", label, parts, answered)
 	}
+}
+
+// perTenSeconds turns counts sampled once a second, starting from base, into the mean rate
+// of each 10 s: whether a sustained run slows as its data file grows.
+func perTenSeconds(base float64, samples []float64) []float64 {
+	var rates []float64
+	prev := base
+	for i := 9; i < len(samples); i += 10 {
+		rates = append(rates, math.Round((samples[i]-prev)/10))
+		prev = samples[i]
+	}
+	return rates
 }
