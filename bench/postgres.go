@@ -145,11 +145,23 @@ func (b *bench) pgE2E(n int, bareRPS float64, newDB func(string) (cfg, error), d
 	}
 	done0, cpu0 := sample()
 	db0 := dbCPU()
+	every := sampleEverySecond(func() (depth, done float64, err error) {
+		for _, pb := range pbs {
+			d, err := pb.metric("pushbackd_queue_depth")
+			if err != nil {
+				return 0, 0, err
+			}
+			depth += d
+		}
+		done, _ = sample()
+		return depth, done, nil
+	})
 	start := time.Now()
 	res, err := attackAll(b.o.e2eDuration)
 	elapsed := time.Since(start)
 	done1, cpu1 := sample()
 	db := dbCPU() - db0
+	depths, dones := every.stop()
 	if err != nil {
 		return err
 	}
@@ -179,6 +191,8 @@ func (b *bench) pgE2E(n int, bareRPS float64, newDB func(string) (cfg, error), d
 		by:    "runs/s: pushbackd_runs_total (summed); bare req/s: the accept rounds above; p50, p99 (of the accepts): wrk; CPU: /proc"})
 	b.note("scenario 8 end to end, %d instance(s): accepted %.0f/s, completed %.0f/s over %v (%d connections each); server CPU per completed run: pushbackd %s (all instances), postgres %s; queue depth at the end %.0f; load average %s",
 		n, all.RPS(), completed, elapsed.Round(time.Millisecond), conns, per(cpu1-cpu0), per(db), depth, loadavg())
+	b.note("scenario 8 end to end, %d instance(s): queue depth per second (all instances): %v; runs completed per second, averaged over each 10 s: %v",
+		n, depths, perTenSeconds(done0, dones))
 	return nil
 }
 

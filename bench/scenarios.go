@@ -233,33 +233,16 @@ func (b *bench) scenarioE2E() error {
 	}
 	done0 := succeeded()
 	pbCPU0, mockCPU0 := pb.cpu(), b.mock.cpu()
-	var depths, dones []float64 // sampled each second
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				d, err := pb.metric("pushbackd_queue_depth")
-				if err == nil {
-					depths = append(depths, d)
-				}
-				dones = append(dones, succeeded())
-			}
-		}
-	}()
+	every := sampleEverySecond(func() (float64, float64, error) {
+		d, err := pb.metric("pushbackd_queue_depth")
+		return d, succeeded(), err
+	})
 	start := time.Now()
 	p, err := b.attack(pbT, b.o.e2eDuration)
 	elapsed := time.Since(start)
 	done1 := succeeded()
 	pbCPU, mockCPU := pb.cpu()-pbCPU0, b.mock.cpu()-mockCPU0
-	close(stop)
-	<-sampled
+	depths, dones := every.stop()
 	if err != nil {
 		return err
 	}
@@ -449,6 +432,43 @@ func (b *bench) storeNote(label string, pb *pushbackd, answered int) {
 	if parts != "" {
 		b.note("%s: store commits since start (warm-up included)%s; %d answered in the measured rounds", label, parts, answered)
 	}
+}
+
+// secondSampler reads two figures once a second until stopped.
+type secondSampler struct {
+	quit         chan struct{}
+	done         chan struct{}
+	first, other []float64
+}
+
+// sampleEverySecond calls read once a second, from a goroutine, until stop, and keeps what
+// it read without an error; end-to-end scenarios read the queue depth and the completed
+// runs with it.
+func sampleEverySecond(read func() (float64, float64, error)) *secondSampler {
+	s := &secondSampler{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.quit:
+				return
+			case <-t.C:
+				if a, b, err := read(); err == nil {
+					s.first, s.other = append(s.first, a), append(s.other, b)
+				}
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns both figures' samples.
+func (s *secondSampler) stop() (first, other []float64) {
+	close(s.quit)
+	<-s.done
+	return s.first, s.other
 }
 
 // perTenSeconds turns counts sampled once a second, starting from base, into the mean rate
