@@ -182,22 +182,32 @@ func BenchmarkCommitTail(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer f.Close()
+			// A write that failed (a full disk) would make the figures a lie: stop at once.
+			writeAt := func(p []byte, off int64) {
+				if _, err := f.WriteAt(p, off); err != nil {
+					b.Fatal(err)
+				}
+			}
 			const head, chunk = 4 << 20, 16 << 20
 			zeros := make([]byte, 1<<20)
 			for off := int64(0); off < head; off += int64(len(zeros)) {
-				f.WriteAt(zeros, off)
+				writeAt(zeros, off)
 			}
 			size := int64(head)
 			grow := func(to int64) {
 				if zeroed {
 					for ; size < to; size += int64(len(zeros)) {
-						f.WriteAt(zeros, size)
+						writeAt(zeros, size)
 					}
 				} else {
 					size = to
-					f.Truncate(size)
+					if err := f.Truncate(size); err != nil {
+						b.Fatal(err)
+					}
 				}
-				_ = f.Sync()
+				if err := f.Sync(); err != nil {
+					b.Fatal(err)
+				}
 			}
 			grow(head + chunk)
 			page := make([]byte, 4096)
@@ -210,16 +220,16 @@ func BenchmarkCommitTail(b *testing.B) {
 					b.StartTimer()
 				}
 				for range 8 {
-					f.WriteAt(page, off)
+					writeAt(page, off)
 					off += 4096
 				}
 				for j := range 10 {
-					f.WriteAt(page, int64(1+(i*10+j)%1000)*4096)
+					writeAt(page, int64(1+(i*10+j)%1000)*4096)
 				}
 				if err := syncData(f); err != nil {
 					b.Fatal(err)
 				}
-				f.WriteAt(page, 0) // the meta page
+				writeAt(page, 0) // the meta page
 				if err := syncData(f); err != nil {
 					b.Fatal(err)
 				}
