@@ -109,7 +109,9 @@ type Options struct {
 	QueueSize int           // runnable runs in the store before accepts are refused; default 10000
 	LeaseTTL  time.Duration // default DefaultLeaseTTL
 	// HandoffWait is how long an async accept waits for a busy worker to free up before it
-	// queues its run in the store; default DefaultHandoffWait.
+	// queues its run in the store, unless workers freed up (for accepts ahead of it, or
+	// for the store's backlog) in that time: then it waits on, HandoffWait after
+	// HandoffWait, up to handoffWaitsAtMost of them. Default DefaultHandoffWait.
 	HandoffWait time.Duration
 	Owner       string // this process in leases; default a fresh UUID
 	// Tracing makes a span per run attempt, a child of the request's span (carried in
@@ -148,11 +150,16 @@ type Dispatcher struct {
 	// freed counts the workers returned to the pool, so a waiter that gives up can tell a
 	// stall from a busy pool whose freed workers went to others.
 	freed uint64
-	// backlog: the store may hold due runs no worker here has claimed. Every poke sets it;
-	// a claim that finds fewer due runs than it has workers for clears it. While it is
-	// set, a freed worker goes to the store, not to a waiting accept, so queued and woken
-	// runs are not starved by new ones.
-	backlog atomic.Bool
+	// The store may hold due runs no worker here has claimed (a backlog, hasBacklog) while
+	// pokes, counting the pokes, is ahead of settled, the count when the last claim that
+	// found fewer due runs than it had workers for began. A poke during a claim is not
+	// lost, and a backlog lasts through the claims that serve it. Meanwhile freed workers
+	// take turns (waiterTurn) between the claimer and the waiting accepts, and an accept
+	// never takes a free worker: queued and woken runs are not starved by new ones, and new
+	// ones do not all wait out HandoffWait and queue behind them, which would turn every
+	// run into a claim until the backlog is gone.
+	pokes, settled atomic.Uint64
+	waiterTurn     bool // the next worker freed while there is a backlog goes to a waiter
 
 	jobs  chan *job     // claimed runs for the workers; never blocks (free counts its room)
 	nudge chan struct{} // "claim now", for the claimer
@@ -361,7 +368,7 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 		return dup, err
 	}
 	due := run.Status == store.StatusQueued
-	take := d.free > 0 && due
+	take := d.free > 0 && due && !d.hasBacklog() // with a backlog, free workers are the claimer's
 	var handed chan bool
 	switch {
 	case take:
@@ -369,10 +376,10 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 		d.handoff.Add(1)
 	case due && !d.stalled && len(d.waiters) < maxWaitersPerWorker*d.o.Workers &&
 		d.waitingBodies+len(run.Request.Body) <= maxWaitingBodies:
-		// It waits even while the store holds a backlog, whose runs get the freed workers
-		// first: answering at once would let a sender that posts as fast as it is answered
-		// fill the store's queue faster than the workers drain it, until every post is
-		// refused. Waiting is the backpressure that lets the backlog drain.
+		// It waits even while the store holds a backlog, whose runs get every other freed
+		// worker: answering at once would let a sender that posts as fast as it is
+		// answered fill the store's queue faster than the workers drain it, until every
+		// post is refused. Waiting is the backpressure that lets the backlog drain.
 		handed = make(chan bool, 1)
 		d.waiters = append(d.waiters, waiter{handed: handed, body: len(run.Request.Body)})
 		d.waitingBodies += len(run.Request.Body)
@@ -423,6 +430,13 @@ func (d *Dispatcher) accept(ctx context.Context, run *store.Run, inv *saga.Invoc
 // makes the accepts after it queue at once (see Dispatcher.stalled).
 const DefaultHandoffWait = 100 * time.Millisecond
 
+// handoffWaitsAtMost bounds how many HandoffWaits an accept waits in all while the pool
+// makes progress (500 ms by default). A sender with more connections than the pool serves
+// in one HandoffWait (64 workers serve ~1,000 runs in 100 ms) is slowed to the pool's
+// pace instead of having its runs queued: 1,024 connections against 64 workers otherwise
+// filled the store's queue within seconds and got 503s for every other post.
+const handoffWaitsAtMost = 5
+
 // The accepts waiting for a worker are bounded, in number and in the request bodies they
 // hold in memory (a run in the store holds none). The number is about as many as a busy
 // pool frees within HandoffWait (64 workers on runs of a few milliseconds free a thousand
@@ -444,42 +458,79 @@ type waiter struct {
 // waiters: true when one was (d.handoff counts it), false when none came in time or the
 // sender went away (the run is queued in the store instead), ErrStopped when the
 // dispatcher stopped meanwhile (nothing was stored). freed is d.freed when it started.
+// It waits HandoffWait at a time, on while some worker freed up in the last one, up to
+// handoffWaitsAtMost in all.
 func (d *Dispatcher) awaitWorker(ctx context.Context, handed chan bool, freed uint64) (bool, error) {
 	t := time.NewTimer(d.o.HandoffWait)
 	defer t.Stop()
-	select {
-	case ok := <-handed:
-		if !ok {
-			return false, ErrStopped
+	for waits := 1; ; waits++ {
+		select {
+		case ok := <-handed:
+			if !ok {
+				return false, ErrStopped
+			}
+			return true, nil
+		case <-ctx.Done():
+			d.mu.Lock()
+			gone := d.leaveLineLocked(handed)
+			d.mu.Unlock()
+			return leftLine(handed, gone)
+		case <-t.C:
 		}
-		return true, nil
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	d.mu.Lock()
-	i := slices.IndexFunc(d.waiters, func(w waiter) bool { return w.handed == handed })
-	if i >= 0 {
-		d.waitingBodies -= d.waiters[i].body
-		d.waiters = slices.Delete(d.waiters, i, i+1)
-		if ctx.Err() == nil && d.freed == freed {
+		d.mu.Lock()
+		stalled := d.freed == freed // not one worker freed up in this wait
+		freed = d.freed
+		if !stalled && waits < handoffWaitsAtMost {
+			d.mu.Unlock()
+			t.Reset(d.o.HandoffWait)
+			continue
+		}
+		gone := d.leaveLineLocked(handed)
+		if gone && stalled {
 			d.stalled = true
 		}
+		d.mu.Unlock()
+		return leftLine(handed, gone)
 	}
-	d.mu.Unlock()
-	if i < 0 { // handed a worker (or stopped) while giving up: take what came
-		if !<-handed {
-			return false, ErrStopped
-		}
-		return true, nil
+}
+
+// leaveLineLocked takes the accept that queued handed off the waiters; false when it is no
+// longer among them (a worker was handed to it, or the dispatcher stopped). Caller holds
+// d.mu.
+func (d *Dispatcher) leaveLineLocked(handed chan bool) bool {
+	i := slices.IndexFunc(d.waiters, func(w waiter) bool { return w.handed == handed })
+	if i < 0 {
+		return false
 	}
-	return false, nil
+	d.waitingBodies -= d.waiters[i].body
+	d.waiters = slices.Delete(d.waiters, i, i+1)
+	return true
+}
+
+// leftLine is awaitWorker's result once the accept gave up waiting: no worker when it
+// left the line, else what was sent to it meanwhile.
+func leftLine(handed chan bool, gone bool) (bool, error) {
+	if gone {
+		return false, nil
+	}
+	if !<-handed {
+		return false, ErrStopped
+	}
+	return true, nil
 }
 
 // workerFreed returns a worker to the pool (see returnWorkers).
 func (d *Dispatcher) workerFreed() { d.returnWorkers(1) }
 
-// returnWorkers returns n workers to the pool: to the oldest waiting accepts, unless the
-// store may hold due runs, which the claimer is nudged to take.
+// returnWorkers returns n workers to the pool: to the oldest waiting accepts, the rest to
+// the free pool. While the store may hold due runs (backlog), the waiters get every other
+// worker and the claimer, nudged, the others and the rest.
+//
+// Turns, not the backlog first: a sender with more connections than the pool serves
+// within HandoffWait kept a line of waiters that, once any run was queued, all waited
+// out HandoffWait behind the backlog and queued in turn, so every run cost a claim too
+// and the queue filled (64 workers, 1,024 connections: 6,300 runs/s, every second post
+// refused once the queue was full).
 func (d *Dispatcher) returnWorkers(n int) {
 	if n == 0 {
 		return
@@ -487,23 +538,31 @@ func (d *Dispatcher) returnWorkers(n int) {
 	d.mu.Lock()
 	d.stalled = false
 	d.freed += uint64(n)
-	backlog := d.backlog.Load()
-	if !backlog {
-		k := min(n, len(d.waiters))
-		for _, w := range d.waiters[:k] {
-			d.handoff.Add(1)
-			d.waitingBodies -= w.body
-			w.handed <- true
+	backlog := d.hasBacklog()
+	k := min(n, len(d.waiters))
+	if backlog && k > 0 {
+		share := n / 2
+		if n%2 == 1 {
+			if d.waiterTurn {
+				share++
+			}
+			d.waiterTurn = !d.waiterTurn
 		}
-		// Off the front by reslicing, not by shifting up to a thousand waiters under the
-		// lock for every freed worker; append reuses the room, or copies only the rest.
-		clear(d.waiters[:k])
-		d.waiters = d.waiters[k:]
-		n -= k
+		k = min(k, share)
 	}
+	for _, w := range d.waiters[:k] {
+		d.handoff.Add(1)
+		d.waitingBodies -= w.body
+		w.handed <- true
+	}
+	// Off the front by reslicing, not by shifting up to a thousand waiters under the lock
+	// for every freed worker; append reuses the room, or copies only the rest.
+	clear(d.waiters[:k])
+	d.waiters = d.waiters[k:]
+	n -= k
 	d.free += n
 	d.mu.Unlock()
-	if backlog {
+	if backlog && n > 0 {
 		d.nudgeClaimer()
 	}
 }
@@ -635,9 +694,12 @@ func (d *Dispatcher) save(ctx context.Context, run *store.Run, lease store.Lease
 
 // poke asks the claimer to claim now: something may be due in the store.
 func (d *Dispatcher) poke() {
-	d.backlog.Store(true)
+	d.pokes.Add(1)
 	d.nudgeClaimer()
 }
+
+// hasBacklog reports whether the store may hold due runs no worker here has claimed.
+func (d *Dispatcher) hasBacklog() bool { return d.pokes.Load() != d.settled.Load() }
 
 func (d *Dispatcher) nudgeClaimer() {
 	select {
@@ -705,11 +767,11 @@ func (d *Dispatcher) claim() {
 		d.free -= n
 		d.mu.Unlock()
 		if n == 0 {
-			return // backlog stays set: a worker that frees up nudges again
+			return // the backlog stays: a worker that frees up nudges again
 		}
-		// Cleared before the read, so a poke while it runs (a run queued meanwhile) is
-		// not lost; set again below when the store may hold more than was taken.
-		d.backlog.Store(false)
+		// Read before the claim: a poke while it runs (a run queued meanwhile) keeps the
+		// backlog even when this claim comes back short.
+		pokes := d.pokes.Load()
 		start := time.Now()
 		res, err := d.o.Store.Claim(context.Background(), d.o.Owner, n, d.o.LeaseTTL)
 		if len(res.Runs) > 0 {
@@ -720,13 +782,12 @@ func (d *Dispatcher) claim() {
 			d.mu.Lock()
 			d.free += n
 			d.mu.Unlock()
-			d.backlog.Store(true)
 			d.log.Error("cannot claim runs; trying again shortly", zap.Error(err))
 			d.wakeAt(d.o.Clock.Now().Add(claimRetry))
 			return
 		}
-		if len(res.Runs) == n {
-			d.backlog.Store(true) // there may be more
+		if len(res.Runs) < n {
+			d.settled.Store(pokes) // only the claimer writes it, and pokes only grow
 		}
 		d.returnWorkers(n - len(res.Runs)) // to waiting accepts, if any
 		for _, c := range res.Runs {

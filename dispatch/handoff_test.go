@@ -3,6 +3,8 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -29,7 +31,7 @@ func (c *claimCounter) Claim(ctx context.Context, owner string, limit int, ttl t
 // settle waits for the claimer's first look at the store (started with the dispatcher) to
 // have found it empty: until then a freed worker goes to the store, not to an accept.
 func (r *rig) settle() {
-	waitUntil(r.t, "the claimer's first look at the store", func() bool { return !r.d.backlog.Load() })
+	waitUntil(r.t, "the claimer's first look at the store", func() bool { return !r.d.hasBacklog() })
 }
 
 func (r *rig) waiting() int {
@@ -206,6 +208,88 @@ func TestAnAcceptWaitsBehindTheStoresBacklog(t *testing.T) {
 			}
 			if n := st.claimed.Load(); n != 1 {
 				t.Errorf("%d runs were claimed from the store; want 1, the stored run: the waiting accept is handed its worker", n)
+			}
+		})
+	}
+}
+
+// While the store holds a backlog, freed workers take turns between it and the accepts
+// waiting for one, the backlog first: neither starves the other, and the waiting accepts
+// do not all wait out HandoffWait and queue behind the backlog, each then costing a claim.
+func TestFreedWorkersTakeTurnsBetweenTheBacklogAndTheWaitingAccepts(t *testing.T) {
+	for _, b := range backends {
+		t.Run("on "+b.name, func(t *testing.T) {
+			st := &claimCounter{testStore: b.open(t, nil)}
+			r, held, release, bodies := holdTheOnlyWorker(t, st, time.Minute)
+			defer r.stop()
+			var stored []*store.Run
+			for _, loan := range []string{"L-1", "L-2"} {
+				run, _ := r.newRun("call", loan, "")
+				run.Mode, run.Status = "async", store.StatusQueued
+				if _, err := st.Create(context.Background(), run, store.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				stored = append(stored, run)
+			}
+			r.d.poke()
+			accepted := r.acceptBehind("L-3")
+			release()
+			run := <-accepted
+			for _, id := range []string{held.ID, stored[0].ID, stored[1].ID, run.ID} {
+				r.waitStatus(id, store.StatusSucceeded)
+			}
+			want := []string{`{"loan":"L-0"}`, `{"loan":"L-1"}`, `{"loan":"L-3"}`, `{"loan":"L-2"}`}
+			if got := bodies(); !slices.Equal(got, want) {
+				t.Errorf("the downstream was called with %v; want the backlog and the waiting accept in turns, %v", got, want)
+			}
+			if n := st.claimed.Load(); n != 2 {
+				t.Errorf("%d runs were claimed from the store; want 2, the stored runs: the waiting accept is handed its worker", n)
+			}
+		})
+	}
+}
+
+// An accept waits on past HandoffWait while workers keep freeing up for the accepts ahead
+// of it, up to handoffWaitsAtMost HandoffWaits: a line longer than the pool serves in one
+// HandoffWait is slowed to the pool's pace, not queued in the store.
+func TestAnAcceptWaitsOnWhileThePoolMakesProgress(t *testing.T) {
+	const call, wait = 100 * time.Millisecond, 250 * time.Millisecond
+	var calls atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		time.Sleep(call)
+	}))
+	defer slow.Close()
+	s := mustSaga(t, "name: call\nsteps:\n  - name: call\n    http: {url: \""+slow.URL+"\", json: {loan: \"${ body.loan }\"}}\n")
+	for _, b := range backends {
+		t.Run("on "+b.name, func(t *testing.T) {
+			st := &claimCounter{testStore: b.open(t, nil)}
+			r := startRig(t, Options{Store: st, Workers: 1, QueueSize: 100, HandoffWait: wait}, st, nil, s)
+			defer r.stop()
+			r.settle()
+			first, _, err := r.accept("call", "L-0", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			// The fourth waits ~4 calls (400 ms), past one HandoffWait, while a call ends in
+			// every HandoffWait.
+			var answered []<-chan *store.Run
+			for _, loan := range []string{"L-1", "L-2", "L-3", "L-4"} {
+				answered = append(answered, r.acceptBehind(loan))
+			}
+			runs := []*store.Run{first}
+			for _, a := range answered {
+				runs = append(runs, <-a)
+			}
+			if took := time.Since(start); took < wait {
+				t.Fatalf("the accepts were answered within %v; want the last to wait past HandoffWait (%v)", took, wait)
+			}
+			for _, run := range runs {
+				r.waitStatus(run.ID, store.StatusSucceeded)
+			}
+			if n := st.claimed.Load(); n != 0 {
+				t.Errorf("%d runs were claimed from the store; want 0: each waiting accept is handed a worker", n)
 			}
 		})
 	}
