@@ -233,6 +233,7 @@ func (b *bench) scenarioE2E() error {
 	}
 	done0 := succeeded()
 	pbCPU0, mockCPU0 := pb.cpu(), b.mock.cpu()
+	gcs0, _ := pb.metric("go_gc_duration_seconds_count")
 	every := sampleEverySecond(func() (float64, float64, error) {
 		d, err := pb.metric("pushbackd_queue_depth")
 		return d, succeeded(), err
@@ -271,6 +272,15 @@ func (b *bench) scenarioE2E() error {
 		by:    "runs/s: pushbackd_runs_total; bare req/s, p50, p99 (of the accepts): wrk"})
 	b.note("scenario 4: accepted %.0f/s, completed %.0f/s over %v; queue depth per second: %v", p.RPS(), completed, elapsed.Round(time.Millisecond), depths)
 	b.note("scenario 4: runs completed per second, averaged over each 10 s: %v", perTenSeconds(done0, dones))
+	// How often pushbackd's collector ran, and with what heap: what its soft memory limit
+	// costs when many connections make the live heap large.
+	if gcs1, err := pb.metric("go_gc_duration_seconds_count"); err == nil {
+		heap, _ := pb.metric("go_memstats_heap_alloc_bytes")
+		stacks, _ := pb.metric("go_memstats_stack_inuse_bytes")
+		sys, _ := pb.metric("go_memstats_sys_bytes")
+		b.note("scenario 4: pushbackd's collector ran %.1f times a second; at the end, heap allocated %.0f MB, goroutine stacks %.0f MB, all the runtime holds %.0f MB",
+			(gcs1-gcs0)/elapsed.Seconds(), heap/(1<<20), stacks/(1<<20), sys/(1<<20))
+	}
 	if n := done1 - done0; n > 0 {
 		wrk := 0.0
 		if p.Requests > 0 {
