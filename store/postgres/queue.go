@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,22 +81,34 @@ func (s *Store) Renew(ctx context.Context, leases []store.Lease, ttl time.Durati
 		return nil, fmt.Errorf("renew leases: %w: ttl %s", store.ErrInvalid, ttl)
 	}
 	exp := nanos(s.clock.Now().Add(ttl))
+	// The rows are locked in id order, as the save batch locks its rows (ORDER BY id FOR
+	// UPDATE): in the dispatcher's order (a map's) the two deadlocked, and every worker
+	// whose run either held waited out deadlock_timeout (1 s) before Postgres broke it.
+	type renewal struct {
+		id store.RunID
+		l  store.Lease
+	}
+	sorted := make([]renewal, 0, len(leases))
+	for _, l := range leases {
+		id, err := store.ParseRunID(l.RunID)
+		if err != nil {
+			return nil, fmt.Errorf("renew leases: %w", err)
+		}
+		sorted = append(sorted, renewal{id, l})
+	}
+	slices.SortFunc(sorted, func(a, b renewal) int { return bytes.Compare(a.id[:], b.id[:]) })
 	var lost []string
 	err := s.tx(ctx, "renew leases", func(tx pgx.Tx) error {
 		lost = nil
-		for _, l := range leases {
-			id, err := store.ParseRunID(l.RunID)
-			if err != nil {
-				return err
-			}
+		for _, r := range sorted {
 			tag, err := tx.Exec(ctx, `UPDATE runs SET lease_expires = $2, due_at = $2 WHERE id = $1
 				AND status = 'running' AND lease_token = $3 AND lease_owner = $4 AND lease_expires <> 0`,
-				id[:], exp, int64(l.Token), []byte(l.Owner))
+				r.id[:], exp, int64(r.l.Token), []byte(r.l.Owner))
 			if err != nil {
 				return err
 			}
 			if tag.RowsAffected() == 0 {
-				lost = append(lost, l.RunID)
+				lost = append(lost, r.l.RunID)
 			}
 		}
 		return nil

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,4 +193,57 @@ func TestSaveBatch(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Renewing the leases of executing runs while their workers save them must not deadlock.
+// Renew locked the rows in its caller's order (the dispatcher's, a map's) and the save
+// batch in id order, and each deadlock held every save of those runs for deadlock_timeout
+// (1 s) until Postgres broke it: in the bench, no worker freed up for a second, accepts
+// queued at once, and the queue filled.
+func TestRenewAndSavesOfTheSameRunsDoNotDeadlock(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, newDB(t), postgres.Options{})
+	runs, leases := claimed(t, s, 64, "")
+	if len(runs) != 64 {
+		t.Fatalf("claimed %d runs; want 64", len(runs))
+	}
+	reversed := slices.Clone(leases)
+	slices.Reverse(reversed) // against the save batch's id order
+	var mu sync.Mutex
+	var slowest time.Duration
+	timed := func(what string, op func() error) {
+		start := time.Now()
+		err := op()
+		took := time.Since(start)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+		slowest = max(slowest, took)
+	}
+	for range 20 {
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			timed("renew", func() error {
+				lost, err := s.Renew(ctx, reversed, time.Minute)
+				if err == nil && len(lost) > 0 {
+					err = fmt.Errorf("lost %d leases", len(lost))
+				}
+				return err
+			})
+		})
+		for i, r := range runs {
+			wg.Go(func() {
+				cp := *r
+				cp.State = []byte(`{"step":1}`)
+				timed("save", func() error { return s.Save(ctx, &cp, leases[i]) })
+			})
+		}
+		wg.Wait()
+	}
+	t.Logf("slowest renew or save: %v", slowest)
+	if slowest >= 800*time.Millisecond {
+		t.Errorf("the slowest renew or save took %v; a deadlock holds its transactions for deadlock_timeout (1 s)", slowest)
+	}
 }
