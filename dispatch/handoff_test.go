@@ -75,6 +75,23 @@ func (r *rig) acceptBehind(loan string) <-chan *store.Run {
 	return answered
 }
 
+// backlog queues a run of "call" per loan in st, as a restart or a woken retry leaves runs
+// there, and tells the dispatcher the store holds due runs.
+func (r *rig) backlog(st testStore, loans ...string) []*store.Run {
+	r.t.Helper()
+	var runs []*store.Run
+	for _, loan := range loans {
+		run, _ := r.newRun("call", loan, "")
+		run.Mode, run.Status = "async", store.StatusQueued
+		if _, err := st.Create(context.Background(), run, store.CreateOptions{}); err != nil {
+			r.t.Fatal(err)
+		}
+		runs = append(runs, run)
+	}
+	r.d.poke()
+	return runs
+}
+
 // An async accept that finds every worker busy waits for one to free up and hands its run
 // straight to it: the run is created already claimed, as when a worker was free, and never
 // costs a claim (a write, and a read of its request back).
@@ -189,17 +206,11 @@ func TestAnAcceptWaitsBehindTheStoresBacklog(t *testing.T) {
 			st := &claimCounter{testStore: b.open(t, nil)}
 			r, held, release, bodies := holdTheOnlyWorker(t, st, time.Minute)
 			defer r.stop()
-			// The backlog: a run queued in the store (as a restart or a woken retry leaves one).
-			stored, _ := r.newRun("call", "L-1", "")
-			stored.Mode, stored.Status = "async", store.StatusQueued
-			if _, err := st.Create(context.Background(), stored, store.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			r.d.poke()
+			stored := r.backlog(st, "L-1")
 			accepted := r.acceptBehind("L-2")
 			release()
 			run := <-accepted
-			for _, id := range []string{held.ID, stored.ID, run.ID} {
+			for _, id := range []string{held.ID, stored[0].ID, run.ID} {
 				r.waitStatus(id, store.StatusSucceeded)
 			}
 			want := []string{`{"loan":"L-0"}`, `{"loan":"L-1"}`, `{"loan":"L-2"}`}
@@ -222,16 +233,7 @@ func TestFreedWorkersTakeTurnsBetweenTheBacklogAndTheWaitingAccepts(t *testing.T
 			st := &claimCounter{testStore: b.open(t, nil)}
 			r, held, release, bodies := holdTheOnlyWorker(t, st, time.Minute)
 			defer r.stop()
-			var stored []*store.Run
-			for _, loan := range []string{"L-1", "L-2"} {
-				run, _ := r.newRun("call", loan, "")
-				run.Mode, run.Status = "async", store.StatusQueued
-				if _, err := st.Create(context.Background(), run, store.CreateOptions{}); err != nil {
-					t.Fatal(err)
-				}
-				stored = append(stored, run)
-			}
-			r.d.poke()
+			stored := r.backlog(st, "L-1", "L-2")
 			accepted := r.acceptBehind("L-3")
 			release()
 			run := <-accepted
