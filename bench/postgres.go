@@ -135,17 +135,23 @@ func (b *bench) pgE2E(n int, bareRPS float64, newDB func(string) (cfg, error), d
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	time.Sleep(2 * time.Second) // let the warm-up's runs drain
-	sample := func() (done float64, cpu time.Duration) {
+	succeeded := func() (done float64) {
 		for _, pb := range pbs {
 			v, _ := pb.metric("pushbackd_runs_total", `saga="bench-e2e"`, `status="succeeded"`)
 			done += v
+		}
+		return done
+	}
+	sample := func() (done float64, cpu time.Duration) {
+		for _, pb := range pbs {
 			cpu += pb.cpu()
 		}
-		return done, cpu
+		return succeeded(), cpu
 	}
 	done0, cpu0 := sample()
 	db0 := dbCPU()
-	every := sampleEverySecond(func() (depth, done float64, err error) {
+	every := sampleEverySecond(func() (float64, float64, error) {
+		depth := 0.0
 		for _, pb := range pbs {
 			d, err := pb.metric("pushbackd_queue_depth")
 			if err != nil {
@@ -153,8 +159,7 @@ func (b *bench) pgE2E(n int, bareRPS float64, newDB func(string) (cfg, error), d
 			}
 			depth += d
 		}
-		done, _ = sample()
-		return depth, done, nil
+		return depth, succeeded(), nil
 	})
 	start := time.Now()
 	res, err := attackAll(b.o.e2eDuration)

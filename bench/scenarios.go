@@ -233,7 +233,7 @@ func (b *bench) scenarioE2E() error {
 	}
 	done0 := succeeded()
 	pbCPU0, mockCPU0 := pb.cpu(), b.mock.cpu()
-	gcs0, _ := pb.metric("go_gc_duration_seconds_count")
+	gcs0, gcErr := pb.metric("go_gc_duration_seconds_count")
 	every := sampleEverySecond(func() (float64, float64, error) {
 		d, err := pb.metric("pushbackd_queue_depth")
 		return d, succeeded(), err
@@ -274,7 +274,7 @@ func (b *bench) scenarioE2E() error {
 	b.note("scenario 4: runs completed per second, averaged over each 10 s: %v", perTenSeconds(done0, dones))
 	// How often pushbackd's collector ran, and with what heap: what its soft memory limit
 	// costs when many connections make the live heap large.
-	if gcs1, err := pb.metric("go_gc_duration_seconds_count"); err == nil {
+	if gcs1, err := pb.metric("go_gc_duration_seconds_count"); gcErr == nil && err == nil {
 		heap, _ := pb.metric("go_memstats_heap_alloc_bytes")
 		stacks, _ := pb.metric("go_memstats_stack_inuse_bytes")
 		sys, _ := pb.metric("go_memstats_sys_bytes")
