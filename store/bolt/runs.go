@@ -17,11 +17,12 @@ func (b *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 		return store.CreateResult{}, err
 	}
 	claims := store.KeyClaims(&r, opts, now)
-	// Encoded before queueing, so the shared transaction holds the lock only for bbolt work;
-	// a run that may be created claimed is encoded both ways.
-	rec := store.EncodeRun(nil, &r, nil)
+	// Encoded before queueing, so the shared transaction holds the lock only for bbolt work.
+	// A run that may be created claimed is encoded claimed, as nearly all are; the
+	// transaction encodes it unclaimed in the rare case it cannot be (its serialize_by key
+	// is busy).
 	var claimed store.Run
-	var claimedRec []byte
+	var rec, claimedRec []byte
 	if opts.Owner != "" {
 		if err := store.CheckClaimArgs(opts.Owner, opts.LeaseTTL); err != nil {
 			return store.CreateResult{}, err
@@ -31,6 +32,9 @@ func (b *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 			store.ClaimRun(&claimed, now)
 			claimedRec = store.EncodeRun(nil, &claimed, nil)
 		}
+	}
+	if claimedRec == nil {
+		rec = store.EncodeRun(nil, &r, nil)
 	}
 	var res store.CreateResult
 	var exists bool
@@ -76,6 +80,8 @@ func (b *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 			stored, rec = &claimed, claimedRec
 			lease = &store.Lease{RunID: r.ID, Owner: opts.Owner, Token: 1, Expires: now.Add(opts.LeaseTTL)}
 			res.Lease = lease
+		} else if rec == nil {
+			rec = store.EncodeRun(nil, &r, nil)
 		}
 		if err := runs.Put(id[:], rec); err != nil {
 			return err
