@@ -41,6 +41,7 @@ type options struct {
 	profile     string
 	keep        bool
 	wrkThreads  int
+	pgLog       string
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load per server before each scenario")
 	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of the selected scenarios (1-4) to this directory, running pushbackd in-process, instead of the table")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data)")
+	flag.StringVar(&o.pgLog, "pg-log", "", "scenario 8: have Postgres log checkpoints, autovacuum, lock waits, deadlocks and statements slower than 100 ms, and write its log to this file")
 	flag.StringVar(&serve, "serve", "", "internal: run as the bare (bare) or mock (mock) server")
 	flag.StringVar(&serveAddr, "serve-addr", "", "internal: address for -serve")
 	flag.Parse()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,13 @@ import (
 // comparison of durable accepts.
 var pgSettings = []string{"fsync=on", "synchronous_commit=on", "full_page_writes=on"}
 
+// pgLogSettings (-pg-log) make the cluster log what can stall a store's writes: it found
+// the deadlock between lease renewal and the save batch (BENCHMARKS, after midnight on
+// 2026-11-28). The collector writes the log under the data directory, which Stop deletes,
+// so the bench copies it out first.
+var pgLogSettings = []string{"logging_collector=on", "log_min_duration_statement=100",
+	"log_checkpoints=on", "log_autovacuum_min_duration=0", "log_lock_waits=on"}
+
 // scenarioPostgres is scenario 8: the store on Postgres, on a throwaway durable cluster
 // (internal/pgtest: initdb in a temp dir, unix socket only). First scenario 3's request
 // (async durable accept) alternating bare / bbolt / postgres in the same rounds; then
@@ -27,11 +35,24 @@ var pgSettings = []string{"fsync=on", "synchronous_commit=on", "full_page_writes
 // instance and with two instances sharing the database, each with the Postgres server's
 // CPU per run beside pushbackd's.
 func (b *bench) scenarioPostgres() error {
-	cl, err := pgtest.Start(pgSettings...)
+	settings := pgSettings
+	if b.o.pgLog != "" {
+		settings = append(slices.Clip(settings), pgLogSettings...)
+	}
+	cl, err := pgtest.Start(settings...)
 	if err != nil {
 		return fmt.Errorf("start a throwaway postgres cluster (install Debian's postgresql): %w", err)
 	}
 	defer cl.Stop()
+	if b.o.pgLog != "" {
+		defer func() { // before Stop deletes it, after the scenario's servers stopped
+			if err := os.WriteFile(b.o.pgLog, cl.Log(), 0o600); err != nil {
+				b.note("scenario 8: cannot write Postgres's log: %v", err)
+				return
+			}
+			b.note("scenario 8: Postgres's log is in %s", b.o.pgLog)
+		}()
+	}
 	dbCPU := func() time.Duration { return treeCPU(cl.PID()) }
 	token := randomToken()
 	newDB := func(name string) (cfg, error) {

@@ -189,6 +189,26 @@ func (c *Cluster) PID() int {
 	return c.server.Process.Pid
 }
 
+// Log is what the server logged so far, when its settings turned logging_collector on
+// (the collector writes under the data directory, in log/, which Stop deletes); empty
+// otherwise. A line saying why is all it holds when the log cannot be read.
+func (c *Cluster) Log() []byte {
+	files, err := filepath.Glob(filepath.Join(c.data(), "log", "*"))
+	if err != nil {
+		return []byte(err.Error() + "\n")
+	}
+	sort.Strings(files) // the default names carry their start time
+	var all []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			b = []byte(err.Error() + "\n")
+		}
+		all = append(all, b...)
+	}
+	return all
+}
+
 // Stop stops the server and deletes the cluster.
 func (c *Cluster) Stop() {
 	_ = c.StopServer()

@@ -3,6 +3,7 @@ package pgtest_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,5 +71,33 @@ func TestStopAndStartKeepData(t *testing.T) {
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "SELECT * FROM kept"); err != nil {
 		t.Fatalf("table lost across a restart: %v", err)
+	}
+}
+
+func TestLogHoldsWhatTheCollectorWrote(t *testing.T) {
+	env.Need(t) // Postgres is installed
+	c, err := pgtest.Start("logging_collector=on", "log_min_duration_statement=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT pg_sleep(0.2), 'slow-statement-marker'"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(string(c.Log()), "slow-statement-marker") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow statement is not in the log after 10 s; the log:\n%s", c.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := env.Need(t).Log(); len(got) != 0 {
+		t.Fatalf("a cluster without the collector has a log: %q", got)
 	}
 }
