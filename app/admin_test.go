@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -476,5 +477,33 @@ func TestAdminTokenGuessesAreRateLimited(t *testing.T) {
 	}
 	if code, _, _ := c.do("GET", "/healthz", "", ""); code != 200 {
 		t.Errorf("/healthz is not behind the limiter: %d", code)
+	}
+}
+
+// DESIGN's default admin.token is {env: PUSHBACKD_ADMIN_TOKEN}: a config without the key
+// takes the variable, which is also where the CLI looks first, and generates nothing.
+func TestTheAdminTokenDefaultsToPushbackdAdminToken(t *testing.T) {
+	tok := strings.Repeat("t", 40)
+	t.Setenv("PUSHBACKD_ADMIN_TOKEN", tok)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"pushbackd.yaml":     "data_dir: " + filepath.Join(dir, "data") + "\n",
+		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, security: {method: bearer, tokens: [{value: t}]}}]\n",
+		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
+	})
+	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(context.Background())
+	c := &adminClient{t: t, a: a, token: tok}
+	if code, body, _ := c.do("GET", "/admin/v1/endpoints", tok, ""); code != http.StatusOK {
+		t.Fatalf("PUSHBACKD_ADMIN_TOKEN got %d %s, want 200", code, body)
+	}
+	if _, err := os.Stat(AdminTokenPath(a.dataDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a token was generated beside PUSHBACKD_ADMIN_TOKEN: %v", err)
 	}
 }

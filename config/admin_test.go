@@ -52,7 +52,45 @@ func TestAdminSettingsAreValidated(t *testing.T) {
 			t.Errorf("hosts = %q", got)
 		}
 	})
+	t.Run("without admin.token, PUSHBACKD_ADMIN_TOKEN is the token", func(t *testing.T) {
+		t.Setenv(DefaultAdminTokenEnv, strings.Repeat("e", 40))
+		cfg, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": "admin: {listen: 127.0.0.1:0}\n"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(cfg.Server.Admin.Token.Secret.Reveal()); got != strings.Repeat("e", 40) {
+			t.Fatalf("admin token %q, want PUSHBACKD_ADMIN_TOKEN's", got)
+		}
+	})
+	t.Run("without admin.token, a short PUSHBACKD_ADMIN_TOKEN is refused, naming the variable, not showing it", func(t *testing.T) {
+		t.Setenv(DefaultAdminTokenEnv, "only-twenty-chars-xx")
+		_, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": "admin: {listen: 127.0.0.1:0}\n"}))
+		if err == nil || !strings.Contains(err.Error(), "PUSHBACKD_ADMIN_TOKEN") || !strings.Contains(err.Error(), "at least 32 characters (this one has 20)") {
+			t.Fatalf("got %v, want the short variable refused", err)
+		}
+		if strings.Contains(err.Error(), "only-twenty") {
+			t.Errorf("the error shows the token: %v", err)
+		}
+	})
+	t.Run("admin.token in the config wins over PUSHBACKD_ADMIN_TOKEN", func(t *testing.T) {
+		t.Setenv(DefaultAdminTokenEnv, strings.Repeat("e", 40))
+		cfg, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": "admin:\n  token: {env: PUSHBACKD_TEST_LONG_ADMIN_TOKEN}\n"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(cfg.Server.Admin.Token.Secret.Reveal()); got != strings.Repeat("k", 32) {
+			t.Fatalf("admin token %q, want the config's", got)
+		}
+	})
+	t.Run("with postgres, PUSHBACKD_ADMIN_TOKEN does not stand in for admin.token in the config", func(t *testing.T) {
+		t.Setenv(DefaultAdminTokenEnv, strings.Repeat("e", 40))
+		_, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": "store: {driver: postgres, dsn: {value: \"host=/tmp dbname=x\"}}\n"}))
+		if err == nil || !strings.Contains(err.Error(), "admin.token must be set in the config with driver postgres") {
+			t.Fatalf("got %v, want admin.token required in the config", err)
+		}
+	})
 	t.Run("no admin.token at all is fine: one is generated at start", func(t *testing.T) {
+		t.Setenv(DefaultAdminTokenEnv, "")
 		if _, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": "admin: {listen: 127.0.0.1:0}\n"})); err != nil {
 			t.Fatal(err)
 		}

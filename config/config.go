@@ -69,6 +69,10 @@ type Admin struct {
 	Hosts []string `yaml:"hosts"`
 }
 
+// DefaultAdminTokenEnv is the environment variable the admin token comes from when the
+// config does not set admin.token.
+const DefaultAdminTokenEnv = "PUSHBACKD_ADMIN_TOKEN"
+
 // MinAdminTokenLen is the shortest admin token accepted: the admin token opens everything,
 // so it must be out of reach of guessing even across many addresses. The generated token
 // (32 random bytes in hex) has 64.

@@ -322,7 +322,17 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 			d.ErrorAt(t.tls.Pos, "%s: %v", t.name, err)
 		}
 	}
-	// The admin token is optional: unset means one is generated into data_dir.
+	// The admin token is optional: unset means PUSHBACKD_ADMIN_TOKEN when that is set (as
+	// if the config said {env: PUSHBACKD_ADMIN_TOKEN}; not with postgres, whose token must
+	// be in the config, see validateStore), else one is generated into data_dir.
+	if !s.Admin.Token.IsSet() && s.Store.Driver != StorePostgres {
+		if v := os.Getenv(DefaultAdminTokenEnv); v != "" {
+			s.Admin.Token.Env, s.Admin.Token.Secret = DefaultAdminTokenEnv, security.NewSecret(v)
+			if n := utf8.RuneCountInString(v); n < MinAdminTokenLen {
+				d.Errorf(at("admin"), "the admin token from %s (admin.token is not set) must be at least %d characters (this one has %d); make one with `openssl rand -hex 32`", DefaultAdminTokenEnv, MinAdminTokenLen, n)
+			}
+		}
+	}
 	if s.Admin.Token.IsSet() {
 		if s.Admin.Token.Env != "" {
 			if v := os.Getenv(s.Admin.Token.Env); v != "" {
