@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -666,4 +667,65 @@ func TestPartnerSchemaAgreesWithTheSecurityTable(t *testing.T) {
 		m, _ := security.PresetMethod(p)
 		t.Run("preset "+p+" has its method's keys", func(t *testing.T) { check(t, "preset", p, m) })
 	}
+}
+
+// TestServerSchemaDefaultsAreTheLoadersDefaults: an editor shows the schema's "default" as
+// what an unset key means, so each must be config.Defaults()'s value for that key.
+func TestServerSchemaDefaultsAreTheLoadersDefaults(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(schemaDir, kindServer.schemaFile()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := yaml.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	var walk func(path string, props map[string]any, v reflect.Value)
+	walk = func(path string, props map[string]any, v reflect.Value) {
+		for key, p := range props {
+			prop, _ := p.(map[string]any)
+			field, ok := fieldByYAMLKey(v, key)
+			if !ok {
+				continue // a key the loader keeps elsewhere (tls, secrets)
+			}
+			if sub, ok := prop["properties"].(map[string]any); ok && field.Kind() == reflect.Struct {
+				walk(path+key+".", sub, field)
+			}
+			want, ok := prop["default"]
+			if !ok {
+				continue
+			}
+			checked++
+			if got := field.Interface(); !sameDefault(got, want) {
+				t.Errorf("%s%s: the schema's default is %v, the loader's %v", path, key, want, got)
+			}
+		}
+	}
+	walk("", schema["properties"].(map[string]any), reflect.ValueOf(config.Defaults()))
+	if checked < 20 {
+		t.Fatalf("checked %d defaults; the walk lost its way", checked)
+	}
+}
+
+func fieldByYAMLKey(v reflect.Value, key string) (reflect.Value, bool) {
+	for i := range v.NumField() {
+		if name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ","); name == key {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+func sameDefault(got, want any) bool {
+	switch g := got.(type) {
+	case time.Duration:
+		s, _ := want.(string)
+		d, err := time.ParseDuration(s)
+		return err == nil && d == g
+	case []string:
+		w, _ := want.([]any)
+		return len(g) == 0 && w != nil && len(w) == 0
+	}
+	return fmt.Sprint(got) == fmt.Sprint(want)
 }
