@@ -368,9 +368,9 @@ func validateStore(d *yamlconf.Decoder, at func(path ...string) ast.Node, cfg *C
 			if !reportedAt(d, s.Store.DSN.Pos) {
 				d.Errorf(at("store", "driver"), "store.dsn is required with driver postgres: a secret reference such as {env: PUSHBACKD_POSTGRES_DSN}")
 			}
-			break
+		} else {
+			s.Store.DSN.resolve(d, cfg.Dir)
 		}
-		s.Store.DSN.resolve(d, cfg.Dir)
 		tok := s.Admin.Token
 		switch {
 		case !tok.Secret.IsZero() || reportedAt(d, tok.Pos):

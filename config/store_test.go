@@ -42,6 +42,14 @@ func TestStoreSettingsAreValidated(t *testing.T) {
 			}
 		})
 	}
+	t.Run("postgres without a dsn and without admin.token reports both at once", func(t *testing.T) {
+		_, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": "store:\n  driver: postgres\n"}))
+		for _, want := range []string{"store.dsn is required with driver postgres", "admin.token must be set in the config with driver postgres"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("got %v, want %q among the errors", err, want)
+			}
+		}
+	})
 	t.Run("no store section is the bbolt store", func(t *testing.T) {
 		cfg, err := Load(writeConfig(t, map[string]string{"pushbackd.yaml": "listen: 127.0.0.1:0\n"}))
 		if err != nil {
