@@ -449,16 +449,21 @@ func (a *API) validateSaga(c echo.Context) error {
 		if !errors.As(err, &ye) {
 			return err
 		}
-		cfg := a.o.Control.Current()
-		errs = relative(ye, cfg)
-		// The draft's own errors first: an error elsewhere (a partner naming a saga the
-		// draft broke) is a consequence.
-		own := relative(yamlconf.Errors{{File: cfg.SagaFile(name)}}, cfg)[0].File
-		slices.SortStableFunc(errs, func(x, y yamlconf.Error) int {
-			return cmpBool(y.File == own, x.File == own)
-		})
+		errs = a.sagaErrors(name, ye)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"valid": len(errs) == 0, "errors": errs})
+}
+
+// sagaErrors are the errors of saga name's draft, file names relative, the draft's own
+// first: an error elsewhere (a partner naming the saga the draft broke) is a consequence.
+func (a *API) sagaErrors(name string, errs yamlconf.Errors) yamlconf.Errors {
+	cfg := a.o.Control.Current()
+	out := relative(errs, cfg)
+	own := relative(yamlconf.Errors{{File: cfg.SagaFile(name)}}, cfg)[0].File
+	slices.SortStableFunc(out, func(x, y yamlconf.Error) int {
+		return cmpBool(y.File == own, x.File == own)
+	})
+	return out
 }
 
 // cmpBool orders true before false when called as cmpBool(y, x).
@@ -476,7 +481,7 @@ func (a *API) apply(c echo.Context, name string, src []byte, origin string) erro
 	v, err := a.o.Control.ApplySaga(c.Request().Context(), name, src, origin)
 	var ye yamlconf.Errors
 	if errors.As(err, &ye) {
-		return &apiError{code: http.StatusUnprocessableEntity, message: "the saga is invalid; nothing was changed", errors: relative(ye, a.o.Control.Current())}
+		return &apiError{code: http.StatusUnprocessableEntity, message: "the saga is invalid; nothing was changed", errors: a.sagaErrors(name, ye)}
 	}
 	if err != nil {
 		return err

@@ -165,9 +165,17 @@ func TestSagaEditsAreValidatedVersionedAndApplied(t *testing.T) {
 	if len(invalid.Errors) < 2 {
 		t.Fatalf("want every error, got %s", raw)
 	}
-	for _, e := range invalid.Errors {
+	for i, e := range invalid.Errors {
 		if e.Line == 0 || e.Column == 0 || e.Message == "" || strings.HasPrefix(e.File, "/") {
 			t.Errorf("error without position or with a server path: %+v", e)
+		}
+		// The saga's own errors first; a partner's endpoint naming it follows, and says
+		// the saga did not load, not that it does not exist.
+		if (i == 0) != (e.File == "sagas/answers.yaml") {
+			t.Errorf("error %d is %+v; want the saga's own error first, then the consequences", i, e)
+		}
+		if strings.Contains(e.Message, "not found in sagas_dir") {
+			t.Errorf("error %+v calls the invalid saga missing", e)
 		}
 	}
 	onDisk, _ := os.ReadFile(a.Current().SagaFile("answers"))

@@ -520,10 +520,7 @@ func (l *loader) loadPartners(dir string, sagas map[string]*saga.Saga, ec egress
 		wg.Go(func() {
 			// One decoder per worker: its type and string caches serve all its files.
 			d := yamlconf.NewDecoder("")
-			share := &shared{schemas: map[string]schemaResult{}}
-			if l.partial {
-				share.brokenSagas = l.brokenSagas // read only from here on
-			}
+			share := &shared{schemas: map[string]schemaResult{}, brokenSagas: l.brokenSagas, partial: l.partial}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(files) {
@@ -680,7 +677,12 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 					known = "known: " + strings.Join(slices.Sorted(maps.Keys(sagas)), ", ")
 				}
 				msg := fmt.Sprintf("endpoint %q: saga %q not found in sagas_dir (%s)", e.Name, e.Saga, known)
-				if share.brokenSagas[e.Saga] {
+				broken := share.brokenSagas[e.Saga]
+				if broken {
+					// The file is there; its own errors say what to mend.
+					msg = fmt.Sprintf("endpoint %q: saga %q did not load: its file in sagas_dir has errors", e.Name, e.Saga)
+				}
+				if broken && share.partial {
 					share.missingSagas = append(share.missingSagas, yamlconf.Error{Line: e.Pos.Line, Column: e.Pos.Column, Message: msg})
 				} else {
 					d.ErrorAt(e.Pos, "%s", msg)
@@ -748,10 +750,11 @@ type shared struct {
 	templates security.Templates
 	schemas   map[string]schemaResult // by absolute path
 	egress    http.RoundTripper       // the partner's, for methods that fetch keys
-	// brokenSagas is set by LoadPartial: an endpoint naming one of these sagas (whose files
-	// did not load) has that problem collected in missingSagas (the current file's,
-	// positions only) instead of failing the partner.
+	// brokenSagas names the sagas whose files did not load (read only). With partial
+	// (LoadPartial), an endpoint naming one has that problem collected in missingSagas (the
+	// current file's, positions only) instead of failing the partner.
 	brokenSagas  map[string]bool
+	partial      bool
 	missingSagas yamlconf.Errors
 }
 

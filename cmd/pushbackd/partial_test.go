@@ -119,7 +119,7 @@ func TestBinaryCurlAndPlanNeedOnlyWhatTheyName(t *testing.T) {
 	}{
 		{"curl for a partner whose saga is broken prints the command and warns of the saga",
 			[]string{"curl", "acme/encompass", "-file", body, "-config", cfgPath}, 0, "curl -sS -X POST",
-			[]string{brokenSaga + ":2:8: warning: ", partnerFile + ":", `saga "demo-echo" not found`, brokenPartner + ":2:"}, true},
+			[]string{brokenSaga + ":2:8: warning: ", partnerFile + ":", `saga "demo-echo" did not load`, brokenPartner + ":2:"}, true},
 		{"curl for a site-less endpoint of the same partner works too",
 			[]string{"curl", "acme/github", "-file", body, "-config", cfgPath}, 0, "curl -sS -X POST", []string{"warning: "}, true},
 		{"curl for the broken partner still fails with its errors",
@@ -129,7 +129,7 @@ func TestBinaryCurlAndPlanNeedOnlyWhatTheyName(t *testing.T) {
 		{"plan for the broken saga fails with its errors",
 			[]string{"plan", "demo-echo", "-file", sample, "-config", cfgPath}, 1, "", []string{brokenSaga + ":2:8: "}, false},
 		{"validate still fails on the broken saga and what it breaks",
-			[]string{"validate", "-config", cfgPath}, 1, "", []string{brokenSaga + ":2:8: ", `saga "demo-echo" not found`}, false},
+			[]string{"validate", "-config", cfgPath}, 1, "", []string{brokenSaga + ":2:8: ", `saga "demo-echo" did not load`}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
