@@ -605,3 +605,35 @@ func TestPureSagas(t *testing.T) {
 		t.Error("an on_failure http action is an effect")
 	}
 }
+
+// A value that is exactly one expression keeps its type; the objects expressions see
+// (request, endpoint, run, partner, error) come out under the names expressions use, in
+// an answer and in anything recorded, so a checkpointed copy reads the same after a resume.
+func TestWholeContextObjectsKeepTheirExpressionNames(t *testing.T) {
+	s := mustParse(t, "whole", `
+name: whole
+steps:
+  - name: keep
+    set: {ep: "${ endpoint }", req: "${ request }", run: "${ run }", partner: "${ partner }"}
+  - name: answer
+    respond: {status: 200, body: {ep: "${ vars.ep }", req: "${ vars.req }", run: "${ vars.run }", partner: "${ vars.partner }"}}
+`)
+	e, _, _ := testEngine(t)
+	res := e.Run(context.Background(), invocation(s, map[string]any{"a": 1}))
+	if res.Status != StatusSucceeded || res.Answer == nil {
+		t.Fatalf("status %q error %q", res.Status, res.Error)
+	}
+	got := string(res.Answer.BodyJSON)
+	for _, want := range []string{`"ep":{"name":"encompass"}`, `"method":"POST"`, `"path":"/pushback/acme/encompass"`,
+		`"remote_ip":"192.0.2.1"`, `"headers":{"content-type":"application/json"}`, `"id":"run-1"`, `"attempt":1`,
+		`"received_at":"2026-03-04T05:06:07Z"`, `"partner":{"id":"acme","name":"Acme Lending"}`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("answer %s lacks %s", got, want)
+		}
+	}
+	for _, goName := range []string{`"Name"`, `"Method"`, `"RemoteIP"`, `"ID"`, `"ReceivedAt"`} {
+		if strings.Contains(got, goName) {
+			t.Errorf("answer %s has the Go field name %s", got, goName)
+		}
+	}
+}

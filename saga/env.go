@@ -46,31 +46,33 @@ type Env struct {
 	Guard func(any, any) bool `expr:"$guard"`
 }
 
-// RequestEnv is `request` in expressions.
+// RequestEnv is `request` in expressions. Its JSON names are its expression names, so a
+// saga that keeps or answers the whole object (`${ request }`) shows the same names, and
+// a checkpointed copy reads the same after a resume. The same goes for the types below.
 type RequestEnv struct {
-	Method   string            `expr:"method"`
-	Path     string            `expr:"path"`
-	Headers  map[string]string `expr:"headers"` // lower-case names; repeated headers joined with ", "
-	Query    map[string]string `expr:"query"`   // first value of each parameter
-	RemoteIP string            `expr:"remote_ip"`
+	Method   string            `expr:"method" json:"method"`
+	Path     string            `expr:"path" json:"path"`
+	Headers  map[string]string `expr:"headers" json:"headers"` // lower-case names; repeated headers joined with ", "
+	Query    map[string]string `expr:"query" json:"query"`     // first value of each parameter
+	RemoteIP string            `expr:"remote_ip" json:"remote_ip"`
 }
 
 // EndpointEnv is `endpoint` in expressions.
 type EndpointEnv struct {
-	Name string `expr:"name"`
+	Name string `expr:"name" json:"name"`
 }
 
 // RunEnv is `run` in expressions.
 type RunEnv struct {
-	ID         string    `expr:"id"`
-	Attempt    int       `expr:"attempt"` // 1, then 2 when a crashed run resumes, and so on
-	ReceivedAt time.Time `expr:"received_at"`
+	ID         string    `expr:"id" json:"id"`
+	Attempt    int       `expr:"attempt" json:"attempt"` // 1, then 2 when a crashed run resumes, and so on
+	ReceivedAt time.Time `expr:"received_at" json:"received_at"`
 }
 
 // ErrorEnv is `error` in compensate and on_failure.
 type ErrorEnv struct {
-	Step    string `expr:"step"`
-	Message string `expr:"message"`
+	Step    string `expr:"step" json:"step"`
+	Message string `expr:"message" json:"message"`
 }
 
 // StepState is `steps.<name>`.
