@@ -143,6 +143,7 @@ func New(opts Options) (*App, error) {
 		// Every worker may be calling the same downstream.
 		IdleConnsPerHost: lim.Workers,
 		KVLimits:         lim.KVLimits(),
+		MaxOutputBytes:   cfg.Server.History.MaxOutputBytes,
 	})
 	clients, _ := gateway.NewFailureLimiters(lim.AuthFailures)
 	a.gateway = gateway.New(gateway.Options{Config: a, Runs: a.runs, Observer: a.metrics, ClientLimiter: clients, Logger: log, Tracing: opts.Tracing})

@@ -89,6 +89,9 @@ func restartOnly(old, cur config.Server) []string {
 	if old.Limits.KVLimits() != cur.Limits.KVLimits() {
 		out = append(out, "limits.kv_*")
 	}
+	if old.History.MaxOutputBytes != cur.History.MaxOutputBytes {
+		out = append(out, "history.max_output_bytes")
+	}
 	if old.Store.Driver != cur.Store.Driver || old.Store.DSN.Source() != cur.Store.DSN.Source() ||
 		!bytes.Equal(old.Store.DSN.Secret.Reveal(), cur.Store.DSN.Secret.Reveal()) {
 		out = append(out, "store")

@@ -132,7 +132,17 @@ type History struct {
 	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
 	// PruneInterval is how often retention and max_runs are enforced.
 	PruneInterval time.Duration `yaml:"prune_interval"`
+	// MaxOutputBytes cuts each step's recorded input and output whose JSON is longer, so
+	// one large answer cannot bloat the history; the run itself works on the whole value.
+	MaxOutputBytes int `yaml:"max_output_bytes"`
 }
+
+// Bounds of history.max_output_bytes: below 1 KiB a cut value says little; above 1 MiB
+// (a downstream answer's own limit) it would only let set steps bloat the record.
+const (
+	MinOutputBytes = 1 << 10
+	MaxOutputBytes = 1 << 20
+)
 
 // Log configures zap.
 type Log struct {
@@ -188,7 +198,7 @@ func Defaults() Server {
 			KVMaxValueBytes:        saga.DefaultKVMaxValueBytes,
 			KVMaxEntriesPerPartner: saga.DefaultKVMaxEntries,
 		},
-		History: History{Retention: 720 * time.Hour, MaxRuns: 1_000_000, IdempotencyTTL: 48 * time.Hour, PruneInterval: 10 * time.Minute},
+		History: History{Retention: 720 * time.Hour, MaxRuns: 1_000_000, IdempotencyTTL: 48 * time.Hour, PruneInterval: 10 * time.Minute, MaxOutputBytes: 64 << 10},
 		Log:     Log{Level: "info", Format: "json"},
 	}
 }

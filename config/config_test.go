@@ -198,6 +198,8 @@ func TestBadConfigsReportFileLineColumnAndMessage(t *testing.T) {
 		{"a kv value limit past what a step should write", map[string]string{"pushbackd.yaml": "limits:\n  kv_max_value_bytes: 1000000000\n"}, "pushbackd.yaml", 2, 23, "limits.kv_max_value_bytes must be between 1 and 16777216, not 1000000000"},
 		{"a lease shorter than a second", map[string]string{"pushbackd.yaml": "limits:\n  lease_ttl: 500ms\n"}, "pushbackd.yaml", 2, 14, "limits.lease_ttl must be between 1s and 1h0m0s, not 500ms"},
 		{"a lease longer than an hour", map[string]string{"pushbackd.yaml": "limits:\n  lease_ttl: 2h\n"}, "pushbackd.yaml", 2, 14, "limits.lease_ttl must be between 1s and 1h0m0s, not 2h0m0s"},
+		{"a history output cut below 1 KiB", map[string]string{"pushbackd.yaml": "history:\n  max_output_bytes: 100\n"}, "pushbackd.yaml", 2, 21, "history.max_output_bytes must be between 1024 and 1048576, not 100"},
+		{"a history output cut past a downstream answer's limit", map[string]string{"pushbackd.yaml": "history: {max_output_bytes: 2000000}\n"}, "pushbackd.yaml", 1, 29, "history.max_output_bytes must be between 1024 and 1048576, not 2000000"},
 		{"a replay rate of zero", map[string]string{"pushbackd.yaml": "limits:\n  replay_rate: 0\n"}, "pushbackd.yaml", 2, 16, "limits.replay_rate must be between 1 and 10000 runs per second, not 0"},
 		{"a replay rate past any pacing", map[string]string{"pushbackd.yaml": "limits:\n  replay_rate: 100000\n"}, "pushbackd.yaml", 2, 16, "limits.replay_rate must be between 1 and 10000 runs per second, not 100000"},
 		{"a negative kv entry cap", map[string]string{"pushbackd.yaml": "limits: {kv_max_entries_per_partner: -1}\n"}, "pushbackd.yaml", 1, 38, "limits.kv_max_entries_per_partner must be between 1 and"},

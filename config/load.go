@@ -289,6 +289,9 @@ func (l *loader) validateServer(d *yamlconf.Decoder, root ast.Node, cfg *Config)
 	if s.History.MaxRuns < 0 {
 		d.Errorf(at("history", "max_runs"), "history.max_runs must not be negative")
 	}
+	if n := s.History.MaxOutputBytes; n < MinOutputBytes || n > MaxOutputBytes {
+		d.Errorf(at("history", "max_output_bytes"), "history.max_output_bytes must be between %d and %d, not %d", MinOutputBytes, MaxOutputBytes, n)
+	}
 	switch s.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
