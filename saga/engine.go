@@ -147,6 +147,9 @@ type Failure struct {
 	// Cancelled: the forward pass stopped because the run was cancelled, not because
 	// Step failed (Step is the step it stopped before).
 	Cancelled bool `json:"cancelled,omitempty"`
+	// Logged is Message for the info-level log when it differs: without a downstream's
+	// answer.
+	Logged string `json:"logged,omitempty"`
 }
 
 // Engine runs compiled sagas. It is safe for concurrent use; each Run is independent.
@@ -412,6 +415,7 @@ func (r *run) restore(st *State) {
 		r.fail = &failure{}
 		if st.Failure != nil {
 			r.fail.step, r.fail.msg, r.fail.cancelled = st.Failure.Step, st.Failure.Message, st.Failure.Cancelled
+			r.fail.logged = st.Failure.Logged
 		}
 		r.res.Compensations = slices.Clone(st.Compensations)
 	}
@@ -431,6 +435,7 @@ type failure struct {
 	step      string
 	msg       string // redacted: the run's error, for the record, the log and error.message
 	sender    string // what the sender of a sync request is told (senderMessage)
+	logged    string // redacted: msg for the info-level log, without a downstream's answer; "" = msg
 }
 
 func (r *run) execute(ctx context.Context) *Result {
@@ -497,6 +502,9 @@ func (r *run) execute(ctx context.Context) *Result {
 			var fe *failError
 			if !errors.As(err, &fe) {
 				fail.msg = st.Name + ": " + rec.Error
+				if brief := withoutAnswer(err, ""); brief != "" {
+					fail.logged = st.Name + ": " + r.rs.redactString(brief)
+				}
 			}
 		default:
 			// Only a step that touched the world needs its result kept: a resume re-runs
@@ -584,8 +592,13 @@ func (r *run) finish() *Result {
 	if res.Status == StatusSucceeded {
 		r.log.Debug("saga run finished", zap.String("status", res.Status), zap.Duration("duration", res.Duration))
 	} else {
+		logged := res.Error
+		if r.fail != nil && r.fail.logged != "" && res.Error == r.fail.msg {
+			logged = r.fail.logged
+			r.log.Debug("saga run failed: the error as recorded", zap.String("error", res.Error))
+		}
 		r.log.Info("saga run failed", zap.String("status", res.Status), zap.String("step", res.FailedStep),
-			zap.String("error", res.Error), zap.Duration("duration", res.Duration))
+			zap.String("error", logged), zap.Duration("duration", res.Duration))
 	}
 	return res
 }
@@ -1061,7 +1074,7 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 	}
 	if r.fail != nil {
 		st.Phase, st.Undo, st.Compensations = r.phase, r.undo, slices.Clone(r.res.Compensations)
-		st.Failure = &Failure{Step: r.fail.step, Message: r.fail.msg, Cancelled: r.fail.cancelled}
+		st.Failure = &Failure{Step: r.fail.step, Message: r.fail.msg, Cancelled: r.fail.cancelled, Logged: r.fail.logged}
 	}
 	if v, ok := r.rs.redact(r.env.Vars).(map[string]any); ok {
 		st.Vars = maps.Clone(v)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -634,6 +636,35 @@ steps:
 	for _, goName := range []string{`"Name"`, `"Method"`, `"RemoteIP"`, `"ID"`, `"ReceivedAt"`} {
 		if strings.Contains(got, goName) {
 			t.Errorf("answer %s has the Go field name %s", got, goName)
+		}
+	}
+}
+
+// A downstream's answer quoted in a failed step's error stays in the run record and out of
+// the info-level log: the log has bodies only at debug level.
+func TestTheInfoLogLeavesOutADownstreamsAnswer(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, `{"detail":"downstream-private-detail"}`, http.StatusBadRequest)
+	}))
+	defer down.Close()
+	core, logs := observer.New(zapcore.InfoLevel)
+	s := mustParse(t, "h", "name: h\nsteps:\n  - {name: call, http: {url: \""+down.URL+"/x\"}}\n")
+	e, _, _ := testEngine(t, func(o *EngineOptions) { o.Logger = zap.New(core) })
+	res := e.Run(context.Background(), invocation(s, map[string]any{}))
+	if res.Status != StatusFailed || !strings.Contains(res.Error, "unexpected status 400: {\"detail\":\"downstream-private-detail\"}") {
+		t.Fatalf("status %q error %q: want the answer in the run's error", res.Status, res.Error)
+	}
+	failed := logs.FilterMessage("saga run failed").All()
+	if len(failed) != 1 {
+		t.Fatalf("log entries %v", logs.All())
+	}
+	logged, _ := failed[0].ContextMap()["error"].(string)
+	if !strings.Contains(logged, "call: GET "+down.URL+"/x: unexpected status 400") || strings.Contains(logged, "downstream-private") {
+		t.Errorf("logged error %q: want the step, URL and status without the answer", logged)
+	}
+	for _, entry := range logs.All() {
+		if strings.Contains(fmt.Sprint(entry.ContextMap()), "downstream-private") {
+			t.Errorf("an info entry carries the answer: %v", entry)
 		}
 	}
 }

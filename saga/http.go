@@ -416,7 +416,7 @@ func (e *Engine) execHTTP(ctx context.Context, in *httpInput, expect []int, list
 	out := httpOutput(resp.StatusCode, resp.Header, decodeBody(resp.Header.Get("Content-Type"), raw))
 
 	if !statusExpected(resp.StatusCode, expect) {
-		err := fmt.Errorf("%s: unexpected status %d%s", where, resp.StatusCode, snippet(raw))
+		var err error = &statusError{msg: fmt.Sprintf("%s: unexpected status %d", where, resp.StatusCode), quote: snippet(raw)}
 		if resp.StatusCode >= 300 && resp.StatusCode < 500 && resp.StatusCode != 408 && resp.StatusCode != 425 && resp.StatusCode != 429 {
 			// The same request will be refused (or redirected: follow_redirects is false)
 			// the same way; retrying only delays the failure.
@@ -564,6 +564,23 @@ func decodeBody(contentType string, raw []byte) any {
 }
 
 // snippet is the start of an error answer, for the step's error message.
+// statusError is a downstream's unexpected status, with the start of its answer quoted:
+// the run record keeps the quote, the info-level log leaves it out (no bodies at info
+// level).
+type statusError struct{ msg, quote string }
+
+func (e *statusError) Error() string { return e.msg + e.quote }
+
+// withoutAnswer is the step's error for the info-level log: err's message, or, when err
+// quotes a downstream's answer, the error without the quote.
+func withoutAnswer(err error, msg string) string {
+	var se *statusError
+	if errors.As(err, &se) && se.quote != "" {
+		return se.msg + " (its answer is in the run record)"
+	}
+	return msg
+}
+
 func snippet(raw []byte) string {
 	const max = 200
 	s := strings.TrimSpace(string(raw))
