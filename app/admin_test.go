@@ -459,21 +459,18 @@ func TestRunReloadsOnSIGHUPAndStopsWhenCancelled(t *testing.T) {
 	}
 }
 
-func TestAdminTokenGuessesAreRateLimited(t *testing.T) {
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{
-		"pushbackd.yaml":     "limits: {auth_failures: {per_client: 2, window: 1h}}\ndata_dir: " + filepath.Join(dir, "data") + "\n",
+// startAnswering starts an app whose one endpoint (acme/e, bearer t) answers 200 at once,
+// on server, the pushbackd.yaml given.
+func startAnswering(t *testing.T, server string) *App {
+	return startWith(t, map[string]string{
+		"pushbackd.yaml":     server,
 		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, security: {method: bearer, tokens: [{value: t}]}}]\n",
 		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
 	})
-	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Stop(context.Background())
+}
+
+func TestAdminTokenGuessesAreRateLimited(t *testing.T) {
+	a := startAnswering(t, "limits: {auth_failures: {per_client: 2, window: 1h}}\n")
 	c := newAdmin(t, a)
 	var codes []int
 	for _, tok := range []string{"guess-1", "guess-2", c.token} {
@@ -493,20 +490,7 @@ func TestAdminTokenGuessesAreRateLimited(t *testing.T) {
 func TestTheAdminTokenDefaultsToPushbackdAdminToken(t *testing.T) {
 	tok := strings.Repeat("t", 40)
 	t.Setenv("PUSHBACKD_ADMIN_TOKEN", tok)
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{
-		"pushbackd.yaml":     "data_dir: " + filepath.Join(dir, "data") + "\n",
-		"partners/acme.yaml": "id: acme\nendpoints: [{name: e, saga: answers, security: {method: bearer, tokens: [{value: t}]}}]\n",
-		"sagas/answers.yaml": "name: answers\nsteps:\n  - {name: answer, respond: {status: 200}}\n",
-	})
-	a, err := New(Options{ConfigPath: filepath.Join(dir, "pushbackd.yaml"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Stop(context.Background())
+	a := startAnswering(t, "")
 	c := &adminClient{t: t, a: a, token: tok}
 	if code, body, _ := c.do("GET", "/admin/v1/endpoints", tok, ""); code != http.StatusOK {
 		t.Fatalf("PUSHBACKD_ADMIN_TOKEN got %d %s, want 200", code, body)
