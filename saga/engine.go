@@ -502,7 +502,7 @@ func (r *run) execute(ctx context.Context) *Result {
 			var fe *failError
 			if !errors.As(err, &fe) {
 				fail.msg = st.Name + ": " + rec.Error
-				if brief := withoutAnswer(err, ""); brief != "" {
+				if brief, ok := withoutAnswer(err); ok {
 					fail.logged = st.Name + ": " + r.rs.redactString(brief)
 				}
 			}

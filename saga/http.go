@@ -571,14 +571,14 @@ type statusError struct{ msg, quote string }
 
 func (e *statusError) Error() string { return e.msg + e.quote }
 
-// withoutAnswer is the step's error for the info-level log: err's message, or, when err
-// quotes a downstream's answer, the error without the quote.
-func withoutAnswer(err error, msg string) string {
+// withoutAnswer is err's message for the info-level log when err quotes a downstream's
+// answer: the message without the quote. ok is false when err quotes none.
+func withoutAnswer(err error) (msg string, ok bool) {
 	var se *statusError
 	if errors.As(err, &se) && se.quote != "" {
-		return se.msg + " (its answer is in the run record)"
+		return se.msg + " (its answer is in the run record)", true
 	}
-	return msg
+	return "", false
 }
 
 func snippet(raw []byte) string {
