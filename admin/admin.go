@@ -187,6 +187,12 @@ func (a *API) handleError(err error, c echo.Context) {
 	case errors.As(err, &ae):
 	case errors.As(err, &ee):
 		ae = &apiError{code: ee.Code, message: strings.ToLower(http.StatusText(ee.Code))}
+	case errors.Is(err, store.ErrUnavailable):
+		// The database is away (or not open yet): the same answer pushbacks get, so a
+		// script knows to come back rather than report a bug.
+		a.o.Logger.Warn("admin API: storage unavailable", zap.Error(err), zap.String("path", c.Request().URL.Path))
+		c.Response().Header().Set("Retry-After", "30")
+		ae = &apiError{code: http.StatusServiceUnavailable, message: "storage unavailable; retry later"}
 	default:
 		a.o.Logger.Error("admin API error", zap.Error(err), zap.String("path", c.Request().URL.Path))
 		ae = &apiError{code: http.StatusInternalServerError, message: "internal error"}

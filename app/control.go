@@ -253,29 +253,47 @@ func (a *App) rebuild(run *store.Run) (*saga.Invocation, error) {
 	return a.pinned.Invocation(context.Background(), a.Current(), run)
 }
 
-// Ready reports whether a configuration is loaded and the store takes writes.
+// Ready reports whether a configuration is loaded and the store takes writes. Its error
+// is a notReady: /readyz needs no token, so what it shows is the reason alone, and the
+// cause (which names the database's host, user and name) goes to the log.
 func (a *App) Ready(ctx context.Context) error {
+	err := a.readiness(ctx)
+	a.ready.logCause(a.log, err)
+	return err
+}
+
+func (a *App) readiness(ctx context.Context) error {
 	if a.Current() == nil {
-		return errors.New("no configuration loaded")
+		return &notReady{reason: "no configuration loaded"}
 	}
 	if _, err := a.lazy.get(); err != nil {
-		return err
+		return &notReady{reason: "the run store is not open yet", cause: err}
 	}
-	if err := a.ready.check(ctx, a.lazy.Ping); !errors.Is(err, errNoPing) {
-		return err
+	if err := a.ready.check(ctx, a.lazy.Ping); err != nil && !errors.Is(err, errNoPing) {
+		return &notReady{reason: "database not reachable", cause: err}
 	}
 	if err := a.store.Put(ctx, "pushbackd", "readyz", []byte(`true`), store.PutOptions{TTL: time.Minute}); err != nil {
-		return fmt.Errorf("store not writable: %w", err)
+		return &notReady{reason: "store not writable", cause: err}
 	}
 	return nil
 }
 
+// notReady is why the instance is not ready: reason for anyone, cause for the log.
+type notReady struct {
+	reason string
+	cause  error
+}
+
+func (e *notReady) Error() string { return e.reason }
+func (e *notReady) Unwrap() error { return e.cause }
+
 // readyCache keeps a database ping's answer for readyFor, so /readyz under load (every
 // load balancer polls every instance) does not hammer the database.
 type readyCache struct {
-	mu  sync.Mutex
-	at  time.Time
-	err error
+	mu     sync.Mutex
+	at     time.Time
+	err    error
+	logged string // the last reason logCause logged; "" = ready
 }
 
 const (
@@ -294,13 +312,33 @@ func (c *readyCache) check(ctx context.Context, ping func(context.Context) error
 	pctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	err := ping(pctx)
-	if err != nil && !errors.Is(err, errNoPing) {
-		err = fmt.Errorf("database not reachable: %w", err)
-	}
 	if ctx.Err() == nil { // a caller that went away says nothing about the database
 		c.at, c.err = time.Now(), err
 	}
 	return err
+}
+
+// logCause logs why the instance is not ready when that changes, so load balancers
+// polling /readyz through an outage do not repeat one line every few seconds.
+func (c *readyCache) logCause(log *zap.Logger, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+		if cause := errors.Unwrap(err); cause != nil {
+			msg += ": " + cause.Error()
+		}
+	}
+	c.mu.Lock()
+	changed := msg != c.logged
+	c.logged = msg
+	c.mu.Unlock()
+	switch {
+	case !changed:
+	case err != nil:
+		log.Warn("not ready", zap.String("reason", msg))
+	default:
+		log.Info("ready")
+	}
 }
 
 // adminToken is admin.token from the config, or the token in <data_dir>/admin.token,

@@ -173,12 +173,33 @@ func TestAnAppStartsBeforeItsDatabaseAndServesOnceItIsUp(t *testing.T) {
 		if got := getStatus(t, admin+"/healthz"); got != 200 {
 			t.Errorf("/healthz = %d", got)
 		}
-		if got := getStatus(t, admin+"/readyz"); got != 503 {
-			t.Errorf("/readyz = %d", got)
+		resp, err := http.Get(admin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ready map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&ready)
+		resp.Body.Close()
+		// /readyz needs no token: its reason names no host, socket, user or database.
+		if resp.StatusCode != 503 || ready["reason"] != "the run store is not open yet" {
+			t.Errorf("/readyz = %d %v, want 503 with the reason alone", resp.StatusCode, ready)
 		}
 		code, retry, id := pushback(http.DefaultClient, a, `{}`)
 		if code != 503 || retry == "" || id != "" {
 			t.Errorf("pushback = %d, Retry-After %q, run %q", code, retry, id)
+		}
+		// The admin API answers the same: storage unavailable, come back, not a 500.
+		for _, path := range []string{"/admin/v1/runs?limit=1", "/admin/v1/jobs"} {
+			req, _ := http.NewRequest(http.MethodGet, admin+path, nil)
+			req.Header.Set("Authorization", "Bearer "+pgAdminToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("GET %s = %d, Retry-After %q; want 503 with Retry-After", path, resp.StatusCode, resp.Header.Get("Retry-After"))
+			}
 		}
 	})
 	t.Run("the failure to connect is logged, retried, and never shows the password", func(t *testing.T) {
