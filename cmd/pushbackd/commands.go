@@ -158,6 +158,12 @@ func cmdValidate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if n := len(cfg.Warnings); n > 0 {
 		warned = fmt.Sprintf(", %d warning(s)", n)
 	}
+	// A DSN serve would refuse at start is a problem here too; a database that does not
+	// answer is not (serve waits for it), and reportStore says so.
+	if err := checkStoreDSN(cfg); err != nil {
+		fmt.Fprintf(stderr, "%s: store.dsn: %v\n1 problem(s) found\n", cfg.File, err)
+		return 1
+	}
 	fmt.Fprintf(stdout, "%s: valid (%d partners, %d endpoints, %d sagas)%s\n", *cfgPath, len(cfg.Partners), endpoints, len(cfg.Sagas), warned)
 	reportStore(ctx, cfg, stdout, stderr)
 	return 0

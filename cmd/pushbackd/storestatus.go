@@ -13,6 +13,14 @@ import (
 // validateStoreTimeout bounds validate's look at the database: it reports, it does not wait.
 const validateStoreTimeout = 5 * time.Second
 
+// checkStoreDSN refuses a Postgres DSN that serve would refuse at start.
+func checkStoreDSN(cfg *config.Config) error {
+	if cfg.Server.Store.Driver != config.StorePostgres {
+		return nil
+	}
+	return postgres.CheckDSN(string(cfg.Server.Store.DSN.Secret.Reveal()))
+}
+
 // reportStore tells what validate knows of a Postgres store: the schema version this
 // binary migrates to and, when the server answers, the version the database is at. It
 // only reads (validate never migrates); a database it cannot reach is a warning, since

@@ -39,6 +39,7 @@ func TestValidateReportsThePostgresSchemaVersion(t *testing.T) {
 		{"a database never migrated is at 0 and stays so", fresh, fmt.Sprintf("schema version %d; the database is at version 0 (serve migrates it to %d at start)", want, want), ""},
 		{"a migrated database is up to date", migrated, fmt.Sprintf("schema version %d; the database is at version %d (up to date)", want, want), ""},
 		{"a server that does not answer is a warning, not a failure", "host=" + t.TempDir() + " dbname=nowhere", fmt.Sprintf("store: postgres, schema version %d (serve migrates", want), "warning: store: cannot read the database's schema version"},
+		{"a pool setting is the pool's, not a server parameter", migrated + " pool_max_conns=5", fmt.Sprintf("the database is at version %d (up to date)", want), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,6 +51,30 @@ func TestValidateReportsThePostgresSchemaVersion(t *testing.T) {
 				if strings.Contains(out+errOut, password) {
 					t.Errorf("validate shows the DSN's password:\n%s%s", out, errOut)
 				}
+			}
+		})
+	}
+}
+
+// A DSN serve would refuse at start fails validate too, without the password.
+func TestValidateRefusesADSNServeWouldRefuse(t *testing.T) {
+	const password = "hunter2-validate"
+	for _, dsn := range []string{
+		"postgres://pushbackd:" + password + "@localhost:5x/pushbackd",
+		"host=/tmp port=abc dbname=x password=" + password,
+		"host=/tmp dbname=x pool_max_conns=abc password=" + password,
+	} {
+		t.Run(dsn[:20], func(t *testing.T) {
+			dir := t.TempDir()
+			mustWrite(t, filepath.Join(dir, "pushbackd.yaml"), fmt.Sprintf("admin: {token: {value: %s}}\nstore:\n  driver: postgres\n  dsn: {value: %q}\n", strings.Repeat("a", 32), dsn))
+			mustWrite(t, filepath.Join(dir, "sagas/echo.yaml"), "name: echo\nsteps:\n  - {name: a, respond: {status: 200}}\n")
+			mustWrite(t, filepath.Join(dir, "partners/a.yaml"), "id: a\nendpoints: [{name: e, saga: echo, security: {method: bearer, tokens: [{value: t}]}}]\n")
+			code, out, errOut := runCLI(t, "", "validate", filepath.Join(dir, "pushbackd.yaml"))
+			if code != 1 || !strings.Contains(errOut, "store.dsn: postgres dsn:") || strings.Contains(out, "valid") {
+				t.Fatalf("exit %d\nout %q\nerr %q; want exit 1 naming store.dsn", code, out, errOut)
+			}
+			if strings.Contains(out+errOut, password) {
+				t.Errorf("validate shows the DSN's password:\n%s%s", out, errOut)
 			}
 		})
 	}

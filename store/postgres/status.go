@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Ping checks that the pool reaches the server: /readyz asks it, with a short deadline.
@@ -22,11 +23,13 @@ func (s *Store) Ping(ctx context.Context) error {
 // SchemaVersion without touching the database. A server it cannot reach is
 // store.ErrUnavailable.
 func DatabaseVersion(ctx context.Context, dsn string) (int64, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	// Parsed as Open parses it: pool settings (pool_max_conns) are the pool's, not the
+	// server's, which would refuse them as unknown parameters.
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return 0, fmt.Errorf("postgres dsn: %w", err) // pgx leaves the password out
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
 	if err != nil {
 		return 0, wrap("connect to postgres", err)
 	}
@@ -43,10 +46,10 @@ func DatabaseVersion(ctx context.Context, dsn string) (int64, error) {
 	return v, nil
 }
 
-// CheckDSN parses dsn without connecting: a malformed one is a start-up error, not
-// something to retry. The error leaves the password out.
+// CheckDSN parses dsn as Open does, without connecting: a malformed one is a start-up
+// error (and a validate error), not something to retry. The error leaves the password out.
 func CheckDSN(dsn string) error {
-	if _, err := pgx.ParseConfig(dsn); err != nil {
+	if _, err := pgxpool.ParseConfig(dsn); err != nil {
 		return fmt.Errorf("postgres dsn: %w", err)
 	}
 	return nil
