@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/store"
 	"github.com/pushbackd/pushbackd/store/bolt"
@@ -376,7 +380,9 @@ func TestAFailedClaimIsTriedAgain(t *testing.T) {
 		Request: store.Request{Body: []byte("L-1")}}, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r := newRigOn(t, &failingClaims{Store: st, fails: 2}, st, clock, clock, 1, 10, mustSaga(t, pureSaga))
+	core, logs := observer.New(zapcore.InfoLevel)
+	r := startRig(t, Options{Store: &failingClaims{Store: st, fails: 2}, Clock: clock, Workers: 1, QueueSize: 10, Logger: zap.New(core)},
+		st, clock, mustSaga(t, pureSaga))
 	defer r.stop()
 	runs, _, _ := st.List(context.Background(), store.Filter{})
 	for range 2 {
@@ -384,6 +390,13 @@ func TestAFailedClaimIsTriedAgain(t *testing.T) {
 		clock.Advance(claimRetry)
 	}
 	r.waitStatus(runs[0].ID, store.StatusSucceeded)
+	// Two failures in a row are one line, and the recovery says so.
+	if n := logs.FilterMessageSnippet("cannot claim runs").Len(); n != 1 {
+		t.Errorf("%d lines say the claim failed; want one for the failures in a row", n)
+	}
+	if logs.FilterMessage("claiming runs again").Len() != 1 {
+		t.Errorf("no line says claims work again: %v", logs.All())
+	}
 }
 
 // An async run accepted while a worker is free is created already claimed by it, in the

@@ -161,6 +161,10 @@ type Dispatcher struct {
 	pokes, settled atomic.Uint64
 	waiterTurn     bool // the next worker freed while there is a backlog goes to a waiter
 
+	// claimFailing: the last claim failed and said so in the log; the claimer alone uses
+	// it, so an outage (or a store still opening) is one error line, not two a second.
+	claimFailing bool
+
 	jobs  chan *job     // claimed runs for the workers; never blocks (free counts its room)
 	nudge chan struct{} // "claim now", for the claimer
 	quit  chan struct{} // closed by Stop: the claimer returns
@@ -782,9 +786,16 @@ func (d *Dispatcher) claim() {
 			d.mu.Lock()
 			d.free += n
 			d.mu.Unlock()
-			d.log.Error("cannot claim runs; trying again shortly", zap.Error(err))
+			if !d.claimFailing {
+				d.log.Error("cannot claim runs; trying again shortly (logged once until a claim works)", zap.Error(err))
+			}
+			d.claimFailing = true
 			d.wakeAt(d.o.Clock.Now().Add(claimRetry))
 			return
+		}
+		if d.claimFailing {
+			d.claimFailing = false
+			d.log.Info("claiming runs again")
 		}
 		if len(res.Runs) < n {
 			d.settled.Store(pokes) // only the claimer writes it, and pokes only grow

@@ -141,7 +141,9 @@ func startRig(t *testing.T, o Options, st testStore, engineClock saga.Clock, sag
 	for _, s := range sagas {
 		r.sagas[s.Name] = s
 	}
-	o.Logger = zaptest.NewLogger(t)
+	if o.Logger == nil {
+		o.Logger = zaptest.NewLogger(t)
+	}
 	o.Rebuild = func(run *store.Run) (*saga.Invocation, error) {
 		return r.invocation(run.ID, run.Saga, run.Request.Body), nil
 	}
