@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -137,6 +138,16 @@ func TestCancelCompensatesWhatTheRunDidAndEndsItCancelled(t *testing.T) {
 		comps, _ := run["result"].(map[string]any)["compensations"].([]any)
 		if len(comps) != 1 || comps[0].(map[string]any)["status"] != "succeeded" {
 			t.Errorf("compensations %v", comps)
+		}
+		// The try the step made before its wait stays on record, failed, with its error.
+		steps, _ := run["result"].(map[string]any)["steps"].([]any)
+		if len(steps) != 2 {
+			t.Fatalf("steps %v, want reserve and the tried call", steps)
+		}
+		call := steps[1].(map[string]any)
+		if call["name"] != "call" || call["status"] != "failed" || call["attempts"] != float64(1) ||
+			!strings.Contains(fmt.Sprint(call["error"]), "cancelled in its retry wait after 1 try; the last: POST ") {
+			t.Errorf("the tried step's record: %v", call)
 		}
 	})
 

@@ -461,6 +461,11 @@ func (r *run) execute(ctx context.Context) *Result {
 	for i := r.next; i < len(r.s.Steps) && fail == nil; i++ {
 		st := r.s.Steps[i]
 		if r.inv.Cancelled != nil && r.inv.Cancelled() {
+			if i == r.next && r.stepAttempts > 0 {
+				// Cancelled in the step's retry wait: the tries it made stay on record, as a
+				// failed step's (nothing to undo), though the run stops for the cancel.
+				res.Steps = append(res.Steps, r.abandonedStep(st))
+			}
 			// A retry wait it was woken from is over: its tries are not a compensation's.
 			r.next, r.stepAttempts, r.waitUntil = i, 0, time.Time{}
 			fail = &failure{cancelled: true, step: st.Name, msg: "cancelled before step " + st.Name,
@@ -555,6 +560,30 @@ func (r *run) waitOn(ctx context.Context) bool {
 	}
 	_ = r.e.clock.Sleep(ctx, wait) // a cancelled wait fails the try that follows
 	return false
+}
+
+// abandonedStep is the record of step st, whose r.stepAttempts tries (r.tries) all failed
+// and whose retry wait the run's cancel ended.
+func (r *run) abandonedStep(st *Step) StepRecord {
+	tries := "tries"
+	if r.stepAttempts == 1 {
+		tries = "try"
+	}
+	rec := StepRecord{Name: st.Name, Action: st.Action.Kind, Status: StatusFailed, Attempts: r.stepAttempts,
+		Started: r.e.clock.Now(), Error: fmt.Sprintf("cancelled in its retry wait after %d %s", r.stepAttempts, tries)}
+	if len(r.tries) > 0 {
+		rec.Started = r.tries[0].Started
+		for _, t := range r.tries {
+			rec.Duration += t.Duration
+		}
+		if last := r.tries[len(r.tries)-1]; last.Error != "" {
+			rec.Error += "; the last: " + last.Error
+		}
+		if len(r.tries) > 1 {
+			rec.Tries, rec.TriesDropped = slices.Clone(r.tries), r.triesDropped
+		}
+	}
+	return rec
 }
 
 // suspends says whether a wait until `until` suspends this run rather than sleeping in it:
