@@ -686,6 +686,9 @@ func viewRun(r *store.Run, full bool) runView {
 }
 
 func (a *API) listRuns(c echo.Context) error {
+	if key, ok := senderKey(c.QueryParams()); ok {
+		return a.listByKey(c, key)
+	}
 	f, err := parseRunFilter(c.QueryParams(), a.o.Clock.Now())
 	if err != nil {
 		return &apiError{code: http.StatusBadRequest, message: err.Error()}

@@ -38,6 +38,9 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 	old := create(&store.Run{Saga: "forward", Status: store.StatusFailed, IdempotencyKey: "acme//orders/order-1"})
 	east := create(&store.Run{Partner: "acme", Site: "east", Endpoint: "orders", Saga: "notify", Status: store.StatusSucceeded,
 		IdempotencyKey: store.IdempotencyKey(store.KeyScope{Partner: "acme", Site: "east", Endpoint: "orders"}, "order-2")})
+	// The same sender's key at another endpoint: a lookup by the key alone finds both.
+	east1 := create(&store.Run{Partner: "acme", Site: "east", Endpoint: "orders", Saga: "notify", Status: store.StatusSucceeded,
+		IdempotencyKey: store.IdempotencyKey(store.KeyScope{Partner: "acme", Site: "east", Endpoint: "orders"}, "order-1")})
 	longKey := strings.Repeat("k", store.MaxKeyPartLen+1)
 	long := create(&store.Run{Saga: "notify", Status: store.StatusSucceeded,
 		IdempotencyKey: store.IdempotencyKey(store.KeyScope{Partner: "acme", Endpoint: "orders"}, longKey)})
@@ -48,7 +51,10 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 	retry := create(&store.Run{Saga: "forward", RetryOf: old})
 
 	const token = "0123456789abcdef0123456789abcdef"
-	api, err := admin.New(admin.Options{Control: control{cfg: &config.Config{}}, Store: readOnly{mem},
+	cfg := &config.Config{Partners: []*config.Partner{{ID: "acme",
+		Endpoints: []*config.Endpoint{{Name: "orders"}, {Name: "loans"}},
+		Sites:     []*config.Site{{ID: "east", Endpoints: []*config.Endpoint{{Name: "orders"}}}}}}}
+	api, err := admin.New(admin.Options{Control: control{cfg: cfg}, Store: readOnly{mem},
 		Token: security.NewSecret(token), Clock: clock})
 	if err != nil {
 		t.Fatal(err)
@@ -84,11 +90,17 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 		{"a sender's key longer than a key part is hashed as the gateway does", "idempotency_key=" + longKey + "&partner=acme&endpoint=orders", []string{long}},
 		{"a sender's key under another endpoint finds nothing", "idempotency_key=order-1&partner=acme&endpoint=loans", nil},
 		{"a sender's key of another scope's stored form finds nothing", "idempotency_key=acme/east/orders/order-2&partner=acme&endpoint=orders", nil},
+		{"a sender's key alone is looked up under every configured endpoint", "idempotency_key=order-1", []string{east1, old}},
+		{"a sender's key alone, oldest first", "idempotency_key=order-1&order=oldest", []string{old, east1}},
+		{"a sender's key with a partner only", "idempotency_key=order-2&partner=acme", []string{east}},
+		{"a sender's key with a site only", "idempotency_key=order-1&site=east", []string{east1}},
+		{"a sender's key alone and a status", "idempotency_key=order-1&status=failed", []string{old}},
+		{"a sender's key nobody sent finds nothing", "idempotency_key=nope", nil},
 		{"replay_of selects the replays of a run", "replay_of=" + old, []string{replay}},
 		{"replay_of accepts the id in capitals", "replay_of=" + strings.ToUpper(old), []string{replay}},
 		{"retry_of selects the retries of a run", "retry_of=" + old, []string{retry}},
 		{"since takes a duration before now", "since=2h", []string{retry, replay, mid}},
-		{"until takes a duration before now", "until=30m", []string{mid, long, east, old}},
+		{"until takes a duration before now", "until=30m", []string{mid, long, east1, east, old}},
 		{"since and until combine", "since=2h&until=1h", []string{mid}},
 		{"since still takes an RFC 3339 time", "since=" + clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339), []string{retry, replay}},
 		{"filters combine with order and status", "saga=forward&status=failed&order=oldest", []string{old}},
@@ -122,8 +134,8 @@ func TestAdminRunFiltersFindRunsAndRefuseWhatTheyDoNotKnow(t *testing.T) {
 		{"since after until is refused", "since=1h&until=2h", []string{"since", "must be before until"}},
 		{"replay_of must be a run id", "replay_of=abc", []string{"replay_of must be a run id"}},
 		{"retry_of must be a run id", "retry_of=abc", []string{"retry_of must be a run id"}},
-		{"a sender's key without partner and endpoint says to give them", "idempotency_key=order-1", []string{`"order-1"`, "give partner and endpoint with a sender's key"}},
-		{"a sender's key with only a partner says to give the endpoint too", "idempotency_key=order-1&partner=acme", []string{"give partner and endpoint"}},
+		{"a sender's key alone is one page: a cursor says to give partner and endpoint", "idempotency_key=order-1&cursor=abc", []string{"one page", "give partner and endpoint"}},
+		{"a sender's key alone carried by more runs than the limit says to give partner and endpoint", "idempotency_key=order-1&limit=1", []string{"more runs than limit=1", "give partner and endpoint"}},
 		{"an unknown order is refused", "order=random", []string{"order must be newest or oldest"}},
 		{"a limit out of range is refused", "limit=5000", []string{"limit must be 1..1000"}},
 		{"a huge value is refused before any lookup", "idempotency_key=" + strings.Repeat("k", 2000), []string{`"idempotency_key" is longer than 1024 bytes`}},
