@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pushbackd/pushbackd/saga"
 )
 
 // run.schema.json describes the admin API's runs with additionalProperties false, so a
@@ -25,7 +27,8 @@ func TestRunSchemaNamesEveryFieldTheAPIWrites(t *testing.T) {
 	if err := json.Unmarshal(raw, &schema); err != nil {
 		t.Fatal(err)
 	}
-	for def, view := range map[string]any{"run": runView{}, "request": requestView{}} {
+	views := map[string]any{"run": runView{}, "request": requestView{}, "result": saga.Result{}, "record": saga.StepRecord{}}
+	for def, view := range views {
 		props := schema.Defs[def].Properties
 		if len(props) == 0 {
 			t.Fatalf("the schema has no properties for %s", def)
