@@ -382,6 +382,7 @@ func (s *jwtScheme) check(req Request, c *Check) *Failure {
 		jwt.WithAudience(s.audience),
 		jwt.WithLeeway(s.leeway),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), // an iat in the future (past the leeway) is refused too
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	if err := validator.Validate(claims); err != nil {

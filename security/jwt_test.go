@@ -154,6 +154,12 @@ func TestJWTVerifiesTokensFromAnIndependentSigner(t *testing.T) {
 		{"a token whose nbf is beyond the leeway is refused", pemCfg, joseToken(t, jose.ES256, f.ec, "", claims(func(c *josejwt.Claims) {
 			c.NotBefore = josejwt.NewNumericDate(now.Add(time.Minute))
 		})), ReasonExpired},
+		{"a token issued (iat) beyond the leeway in the future is refused", pemCfg, joseToken(t, jose.ES256, f.ec, "", claims(func(c *josejwt.Claims) {
+			c.IssuedAt = josejwt.NewNumericDate(now.Add(10 * time.Minute))
+		})), ReasonExpired},
+		{"a token issued (iat) within the leeway in the future is accepted", pemCfg, joseToken(t, jose.ES256, f.ec, "", claims(func(c *josejwt.Claims) {
+			c.IssuedAt = josejwt.NewNumericDate(now.Add(20 * time.Second))
+		})), ""},
 		{"a token without exp is refused", pemCfg, joseToken(t, jose.ES256, f.ec, "", claims(func(c *josejwt.Claims) { c.Expiry = nil })), ReasonMismatch},
 		{"a token of another issuer is refused", pemCfg, joseToken(t, jose.ES256, f.ec, "", claims(func(c *josejwt.Claims) { c.Issuer = "https://evil.example/" })), ReasonMismatch},
 		{"a token without iss is refused", pemCfg, joseToken(t, jose.ES256, f.ec, "", claims(func(c *josejwt.Claims) { c.Issuer = "" })), ReasonMismatch},
@@ -212,6 +218,8 @@ func TestJWTRefusesClaimsBeforeCheckingTheSignature(t *testing.T) {
 			ReasonExpired, "token expired (exp)"},
 		{"a token not valid yet is refused for its nbf", forged("ec-1", func(c *josejwt.Claims) { c.NotBefore = josejwt.NewNumericDate(now.Add(time.Hour)) }),
 			ReasonExpired, "token not valid yet (nbf)"},
+		{"a token issued in the future is refused for its iat", forged("ec-1", func(c *josejwt.Claims) { c.IssuedAt = josejwt.NewNumericDate(now.Add(time.Hour)) }),
+			ReasonExpired, "token issued in the future (iat)"},
 		{"a token of another issuer is refused for its iss", forged("ec-1", func(c *josejwt.Claims) { c.Issuer = "https://evil.example/" }),
 			ReasonMismatch, "iss is not the configured issuer"},
 		{"a token for another audience is refused for its aud", forged("ec-1", func(c *josejwt.Claims) { c.Audience = josejwt.Audience{"other"} }),
