@@ -461,15 +461,28 @@ func (a *API) validateSaga(c echo.Context) error {
 }
 
 // sagaErrors are the errors of saga name's draft, file names relative, the draft's own
-// first: an error elsewhere (a partner naming the saga the draft broke) is a consequence.
+// first. When the draft has errors of its own, every endpoint naming the saga also says it
+// did not load: a consequence that adds nothing, so those are left out. Other errors
+// elsewhere (a sync endpoint the draft's steps no longer suit) stay.
 func (a *API) sagaErrors(name string, errs yamlconf.Errors) yamlconf.Errors {
 	cfg := a.o.Control.Current()
 	out := relative(errs, cfg)
-	own := relative(yamlconf.Errors{{File: cfg.SagaFile(name)}}, cfg)[0].File
+	own := a.sagaFile(name)
+	if slices.ContainsFunc(out, func(e yamlconf.Error) bool { return e.File == own }) {
+		out = slices.DeleteFunc(out, func(e yamlconf.Error) bool {
+			return e.File != own && strings.Contains(e.Message, config.SagaDidNotLoad)
+		})
+	}
 	slices.SortStableFunc(out, func(x, y yamlconf.Error) int {
 		return cmpBool(y.File == own, x.File == own)
 	})
 	return out
+}
+
+// sagaFile is saga name's file as error messages name it: relative to the config directory.
+func (a *API) sagaFile(name string) string {
+	cfg := a.o.Control.Current()
+	return relative(yamlconf.Errors{{File: cfg.SagaFile(name)}}, cfg)[0].File
 }
 
 // cmpBool orders true before false when called as cmpBool(y, x).

@@ -32,9 +32,10 @@ func isDraft(body []byte) bool {
 	return json.Unmarshal(body, &probe) == nil && len(probe.Saga) > 0
 }
 
-// parseDraft compiles a draft of saga name; its errors are a 422 naming name.yaml.
-func parseDraft(name, src string) (*saga.Saga, error) {
-	s, errs := saga.Parse(name+".yaml", []byte(src))
+// parseDraft compiles a draft of saga name; its errors are a 422 naming the saga's file as
+// validate and PUT do (relative to the config directory), so the editor marks them.
+func (a *API) parseDraft(name, src string) (*saga.Saga, error) {
+	s, errs := saga.Parse(a.sagaFile(name), []byte(src))
 	if len(errs) > 0 {
 		return nil, &apiError{code: http.StatusUnprocessableEntity, message: "the draft saga is invalid", errors: errs}
 	}
@@ -56,7 +57,7 @@ func (a *API) planDraft(c echo.Context, name string, body []byte) error {
 		return &apiError{code: http.StatusBadRequest, message: "saga: the draft's YAML as a JSON string"}
 	}
 	delete(in, "saga")
-	s, err := parseDraft(name, src)
+	s, err := a.parseDraft(name, src)
 	if err != nil {
 		return err
 	}
@@ -94,7 +95,7 @@ func (a *API) testSaga(c echo.Context) error {
 	cfg := a.o.Control.Current()
 	s, ok := cfg.Sagas[name]
 	if in.Saga != nil {
-		if s, err = parseDraft(name, *in.Saga); err != nil {
+		if s, err = a.parseDraft(name, *in.Saga); err != nil {
 			return err
 		}
 	} else if !ok {

@@ -649,6 +649,10 @@ func validatePartner(d *yamlconf.Decoder, p *Partner, sagas map[string]*saga.Sag
 	}
 }
 
+// SagaDidNotLoad ends the error of an endpoint whose saga's file has errors of its own: a
+// consequence, which the admin API leaves out beside those errors.
+const SagaDidNotLoad = "did not load: its file in sagas_dir has errors"
+
 func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*saga.Saga, dir, scope string, share *shared) {
 	var seen map[string]bool // only for long lists: short ones are scanned
 	if len(list) > indexMin {
@@ -683,7 +687,7 @@ func validateEndpoints(d *yamlconf.Decoder, list []*Endpoint, sagas map[string]*
 				broken := share.brokenSagas[e.Saga]
 				if broken {
 					// The file is there; its own errors say what to mend.
-					msg = fmt.Sprintf("endpoint %q: saga %q did not load: its file in sagas_dir has errors", e.Name, e.Saga)
+					msg = fmt.Sprintf("endpoint %q: saga %q %s", e.Name, e.Saga, SagaDidNotLoad)
 				}
 				if broken && share.partial {
 					share.missingSagas = append(share.missingSagas, yamlconf.Error{Line: e.Pos.Line, Column: e.Pos.Column, Message: msg})

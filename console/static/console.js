@@ -64,8 +64,12 @@ function editor(form) {
   const hl = document.getElementById("highlight");
   const gutter = document.getElementById("gutter");
   const problems = document.getElementById("problems");
+  // own says whether an error is in the saga's own file: only those mark its lines (an
+  // error in a partner file has that file's line numbers).
+  const own = (file) => !file || [".yaml", ".yml"].some((ext) => file === saga + ext || file.endsWith("/" + saga + ext));
   let errorLines = new Map(); // line → messages
-  [...problems.querySelectorAll(".problem")].forEach((p) => errorLines.set(Number(p.dataset.line), p.textContent));
+  [...problems.querySelectorAll(".problem")].filter((p) => own(p.dataset.file))
+    .forEach((p) => errorLines.set(Number(p.dataset.line), p.textContent));
 
   function span(cls, text) { const s = document.createElement("span"); s.className = cls; s.textContent = text; return s; }
 
@@ -111,7 +115,7 @@ function editor(form) {
     errorLines = new Map();
     problems.replaceChildren();
     for (const e of errs) {
-      const mine = !e.file || e.file.endsWith("/" + saga + ".yaml") || e.file.endsWith("/" + saga + ".yml");
+      const mine = own(e.file);
       const text = (mine ? "" : e.file + ": ") + "line " + e.line + ", column " + e.column + ": " + e.message;
       const b = document.createElement("button");
       b.type = "button"; b.className = "error problem"; b.dataset.line = e.line; b.textContent = text;
