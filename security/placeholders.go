@@ -2,6 +2,7 @@ package security
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -30,7 +31,8 @@ func Placeholders(cfg Config) (out []Placeholder, signed bool) {
 	case Basic:
 		return []Placeholder{{Name: "Authorization", Value: "Basic $CREDENTIALS"}}, false
 	}
-	h, q, err := Sign(cfg, nil, "", time.Unix(0, 0))
+	// aws_sigv4 signs the request's host, path and query too: any URL names its headers.
+	h, q, err := SignFor(cfg, &url.URL{Scheme: "https", Host: "pushbackd.example", Path: "/"}, nil, "", time.Unix(0, 0))
 	if err != nil {
 		// Names only, from the configuration, when signing is not possible here.
 		for _, n := range HeaderNames(cfg) {

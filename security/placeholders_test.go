@@ -25,6 +25,8 @@ func TestPlaceholdersNameWhatSignSetsAndHoldNoSecret(t *testing.T) {
 			"Webhook-Id=$WEBHOOK_ID Webhook-Signature=$WEBHOOK_SIGNATURE Webhook-Timestamp=$WEBHOOK_TIMESTAMP", true},
 		{"an api key in a header names it", apiKeyHeaderConfig(), "X-Api-Key=$X_API_KEY", false},
 		{"an api key in the query names the parameter", apiKeyQueryConfig(), "?api_key=$API_KEY", false},
+		{"aws_sigv4 names the headers its signature is in", sigv4Config(),
+			"Authorization=$AUTHORIZATION X-Amz-Content-Sha256=$X_AMZ_CONTENT_SHA256 X-Amz-Date=$X_AMZ_DATE", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
