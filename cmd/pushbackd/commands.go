@@ -386,7 +386,9 @@ func cmdCurl(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	var headers http.Header
 	var query neturl.Values
 	oauth2Header := ""
-	if sec := route.Endpoint.Security.Resolved(); sec.Method == security.JWT {
+	// A jwt endpoint with secrets (HS256...) signs its token itself, like any HMAC method,
+	// unless -jwt-key names a private key to sign with instead.
+	if sec := route.Endpoint.Security.Resolved(); sec.Method == security.JWT && (*jwtKey != "" || len(sec.Secrets) == 0) {
 		// pushbackd holds only the identity provider's public keys: the token must be
 		// signed with a private key the operator has (a test key of the partner's IdP).
 		if *jwtKey == "" {

@@ -128,6 +128,32 @@ func TestSignRefusesAMissingSecret(t *testing.T) {
 	}
 }
 
+// A jwt endpoint verifying HS256 with its own secrets needs no key file: curl signs the
+// token with the endpoint's secret, as sign does for the other HMAC methods.
+func TestCurlSignsAnHMACJWTEndpointsTokenWithItsSecret(t *testing.T) {
+	requireTools(t, "bash", "curl")
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "pushbackd.yaml"), "listen: 127.0.0.1:0\n")
+	mustWrite(t, filepath.Join(dir, "sagas/ok.yaml"), "name: ok\nsteps:\n  - {name: a, respond: {status: 200, body: {ok: true}}}\n")
+	mustWrite(t, filepath.Join(dir, "partners/h.yaml"), "id: h\nendpoints:\n  - name: jwths\n    saga: ok\n    mode: sync\n"+
+		"    security: {method: jwt, secrets: [{value: "+strings.Repeat("s", 32)+"}], algorithms: [HS256], issuer: https://idp.example/, audience: pushbackd}\n")
+	cfgPath := filepath.Join(dir, "pushbackd.yaml")
+	a, _ := startConfig(t, cfgPath)
+	body := filepath.Join(dir, "body.json")
+	mustWrite(t, body, `{"loan":"L-1"}`)
+	code, cmd, errOut := runCLI(t, "", "curl", "h/jwths", "-file", body, "-config", cfgPath, "-url", "http://"+a.Addr())
+	if code != 0 || !strings.Contains(cmd, "'Authorization: Bearer ey") {
+		t.Fatalf("curl: exit %d: %s%s", code, cmd, errOut)
+	}
+	out, err := exec.Command("bash", "-c", strings.TrimSpace(cmd)+" -w '\\n%{http_code}'").Output()
+	if err != nil {
+		t.Fatalf("running %s: %v", cmd, err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); lines[len(lines)-1] != "200" {
+		t.Fatalf("%s\nanswered %s", cmd, out)
+	}
+}
+
 func TestCurlPrintsACommandWithTheEndpointsCredentials(t *testing.T) {
 	cases := []struct {
 		target string

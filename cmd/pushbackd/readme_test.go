@@ -58,8 +58,15 @@ func startDemo(t *testing.T) *app.App {
 // startDemoWithData is startDemo that also says where its data and config are.
 func startDemoWithData(t *testing.T) (*app.App, string, string) {
 	t.Helper()
-	dataDir := t.TempDir()
 	cfgPath := filepath.Join(repoRoot, "configs/pushbackd.yaml")
+	a, dataDir := startConfig(t, cfgPath)
+	return a, dataDir, cfgPath
+}
+
+// startConfig starts an app on the config at cfgPath with a fresh data directory.
+func startConfig(t *testing.T, cfgPath string) (*app.App, string) {
+	t.Helper()
+	dataDir := t.TempDir()
 	a, err := app.New(app.Options{ConfigPath: cfgPath, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
 		DataDir: dataDir, Logger: zaptest.NewLogger(t)})
 	if err != nil {
@@ -75,7 +82,7 @@ func startDemoWithData(t *testing.T) (*app.App, string, string) {
 			t.Errorf("stop: %v", err)
 		}
 	})
-	return a, dataDir, cfgPath
+	return a, dataDir
 }
 
 type readmeExample struct {
