@@ -56,11 +56,10 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	at := p.Pointer
-	if at == "" {
-		at = "/"
+	if p.Pointer == "" { // the body itself; "/" would be the pointer to a key named ""
+		return "at the root: " + p.Reason
 	}
-	return "at " + at + ": " + p.Reason
+	return "at " + p.Pointer + ": " + p.Reason
 }
 
 // Compile reads and compiles the schema at path; name is how messages call it (the path as

@@ -236,3 +236,17 @@ func BenchmarkCheckRefusesAOneMiBArray(b *testing.B) {
 		}
 	}
 }
+
+func TestAProblemSaysWhereInWords(t *testing.T) {
+	for _, tc := range []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{Pointer: "", Reason: "missing property 'meta'"}, "at the root: missing property 'meta'"},
+		{Problem{Pointer: "/meta/id", Reason: "got number, want string"}, "at /meta/id: got number, want string"},
+	} {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("%+v reads %q, want %q", tc.p, got, tc.want)
+		}
+	}
+}
