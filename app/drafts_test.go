@@ -47,11 +47,11 @@ func TestSagaDraftsArePlannedAndTestedWithoutApplying(t *testing.T) {
 			t.Errorf("plan: %v", p)
 		}
 	})
-	t.Run("a draft that does not compile is a 422 with its position", func(t *testing.T) {
+	t.Run("a draft that does not compile is a 422 with its position in the saga's file, named as validate names it", func(t *testing.T) {
 		for _, path := range []string{"/admin/v1/sagas/answers/plan", "/admin/v1/sagas/answers/test"} {
 			out := c.json("POST", path, jsonBody(t, map[string]any{"saga": "name: answers\nsteps:\n  - name: a\n    set: {x: '${ 1 + }'}\n"}), 422)
 			errs, _ := out["errors"].([]any)
-			if len(errs) == 0 || errs[0].(map[string]any)["line"] != 4.0 || errs[0].(map[string]any)["file"] != "answers.yaml" {
+			if len(errs) == 0 || errs[0].(map[string]any)["line"] != 4.0 || errs[0].(map[string]any)["file"] != "sagas/answers.yaml" {
 				t.Errorf("%s: %v", path, out)
 			}
 		}
