@@ -227,7 +227,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		draft := strings.Replace(original, "steps:", "serialize_by: \"${ body.loan }\"\nsteps:", 1)
 		run(t, ctx, "save a draft a partner refuses", chromedp.Navigate(base+"/sagas/answers"), chromedp.WaitVisible(chromedp.CSS("#source")),
 			chromedp.SetValue(chromedp.CSS("#source"), draft), chromedp.Click(chromedp.CSS("#save")),
-			chromedp.WaitVisible(chromedp.CSS("#problems .problem")))
+			// The page the refused save answers with: its problems are rendered with their file.
+			chromedp.WaitVisible(chromedp.CSS(`#problems p.problem[data-file="partners/acme.yaml"]`)))
 		text = textOf(t, ctx, "#problems")
 		if !strings.Contains(text, "partners/acme.yaml") || !strings.Contains(text, "serialize_by") {
 			t.Fatalf("problems %q, want the partner file's error", text)
