@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -199,5 +200,42 @@ func TestOversizedHeadersAreRejected(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("got %d, want 431", resp.StatusCode)
+	}
+}
+
+// limits.queue bounds the waiting runs too: a run handed to a free worker at its accept
+// can suspend in a retry wait, so once the store holds limits.queue runnable runs, accepts
+// are refused even while workers are free. The waiting runs stay within the queue plus the
+// workers, however long a downstream throttles.
+func TestTheQueueLimitBoundsRunsSuspendedInRetryWaits(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", "30")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	a := startWith(t, map[string]string{
+		"pushbackd.yaml":       "limits: {workers: 2, queue: 5}\negress: {allow: [127.0.0.1]}\n",
+		"partners/acme.yaml":   "id: acme\nsettings: {down: \"" + down.URL + "\"}\nendpoints: [{name: e, saga: throttled, security: {method: bearer, tokens: [{value: t}]}}]\n",
+		"sagas/throttled.yaml": "name: throttled\nsteps:\n  - {name: call, http: {url: \"${ settings.down }\"}, retry: {attempts: 3}}\n",
+	})
+	accepted, refused := 0, 0
+	for range 20 {
+		code, _ := post(t, a, "e", `{}`)
+		switch code {
+		case http.StatusOK, http.StatusAccepted:
+			accepted++
+		case http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Fatalf("post answered %d", code)
+		}
+		time.Sleep(20 * time.Millisecond) // let each accepted run reach its wait
+	}
+	n, err := a.store.Runnable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused == 0 || n > 5+2 {
+		t.Fatalf("%d accepted, %d refused, %d runnable; want refusals once 5 runs wait, and at most 7 runnable", accepted, refused, n)
 	}
 }

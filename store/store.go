@@ -226,8 +226,9 @@ type CreateOptions struct {
 	MessageTTL time.Duration
 	// MaxRunnable > 0 refuses a queued or waiting run with ErrFull when that many runs are
 	// runnable already (Queue.Runnable), checked in the create's own transaction so
-	// concurrent creates cannot overshoot it. A run created claimed (Owner) is not counted:
-	// it is executing.
+	// concurrent creates cannot overshoot it. A run that would be created claimed (Owner)
+	// is refused too, since it may suspend into a wait: so the runnable runs stay within
+	// MaxRunnable plus the runs executing. Created claimed, it is not counted: it executes.
 	MaxRunnable int
 	// Owner, when set, creates the run already claimed by Owner for LeaseTTL, in the same
 	// transaction, if it is due at once: queued, and not parked behind an earlier

@@ -57,7 +57,9 @@ func (b *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 		// A run is claimed at its creation only when it would be due at once anyway: no
 		// earlier run with its serialize_by key is unfinished.
 		take := claimedRec != nil && !serialBusy(tx, r.SerializeKey)
-		if !take && r.Status.Runnable() && opts.MaxRunnable > 0 &&
+		// Full refuses a run a worker would take too: it may suspend into a retry wait, and
+		// the waiting runs must stay bounded (by MaxRunnable plus the executing runs).
+		if r.Status.Runnable() && opts.MaxRunnable > 0 &&
 			u64(tx.Bucket(bucketMeta).Get(metaRunnable)) >= uint64(opts.MaxRunnable) {
 			full = fmt.Errorf("create run: %w: %d runs are queued or waiting", store.ErrFull, opts.MaxRunnable)
 			return nil

@@ -123,7 +123,8 @@ func (m *Store) Create(ctx context.Context, run *store.Run, opts store.CreateOpt
 		}
 	}
 	take := opts.Owner != "" && r.Status == store.StatusQueued && len(m.serial[r.SerializeKey]) == 0
-	if !take && r.Status.Runnable() && opts.MaxRunnable > 0 && m.runnable >= opts.MaxRunnable {
+	// Full refuses a run a worker would take too (store.CreateOptions.MaxRunnable).
+	if r.Status.Runnable() && opts.MaxRunnable > 0 && m.runnable >= opts.MaxRunnable {
 		return res, fmt.Errorf("create run: %w: %d runs are queued or waiting", store.ErrFull, opts.MaxRunnable)
 	}
 	for _, c := range claims {

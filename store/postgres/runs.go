@@ -121,7 +121,7 @@ func (s *Store) commitBatch(batch []*createReq) {
 					continue
 				}
 				plain = append(plain, q)
-				if q.opts.Owner == "" && q.run.Status.Runnable() {
+				if q.run.Status.Runnable() {
 					check = check || q.opts.MaxRunnable > 0
 				}
 			}
@@ -191,7 +191,8 @@ func (s *Store) createIn(ctx context.Context, tx pgx.Tx, q *createReq) error {
 		}
 	}
 	take := q.opts.Owner != "" && r.Status == store.StatusQueued && !parked
-	if !take && r.Status.Runnable() && q.opts.MaxRunnable > 0 {
+	// Full refuses a run a worker would take too (store.CreateOptions.MaxRunnable).
+	if r.Status.Runnable() && q.opts.MaxRunnable > 0 {
 		var n int
 		var rows int
 		if err := tx.QueryRow(ctx, runnableSQL).Scan(&n, &rows); err != nil {
@@ -309,12 +310,16 @@ func (s *Store) createPlain(ctx context.Context, tx pgx.Tx, batch []*createReq, 
 	for _, q := range batch {
 		q.out, q.res, q.err = q.run, store.CreateResult{}, nil
 		take := q.opts.Owner != "" && q.run.Status == store.StatusQueued
-		if !take && q.run.Status.Runnable() && q.opts.MaxRunnable > 0 {
+		// Full refuses a run a worker would take too (store.CreateOptions.MaxRunnable); only
+		// one that is not taken adds to the count.
+		if q.run.Status.Runnable() && q.opts.MaxRunnable > 0 {
 			if runnable >= q.opts.MaxRunnable {
 				q.err = fmt.Errorf("%w: %d runs are queued or waiting", store.ErrFull, q.opts.MaxRunnable)
 				continue
 			}
-			runnable++
+			if !take {
+				runnable++
+			}
 		}
 		rw.add(q, take, false)
 		in = append(in, q)

@@ -427,9 +427,15 @@ func TestQueue(t *testing.T, newStore func(t *testing.T, clock store.Clock) stor
 		if _, err := s.Create(ctx, sampleRunWithKey("acme//e/k"), store.CreateOptions{}); err != nil {
 			t.Fatalf("the refused run's idempotency key was claimed: %v", err)
 		}
+		// A run a worker would take is refused too: it could suspend into a wait, and the
+		// waiting runs would grow past the bound.
+		if res, err := s.Create(ctx, sampleRun("acme", "", "e"), store.CreateOptions{MaxRunnable: 2, Owner: "w", LeaseTTL: ttl}); !errors.Is(err, store.ErrFull) {
+			t.Fatalf("a run to be created claimed in a full store: %+v, %v; want ErrFull", res, err)
+		}
+		// Below the bound it is created claimed, and not counted: it is executing.
 		claimedRun := sampleRun("acme", "", "e")
-		if res, err := s.Create(ctx, claimedRun, store.CreateOptions{MaxRunnable: 2, Owner: "w", LeaseTTL: ttl}); err != nil || res.Lease == nil {
-			t.Fatalf("a run created claimed is executing, not queued, and is not refused: %+v, %v", res, err)
+		if res, err := s.Create(ctx, claimedRun, store.CreateOptions{MaxRunnable: 4, Owner: "w", LeaseTTL: ttl}); err != nil || res.Lease == nil {
+			t.Fatalf("a run created claimed below the bound: %+v, %v", res, err)
 		}
 		if n := len(listAll(t, s, store.Filter{})); n != 4 {
 			t.Fatalf("%d runs stored, want 4", n)
