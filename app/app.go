@@ -59,13 +59,16 @@ type App struct {
 	store   store.Store // the backend is chosen once, in New
 	lazy    *lazyStore  // the same store, with what only the app asks of it
 	ready   readyCache
-	runs    *dispatch.Dispatcher
-	pinned  *gateway.Pinned // the saga versions resumed runs started on
-	engine  *saga.Engine
-	metrics *metrics.Metrics
-	admin   *admin.API
-	jobs    *jobRunner
-	dataDir string
+	// stopping is set when Stop begins: /readyz answers 503 through the shutdown grace,
+	// while the pushback listener no longer takes connections.
+	stopping atomic.Bool
+	runs     *dispatch.Dispatcher
+	pinned   *gateway.Pinned // the saga versions resumed runs started on
+	engine   *saga.Engine
+	metrics  *metrics.Metrics
+	admin    *admin.API
+	jobs     *jobRunner
+	dataDir  string
 
 	pushback listener // the senders' listener
 	adminL   listener // the operators' listener
@@ -259,6 +262,7 @@ func (a *App) AdminAddr() string { return a.adminL.addr() }
 // interrupted and resume from their last checkpoint at the next start) and, once every
 // worker has returned, closes the store. Queued and waiting runs stay on disk.
 func (a *App) Stop(ctx context.Context) error {
+	a.stopping.Store(true)
 	if a.cancel == nil {
 		return a.store.Close()
 	}
@@ -376,7 +380,41 @@ func Run(ctx context.Context, opts Options, reload <-chan os.Signal) (err error)
 	a.log.Info("shutting down")
 	stopCtx, cancel := context.WithTimeout(context.Background(), a.Current().Server.Limits.SyncTimeout+5*time.Second)
 	defer cancel()
-	return a.Stop(stopCtx)
+	err = a.Stop(stopCtx)
+	// Runs interrupted when the grace ran out are part of a graceful stop (they resume at
+	// the next start): logged, not an exit status a service manager would count as a failure.
+	rest, interrupted := withoutInterruption(err)
+	if interrupted != nil {
+		a.log.Warn("stopped with runs interrupted", zap.Int("runs", interrupted.Runs), zap.Error(interrupted))
+	}
+	return rest
+}
+
+// withoutInterruption takes the dispatcher's report of interrupted runs out of Stop's
+// (joined) error, returning the rest and the report.
+func withoutInterruption(err error) (error, *dispatch.InterruptedError) {
+	if ie, ok := err.(*dispatch.InterruptedError); ok {
+		return nil, ie
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err, nil
+	}
+	var rest []error
+	var found *dispatch.InterruptedError
+	for _, e := range joined.Unwrap() {
+		r, ie := withoutInterruption(e)
+		if ie != nil {
+			found = ie
+		}
+		if r != nil {
+			rest = append(rest, r)
+		}
+	}
+	if found == nil {
+		return err, nil
+	}
+	return errors.Join(rest...), found
 }
 
 // NewLogger builds the zap logger the log section describes.

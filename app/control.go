@@ -263,6 +263,9 @@ func (a *App) Ready(ctx context.Context) error {
 }
 
 func (a *App) readiness(ctx context.Context) error {
+	if a.stopping.Load() {
+		return &notReady{reason: "shutting down"}
+	}
 	if a.Current() == nil {
 		return &notReady{reason: "no configuration loaded"}
 	}

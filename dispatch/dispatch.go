@@ -302,7 +302,7 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		}
 		d.mu.Unlock()
 		<-done
-		err = fmt.Errorf("%d runs still executing at shutdown were interrupted (they resume from their last checkpoint at the next start): %w", n, ctx.Err())
+		err = &InterruptedError{Runs: n, cause: ctx.Err()}
 	}
 	d.mu.Lock()
 	if d.stopRenew != nil {
@@ -312,6 +312,20 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.mu.Unlock()
 	return err
 }
+
+// InterruptedError is Stop's report of the runs still executing when its grace ran out:
+// interrupted, not failed, they resume from their last checkpoint at the next start. A
+// graceful stop may end so; whoever stops the process decides whether that is a failure.
+type InterruptedError struct {
+	Runs  int
+	cause error
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("%d runs still executing at shutdown were interrupted (they resume from their last checkpoint at the next start): %v", e.Runs, e.cause)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.cause }
 
 // QueueDepth is the number of runnable runs in the store: queued or waiting, parked ones
 // included. It is what QueueSize bounds.
