@@ -260,23 +260,37 @@ func (a *App) AdminAddr() string { return a.adminL.addr() }
 // Stop stops accepting, lets requests in flight finish within ctx, waits for sync sagas
 // that outlived their request, stops the workers (runs still executing when ctx ends are
 // interrupted and resume from their last checkpoint at the next start) and, once every
-// worker has returned, closes the store. Queued and waiting runs stay on disk.
+// worker has returned, closes the store. Queued and waiting runs stay on disk. Runs
+// interrupted are reported in the error, as a *dispatch.InterruptedError.
 func (a *App) Stop(ctx context.Context) error {
+	interrupted, err := a.stop(ctx)
+	if interrupted != nil {
+		return errors.Join(err, interrupted)
+	}
+	return err
+}
+
+// stop is Stop with the runs interrupted (nil when none were) apart from what failed.
+func (a *App) stop(ctx context.Context) (*dispatch.InterruptedError, error) {
 	a.stopping.Store(true)
 	if a.cancel == nil {
-		return a.store.Close()
+		return nil, a.store.Close()
 	}
 	err := a.pushback.stop(ctx)
 	if werr := a.gateway.Wait(ctx); werr != nil {
 		err = errors.Join(err, fmt.Errorf("sync sagas still running at shutdown: %w", werr))
 	}
 	a.jobs.stop() // before the workers: a job's replays go to them
-	err = errors.Join(err, a.runs.Stop(ctx), a.adminL.stop(ctx))
+	var interrupted *dispatch.InterruptedError
+	if rerr := a.runs.Stop(ctx); !errors.As(rerr, &interrupted) {
+		err = errors.Join(err, rerr)
+	}
+	err = errors.Join(err, a.adminL.stop(ctx))
 	a.cancel()
 	a.bg.Wait()
 	err = errors.Join(err, a.store.Close())
 	_ = a.log.Sync()
-	return err
+	return interrupted, err
 }
 
 // Close releases the store of an app that was never started.
@@ -380,41 +394,13 @@ func Run(ctx context.Context, opts Options, reload <-chan os.Signal) (err error)
 	a.log.Info("shutting down")
 	stopCtx, cancel := context.WithTimeout(context.Background(), a.Current().Server.Limits.SyncTimeout+5*time.Second)
 	defer cancel()
-	err = a.Stop(stopCtx)
 	// Runs interrupted when the grace ran out are part of a graceful stop (they resume at
 	// the next start): logged, not an exit status a service manager would count as a failure.
-	rest, interrupted := withoutInterruption(err)
+	interrupted, err := a.stop(stopCtx)
 	if interrupted != nil {
 		a.log.Warn("stopped with runs interrupted", zap.Int("runs", interrupted.Runs), zap.Error(interrupted))
 	}
-	return rest
-}
-
-// withoutInterruption takes the dispatcher's report of interrupted runs out of Stop's
-// (joined) error, returning the rest and the report.
-func withoutInterruption(err error) (error, *dispatch.InterruptedError) {
-	if ie, ok := err.(*dispatch.InterruptedError); ok {
-		return nil, ie
-	}
-	joined, ok := err.(interface{ Unwrap() []error })
-	if !ok {
-		return err, nil
-	}
-	var rest []error
-	var found *dispatch.InterruptedError
-	for _, e := range joined.Unwrap() {
-		r, ie := withoutInterruption(e)
-		if ie != nil {
-			found = ie
-		}
-		if r != nil {
-			rest = append(rest, r)
-		}
-	}
-	if found == nil {
-		return err, nil
-	}
-	return errors.Join(rest...), found
+	return err
 }
 
 // NewLogger builds the zap logger the log section describes.
