@@ -563,7 +563,6 @@ func decodeBody(contentType string, raw []byte) any {
 	return string(raw)
 }
 
-// snippet is the start of an error answer, for the step's error message.
 // statusError is a downstream's unexpected status, with the start of its answer quoted:
 // the run record keeps the quote, the info-level log leaves it out (no bodies at info
 // level).
@@ -581,6 +580,7 @@ func withoutAnswer(err error) (msg string, ok bool) {
 	return "", false
 }
 
+// snippet is the start of an error answer, for the step's error message.
 func snippet(raw []byte) string {
 	const max = 200
 	s := strings.TrimSpace(string(raw))
