@@ -106,7 +106,7 @@ func (b *bench) scenarioHistory() error {
 	if err := c.write(dir); err != nil {
 		return err
 	}
-	pb, err := startPushbackd(b.bin, "s6-noprune", &c)
+	pb, err := b.startPushbackd("s6-noprune", &c)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func (b *bench) scenarioHistory() error {
 	if err := c.write(dir); err != nil {
 		return err
 	}
-	pb, err = startPushbackd(b.bin, "s6-prune", &c)
+	pb, err = b.startPushbackd("s6-prune", &c)
 	if err != nil {
 		return err
 	}

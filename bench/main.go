@@ -42,6 +42,9 @@ type options struct {
 	keep        bool
 	wrkThreads  int
 	pgLog       string
+	// pushbackdEnv is added to the environment of the pushbackd processes only (not the
+	// bare handler's or the mock's): A/B runs of a runtime setting such as GOMAXPROCS.
+	pushbackdEnv []string
 }
 
 func main() {
@@ -65,6 +68,13 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of the selected scenarios (1-4) to this directory, running pushbackd in-process, instead of the table")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data)")
 	flag.StringVar(&o.pgLog, "pg-log", "", "scenario 8: have Postgres log checkpoints, autovacuum, lock waits, deadlocks and statements slower than 100 ms, and write its log to this file")
+	flag.Func("pushbackd-env", "NAME=VALUE added to the pushbackd processes' environment only, not the bare handler's or the mock's (repeatable; not with -profile, which runs pushbackd in-process)", func(v string) error {
+		if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+			return fmt.Errorf("want NAME=VALUE, not %q", v)
+		}
+		o.pushbackdEnv = append(o.pushbackdEnv, v)
+		return nil
+	})
 	flag.StringVar(&serve, "serve", "", "internal: run as the bare (bare) or mock (mock) server")
 	flag.StringVar(&serveAddr, "serve-addr", "", "internal: address for -serve")
 	flag.Parse()
@@ -231,12 +241,12 @@ func (b *bench) setup() error {
 		return err
 	}
 	b.bareAddr = freeAddr()
-	if b.bare, err = startProc("bare", b.tmp, "http://"+b.bareAddr+"/healthz", b.self, "-serve", "bare", "-serve-addr", b.bareAddr); err != nil {
+	if b.bare, err = startProc("bare", b.tmp, "http://"+b.bareAddr+"/healthz", nil, b.self, "-serve", "bare", "-serve-addr", b.bareAddr); err != nil {
 		return err
 	}
 	mockAddr := freeAddr()
 	b.mockURL = "http://" + mockAddr
-	if b.mock, err = startProc("mock", b.tmp, b.mockURL+"/healthz", b.self, "-serve", "mock", "-serve-addr", mockAddr); err != nil {
+	if b.mock, err = startProc("mock", b.tmp, b.mockURL+"/healthz", nil, b.self, "-serve", "mock", "-serve-addr", mockAddr); err != nil {
 		return err
 	}
 	return nil
@@ -339,6 +349,9 @@ func (b *bench) table() string {
 	nproc := runtime.NumCPU()
 	fmt.Fprintf(&s, "pushbackd bench — %s, %d CPUs, %s, %s; %s, %d threads, %d conns, %d round(s) × %v per server; started %s\n\n",
 		runtime.GOOS+"/"+runtime.GOARCH, nproc, memTotal(), runtime.Version(), b.wrk.version, min(b.o.wrkThreads, b.o.conns), b.o.conns, b.o.rounds, b.o.duration, b.started.Format("2006-01-02 15:04"))
+	if len(b.o.pushbackdEnv) > 0 {
+		fmt.Fprintf(&s, "pushbackd ran with %s added to its environment (-pushbackd-env).\n\n", strings.Join(b.o.pushbackdEnv, " "))
+	}
 	s.WriteString("req/s, p50 and p99 come from wrk (a separate process; latency from its own histogram, every answer counted, after its coordinated-omission correction) unless the \"by\" column says otherwise. ")
 	s.WriteString("Peak RSS is the server's VmHWM from /proc; \"anon\" is its highest sampled RssAnon (heap and stacks, without the mapped bbolt file).\n\n")
 	s.WriteString("| scenario | pushbackd req/s | bare req/s | ratio | p50 | p99 | errors | peak RSS | target | holds? | by |\n")

@@ -136,8 +136,9 @@ func (p *proc) cpu() time.Duration {
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
-// startProc starts argv with its output in logDir and waits until probe answers 200.
-func startProc(name, logDir, probe string, argv ...string) (*proc, error) {
+// startProc starts argv, with env added to the bench's own environment and its output in
+// logDir, and waits until probe answers 200.
+func startProc(name, logDir, probe string, env []string, argv ...string) (*proc, error) {
 	mustLoopback(probe)
 	logPath := filepath.Join(logDir, name+".log")
 	lf, err := os.Create(logPath)
@@ -146,7 +147,7 @@ func startProc(name, logDir, probe string, argv ...string) (*proc, error) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), env...)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		lf.Close()
@@ -216,8 +217,10 @@ type pushbackd struct {
 	token                string
 }
 
-func startPushbackd(bin, name string, c *cfg) (*pushbackd, error) {
-	p, err := startProc(name, c.dir, "http://"+c.Admin+"/readyz", bin, "serve", "-config", c.file)
+// startPushbackd starts the built binary on c, with -pushbackd-env added to its
+// environment.
+func (b *bench) startPushbackd(name string, c *cfg) (*pushbackd, error) {
+	p, err := startProc(name, c.dir, "http://"+c.Admin+"/readyz", b.o.pushbackdEnv, b.bin, "serve", "-config", c.file)
 	if err != nil {
 		return nil, err
 	}

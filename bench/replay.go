@@ -96,7 +96,7 @@ func (b *bench) scenarioReplay() error {
 	if err := c.write(dir); err != nil {
 		return err
 	}
-	pb, err := startPushbackd(b.bin, "s7", &c)
+	pb, err := b.startPushbackd("s7", &c)
 	if err != nil {
 		return err
 	}

@@ -104,7 +104,7 @@ func (b *bench) startBase(name string, c cfg) (*pushbackd, error) {
 	if err := c.write(filepath.Join(b.tmp, name)); err != nil {
 		return nil, err
 	}
-	pb, err := startPushbackd(b.bin, name, &c)
+	pb, err := b.startPushbackd(name, &c)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +322,7 @@ func (b *bench) scenarioRouting() error {
 		return fmt.Errorf("validate scale config: %v\n%s", err, out)
 	}
 	validate := time.Since(t0)
-	scale, err := startPushbackd(b.bin, "s5-scale", &sc)
+	scale, err := b.startPushbackd("s5-scale", &sc)
 	if err != nil {
 		return err
 	}

@@ -105,6 +105,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		})
 		defer stop()
 	}
+	tuneProcs(os.Getenv)
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
 	var cfgHeap configHeap
