@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/pushbackd/pushbackd/config"
 	"github.com/pushbackd/pushbackd/gateway"
+	"github.com/pushbackd/pushbackd/saga"
 	"github.com/pushbackd/pushbackd/security"
 	"github.com/pushbackd/pushbackd/store"
 	"github.com/pushbackd/pushbackd/tracing"
@@ -646,6 +648,53 @@ type runView struct {
 	Request        *requestView    `json:"request,omitempty"`
 	Answer         *answerView     `json:"answer,omitempty"`
 	Result         json.RawMessage `json:"result,omitempty"`
+	// Progress, on GET /runs/{id} only, is how far an unfinished run has got, from its
+	// last checkpoint: what an operator needs to see why a run is waiting.
+	Progress *progressView `json:"progress,omitempty"`
+}
+
+// progressView is an unfinished run's checkpoint as operators read it: the steps that
+// finished, and the action whose retry wait the run is in with the tries it made. The
+// records are the engine's own, redacted as a result's are.
+type progressView struct {
+	Phase         saga.Phase        `json:"phase"`
+	Steps         []saga.StepRecord `json:"steps,omitempty"`
+	FailedStep    string            `json:"failed_step,omitempty"`
+	Error         string            `json:"error,omitempty"`
+	Compensations []saga.StepRecord `json:"compensations,omitempty"`
+	Current       *currentView      `json:"current,omitempty"`
+}
+
+// currentView is the action in progress: a step in the forward phase, the named step's
+// compensation while compensating.
+type currentView struct {
+	Step         string     `json:"step"`
+	Action       string     `json:"action,omitempty"`
+	Attempts     int        `json:"attempts"`
+	WaitUntil    *time.Time `json:"wait_until,omitempty"`
+	Tries        []saga.Try `json:"tries,omitempty"`
+	TriesDropped int        `json:"tries_dropped,omitempty"`
+}
+
+// viewProgress reads an unfinished run's checkpoint; nil when it has none, or one this
+// version cannot read.
+func viewProgress(r *store.Run) *progressView {
+	if r.Status.Final() || len(r.State) == 0 {
+		return nil
+	}
+	var st saga.State
+	if json.Unmarshal(r.State, &st) != nil {
+		return nil
+	}
+	p := &progressView{Phase: cmp.Or(st.Phase, saga.PhaseForward), Steps: st.Records, Compensations: st.Compensations}
+	if st.Failure != nil {
+		p.FailedStep, p.Error = st.Failure.Step, st.Failure.Message
+	}
+	if st.StepAttempts > 0 {
+		p.Current = &currentView{Step: st.Step, Action: st.StepAction, Attempts: st.StepAttempts, WaitUntil: timePtr(st.WaitUntil),
+			Tries: st.StepTries, TriesDropped: st.StepTriesDropped}
+	}
+	return p
 }
 
 type requestView struct {
@@ -695,6 +744,7 @@ func viewRun(r *store.Run, full bool) runView {
 	if json.Valid(r.Result) {
 		v.Result = r.Result
 	}
+	v.Progress = viewProgress(r)
 	return v
 }
 

@@ -27,7 +27,8 @@ func TestRunSchemaNamesEveryFieldTheAPIWrites(t *testing.T) {
 	if err := json.Unmarshal(raw, &schema); err != nil {
 		t.Fatal(err)
 	}
-	views := map[string]any{"run": runView{}, "request": requestView{}, "result": saga.Result{}, "record": saga.StepRecord{}}
+	views := map[string]any{"run": runView{}, "request": requestView{}, "result": saga.Result{}, "record": saga.StepRecord{},
+		"progress": progressView{}, "current": currentView{}, "try": saga.Try{}}
 	for def, view := range views {
 		props := schema.Defs[def].Properties
 		if len(props) == 0 {

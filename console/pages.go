@@ -372,6 +372,23 @@ type runDetail struct {
 		Compensations []saga.StepRecord `json:"compensations"`
 		OnFailure     *saga.StepRecord  `json:"on_failure"`
 	} `json:"result"`
+	// Progress is an unfinished run's checkpoint: the steps that finished and the action
+	// whose retry wait it is in.
+	Progress *struct {
+		Phase         string            `json:"phase"`
+		Steps         []saga.StepRecord `json:"steps"`
+		FailedStep    string            `json:"failed_step"`
+		Error         string            `json:"error"`
+		Compensations []saga.StepRecord `json:"compensations"`
+		Current       *struct {
+			Step         string     `json:"step"`
+			Action       string     `json:"action"`
+			Attempts     int        `json:"attempts"`
+			WaitUntil    time.Time  `json:"wait_until"`
+			Tries        []saga.Try `json:"tries"`
+			TriesDropped int        `json:"tries_dropped"`
+		} `json:"current"`
+	} `json:"progress"`
 }
 
 func (c *Console) run(w http.ResponseWriter, r *http.Request, s *session) {

@@ -103,11 +103,16 @@ type State struct {
 	// its timeouts afresh.
 	StepAttempts int `json:"step_attempts,omitempty"`
 	// StepTries and StepTriesDropped are the record of those tries (StepRecord.Tries).
-	StepTries        []Try     `json:"step_tries,omitempty"`
-	StepTriesDropped int       `json:"step_tries_dropped,omitempty"`
-	WaitUntil        time.Time `json:"wait_until,omitzero"`
-	SagaDeadline     time.Time `json:"saga_deadline,omitzero"`
-	StepDeadline     time.Time `json:"step_deadline,omitzero"`
+	StepTries        []Try `json:"step_tries,omitempty"`
+	StepTriesDropped int   `json:"step_tries_dropped,omitempty"`
+	// Step and StepAction name the action those tries belong to (the step, or the step
+	// whose compensation it is), for operators reading a waiting run; a resumed run goes
+	// by Next and Undo, not by these.
+	Step         string    `json:"step,omitempty"`
+	StepAction   string    `json:"step_action,omitempty"`
+	WaitUntil    time.Time `json:"wait_until,omitzero"`
+	SagaDeadline time.Time `json:"saga_deadline,omitzero"`
+	StepDeadline time.Time `json:"step_deadline,omitzero"`
 	// CleanupDeadline is when the cleanup's CleanupTimeout ends; kept, like the others,
 	// by a run woken from a wait.
 	CleanupDeadline time.Time            `json:"cleanup_deadline,omitzero"`
@@ -351,9 +356,11 @@ type run struct {
 	next         int
 	stepAttempts int
 	waitUntil    time.Time
-	// tries and triesDropped record the tries of the action in progress (State.StepTries).
+	// tries and triesDropped record the tries of the action in progress (State.StepTries),
+	// which current names (State.Step, State.StepAction).
 	tries        []Try
 	triesDropped int
+	current      struct{ step, action string }
 
 	phase Phase
 	fail  *failure // set once the forward pass stopped
@@ -410,6 +417,7 @@ func (r *run) restore(st *State) {
 	}
 	r.next, r.stepAttempts, r.waitUntil = st.Next, st.StepAttempts, st.WaitUntil
 	r.tries, r.triesDropped = slices.Clone(st.StepTries), st.StepTriesDropped
+	r.current.step, r.current.action = st.Step, st.StepAction
 	if st.Phase == PhaseCompensating || st.Phase == PhaseOnFailure {
 		r.phase, r.undo = st.Phase, st.Undo
 		r.fail = &failure{}
@@ -813,7 +821,8 @@ func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry 
 		// A fresh action, or a checkpoint that does not match: start the record afresh.
 		r.tries, r.triesDropped = nil, 0
 	}
-	defer func() { r.tries, r.triesDropped = nil, 0 }()
+	r.current.step, r.current.action = name, a.Kind
+	defer func() { r.tries, r.triesDropped, r.current.step, r.current.action = nil, 0, "", "" }()
 	var (
 		input, output any
 		ans           *Answer
@@ -1100,6 +1109,9 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 		Vars:    map[string]any{},
 		Steps:   make(map[string]StepState, len(r.env.Steps)),
 		Records: slices.Clone(r.res.Steps),
+	}
+	if stepAttempts > 0 {
+		st.Step, st.StepAction = r.current.step, r.current.action
 	}
 	if r.fail != nil {
 		st.Phase, st.Undo, st.Compensations = r.phase, r.undo, slices.Clone(r.res.Compensations)

@@ -57,6 +57,9 @@ steps:
 	if st.Next != 1 || st.StepAttempts != 1 || !st.WaitUntil.Equal(res.WakeAt) {
 		t.Fatalf("last checkpoint next=%d tries=%d wait=%v; want the wait of step 1 after one try", st.Next, st.StepAttempts, st.WaitUntil)
 	}
+	if st.Step != "call" || st.StepAction != "http" {
+		t.Errorf("the checkpoint names %q (%q) as the action waited for; want call (http), for the admin API", st.Step, st.StepAction)
+	}
 
 	t.Run("woken early it suspends again without calling", func(t *testing.T) {
 		n := len(cp.states)
@@ -66,6 +69,9 @@ steps:
 		}
 		if len(cp.states) != n+1 || !cp.states[n].WaitUntil.Equal(st.WaitUntil) {
 			t.Fatalf("the wait was not checkpointed again for the store: %d checkpoints", len(cp.states)-n)
+		}
+		if cp.states[n].Step != "call" || cp.states[n].StepAction != "http" {
+			t.Errorf("the checkpoint written again names %q (%q); want call (http) still", cp.states[n].Step, cp.states[n].StepAction)
 		}
 	})
 

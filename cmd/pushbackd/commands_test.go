@@ -263,21 +263,31 @@ steps:
 	}
 }
 
-func TestRunsCommandTalksToTheAdminAPI(t *testing.T) {
-	a, dataDir, cfgPath := startDemoWithData(t)
-	// One async run through the demo's loans endpoint.
-	req, _ := http.NewRequest(http.MethodPost, "http://"+a.Addr()+"/pushback/acme/loans", strings.NewReader(`{"eventId":"cli-1","eventType":"milestone"}`))
-	req.Header.Set("Authorization", "Bearer demo-bearer-token")
+// postRun posts body to /pushback/<path> on addr with a bearer token and returns the run
+// id of the answer.
+func postRun(t *testing.T, addr, path, token, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/pushback/"+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	var accepted struct {
 		RunID string `json:"run_id"`
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&accepted)
-	resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&accepted); err != nil || accepted.RunID == "" {
+		t.Fatalf("POST /pushback/%s: %d, no run id (%v)", path, resp.StatusCode, err)
+	}
+	return accepted.RunID
+}
+
+func TestRunsCommandTalksToTheAdminAPI(t *testing.T) {
+	a, dataDir, cfgPath := startDemoWithData(t)
+	// One async run through the demo's loans endpoint.
+	accepted := struct{ RunID string }{postRun(t, a.Addr(), "acme/loans", "demo-bearer-token", `{"eventId":"cli-1","eventType":"milestone"}`)}
 	common := []string{"-config", cfgPath, "-admin", "http://" + a.AdminAddr(), "-token-file", filepath.Join(dataDir, "admin.token")}
 
 	deadline := time.Now().Add(5 * time.Second)

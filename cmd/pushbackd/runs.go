@@ -408,6 +408,7 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 			Compensations []stepLine `json:"compensations"`
 			OnFailure     *stepLine  `json:"on_failure"`
 		}
+		Progress *progressLines
 	}
 	raw, err := rc.call(ctx, http.MethodGet, "/admin/v1/runs/"+url.PathEscape(id), &run)
 	if err != nil {
@@ -449,7 +450,39 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 	if store.Status(run.Status) == store.StatusCompensationFailed {
 		fmt.Fprintf(w, "undo      incomplete: a compensation failed, so what its step did may still be in place (the undo lines below)\n")
 	}
-	if run.Result != nil {
+	var steps, undo []stepLine
+	var onFailure *stepLine
+	switch p := run.Progress; {
+	case run.Result != nil:
+		steps, undo, onFailure = run.Result.Steps, run.Result.Compensations, run.Result.OnFailure
+	case p != nil:
+		// An unfinished run: how far its last checkpoint got, and the try it waits for.
+		switch p.Phase {
+		case "compensating":
+			fmt.Fprintf(w, "progress  undoing the steps that succeeded, since step %s failed\n", p.FailedStep)
+		case "on_failure":
+			fmt.Fprintf(w, "progress  on_failure is left, since step %s failed\n", p.FailedStep)
+		default:
+			fmt.Fprintf(w, "progress  running the steps\n")
+		}
+		steps, undo = p.Steps, p.Compensations
+		if c := p.Current; c != nil {
+			what := c.Step
+			if p.Phase == "compensating" {
+				what += "'s compensation"
+			}
+			if !c.WaitUntil.IsZero() {
+				fmt.Fprintf(w, "waiting   %s, try %d at %s\n", what, c.Attempts+1, c.WaitUntil.Local().Format(time.RFC3339))
+			}
+			line := stepLine{Name: c.Step, Action: c.Action, Status: "waiting", Attempts: c.Attempts, Tries: c.Tries, TriesDropped: c.TriesDropped}
+			if p.Phase == "compensating" {
+				undo = append(undo, line)
+			} else {
+				steps = append(steps, line)
+			}
+		}
+	}
+	if steps != nil || undo != nil || onFailure != nil {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nSTEP\tACTION\tSTATUS\tATTEMPTS\tDURATION\tERROR")
 		print := func(prefix string, s stepLine) {
@@ -470,14 +503,14 @@ func (rc *runsCmd) show(ctx context.Context, id string) error {
 				fmt.Fprintf(tw, "  try %d\t\t%s\t\t%s\t%s\n", n, status, humanDuration(time.Duration(t.Duration)), clip(t.Error, 60))
 			}
 		}
-		for _, s := range run.Result.Steps {
+		for _, s := range steps {
 			print("", s)
 		}
-		for _, s := range run.Result.Compensations {
+		for _, s := range undo {
 			print("undo ", s)
 		}
-		if run.Result.OnFailure != nil {
-			print("on_failure ", *run.Result.OnFailure)
+		if onFailure != nil {
+			print("on_failure ", *onFailure)
 		}
 		return tw.Flush()
 	}
@@ -512,19 +545,37 @@ func humanDuration(d time.Duration) string {
 }
 
 type stepLine struct {
-	Name     string `json:"name"`
-	Action   string `json:"action"`
-	Status   string `json:"status"`
-	Attempts int    `json:"attempts"`
-	Duration int64  `json:"duration"`
-	Error    string `json:"error"`
-	Tries    []struct {
-		Status     string `json:"status"`
-		Duration   int64  `json:"duration"`
-		Error      string `json:"error"`
-		HTTPStatus int    `json:"http_status"`
-	} `json:"tries"`
-	TriesDropped int `json:"tries_dropped"`
+	Name         string    `json:"name"`
+	Action       string    `json:"action"`
+	Status       string    `json:"status"`
+	Attempts     int       `json:"attempts"`
+	Duration     int64     `json:"duration"`
+	Error        string    `json:"error"`
+	Tries        []tryLine `json:"tries"`
+	TriesDropped int       `json:"tries_dropped"`
+}
+
+type tryLine struct {
+	Status     string `json:"status"`
+	Duration   int64  `json:"duration"`
+	Error      string `json:"error"`
+	HTTPStatus int    `json:"http_status"`
+}
+
+// progressLines is an unfinished run's progress (GET /admin/v1/runs/{id}).
+type progressLines struct {
+	Phase         string     `json:"phase"`
+	Steps         []stepLine `json:"steps"`
+	FailedStep    string     `json:"failed_step"`
+	Compensations []stepLine `json:"compensations"`
+	Current       *struct {
+		Step         string    `json:"step"`
+		Action       string    `json:"action"`
+		Attempts     int       `json:"attempts"`
+		WaitUntil    time.Time `json:"wait_until"`
+		Tries        []tryLine `json:"tries"`
+		TriesDropped int       `json:"tries_dropped"`
+	} `json:"current"`
 }
 
 func siteSlash(site string) string {
