@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,7 +106,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		})
 		defer stop()
 	}
-	tuneProcs(os.Getenv)
+	tuneProcs(os.Getenv, runtime.NumCPU())
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
 	var cfgHeap configHeap

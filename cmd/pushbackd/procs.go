@@ -24,16 +24,25 @@ import (
 // better than two. BENCHMARKS.md has the runs.
 const procsPerCPU = 2
 
-// tuneProcs sets GOMAXPROCS to procsPerCPU times Go's default, unless the operator set
-// GOMAXPROCS, and returns the value in force. Setting it also stops Go (1.25 on) from
-// following later changes of the container's CPU limit; a restart picks them up.
-func tuneProcs(getenv func(string) string) int {
+// tuneProcs sets GOMAXPROCS to procsPerCPU times Go's default and returns the value in
+// force. It leaves Go's default alone when the operator set GOMAXPROCS, and when the
+// default is below numCPU (the CPUs the process may run on): then Go lowered it to a
+// container's CPU quota, and running more threads than the quota buys would have the
+// kernel pause the whole process for the rest of each quota period once it is spent,
+// which is the tail latency Go's quota-aware default is there to avoid. Setting it also
+// stops Go (1.25 on) from following later changes of the container's CPU limit; a restart
+// picks them up.
+func tuneProcs(getenv func(string) string, numCPU int) int {
 	if v := getenv("GOMAXPROCS"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
 			return runtime.GOMAXPROCS(0)
 		}
 	}
-	n := procsPerCPU * runtime.GOMAXPROCS(0)
+	def := runtime.GOMAXPROCS(0)
+	if def < numCPU {
+		return def
+	}
+	n := procsPerCPU * def
 	runtime.GOMAXPROCS(n)
 	return n
 }

@@ -14,17 +14,19 @@ import (
 	"time"
 )
 
-func TestTuneProcsDoublesGosDefaultUnlessTheOperatorSetIt(t *testing.T) {
+func TestTuneProcsDoublesGosDefaultUnlessTheOperatorOrAQuotaSetIt(t *testing.T) {
 	def := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(def)
 	for _, tc := range []struct {
-		env  string
-		want int
+		env    string
+		numCPU int
+		want   int
 	}{
-		{"", procsPerCPU * def},
-		{"3", def},                  // the operator's value stands (the runtime applied it at start)
-		{"zero", procsPerCPU * def}, // the runtime ignores what does not parse, so do we
-		{"0", procsPerCPU * def},
+		{"", def, procsPerCPU * def},
+		{"3", def, def},                  // the operator's value stands (the runtime applied it at start)
+		{"zero", def, procsPerCPU * def}, // the runtime ignores what does not parse, so do we
+		{"0", def, procsPerCPU * def},
+		{"", def + 1, def}, // Go's default is below the CPUs: a container's CPU quota set it
 	} {
 		runtime.GOMAXPROCS(def)
 		got := tuneProcs(func(k string) string {
@@ -32,9 +34,9 @@ func TestTuneProcsDoublesGosDefaultUnlessTheOperatorSetIt(t *testing.T) {
 				return tc.env
 			}
 			return ""
-		})
+		}, tc.numCPU)
 		if got != tc.want || runtime.GOMAXPROCS(0) != tc.want {
-			t.Errorf("GOMAXPROCS=%q: tuneProcs returned %d and set %d; want %d", tc.env, got, runtime.GOMAXPROCS(0), tc.want)
+			t.Errorf("GOMAXPROCS=%q, %d CPUs: tuneProcs returned %d and set %d; want %d", tc.env, tc.numCPU, got, runtime.GOMAXPROCS(0), tc.want)
 		}
 	}
 }
@@ -44,12 +46,16 @@ func TestServeRunsTwoProcessorsPerCPU(t *testing.T) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		t.Skip("GOMAXPROCS is set for the tests; the default cannot be compared")
 	}
+	want := procsPerCPU * runtime.GOMAXPROCS(0)
+	if runtime.GOMAXPROCS(0) < runtime.NumCPU() {
+		want = runtime.GOMAXPROCS(0) // a CPU quota set Go's default: serve keeps it
+	}
 	bin := buildBinary(t)
 	for _, tc := range []struct {
 		env  string
 		want int
 	}{
-		{"", procsPerCPU * runtime.GOMAXPROCS(0)},
+		{"", want},
 		{"GOMAXPROCS=3", 3},
 	} {
 		dir, addr, admin := t.TempDir(), freeAddr(t), freeAddr(t)
