@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,20 +15,44 @@ import (
 // from its checkpoint: the steps that finished, and the action it waits to try again with
 // the tries it made — in the forward phase and while compensating.
 func TestAWaitingRunShowsItsProgress(t *testing.T) {
-	down := downstream(t)
-	throttled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	down, throttled := progressDownstreams(t)
+	a := startWith(t, progressFiles(down, throttled))
+	checkWaitingRunsProgress(t, a, newAdmin(t, a))
+}
+
+// The same on Postgres, whose store keeps the checkpoint in its own column.
+func TestAWaitingRunShowsItsProgressOnPostgres(t *testing.T) {
+	cl := needPostgres(t)
+	down, throttled := progressDownstreams(t)
+	files := progressFiles(down, throttled)
+	files["pushbackd.yaml"] += fmt.Sprintf("admin: {token: {value: %s}}\nstore: {driver: postgres, dsn: {value: %q}}\n", pgAdminToken, cl.NewDatabase(t, ""))
+	a := startWith(t, files)
+	waitFor(t, "/readyz 200", 10*time.Second, func() bool { return getStatus(t, "http://"+a.AdminAddr()+"/readyz") == 200 })
+	checkWaitingRunsProgress(t, a, &adminClient{t: t, a: a, token: pgAdminToken})
+}
+
+// progressDownstreams are a downstream that answers (down) and one that answers 503 with
+// Retry-After: 30, or 10 on /reservation, within the 30 s a cleanup may take (throttled).
+func progressDownstreams(t *testing.T) (down, throttled string) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wait := "30"
 		if r.URL.Path == "/reservation" {
-			wait = "10" // within the 30 s a cleanup may take
+			wait = "10"
 		}
 		w.Header().Set("Retry-After", wait)
 		http.Error(w, "slow down", http.StatusServiceUnavailable)
 	}))
-	t.Cleanup(throttled.Close)
-	a := startWith(t, map[string]string{
+	t.Cleanup(srv.Close)
+	return downstream(t).URL, srv.URL
+}
+
+// progressFiles has two sagas: forward waits out a Retry-After at its second step;
+// undoing fails its second step and waits out one at the first step's compensation.
+func progressFiles(down, throttled string) map[string]string {
+	return map[string]string{
 		"pushbackd.yaml": "egress: {allow: [127.0.0.1]}\n",
 		"partners/acme.yaml": `id: acme
-settings: {down: "` + down.URL + `", throttled: "` + throttled.URL + `"}
+settings: {down: "` + down + `", throttled: "` + throttled + `"}
 endpoints:
   - {name: forward, saga: forward, security: {method: bearer, tokens: [{value: t}]}}
   - {name: undoing, saga: undoing, security: {method: bearer, tokens: [{value: t}]}}
@@ -49,8 +74,10 @@ steps:
   - name: call
     http: {url: "${ settings.down }/broken"}
 `,
-	})
-	c := newAdmin(t, a)
+	}
+}
+
+func checkWaitingRunsProgress(t *testing.T, a *App, c *adminClient) {
 	ids := map[string]string{}
 	for _, ep := range []string{"forward", "undoing"} {
 		code, body := post(t, a, ep, `{}`)
