@@ -356,11 +356,9 @@ type run struct {
 	next         int
 	stepAttempts int
 	waitUntil    time.Time
-	// tries and triesDropped record the tries of the action in progress (State.StepTries),
-	// which current names (State.Step, State.StepAction).
+	// tries and triesDropped record the tries of the action in progress (State.StepTries).
 	tries        []Try
 	triesDropped int
-	current      struct{ step, action string }
 
 	phase Phase
 	fail  *failure // set once the forward pass stopped
@@ -417,7 +415,6 @@ func (r *run) restore(st *State) {
 	}
 	r.next, r.stepAttempts, r.waitUntil = st.Next, st.StepAttempts, st.WaitUntil
 	r.tries, r.triesDropped = slices.Clone(st.StepTries), st.StepTriesDropped
-	r.current.step, r.current.action = st.Step, st.StepAction
 	if st.Phase == PhaseCompensating || st.Phase == PhaseOnFailure {
 		r.phase, r.undo = st.Phase, st.Undo
 		r.fail = &failure{}
@@ -821,8 +818,7 @@ func (r *run) actionUntraced(ctx context.Context, name string, a *Action, retry 
 		// A fresh action, or a checkpoint that does not match: start the record afresh.
 		r.tries, r.triesDropped = nil, 0
 	}
-	r.current.step, r.current.action = name, a.Kind
-	defer func() { r.tries, r.triesDropped, r.current.step, r.current.action = nil, 0, "", "" }()
+	defer func() { r.tries, r.triesDropped = nil, 0 }()
 	var (
 		input, output any
 		ans           *Answer
@@ -1111,7 +1107,7 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 		Records: slices.Clone(r.res.Steps),
 	}
 	if stepAttempts > 0 {
-		st.Step, st.StepAction = r.current.step, r.current.action
+		st.Step, st.StepAction = r.inProgress(next)
 	}
 	if r.fail != nil {
 		st.Phase, st.Undo, st.Compensations = r.phase, r.undo, slices.Clone(r.res.Compensations)
@@ -1127,6 +1123,23 @@ func (r *run) checkpoint(ctx context.Context, next, stepAttempts int, waitUntil 
 		r.log.Warn("saga checkpoint failed; the run goes on but cannot resume from here",
 			zap.Int("next_step", next), zap.Error(err))
 	}
+}
+
+// inProgress names the action whose tries a checkpoint records: Steps[next] in the forward
+// pass, the compensation of Records[undo] while compensating (on_failure makes one try and
+// is not checkpointed).
+func (r *run) inProgress(next int) (step, action string) {
+	switch {
+	case r.fail == nil && next < len(r.s.Steps):
+		st := r.s.Steps[next]
+		return st.Name, st.Action.Kind
+	case r.phase == PhaseCompensating && r.undo < len(r.res.Steps):
+		name := r.res.Steps[r.undo].Name
+		if st := r.s.step(name); st != nil && st.Compensate != nil {
+			return name, st.Compensate.Kind
+		}
+	}
+	return "", ""
 }
 
 // step finds a step by name.
